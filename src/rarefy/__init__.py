@@ -1,0 +1,26 @@
+"""rarefy: affordable surrogates for expensive rare-event simulations.
+
+Public API (see README for the tour)::
+
+    from rarefy import load_config, load_rate_table, AR1Surrogate, DesignSpace
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .config import RunConfig, load_config
+from .data import RateTable, count_variance, read_frame
+from .data.mapping import load_rate_table
+from .errors import InputError
+from .space import DesignSpace, Parameter
+from .surrogate import AR1Settings, AR1Surrogate
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "AR1Settings", "AR1Surrogate", "DesignSpace", "InputError", "Parameter", "RateTable", "RunConfig",
+    "count_variance", "load_config", "load_rate_table", "read_frame", "__version__",
+]

@@ -1,0 +1,135 @@
+"""Turn user rate files into a :class:`RateTable` using a config's column mapping.
+
+Each fidelity is a row filter plus a value column (and a noise rule), so one file can feed
+several fidelities: LEGEND's HF rows give both ``hf-cnp`` (from ``y_cnp``) and ``hf``
+(from ``y_rGe77``). Rows taken from the same file row share a ``run_id``
+(``"<file stem>:<row>"``), which cross-validation uses to hold whole runs out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..config import FidelityConfig, RunConfig
+from ..errors import InputError, fmt_value
+from ..space import DesignSpace
+from .rates import RateTable, count_variance
+from .readers import read_frame
+
+__all__ = ["load_rate_table", "extract_fidelity"]
+
+
+def _mapped(path: Path, mapping: dict[str, str]) -> pd.DataFrame:
+    frame = read_frame(path)
+    frame = frame.rename(columns=mapping)
+    frame["_source"] = str(path)
+    frame["_row"] = np.arange(len(frame))
+    return frame
+
+
+def _require(frame: pd.DataFrame, column: str, path: str, what: str) -> None:
+    if column not in frame.columns:
+        shown = [c for c in frame.columns if not c.startswith("_")]
+        raise InputError(f"{what} column not found (columns: {', '.join(shown)})", file=path, column=column)
+
+
+def _finite(frame: pd.DataFrame, column: str, path: str) -> np.ndarray:
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"value {fmt_value(frame[column].iloc[i])} is not a finite number",
+                         file=path, column=column, row=int(frame["_row"].iloc[i]))
+    return values
+
+
+def _select(frame: pd.DataFrame, filt: dict, path: str) -> pd.DataFrame:
+    keep = np.ones(len(frame), dtype=bool)
+    for column, wanted in filt.items():
+        _require(frame, column, path, "filter")
+        options = wanted if isinstance(wanted, list) else [wanted]
+        col = frame[column]
+        if pd.api.types.is_numeric_dtype(col):
+            keep &= np.isin(col.to_numpy(dtype=float), np.asarray(options, dtype=float))
+        else:
+            keep &= col.astype(str).isin([str(o) for o in options]).to_numpy()
+    return frame[keep]
+
+
+def extract_fidelity(frame: pd.DataFrame, fid: FidelityConfig, space: DesignSpace, path: str) -> pd.DataFrame:
+    """Rows of one file that belong to fidelity ``fid``, as RateTable columns (may be empty)."""
+    rows = _select(frame, fid.filter, path)
+    for col in (*space.names, fid.value):
+        _require(frame, col, path, "design" if col in space.names else "value")
+    noise = fid.noise
+    for col in (noise.std, noise.variance, noise.counts, noise.events):
+        if col is not None:
+            _require(frame, col, path, "noise")
+    out = pd.DataFrame({name: _finite(rows, name, path) for name in space.names})
+    space.check_bounds(out, file=path, rows=rows["_row"].to_numpy())
+    rate = _finite(rows, fid.value, path)
+    out["fidelity"] = fid.name
+    out["rate"] = rate
+    if noise.std is not None:
+        std = _finite(rows, noise.std, path)
+        _nonneg(std, rows, noise.std, path)
+        var = std**2
+    elif noise.variance is not None:
+        var = _finite(rows, noise.variance, path)
+        _nonneg(var, rows, noise.variance, path)
+    elif noise.counts is not None:
+        k = _finite(rows, noise.counts, path)
+        _nonneg(k, rows, noise.counts, path)
+        n = _finite(rows, noise.events, path) if noise.events else None
+        pos = k >= 1
+        scale = float(np.median(rate[pos] / k[pos])) if pos.any() else None
+        if scale is None and n is None and len(k):
+            raise InputError("all counts are 0: give an 'events' column so the k = 0 noise rule has a scale",
+                             file=path, column=noise.counts)
+        var = count_variance(rate, k, n, scale)
+        out["k"] = k
+        if n is not None:
+            out["n"] = n
+    else:
+        var = np.zeros(len(rows))
+    out["var"] = var
+    if fid.cost_cpu_h is not None:
+        out["cost_cpu_h"] = fid.cost_cpu_h
+    out["run_id"] = [f"{Path(path).stem}:{r}" for r in rows["_row"]]
+    out["_source"] = path
+    out["_row"] = rows["_row"].to_numpy()
+    return out
+
+
+def _nonneg(values: np.ndarray, rows: pd.DataFrame, column: str, path: str) -> None:
+    bad = values < 0
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"value {values[i]} must be >= 0", file=path, column=column, row=int(rows["_row"].iloc[i]))
+
+
+def load_rate_table(cfg: RunConfig, paths: Sequence[Path] | None = None,
+                    fidelities: Sequence[str] | None = None) -> RateTable:
+    """Read the config's data files (or ``paths``) into one RateTable of the config's fidelities.
+
+    Raises :class:`InputError` for a missing column, a non-finite value, a design out of
+    bounds, or a fidelity that matches no row in any file.
+    """
+    space = cfg.space.build()
+    paths = list(cfg.data.paths if paths is None else paths)
+    wanted = [cfg.fidelity(n) for n in (fidelities or cfg.fidelity_names)]
+    frames = [(str(p), _mapped(Path(p), cfg.data.columns)) for p in paths]
+    parts = []
+    for fid in wanted:
+        got = [extract_fidelity(frame, fid, space, path) for path, frame in frames]
+        got = [g for g in got if len(g)]
+        if not got:
+            where = ", ".join(p for p, _ in frames)
+            raise InputError(f"fidelity {fid.name!r} has no rows (filter {fid.filter}, column {fid.value!r})", file=where)
+        parts.extend(got)
+    frame = pd.concat(parts, ignore_index=True)
+    return RateTable(frame, space)

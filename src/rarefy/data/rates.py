@@ -1,0 +1,165 @@
+"""Rate tables: one row per (simulation run, fidelity) with the rate and its noise.
+
+A :class:`RateTable` is the hand-over point between the simulation side (campaigns,
+event stores, denoisers) and the surrogate side. Columns:
+
+===============  ===========================================================
+θ columns        one per design parameter, named as in the DesignSpace
+``fidelity``     fidelity name (str)
+``rate``         the observed rate, in the fidelity's own units
+``var``          known noise variance of ``rate`` (same units squared), >= 0
+``k``            optional: signal count behind the rate
+``n``            optional: number of events thrown in the run
+``cost_cpu_h``   optional: nominal cost of the run in CPU-hours
+``run_id``       optional: identifies the simulation run; several fidelities
+                 derived from one run (e.g. ``hf`` and ``hf-cnp``) share it
+===============  ===========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, fmt_value
+from ..space import DesignSpace
+
+__all__ = ["RateTable", "count_variance"]
+
+REQUIRED = ("fidelity", "rate", "var")
+OPTIONAL = ("k", "n", "cost_cpu_h", "run_id")
+
+
+def count_variance(rate: np.ndarray, k: np.ndarray, n: np.ndarray | None = None, scale: float | None = None) -> np.ndarray:
+    """Poisson/binomial noise variance of a rate estimated from ``k`` signal counts.
+
+    For ``k >= 1`` the relative error of a count is ``1/sqrt(k)``, so
+    ``var = rate**2 / k`` (for ``rate = k/n`` this is ``k/n**2``, the binomial variance
+    at small probability).
+
+    **Rule for k = 0** (finite, documented): the variance is that of a single count,
+    ``var = s**2`` where ``s`` is the rate one count corresponds to. ``s = 1/n`` when the
+    number of events ``n`` is known (rates per event); otherwise ``s = scale``, which
+    callers set to the median of ``rate / k`` over the rows with ``k >= 1`` (the
+    run-to-rate conversion factor). This is the usual "at most about one count" upper
+    bound, and keeps every variance positive and finite.
+    """
+    rate = np.asarray(rate, dtype=float)
+    k = np.asarray(k, dtype=float)
+    out = np.empty_like(rate)
+    pos = k >= 1
+    out[pos] = rate[pos] ** 2 / k[pos]
+    zero = ~pos
+    if zero.any():
+        if n is not None:
+            out[zero] = 1.0 / np.asarray(n, dtype=float)[zero] ** 2
+        else:
+            if scale is None:
+                scale = float(np.median(rate[pos] / k[pos])) if pos.any() else 1.0
+            out[zero] = scale**2
+    return out
+
+
+class RateTable:
+    """A validated table of per-run rates (see module docstring for the columns).
+
+    Parameters
+    ----------
+    frame:
+        The data. θ columns must match ``space.names``.
+    space:
+        The design space the θ columns live in; designs outside its bounds are an error.
+    source:
+        Optional file name, used in error messages.
+    """
+
+    def __init__(self, frame: pd.DataFrame, space: DesignSpace, source: str | None = None) -> None:
+        self.space = space
+        self._frame = self._validate(frame.reset_index(drop=True), space, source)
+
+    @staticmethod
+    def _validate(frame: pd.DataFrame, space: DesignSpace, source: str | None) -> pd.DataFrame:
+        for col in (*space.names, *REQUIRED):
+            if col not in frame.columns:
+                raise InputError(f"rate table is missing the column (has: {', '.join(map(str, frame.columns))})",
+                                 file=source, column=col)
+        frame = frame.copy()
+        frame["fidelity"] = frame["fidelity"].astype(str)
+        optional = [c for c in ("k", "n", "cost_cpu_h") if c in frame.columns]
+        for col in (*space.names, "rate", "var", *optional):
+            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+            # optional columns may be missing (NaN) for some rows, e.g. fidelities without counts
+            bad = np.isinf(values) if col in optional else ~np.isfinite(values)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise InputError(f"value {fmt_value(frame[col].iloc[i])} is not a finite number", file=source, column=col, row=i)
+            frame[col] = values
+        neg = frame["var"].to_numpy() < 0
+        if neg.any():
+            i = int(np.argmax(neg))
+            raise InputError(f"noise variance {frame['var'].iloc[i]} is negative", file=source, column="var", row=i)
+        space.check_bounds(frame, file=source)
+        return frame
+
+    # ---------------------------------------------------------------- access
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The underlying DataFrame (a copy is not made; do not modify in place)."""
+        return self._frame
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self._frame.copy()
+
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    @property
+    def fidelities(self) -> list[str]:
+        """Fidelity names present, in order of first appearance."""
+        return list(dict.fromkeys(self._frame["fidelity"]))
+
+    def subset(self, fidelity: str | Sequence[str] | None = None, mask: np.ndarray | None = None) -> "RateTable":
+        """Rows of one or several fidelities and/or a boolean mask, as a new RateTable."""
+        keep = np.ones(len(self), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        if fidelity is not None:
+            names = [fidelity] if isinstance(fidelity, str) else list(fidelity)
+            keep &= self._frame["fidelity"].isin(names).to_numpy()
+        return RateTable(self._frame[keep], self.space)
+
+    def designs(self, fidelity: str | None = None) -> np.ndarray:
+        """θ of the rows (of one fidelity), shape (n, d), in parameter units."""
+        f = self._frame if fidelity is None else self._frame[self._frame["fidelity"] == fidelity]
+        return f[self.space.names].to_numpy(dtype=float)
+
+    @classmethod
+    def concat(cls, tables: Iterable["RateTable"]) -> "RateTable":
+        tables = list(tables)
+        return cls(pd.concat([t.frame for t in tables], ignore_index=True), tables[0].space)
+
+    # ------------------------------------------------------------------- I/O
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write the table to Parquet atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            self._frame.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def read_parquet(cls, path: str | os.PathLike[str], space: DesignSpace) -> "RateTable":
+        return cls(pd.read_parquet(path), space, source=str(path))
+
+    def __repr__(self) -> str:
+        counts = self._frame["fidelity"].value_counts().to_dict()
+        return f"RateTable({len(self)} rows, fidelities={counts})"

@@ -1,0 +1,424 @@
+"""Autoregressive (Kennedy–O'Hagan AR1) multi-fidelity Gaussian process with per-point noise.
+
+Model, for an ordered chain of fidelities f = 0 (cheapest) … F (target)::
+
+    y_0(x) = δ_0(x)
+    y_f(x) = ρ_f(x) · y_{f-1}(x) + δ_f(x),      δ_f ~ GP(c_f, k_f),  independent
+
+so that ``cov(y_f(x), y_g(x')) = Σ_{j ≤ min(f,g)} a_{f,j}(x) a_{g,j}(x') k_j(x, x')`` with
+``a_{f,j}(x) = Π_{i=j+1..f} ρ_i(x)``. ρ_f is a constant or linear in x. Each k_j is a scaled
+ARD Matérn-5/2 or RBF kernel (GPyTorch) with BoTorch's dimension-scaled lengthscale prior.
+An observation of fidelity f at run i is ``y_f(x_i) + ε_i`` with ε_i ~ N(0, v_i + τ_f): v_i is the
+run's *known* noise variance (from counts or an error column) and τ_f an optional learned
+nugget per fidelity.
+
+**Joint fit.** All hyperparameters of all levels are fitted together by maximising the
+log marginal likelihood of the stacked data (plus weak priors) with L-BFGS from several
+starts. Joint rather than recursive because (i) it is exact when high-fidelity designs are
+not nested in low-fidelity ones (the recursive scheme must plug in the lower level's
+posterior mean and ignore its correlations), and (ii) every ρ_f and kernel sees all data.
+The cost is one Cholesky of the stacked covariance per step: O(N³) for N runs in all,
+a few milliseconds for the hundreds of runs typical of a campaign.
+
+Inputs are scaled to the unit cube by the DesignSpace bounds; outputs are standardised
+per fidelity (optionally after a log transform). Everything is float64 torch, so
+predictions are batched and differentiable in x.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import gpytorch
+import torch
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from gpytorch.constraints import GreaterThan, Interval
+from gpytorch.kernels import ScaleKernel
+from gpytorch.priors import GammaPrior, LogNormalPrior
+
+from ..data.rates import RateTable
+from ..space import DesignSpace
+from .linalg import safe_cholesky
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AR1Surrogate", "AR1Settings"]
+
+DTYPE = torch.float64
+
+
+@dataclass
+class AR1Settings:
+    """Hyper-settings of :class:`AR1Surrogate` (mirrors the ``surrogate`` config section)."""
+
+    kernel: str = "matern52"
+    rho: str = "constant"
+    nugget: bool = True
+    restarts: int = 5
+    max_iter: int = 200
+    output: str = "identity"
+
+    def __post_init__(self) -> None:
+        if self.kernel not in ("matern52", "rbf"):
+            raise ValueError(f"kernel must be 'matern52' or 'rbf', got {self.kernel!r}")
+        if self.rho not in ("constant", "linear"):
+            raise ValueError(f"rho must be 'constant' or 'linear', got {self.rho!r}")
+        if self.output not in ("identity", "log"):
+            raise ValueError(f"output must be 'identity' or 'log', got {self.output!r}")
+
+
+class _AR1Module(gpytorch.Module):
+    """The torch parameters and covariance algebra of an L-level AR1 GP on the unit cube."""
+
+    def __init__(self, levels: int, dim: int, settings: AR1Settings) -> None:
+        super().__init__()
+        self.levels = levels
+        self.dim = dim
+        self.kernels = torch.nn.ModuleList()
+        for _ in range(levels):
+            base = get_covar_module_with_dim_scaled_prior(dim, use_rbf_kernel=settings.kernel == "rbf")
+            self.kernels.append(ScaleKernel(base, outputscale_prior=GammaPrior(2.0, 2.0),
+                                            outputscale_constraint=GreaterThan(1e-6)))
+        self.mean = torch.nn.Parameter(torch.zeros(levels))
+        self.rho0 = torch.nn.Parameter(torch.ones(levels))  # entry 0 unused
+        self.rho_w = torch.nn.Parameter(torch.zeros(levels, dim), requires_grad=settings.rho == "linear")
+        self.use_nugget = settings.nugget
+        self.nugget_constraint = Interval(1e-8, 10.0)
+        self.raw_nugget = torch.nn.Parameter(torch.full((levels,), -6.0), requires_grad=settings.nugget)
+        self.nugget_prior = GammaPrior(1.1, 0.05)
+        self.to(DTYPE)
+
+    @property
+    def nugget(self) -> torch.Tensor:
+        if not self.use_nugget:
+            return torch.zeros(self.levels, dtype=DTYPE)
+        return self.nugget_constraint.transform(self.raw_nugget)
+
+    def rho(self, x: torch.Tensor) -> torch.Tensor:
+        """ρ_i(x) for every level i, shape (..., n, L); column 0 is 1 (unused)."""
+        r = self.rho0 + (x - 0.5) @ self.rho_w.T
+        return torch.cat([torch.ones_like(r[..., :1]), r[..., 1:]], dim=-1)
+
+    def loadings(self, x: torch.Tensor, fid: torch.Tensor) -> torch.Tensor:
+        """a_{f,j}(x) for each point (fidelity index ``fid``) and level j, shape (..., n, L)."""
+        r = self.rho(x)
+        fid = fid.expand(r.shape[:-1])
+        cols = []
+        for j in range(self.levels):
+            a = torch.ones_like(r[..., 0])
+            for i in range(j + 1, self.levels):
+                a = a * torch.where(fid >= i, r[..., i], torch.ones_like(a))
+            cols.append(torch.where(fid >= j, a, torch.zeros_like(a)))
+        return torch.stack(cols, dim=-1)
+
+    def prior_mean(self, x: torch.Tensor, fid: torch.Tensor) -> torch.Tensor:
+        return self.loadings(x, fid) @ self.mean
+
+    def covariance(self, x1: torch.Tensor, f1: torch.Tensor, x2: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        a1, a2 = self.loadings(x1, f1), self.loadings(x2, f2)
+        K = 0.0
+        for j in range(self.levels):
+            kj = self.kernels[j](x1, x2).to_dense()
+            K = K + a1[..., :, j, None] * a2[..., None, :, j] * kj
+        return K
+
+    def prior_variance(self, x: torch.Tensor, fid: torch.Tensor) -> torch.Tensor:
+        a = self.loadings(x, fid)
+        scales = torch.stack([k.outputscale for k in self.kernels])
+        return (a**2) @ scales
+
+    def log_prior(self) -> torch.Tensor:
+        lp = torch.zeros((), dtype=DTYPE)
+        for _, module, prior, closure, _ in self.named_priors():
+            lp = lp + prior.log_prob(closure(module)).sum()
+        if self.use_nugget:
+            lp = lp + self.nugget_prior.log_prob(self.nugget).sum()
+        return lp
+
+
+@dataclass
+class _Data:
+    x: torch.Tensor      # (N, d) unit cube
+    z: torch.Tensor      # (N,) standardised outputs
+    v: torch.Tensor      # (N,) standardised known noise variances
+    fid: torch.Tensor    # (N,) fidelity index (long)
+
+
+@dataclass
+class FitInfo:
+    """What the last fit did: loss per restart, chosen restart, wall time (s)."""
+
+    losses: list[float] = field(default_factory=list)
+    best: int = -1
+    seconds: float = 0.0
+    n_per_fidelity: dict[str, int] = field(default_factory=dict)
+
+
+class AR1Surrogate:
+    """Multi-fidelity GP surrogate over a :class:`DesignSpace` (scikit-learn style).
+
+    Parameters
+    ----------
+    space:
+        The design space; inputs are scaled by its bounds.
+    fidelities:
+        Fidelity names, ordered from lowest to highest. One name gives a plain
+        single-fidelity GP with per-point noise.
+    settings:
+        :class:`AR1Settings` (kernel, ρ form, nugget, restarts, L-BFGS iterations, output transform).
+    seed:
+        Seed of the random restarts; the same seed gives the same fit.
+
+    Example
+    -------
+    >>> sur = AR1Surrogate(space, ["lf", "hf"]).fit(rate_table)      # doctest: +SKIP
+    >>> mean, std = sur.predict(designs, "hf")                        # doctest: +SKIP
+    """
+
+    def __init__(self, space: DesignSpace, fidelities: Sequence[str], settings: AR1Settings | None = None,
+                 seed: int = 0) -> None:
+        if not fidelities:
+            raise ValueError("at least one fidelity is needed")
+        self.space = space
+        self.fidelities = list(fidelities)
+        self.settings = settings or AR1Settings()
+        self.seed = seed
+        self.module: _AR1Module | None = None
+        self.info = FitInfo()
+        self._y_mean = torch.zeros(len(self.fidelities), dtype=DTYPE)
+        self._y_std = torch.ones(len(self.fidelities), dtype=DTYPE)
+
+    # ------------------------------------------------------------ transforms
+    def _x(self, x: Any) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            xt = x.to(DTYPE)
+        else:
+            xt = torch.as_tensor(self.space.as_array(x), dtype=DTYPE)
+        return self.space.to_unit(xt)
+
+    def _fid_index(self, fidelity: str | None) -> int:
+        name = self.fidelities[-1] if fidelity is None else fidelity
+        if name not in self.fidelities:
+            raise ValueError(f"unknown fidelity {name!r}; this surrogate knows {self.fidelities}")
+        return self.fidelities.index(name)
+
+    def _forward_y(self, y: np.ndarray, v: np.ndarray, fid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.settings.output == "log":
+            if np.any(y <= 0):
+                raise ValueError("output: log needs strictly positive rates")
+            v = v / y**2  # delta method
+            y = np.log(y)
+        return y, v
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, table: RateTable) -> "AR1Surrogate":
+        """Fit hyperparameters by maximum marginal likelihood (MAP with weak priors).
+
+        Rows of fidelities the surrogate does not know are ignored. Every known fidelity
+        must have at least one row.
+        """
+        t0 = time.perf_counter()
+        frame = table.frame[table.frame["fidelity"].isin(self.fidelities)]
+        fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy()
+        counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
+        empty = [n for n, c in counts.items() if c == 0]
+        if empty:
+            raise ValueError(f"no rows for fidelities {empty}")
+        y, v = self._forward_y(frame["rate"].to_numpy(float), frame["var"].to_numpy(float), fid)
+        means, stds = np.zeros(len(self.fidelities)), np.ones(len(self.fidelities))
+        for i in range(len(self.fidelities)):
+            yi = y[fid == i]
+            means[i] = yi.mean()
+            sd = yi.std(ddof=1) if len(yi) > 1 else 0.0
+            stds[i] = sd if sd > 1e-12 * max(1.0, abs(means[i])) else max(abs(means[i]), 1.0)
+        self._y_mean = torch.as_tensor(means, dtype=DTYPE)
+        self._y_std = torch.as_tensor(stds, dtype=DTYPE)
+        fid_t = torch.as_tensor(fid, dtype=torch.long)
+        self._data = _Data(
+            x=self._x(frame[self.space.names].to_numpy(float)),
+            z=(torch.as_tensor(y, dtype=DTYPE) - self._y_mean[fid_t]) / self._y_std[fid_t],
+            v=torch.as_tensor(v, dtype=DTYPE) / self._y_std[fid_t] ** 2,
+            fid=fid_t,
+        )
+        gen = torch.Generator().manual_seed(self.seed)
+        best_state, best_loss, losses = None, math.inf, []
+        for r in range(self.settings.restarts):
+            module = _AR1Module(len(self.fidelities), self.space.dim, self.settings)
+            self._initialise(module, r, gen)
+            loss = self._optimise(module)
+            losses.append(loss)
+            log.debug("restart %d: loss %.5g", r, loss)
+            if loss < best_loss:
+                best_loss, best_state = loss, {k: v.detach().clone() for k, v in module.state_dict().items()}
+        if best_state is None:
+            raise RuntimeError("every restart of the GP fit failed (non-finite likelihood)")
+        self.module = _AR1Module(len(self.fidelities), self.space.dim, self.settings)
+        self.module.load_state_dict(best_state)
+        self._condition()
+        self.info = FitInfo(losses=losses, best=int(np.argmin(losses)), seconds=time.perf_counter() - t0,
+                            n_per_fidelity=counts)
+        log.info("AR1 fit: %d restarts in %.2f s, best loss %.4f", len(losses), self.info.seconds, best_loss)
+        return self
+
+    def _initialise(self, module: _AR1Module, restart: int, gen: torch.Generator) -> None:
+        with torch.no_grad():
+            if restart == 0:
+                return  # prior modes / defaults
+            for k in module.kernels:
+                ls = torch.exp(torch.empty(1, self.space.dim, dtype=DTYPE).uniform_(math.log(0.1), math.log(3.0), generator=gen))
+                k.base_kernel.lengthscale = ls.clamp_min(0.03)
+                k.outputscale = torch.exp(torch.empty((), dtype=DTYPE).uniform_(math.log(0.05), math.log(2.0), generator=gen))
+            module.rho0.copy_(torch.empty(module.levels, dtype=DTYPE).uniform_(0.0, 1.5, generator=gen))
+            if module.use_nugget:
+                nug = torch.exp(torch.empty(module.levels, dtype=DTYPE).uniform_(math.log(1e-4), math.log(0.3), generator=gen))
+                module.raw_nugget.copy_(module.nugget_constraint.inverse_transform(nug))
+
+    def _neg_log_posterior(self, module: _AR1Module, quiet: bool = True) -> torch.Tensor:
+        d = self._data
+        K = module.covariance(d.x, d.fid, d.x, d.fid)
+        K = K + torch.diag(d.v + module.nugget[d.fid])
+        L = safe_cholesky(K, quiet=quiet)
+        r = (d.z - module.prior_mean(d.x, d.fid)).unsqueeze(-1)
+        alpha = torch.cholesky_solve(r, L)
+        n = len(d.z)
+        nll = 0.5 * (r * alpha).sum() + torch.log(torch.diagonal(L)).sum() + 0.5 * n * math.log(2 * math.pi)
+        return (nll - module.log_prior()) / n
+
+    def _optimise(self, module: _AR1Module) -> float:
+        params = [p for p in module.parameters() if p.requires_grad]
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=self.settings.max_iter, line_search_fn="strong_wolfe",
+                                tolerance_grad=1e-7, tolerance_change=1e-10, history_size=20)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = self._neg_log_posterior(module)
+            if not torch.isfinite(loss):
+                raise FloatingPointError("non-finite loss")
+            loss.backward()
+            return loss
+
+        try:
+            opt.step(closure)
+            with torch.no_grad():
+                loss = float(self._neg_log_posterior(module))
+        except (FloatingPointError, RuntimeError, ValueError) as exc:  # NotPSDError is a RuntimeError
+            log.debug("restart failed: %s", exc)
+            return math.inf
+        return loss if math.isfinite(loss) else math.inf
+
+    @torch.no_grad()
+    def _condition(self) -> None:
+        m, d = self.module, self._data
+        K = m.covariance(d.x, d.fid, d.x, d.fid) + torch.diag(d.v + m.nugget[d.fid])
+        self._L = safe_cholesky(K, quiet=False)
+        r = (d.z - m.prior_mean(d.x, d.fid)).unsqueeze(-1)
+        self._alpha = torch.cholesky_solve(r, self._L).squeeze(-1)
+
+    # --------------------------------------------------------------- predict
+    def predict(self, x: Any, fidelity: str | None = None, *, observed: bool = False,
+                noise_var: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive mean and standard deviation of ``fidelity`` (default: the highest) at ``x``.
+
+        ``x`` is a DataFrame, an (n, d) array, or a torch tensor of shape (..., n, d) in
+        parameter units; with a tensor the result is differentiable in x. The latent std
+        is returned by default; ``observed=True`` adds the fidelity's learned nugget, and
+        ``noise_var`` (array of n, output units²) adds the points' own known noise.
+        Means and stds are in the rate's units (for ``output: log``: the median
+        ``exp(μ)`` and the delta-method std ``exp(μ)·σ``).
+        """
+        if self.module is None:
+            raise RuntimeError("call fit() before predict()")
+        g = self._fid_index(fidelity)
+        xs = self._x(x)
+        m, d = self.module, self._data
+        fid = torch.full(xs.shape[:-1], g, dtype=torch.long)
+        with torch.set_grad_enabled(xs.requires_grad):
+            Ks = m.covariance(xs, fid, d.x, d.fid)
+            mean = m.prior_mean(xs, fid) + Ks @ self._alpha
+            w = torch.linalg.solve_triangular(self._L, Ks.transpose(-1, -2), upper=False)
+            var = (m.prior_variance(xs, fid) - (w**2).sum(-2)).clamp_min(1e-12)
+            if observed:
+                var = var + m.nugget[g]
+            mean = mean * self._y_std[g] + self._y_mean[g]
+            var = var * self._y_std[g] ** 2
+            if self.settings.output == "log":
+                mean = torch.exp(mean)
+                var = var * mean**2
+            if noise_var is not None:
+                var = var + torch.as_tensor(np.asarray(noise_var, dtype=float), dtype=DTYPE)
+        return mean, var.sqrt()
+
+    def rho(self, x: Any) -> torch.Tensor:
+        """ρ_f(x) of every fidelity link in the *original* output units, shape (n, L-1)."""
+        if self.module is None:
+            raise RuntimeError("call fit() before rho()")
+        with torch.no_grad():
+            r = self.module.rho(self._x(x))[..., 1:]
+        return r * self._y_std[1:] / self._y_std[:-1]
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Fitted hyperparameters per fidelity (lengthscales in unit-cube units)."""
+        if self.module is None:
+            return {}
+        m = self.module
+        out = {}
+        for i, name in enumerate(self.fidelities):
+            k = m.kernels[i]
+            out[name] = {
+                "lengthscale": k.base_kernel.lengthscale.detach().flatten().tolist(),
+                "outputscale": float(k.outputscale),
+                "mean": float(m.mean[i]),
+                "nugget": float(m.nugget[i]),
+                "rho": None if i == 0 else float(m.rho0[i]),
+            }
+        return out
+
+    # ------------------------------------------------------------- save/load
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``model.pt`` (state dict and training data) and ``model.json`` (settings) to a folder."""
+        if self.module is None:
+            raise RuntimeError("nothing to save: fit() first")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        d = self._data
+        state = {
+            "module": self.module.state_dict(),
+            "x": d.x, "z": d.z, "v": d.v, "fid": d.fid,
+            "y_mean": self._y_mean, "y_std": self._y_std,
+        }
+        _atomic(directory / "model.pt", lambda p: torch.save(state, p))
+        meta = {
+            "kind": "ar1", "fidelities": self.fidelities, "settings": asdict(self.settings), "seed": self.seed,
+            "space": self.space.to_dict(), "fit": asdict(self.info), "hyperparameters": self.hyperparameters(),
+        }
+        _atomic(directory / "model.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> "AR1Surrogate":
+        """Load a surrogate written by :meth:`save`."""
+        directory = Path(directory)
+        meta = json.loads((directory / "model.json").read_text())
+        sur = cls(DesignSpace.from_dict(meta["space"]), meta["fidelities"], AR1Settings(**meta["settings"]), meta["seed"])
+        state = torch.load(directory / "model.pt", weights_only=True)
+        sur.module = _AR1Module(len(sur.fidelities), sur.space.dim, sur.settings)
+        sur.module.load_state_dict(state["module"])
+        sur._data = _Data(x=state["x"], z=state["z"], v=state["v"], fid=state["fid"])
+        sur._y_mean, sur._y_std = state["y_mean"], state["y_std"]
+        sur.info = FitInfo(**meta["fit"])
+        sur._condition()
+        return sur
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
