@@ -44,6 +44,7 @@ from .space import DesignSpace, Parameter
 __all__ = [
     "ParameterConfig", "SpaceConfig", "NoiseConfig", "FidelityConfig", "DataConfig",
     "SurrogateConfig", "RunConfig", "load_config", "dump_config",
+    "EventColumnsConfig", "SimulatorConfig", "CampaignRunsConfig", "ExecutorConfig", "CampaignConfig",
 ]
 
 
@@ -106,6 +107,9 @@ class FidelityConfig(_Model):
     filter: dict[str, Any] = Field(default_factory=dict)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     cost_cpu_h: float | None = Field(default=None, ge=0, description="nominal cost of one run, CPU-hours")
+    cost_cpu_h_per_event: float | None = Field(
+        default=None, ge=0, description="campaigns: nominal cost of one event, CPU-hours (default: the simulator's)")
+    events: int | None = Field(default=None, ge=1, description="campaigns: default number of events of one run")
 
 
 class DataConfig(_Model):
@@ -132,13 +136,115 @@ class SurrogateConfig(_Model):
     output: Literal["identity", "log"] = "identity"
 
 
+class EventColumnsConfig(_Model):
+    """How event files map to rarefy's event columns (file column -> rarefy name, then θ/φ/outcome/weight).
+
+    ``phi: null`` takes every remaining numeric column as φ; ``key`` names the HDF5
+    key/group or ROOT TTree where a file holds several.
+    """
+
+    columns: dict[str, str] = Field(default_factory=dict)
+    theta: list[str] = Field(default_factory=list)
+    phi: list[str] | None = None
+    outcome: str = "outcome"
+    weight: str | None = None
+    key: str | None = None
+
+
+class SimulatorConfig(_Model):
+    """Which simulator a campaign drives.
+
+    - ``kind: builtin``: ``name`` from :func:`rarefy.simulators.get` (e.g. ``moderator``);
+    - ``kind: python``: ``target`` is an import path ``package.module:attribute`` naming a
+      function ``f(theta, n, fidelity, seed, **options)``, or a class / factory called with
+      ``options`` that returns an object with ``simulate``;
+    - ``kind: command``: ``command`` is an argument list (no shell) whose items are
+      ``str.format`` templates with ``{n}``, ``{seed}``, ``{fidelity}``, ``{output}``,
+      ``{run_id}`` and ``{theta[NAME]}``; the command writes ``output`` (CSV, Parquet,
+      HDF5 or ROOT, by suffix) which is read back with ``events``.
+    """
+
+    kind: Literal["builtin", "python", "command"] = "builtin"
+    name: str | None = None
+    target: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    command: list[str] | None = None
+    output: str = "events.parquet"
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0, description="wall-clock limit of one request, seconds")
+    events: EventColumnsConfig = Field(default_factory=EventColumnsConfig)
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> "SimulatorConfig":
+        need = {"builtin": "name", "python": "target", "command": "command"}[self.kind]
+        if not getattr(self, need):
+            raise ValueError(f"a simulator of kind {self.kind!r} needs '{need}'")
+        return self
+
+
+class CampaignRunsConfig(_Model):
+    """One block of run requests: ``runs`` runs of ``events`` events each at one fidelity.
+
+    ``designs`` is a sampling method (``sobol``, ``lhs``, ``random``) over the config's
+    design space, or the fidelity name of an earlier block whose first ``runs`` designs
+    are repeated (nested designs, as multi-fidelity surrogates like them).
+    """
+
+    fidelity: str
+    runs: int = Field(ge=0)
+    events: int | None = Field(default=None, ge=1)
+    designs: str = "sobol"
+
+
+class ExecutorConfig(_Model):
+    """Where runs execute: ``local`` (dask LocalCluster), ``slurm`` (dask-jobqueue) or ``sync`` (in-process).
+
+    ``local``: ``workers`` (default one per core), ``threads_per_worker``, ``processes``,
+    ``memory_limit``. ``slurm``: ``queue``, ``account``, ``cores``, ``memory``, ``walltime``
+    per job, ``jobs`` to scale to, ``job_extra_directives``. A plain string is shorthand
+    for the kind (``executor: slurm``).
+    """
+
+    kind: Literal["local", "slurm", "sync"] = "local"
+    workers: int | None = Field(default=None, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
+    processes: bool = True
+    memory_limit: str | None = None
+    queue: str | None = None
+    account: str | None = None
+    cores: int = Field(default=1, ge=1)
+    memory: str = "4GB"
+    walltime: str = "01:00:00"
+    jobs: int = Field(default=1, ge=1)
+    job_extra_directives: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"kind": v} if isinstance(v, str) else v
+
+
+class CampaignConfig(_Model):
+    """A simulation campaign: blocks of run requests, retries, per-run timeout, executor."""
+
+    runs: list[CampaignRunsConfig]
+    max_retries: int = Field(default=2, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0, description="wall-clock limit of one run, seconds")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor_shorthand(cls, v: Any) -> Any:
+        return {"kind": v} if isinstance(v, str) else v
+
+
 class RunConfig(_Model):
     """A whole run: design space, data, fidelities (low to high), target, surrogate, seed."""
 
     name: str = "run"
     seed: int = 0
     space: SpaceConfig
-    data: DataConfig
+    data: DataConfig | None = None
     fidelities: list[FidelityConfig]
     target: str | None = None
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
@@ -147,6 +253,8 @@ class RunConfig(_Model):
         description="cross-validation holds out, with each target run, all runs whose design is within "
                     "this distance (per coordinate, as a fraction of the parameter's range)",
     )
+    simulator: SimulatorConfig | None = None
+    campaign: CampaignConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
@@ -159,6 +267,12 @@ class RunConfig(_Model):
             self.target = names[-1]
         elif self.target not in names:
             raise ValueError(f"unknown fidelity {self.target!r} in 'target'; defined fidelities: {names}")
+        if self.campaign is not None:
+            if self.simulator is None:
+                raise ValueError("a 'campaign' needs a 'simulator'")
+            for i, block in enumerate(self.campaign.runs):
+                if block.fidelity not in names:
+                    raise ValueError(f"campaign.runs.{i}: unknown fidelity {block.fidelity!r}; defined fidelities: {names}")
         return self
 
     @property
@@ -201,7 +315,8 @@ def config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", so
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise InputError(_format_validation_error(exc), file=source) from None
-    cfg.data.paths = [p if p.is_absolute() else (Path(base) / p).resolve() for p in cfg.data.paths]
+    if cfg.data is not None:
+        cfg.data.paths = [p if p.is_absolute() else (Path(base) / p).resolve() for p in cfg.data.paths]
     try:
         cfg.space.build()
     except InputError as exc:

@@ -1,0 +1,269 @@
+"""Readers of event-level files: CSV, Parquet, HDF5 (h5py or pandas HDFStore) and ROOT.
+
+:func:`read_event_frame` reads a file's raw columns into a DataFrame; :func:`read_events`
+then renames columns through a mapping (file name -> rarefy name), picks θ, φ, outcome and
+weight, and returns a validated :class:`~rarefy.data.events.EventTable`.
+
+HDF5 layouts understood (chosen automatically):
+
+* **pandas HDFStore** (``DataFrame.to_hdf``, fixed or table format): read with
+  :func:`pandas.read_hdf`; ``key`` picks the table when the file holds several.
+* **matrix layout** (as in the public RESuM release): one file per run with a dataset
+  ``phi`` of shape (n, p), a dataset ``target`` of shape (n,) and optionally ``theta``
+  of shape (d,), (1, d) or (n, d). Column names come from the string attributes (on the
+  file or on the dataset) ``phi_labels``, ``theta_headers`` and ``target_label``; without
+  them the columns are called ``phi_0 ...``, ``theta_0 ...`` and ``target``.
+* **flat layout**: equally long 1-D datasets in the root group (or in group ``key``),
+  one column each.
+
+ROOT files are read with :mod:`uproot` (the ``root`` extra): ``key`` names the TTree (or
+RNTuple); a file with a single one needs no key. Only flat (one value per entry) branches
+are read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ..errors import InputError
+from .events import FIDELITY, OUTCOME, RUN_ID, WEIGHT, EventTable
+from .readers import read_frame
+
+__all__ = ["read_events", "read_event_frame", "EVENT_SUFFIXES"]
+
+log = logging.getLogger(__name__)
+
+EVENT_SUFFIXES = {
+    ".csv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
+    ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".root": "root",
+}
+
+
+def read_event_frame(path: str | os.PathLike[str], key: str | None = None) -> pd.DataFrame:
+    """Read the raw columns of an event file (format from the suffix) into a DataFrame."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", file=path)
+    kind = EVENT_SUFFIXES.get(path.suffix.lower())
+    if kind in ("csv", "parquet"):
+        return read_frame(path)
+    if kind == "hdf5":
+        return _read_hdf5(path, key)
+    if kind == "root":
+        return _read_root(path, key)
+    raise InputError(f"unknown event file format {path.suffix!r}; use one of {', '.join(sorted(EVENT_SUFFIXES))}",
+                     file=path)
+
+
+def read_events(
+    path: str | os.PathLike[str],
+    *,
+    columns: Mapping[str, str] | None = None,
+    theta: Sequence[str] = (),
+    phi: Sequence[str] | None = None,
+    outcome: str = OUTCOME,
+    weight: str | None = None,
+    key: str | None = None,
+    fidelity: str | None = None,
+    run_id: str | None = None,
+    theta_values: Mapping[str, float] | None = None,
+) -> EventTable:
+    """Read an event file into an :class:`EventTable`.
+
+    Parameters
+    ----------
+    columns:
+        Rename map, file column name -> rarefy name; applied first. All other names
+        below are rarefy names (after renaming).
+    theta:
+        θ columns. A θ column the file lacks is filled from ``theta_values`` (the run's
+        design), else it is an error.
+    phi:
+        φ columns; ``None`` takes every remaining numeric column.
+    outcome, weight:
+        The 0/1 outcome column and the optional weight column.
+    key:
+        HDF5 key/group or ROOT TTree name, where the file holds several.
+    fidelity, run_id:
+        Constants written into the ``fidelity`` / ``run_id`` columns.
+    """
+    frame = read_event_frame(path, key=key)
+    return frame_to_events(frame, source=str(path), columns=columns, theta=theta, phi=phi, outcome=outcome,
+                           weight=weight, fidelity=fidelity, run_id=run_id, theta_values=theta_values)
+
+
+def frame_to_events(
+    frame: pd.DataFrame,
+    *,
+    source: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    theta: Sequence[str] = (),
+    phi: Sequence[str] | None = None,
+    outcome: str = OUTCOME,
+    weight: str | None = None,
+    fidelity: str | None = None,
+    run_id: str | None = None,
+    theta_values: Mapping[str, float] | None = None,
+) -> EventTable:
+    """Map a raw event DataFrame to an :class:`EventTable` (see :func:`read_events`)."""
+    frame = frame.rename(columns=dict(columns or {}))
+    frame.columns = [str(c) for c in frame.columns]
+    if outcome not in frame.columns:
+        raise InputError(f"outcome column not found (columns: {', '.join(frame.columns)})", file=source, column=outcome)
+    if weight is not None and weight not in frame.columns:
+        raise InputError(f"weight column not found (columns: {', '.join(frame.columns)})", file=source, column=weight)
+    rename = {outcome: OUTCOME}
+    if weight is not None:
+        rename[weight] = WEIGHT
+    for canonical, chosen in ((OUTCOME, outcome), (WEIGHT, weight)):
+        if chosen is not None and chosen != canonical and canonical in frame.columns:
+            # another column already carries the canonical name: keep it, under a new name
+            frame = frame.rename(columns={canonical: f"{canonical}_orig"})
+    frame = frame.rename(columns=rename)
+    theta = list(theta)
+    for name in theta:
+        if name not in frame.columns:
+            if theta_values is not None and name in theta_values:
+                frame[name] = float(theta_values[name])
+            else:
+                raise InputError(f"θ column not found (columns: {', '.join(frame.columns)})", file=source, column=name)
+    reserved = {*theta, OUTCOME, WEIGHT, FIDELITY, RUN_ID}
+    if phi is None:
+        phi = [c for c in frame.columns if c not in reserved and pd.api.types.is_numeric_dtype(frame[c])]
+    else:
+        phi = list(phi)
+        for name in phi:
+            if name not in frame.columns:
+                raise InputError(f"φ column not found (columns: {', '.join(frame.columns)})", file=source, column=name)
+    keep = [*theta, *phi, OUTCOME] + [c for c in (WEIGHT, FIDELITY, RUN_ID) if c in frame.columns]
+    table = pa.Table.from_pandas(frame[keep].reset_index(drop=True), preserve_index=False)
+    events = EventTable(table, theta, phi, source=source)
+    return events.with_run(fidelity=fidelity, run_id=run_id)
+
+
+# -------------------------------------------------------------------- HDF5
+def _attr_names(obj: Any, name: str) -> list[str] | None:
+    if name not in obj.attrs:
+        return None
+    value = obj.attrs[name]
+    values = np.atleast_1d(value)
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _read_hdf5(path: Path, key: str | None) -> pd.DataFrame:
+    import h5py
+
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"cannot open HDF5 file: {exc}", file=path) from None
+    with fh:
+        pandas_keys = []
+        fh.visititems(lambda name, obj: pandas_keys.append(name) if "pandas_type" in obj.attrs else None)
+        if pandas_keys:
+            return _read_hdfstore(path, key, pandas_keys)
+        group = fh if key is None else fh.get(key)
+        if group is None or not isinstance(group, h5py.Group):
+            raise InputError(f"HDF5 group {key!r} not found", file=path)
+        if "phi" in group and isinstance(group["phi"], h5py.Dataset) and group["phi"].ndim == 2:
+            return _read_matrix_layout(path, fh, group)
+        return _read_flat_layout(path, group)
+
+
+def _read_hdfstore(path: Path, key: str | None, keys: list[str]) -> pd.DataFrame:
+    tops = sorted({k.split("/")[0] for k in keys})
+    if key is None:
+        if len(tops) != 1:
+            raise InputError(f"HDFStore holds several tables {tops}; name one with 'key'", file=path)
+        key = tops[0]
+    try:
+        frame = pd.read_hdf(path, key=key)
+    except ImportError as exc:
+        raise InputError(f"reading a pandas HDFStore needs the 'tables' package: {exc}", file=path) from None
+    except KeyError:
+        raise InputError(f"HDFStore key {key!r} not found (keys: {tops})", file=path) from None
+    if not isinstance(frame, pd.DataFrame):
+        frame = frame.to_frame()
+    return frame.reset_index(drop=True)
+
+
+def _read_matrix_layout(path: Path, fh: Any, group: Any) -> pd.DataFrame:
+    phi = np.asarray(group["phi"][...], dtype=float)
+    n, p = phi.shape
+    labels = _attr_names(group["phi"], "phi_labels") or _attr_names(fh, "phi_labels") or [f"phi_{i}" for i in range(p)]
+    if len(labels) != p:
+        raise InputError(f"phi_labels has {len(labels)} names for {p} φ columns", file=path, column="phi")
+    cols: dict[str, np.ndarray] = dict(zip(labels, phi.T))
+    if "theta" in group:
+        theta = np.asarray(group["theta"][...], dtype=float)
+        theta = theta.reshape(1, -1) if theta.ndim <= 1 else theta
+        if theta.shape[0] not in (1, n):
+            raise InputError(f"theta has {theta.shape[0]} rows for {n} events", file=path, column="theta")
+        d = theta.shape[1]
+        names = _attr_names(group["theta"], "theta_headers") or _attr_names(fh, "theta_headers") or [f"theta_{i}" for i in range(d)]
+        if len(names) != d:
+            raise InputError(f"theta_headers has {len(names)} names for {d} θ columns", file=path, column="theta")
+        for j, name in enumerate(names):
+            cols[name] = np.broadcast_to(theta[:, j], (n,)).copy()
+    if "target" not in group:
+        raise InputError("HDF5 matrix layout needs a 'target' dataset next to 'phi'", file=path, column="target")
+    target = np.asarray(group["target"][...]).reshape(-1)
+    if len(target) != n:
+        raise InputError(f"target has {len(target)} entries for {n} events", file=path, column="target")
+    tname = (_attr_names(group["target"], "target_label") or _attr_names(fh, "target_label") or ["target"])[0]
+    cols[tname] = target
+    return pd.DataFrame(cols)
+
+
+def _read_flat_layout(path: Path, group: Any) -> pd.DataFrame:
+    import h5py
+
+    cols = {name: np.asarray(ds[...]) for name, ds in group.items() if isinstance(ds, h5py.Dataset)}
+    if not cols:
+        raise InputError("HDF5 file has no datasets to read as columns", file=path)
+    lengths = {name: v.shape[0] if v.ndim else 1 for name, v in cols.items()}
+    if len(set(lengths.values())) != 1 or any(v.ndim != 1 for v in cols.values()):
+        raise InputError(f"HDF5 datasets must be 1-D columns of one length, got shapes "
+                         f"{ {k: v.shape for k, v in cols.items()} }", file=path)
+    return pd.DataFrame(cols)
+
+
+# -------------------------------------------------------------------- ROOT
+def _read_root(path: Path, key: str | None) -> pd.DataFrame:
+    try:
+        import uproot
+    except ImportError:
+        raise InputError("reading ROOT files needs uproot: pip install 'rarefy[root]'", file=path) from None
+    try:
+        fh = uproot.open(path)
+    except Exception as exc:  # uproot raises many types for bad files
+        raise InputError(f"cannot open ROOT file: {exc}", file=path) from None
+    with fh:
+        kinds = {k.split(";")[0]: cls for k, cls in fh.classnames().items() if cls in ("TTree", "ROOT::RNTuple")}
+        trees = list(kinds)
+        if key is None:
+            if len(trees) != 1:
+                raise InputError(f"ROOT file holds TTrees {trees}; name one with 'key'", file=path)
+            key = trees[0]
+        if key not in trees:
+            raise InputError(f"TTree {key!r} not found (TTrees: {trees})", file=path)
+        obj = fh[key]
+        if kinds[key] == "TTree":
+            arrays = {name: branch.array(library="np") for name, branch in obj.items()}
+        else:  # RNTuple, what uproot writes from a plain dict
+            arrays = obj.arrays(library="np")
+        cols = {}
+        for name, values in arrays.items():
+            values = np.asarray(values)
+            if values.dtype == object or values.ndim != 1:
+                raise InputError("ROOT branch is not flat (one value per entry); only flat branches are read",
+                                 file=path, column=name)
+            cols[name] = values
+    return pd.DataFrame(cols)
