@@ -13,6 +13,7 @@ from .config import RunConfig, load_config
 from .data import RateTable, count_variance, read_frame
 from .data.mapping import load_rate_table
 from .errors import InputError
+from .fitting import fit, validate
 from .space import DesignSpace, Parameter
 from .surrogate import AR1Settings, AR1Surrogate
 
@@ -22,5 +23,5 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AR1Settings", "AR1Surrogate", "DesignSpace", "InputError", "Parameter", "RateTable", "RunConfig",
-    "count_variance", "load_config", "load_rate_table", "read_frame", "__version__",
+    "count_variance", "fit", "load_config", "load_rate_table", "read_frame", "validate", "__version__",
 ]

@@ -283,7 +283,7 @@ def _executor(cfg: ExecutorConfig) -> Iterator[tuple[Any, bool]]:
     if cfg.kind == "local":
         workers = cfg.workers or os.cpu_count() or 1
         kwargs: dict[str, Any] = dict(n_workers=workers, threads_per_worker=cfg.threads_per_worker,
-                                      processes=cfg.processes, dashboard_address=None)
+                                      processes=cfg.processes, dashboard_address=":0")
         if cfg.memory_limit is not None:
             kwargs["memory_limit"] = cfg.memory_limit
         log.info("starting a LocalCluster: %d workers x %d threads (%s)", workers, cfg.threads_per_worker,

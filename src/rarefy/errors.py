@@ -52,5 +52,7 @@ class InputError(ValueError):
 
 def fmt_value(value: Any) -> str:
     """Short printable form of a bad value for an error message."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # numpy scalar -> plain Python value
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import logging
+
 import numpy as np
 import pandas as pd
 
-from ..config import FidelityConfig, RunConfig
+from ..config import FidelityConfig, NoiseConfig, RunConfig
 from ..errors import InputError, fmt_value
 from ..space import DesignSpace
 from .rates import RateTable, count_variance
@@ -22,10 +24,13 @@ from .readers import read_frame
 
 __all__ = ["load_rate_table", "extract_fidelity"]
 
+log = logging.getLogger(__name__)
+
 
 def _mapped(path: Path, mapping: dict[str, str]) -> pd.DataFrame:
     frame = read_frame(path)
     frame = frame.rename(columns=mapping)
+    frame.attrs["mapped_from"] = {new: old for old, new in mapping.items()}
     frame["_source"] = str(path)
     frame["_row"] = np.arange(len(frame))
     return frame
@@ -34,7 +39,9 @@ def _mapped(path: Path, mapping: dict[str, str]) -> pd.DataFrame:
 def _require(frame: pd.DataFrame, column: str, path: str, what: str) -> None:
     if column not in frame.columns:
         shown = [c for c in frame.columns if not c.startswith("_")]
-        raise InputError(f"{what} column not found (columns: {', '.join(shown)})", file=path, column=column)
+        source = frame.attrs.get("mapped_from", {}).get(column)
+        origin = f" (mapped from {source!r} by the config's data.columns)" if source else ""
+        raise InputError(f"{what} column not found{origin}; the file has: {', '.join(shown)}", file=path, column=column)
 
 
 def _finite(frame: pd.DataFrame, column: str, path: str) -> np.ndarray:
@@ -47,9 +54,12 @@ def _finite(frame: pd.DataFrame, column: str, path: str) -> np.ndarray:
     return values
 
 
-def _select(frame: pd.DataFrame, filt: dict, path: str) -> pd.DataFrame:
+def _select(frame: pd.DataFrame, filt: dict, path: str, strict: bool = True) -> pd.DataFrame:
     keep = np.ones(len(frame), dtype=bool)
     for column, wanted in filt.items():
+        if not strict and column not in frame.columns:
+            log.warning("%s: filter column %r not found; taking all rows", path, column)
+            continue
         _require(frame, column, path, "filter")
         options = wanted if isinstance(wanted, list) else [wanted]
         col = frame[column]
@@ -60,17 +70,31 @@ def _select(frame: pd.DataFrame, filt: dict, path: str) -> pd.DataFrame:
     return frame[keep]
 
 
-def extract_fidelity(frame: pd.DataFrame, fid: FidelityConfig, space: DesignSpace, path: str) -> pd.DataFrame:
-    """Rows of one file that belong to fidelity ``fid``, as RateTable columns (may be empty)."""
-    rows = _select(frame, fid.filter, path)
+def extract_fidelity(frame: pd.DataFrame, fid: FidelityConfig, space: DesignSpace, path: str,
+                     strict: bool = True) -> pd.DataFrame:
+    """Rows of one file that belong to fidelity ``fid``, as RateTable columns (may be empty).
+
+    ``strict=False`` (used to read validation data) skips filter columns the file lacks,
+    treats missing noise columns as zero noise, and only warns about designs outside the
+    bounds; each of these is logged.
+    """
+    rows = _select(frame, fid.filter, path, strict)
     for col in (*space.names, fid.value):
         _require(frame, col, path, "design" if col in space.names else "value")
     noise = fid.noise
-    for col in (noise.std, noise.variance, noise.counts, noise.events):
-        if col is not None:
+    noise_cols = [c for c in (noise.std, noise.variance, noise.counts, noise.events) if c is not None]
+    if not strict and any(c not in frame.columns for c in noise_cols):
+        log.warning("%s: noise column(s) %s not found; taking the values as exact", path, noise_cols)
+        noise = NoiseConfig()
+    else:
+        for col in noise_cols:
             _require(frame, col, path, "noise")
     out = pd.DataFrame({name: _finite(rows, name, path) for name in space.names})
-    space.check_bounds(out, file=path, rows=rows["_row"].to_numpy())
+    if strict:
+        space.check_bounds(out, file=path, rows=rows["_row"].to_numpy())
+    elif not space.in_bounds(out).all():
+        log.warning("%s: %d design(s) lie outside the design-space bounds; predicting by extrapolation",
+                    path, int((~space.in_bounds(out)).sum()))
     rate = _finite(rows, fid.value, path)
     out["fidelity"] = fid.name
     out["rate"] = rate
@@ -113,11 +137,12 @@ def _nonneg(values: np.ndarray, rows: pd.DataFrame, column: str, path: str) -> N
 
 
 def load_rate_table(cfg: RunConfig, paths: Sequence[Path] | None = None,
-                    fidelities: Sequence[str] | None = None) -> RateTable:
+                    fidelities: Sequence[str] | None = None, strict: bool = True) -> RateTable:
     """Read the config's data files (or ``paths``) into one RateTable of the config's fidelities.
 
     Raises :class:`InputError` for a missing column, a non-finite value, a design out of
-    bounds, or a fidelity that matches no row in any file.
+    bounds, or a fidelity that matches no row in any file. ``strict=False``: see
+    :func:`extract_fidelity`.
     """
     space = cfg.space.build()
     paths = list(cfg.data.paths if paths is None else paths)
@@ -125,11 +150,11 @@ def load_rate_table(cfg: RunConfig, paths: Sequence[Path] | None = None,
     frames = [(str(p), _mapped(Path(p), cfg.data.columns)) for p in paths]
     parts = []
     for fid in wanted:
-        got = [extract_fidelity(frame, fid, space, path) for path, frame in frames]
+        got = [extract_fidelity(frame, fid, space, path, strict) for path, frame in frames]
         got = [g for g in got if len(g)]
         if not got:
             where = ", ".join(p for p, _ in frames)
             raise InputError(f"fidelity {fid.name!r} has no rows (filter {fid.filter}, column {fid.value!r})", file=where)
         parts.extend(got)
     frame = pd.concat(parts, ignore_index=True)
-    return RateTable(frame, space)
+    return RateTable(frame, space, check_bounds=strict)

@@ -76,14 +76,19 @@ class RateTable:
         The design space the θ columns live in; designs outside its bounds are an error.
     source:
         Optional file name, used in error messages.
+    check_bounds:
+        Raise for designs outside the space's bounds (default). Off only for
+        validation data, where extrapolation is allowed.
     """
 
-    def __init__(self, frame: pd.DataFrame, space: DesignSpace, source: str | None = None) -> None:
+    def __init__(self, frame: pd.DataFrame, space: DesignSpace, source: str | None = None,
+                 check_bounds: bool = True) -> None:
         self.space = space
-        self._frame = self._validate(frame.reset_index(drop=True), space, source)
+        self._check_bounds = check_bounds
+        self._frame = self._validate(frame.reset_index(drop=True), space, source, check_bounds)
 
     @staticmethod
-    def _validate(frame: pd.DataFrame, space: DesignSpace, source: str | None) -> pd.DataFrame:
+    def _validate(frame: pd.DataFrame, space: DesignSpace, source: str | None, check_bounds: bool) -> pd.DataFrame:
         for col in (*space.names, *REQUIRED):
             if col not in frame.columns:
                 raise InputError(f"rate table is missing the column (has: {', '.join(map(str, frame.columns))})",
@@ -103,7 +108,8 @@ class RateTable:
         if neg.any():
             i = int(np.argmax(neg))
             raise InputError(f"noise variance {frame['var'].iloc[i]} is negative", file=source, column="var", row=i)
-        space.check_bounds(frame, file=source)
+        if check_bounds:
+            space.check_bounds(frame, file=source)
         return frame
 
     # ---------------------------------------------------------------- access
@@ -129,7 +135,7 @@ class RateTable:
         if fidelity is not None:
             names = [fidelity] if isinstance(fidelity, str) else list(fidelity)
             keep &= self._frame["fidelity"].isin(names).to_numpy()
-        return RateTable(self._frame[keep], self.space)
+        return RateTable(self._frame[keep], self.space, check_bounds=self._check_bounds)
 
     def designs(self, fidelity: str | None = None) -> np.ndarray:
         """θ of the rows (of one fidelity), shape (n, d), in parameter units."""

@@ -39,20 +39,20 @@ from typing import Any, Sequence
 import numpy as np
 import gpytorch
 import torch
-from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.constraints import GreaterThan, Interval
-from gpytorch.kernels import ScaleKernel
+from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.priors import GammaPrior, LogNormalPrior
 
 from ..data.rates import RateTable
 from ..space import DesignSpace
-from .linalg import safe_cholesky
+from .linalg import safe_cholesky, torch_threads
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AR1Surrogate", "AR1Settings"]
 
 DTYPE = torch.float64
+SMALL_N = 2000  # below this many training rows the fit runs single-threaded (faster, see torch_threads)
 
 
 @dataclass
@@ -84,7 +84,12 @@ class _AR1Module(gpytorch.Module):
         self.dim = dim
         self.kernels = torch.nn.ModuleList()
         for _ in range(levels):
-            base = get_covar_module_with_dim_scaled_prior(dim, use_rbf_kernel=settings.kernel == "rbf")
+            # BoTorch's dimension-scaled lengthscale prior (Hvarfner et al. 2024), with a
+            # softplus-transformed bound so unconstrained L-BFGS keeps lengthscales > 0.025.
+            prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(dim), scale=math.sqrt(3))
+            kw = dict(ard_num_dims=dim, lengthscale_prior=prior, lengthscale_constraint=GreaterThan(2.5e-2))
+            base = RBFKernel(**kw) if settings.kernel == "rbf" else MaternKernel(nu=2.5, **kw)
+            base.lengthscale = prior.mode
             self.kernels.append(ScaleKernel(base, outputscale_prior=GammaPrior(2.0, 2.0),
                                             outputscale_constraint=GreaterThan(1e-6)))
         self.mean = torch.nn.Parameter(torch.zeros(levels))
@@ -225,14 +230,18 @@ class AR1Surrogate:
         Rows of fidelities the surrogate does not know are ignored. Every known fidelity
         must have at least one row.
         """
+        with torch_threads(1 if len(table) <= SMALL_N else torch.get_num_threads()):
+            return self._fit(table)
+
+    def _fit(self, table: RateTable) -> "AR1Surrogate":
         t0 = time.perf_counter()
         frame = table.frame[table.frame["fidelity"].isin(self.fidelities)]
-        fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy()
+        fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy(dtype=np.int64, copy=True)
         counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
         empty = [n for n, c in counts.items() if c == 0]
         if empty:
             raise ValueError(f"no rows for fidelities {empty}")
-        y, v = self._forward_y(frame["rate"].to_numpy(float), frame["var"].to_numpy(float), fid)
+        y, v = self._forward_y(frame["rate"].to_numpy(float, copy=True), frame["var"].to_numpy(float, copy=True), fid)
         means, stds = np.zeros(len(self.fidelities)), np.ones(len(self.fidelities))
         for i in range(len(self.fidelities)):
             yi = y[fid == i]
@@ -353,7 +362,7 @@ class AR1Surrogate:
                 mean = torch.exp(mean)
                 var = var * mean**2
             if noise_var is not None:
-                var = var + torch.as_tensor(np.asarray(noise_var, dtype=float), dtype=DTYPE)
+                var = var + torch.as_tensor(np.array(noise_var, dtype=float), dtype=DTYPE)
         return mean, var.sqrt()
 
     def rho(self, x: Any) -> torch.Tensor:
@@ -364,6 +373,7 @@ class AR1Surrogate:
             r = self.module.rho(self._x(x))[..., 1:]
         return r * self._y_std[1:] / self._y_std[:-1]
 
+    @torch.no_grad()
     def hyperparameters(self) -> dict[str, Any]:
         """Fitted hyperparameters per fidelity (lengthscales in unit-cube units)."""
         if self.module is None:

@@ -1,0 +1,126 @@
+"""The ``fit`` and ``validate`` jobs: config + rate files -> surrogate in a run directory -> metrics.
+
+These are the Python equivalents of ``rarefy fit`` and ``rarefy validate``::
+
+    import rarefy
+    result = rarefy.fit("examples/legend/legend.yaml", "runs/legend", cv=10)
+    report = rarefy.validate("runs/legend", "heldout.csv", json_out="val.json")
+
+Run-directory layout written by :func:`fit`::
+
+    RUN_DIR/config.yaml             the resolved config (absolute data paths)
+    RUN_DIR/surrogate/model.pt      state dict + training data (torch.save; load with weights_only)
+    RUN_DIR/surrogate/model.json    settings, fitted hyperparameters, fit log
+    RUN_DIR/training_rates.parquet  the RateTable the surrogate was fitted on
+    RUN_DIR/fit.json                fit summary (+ cross-validation metrics with --cv)
+    RUN_DIR/cv_predictions.csv      out-of-fold predictions (with --cv)
+    RUN_DIR/cv_calibration.png      calibration plot of the cross-validation (with --cv)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import RunConfig, dump_config, load_config
+from .data.mapping import load_rate_table
+from .data.rates import RateTable
+from .errors import InputError
+from .report.calibration import calibration_plot
+from .runs import staged_run_dir, write_json
+from .surrogate import AR1Settings, AR1Surrogate
+from .validate import CVResult, cross_validate, metrics, predict_table
+
+log = logging.getLogger(__name__)
+
+__all__ = ["fit", "validate", "build_surrogate", "FitResult", "ValidationResult"]
+
+
+def build_surrogate(cfg: RunConfig) -> AR1Surrogate:
+    """An unfitted surrogate as the config's ``surrogate`` section describes."""
+    settings = AR1Settings(**cfg.surrogate.model_dump(exclude={"kind"}))
+    return AR1Surrogate(cfg.space.build(), cfg.fidelity_names, settings, seed=cfg.seed)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` produced: the fitted surrogate, its training table, optional CV, and the run dir."""
+
+    surrogate: AR1Surrogate
+    table: RateTable
+    cv: CVResult | None
+    run_dir: Path
+
+
+def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str], cv: int | None = None,
+        progress: Callable[[int, int], None] | None = None) -> FitResult:
+    """Fit the configured surrogate on the config's data and save it to run directory ``out``.
+
+    With ``cv=K`` also run K-fold cross-validation over the target-fidelity runs and save
+    its metrics (same keys as :func:`validate`), predictions and calibration plot.
+    All input is validated before anything is written; the run directory appears only
+    when everything succeeded.
+    """
+    cfg = load_config(config) if not isinstance(config, RunConfig) else config
+    table = load_rate_table(cfg)
+    sur = build_surrogate(cfg).fit(table)
+    cv_result = None
+    if cv is not None:
+        if cv < 2:
+            raise InputError(f"--cv must be at least 2, got {cv}")
+        cv_result = cross_validate(lambda: build_surrogate(cfg), table, cfg.target, k=cv, seed=cfg.seed,
+                                   tolerance=cfg.cv_design_tolerance, progress=progress)
+    with staged_run_dir(out) as stage:
+        dump_config(cfg, stage / "config.yaml")
+        sur.save(stage / "surrogate")
+        table.to_parquet(stage / "training_rates.parquet")
+        summary: dict[str, Any] = {
+            "name": cfg.name, "target": cfg.target, "fidelities": sur.fidelities,
+            "rows_per_fidelity": sur.info.n_per_fidelity, "fit_seconds": sur.info.seconds,
+            "restart_losses": sur.info.losses, "hyperparameters": sur.hyperparameters(),
+        }
+        if cv_result is not None:
+            summary["cv"] = {"k": cv, **cv_result.metrics, "bootstrap": cv_result.bootstrap}
+            cv_result.predictions.to_csv(stage / "cv_predictions.csv", index=False)
+            calibration_plot(cv_result.predictions, stage / "cv_calibration.png",
+                             title=f"{cfg.name}: {cv}-fold CV of {cfg.target!r}")
+        write_json(stage / "fit.json", summary)
+    log.info("fitted %s on %d rows -> %s", cfg.target, len(table), out)
+    return FitResult(sur, table, cv_result, Path(out))
+
+
+@dataclass
+class ValidationResult:
+    """Metrics (the keys of the validate JSON) and per-point predictions."""
+
+    metrics: dict[str, float]
+    predictions: Any
+    plot: Path
+
+
+def validate(run_dir: str | os.PathLike[str], data: str | os.PathLike[str],
+             json_out: str | os.PathLike[str] | None = None) -> ValidationResult:
+    """Predict the target fidelity at the designs of ``data`` and score the predictions.
+
+    ``data`` is read with the run's column mapping and the target fidelity's row filter,
+    value column and noise rule. A filter column absent from ``data`` is skipped (all rows
+    are taken), and absent noise columns mean zero own noise. Writes the metrics as
+    JSON to ``json_out`` (if given) and a calibration plot ``validate_calibration.png``
+    into ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists() or not (run_dir / "surrogate" / "model.json").exists():
+        raise InputError("not a fitted run directory (run 'rarefy fit' first)", file=run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    table = load_rate_table(cfg, paths=[Path(data)], fidelities=[cfg.target], strict=False)
+    sur = AR1Surrogate.load(run_dir / "surrogate")
+    pred = predict_table(sur, table, cfg.target)
+    result = metrics(pred["rate"], pred["mean"], pred["sigma"])
+    if json_out is not None:
+        write_json(json_out, result)
+    plot = calibration_plot(pred, run_dir / "validate_calibration.png",
+                            title=f"{cfg.name}: {cfg.target!r} on {Path(data).name}")
+    return ValidationResult(result, pred, plot)

@@ -1,0 +1,63 @@
+"""Run-directory helpers: atomic creation and atomic file writes.
+
+A run directory holds everything one run produced. Commands build their outputs in a
+temporary sibling folder and move them into place only when everything succeeded, so a
+failure (bad input, a crash) never leaves a half-written run directory behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = ["staged_run_dir", "write_json", "write_text"]
+
+
+@contextlib.contextmanager
+def staged_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder; on success move its contents into ``run_dir``.
+
+    A new ``run_dir`` appears in one rename. If ``run_dir`` exists already, each staged
+    file replaces its namesake atomically (other files there are kept). On an exception
+    the staging folder is deleted and ``run_dir`` is left as it was.
+    """
+    run_dir = Path(run_dir).absolute()
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".staging", dir=run_dir.parent))
+    try:
+        yield stage
+        if not run_dir.exists():
+            os.replace(stage, run_dir)
+            return
+        for src in sorted(stage.rglob("*")):
+            if src.is_file():
+                dst = run_dir / src.relative_to(stage)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write text to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,134 @@
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rarefy import AR1Settings, AR1Surrogate, RateTable
+from conftest import truth_hf, two_fidelity_table
+
+FAST = AR1Settings(restarts=2, max_iter=100)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from rarefy import DesignSpace, Parameter
+
+    space = DesignSpace([Parameter("a", 0.0, 1.0), Parameter("b", 0.0, 1.0)])
+    table = two_fidelity_table(space)
+    return AR1Surrogate(space, ["lf", "hf"], FAST, seed=0).fit(table), table
+
+
+def test_multi_fidelity_beats_hf_only(fitted):
+    sur, table = fitted
+    x = sur.space.sample(200, method="random", seed=9).to_numpy()
+    mean, std = sur.predict(x, "hf")
+    err_mf = np.mean((mean.numpy() - truth_hf(x)) ** 2)
+    hf_only = AR1Surrogate(sur.space, ["hf"], FAST).fit(table.subset("hf"))
+    err_hf = np.mean((hf_only.predict(x, "hf")[0].numpy() - truth_hf(x)) ** 2)
+    assert err_mf < 0.25 * err_hf
+    # calibrated-ish: most truths within 3 sigma
+    z = np.abs(mean.numpy() - truth_hf(x)) / std.numpy()
+    assert np.mean(z < 3) > 0.9
+
+
+def test_rho_is_recovered_in_output_units(fitted):
+    sur, _ = fitted
+    rho = sur.rho(np.array([[0.5, 0.5]]))
+    assert rho.shape == (1, 1)
+    assert 1.2 < float(rho) < 1.8  # true value 1.5
+
+
+def test_predict_is_batched_and_differentiable(fitted):
+    sur, _ = fitted
+    x = torch.rand(3, 7, 2, dtype=torch.float64, requires_grad=True)
+    mean, std = sur.predict(x, "hf")
+    assert mean.shape == (3, 7) and std.shape == (3, 7)
+    (mean.sum() + std.sum()).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    # batch entries equal separate calls
+    m0, s0 = sur.predict(x[1].detach(), "hf")
+    torch.testing.assert_close(m0, mean[1].detach())
+
+
+def test_observed_std_adds_nugget_and_point_noise(fitted):
+    sur, _ = fitted
+    x = np.array([[0.3, 0.3], [0.7, 0.1]])
+    _, latent = sur.predict(x, "hf")
+    _, obs = sur.predict(x, "hf", observed=True)
+    _, noisy = sur.predict(x, "hf", observed=True, noise_var=[0.04, 0.0])
+    assert (obs >= latent).all()
+    assert torch.isclose(noisy[0] ** 2, obs[0] ** 2 + 0.04) and torch.isclose(noisy[1], obs[1])
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    sur, _ = fitted
+    sur.save(tmp_path / "m")
+    again = AR1Surrogate.load(tmp_path / "m")
+    x = np.random.default_rng(0).random((5, 2))
+    for f in ("lf", "hf"):
+        torch.testing.assert_close(again.predict(x, f), sur.predict(x, f))
+
+
+def test_same_seed_same_fit(space2d):
+    table = two_fidelity_table(space2d, n_lf=20, n_hf=5)
+    a = AR1Surrogate(space2d, ["lf", "hf"], FAST, seed=3).fit(table)
+    b = AR1Surrogate(space2d, ["lf", "hf"], FAST, seed=3).fit(table)
+    x = np.random.default_rng(1).random((4, 2))
+    assert torch.equal(a.predict(x)[0], b.predict(x)[0])
+
+
+def test_per_point_noise_is_used(space2d):
+    # two observations at the same design: a precise one and a very noisy outlier
+    df = pd.DataFrame({"a": [0.5, 0.5, 0.1, 0.9], "b": [0.5, 0.5, 0.1, 0.9], "fidelity": "hf",
+                       "rate": [1.0, 3.0, 1.0, 1.0], "var": [1e-4, 4.0, 1e-4, 1e-4]})
+    sur = AR1Surrogate(space2d, ["hf"], AR1Settings(restarts=1, nugget=False)).fit(RateTable(df, space2d))
+    mean, _ = sur.predict(np.array([[0.5, 0.5]]))
+    assert abs(float(mean) - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("kernel, rho", [("rbf", "constant"), ("matern52", "linear")])
+def test_kernel_and_rho_options(space2d, kernel, rho):
+    table = two_fidelity_table(space2d, n_lf=25, n_hf=6)
+    sur = AR1Surrogate(space2d, ["lf", "hf"], AR1Settings(kernel=kernel, rho=rho, restarts=1)).fit(table)
+    mean, std = sur.predict(np.array([[0.2, 0.4]]))
+    assert torch.isfinite(mean).all() and (std > 0).all()
+
+
+def test_three_fidelities_non_nested(space2d):
+    rng = np.random.default_rng(0)
+    frames = []
+    for i, (name, n) in enumerate((("f0", 30), ("f1", 12), ("f2", 5))):
+        x = rng.random((n, 2))
+        y = (np.sin(3 * x[:, 0]) + x[:, 1]) * (1 + 0.2 * i) + 0.1 * i
+        frames.append(pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "fidelity": name, "rate": y, "var": 1e-4}))
+    table = RateTable(pd.concat(frames, ignore_index=True), space2d)
+    sur = AR1Surrogate(space2d, ["f0", "f1", "f2"], FAST).fit(table)
+    x = rng.random((50, 2))
+    truth = (np.sin(3 * x[:, 0]) + x[:, 1]) * 1.4 + 0.2
+    assert np.sqrt(np.mean((sur.predict(x, "f2")[0].numpy() - truth) ** 2)) < 0.15
+
+
+def test_duplicates_and_tiny_noise_never_crash(space2d, caplog):
+    x = np.array([[0.2, 0.2], [0.2, 0.2], [0.2, 0.2 + 1e-12], [0.8, 0.5], [0.5, 0.9]])
+    df = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "fidelity": "hf", "rate": [1.0, 1.1, 0.9, 2.0, 1.5], "var": 1e-9})
+    table = RateTable(df, space2d)
+    with caplog.at_level(logging.WARNING):
+        for nugget in (True, False):
+            sur = AR1Surrogate(space2d, ["hf"], AR1Settings(restarts=2, nugget=nugget)).fit(table)
+            mean, std = sur.predict(x)
+            assert torch.isfinite(mean).all() and torch.isfinite(std).all()
+    # in two fidelities, identical designs across and within fidelities
+    df2 = pd.concat([df.assign(fidelity="lf"), df], ignore_index=True)
+    sur = AR1Surrogate(space2d, ["lf", "hf"], AR1Settings(restarts=1)).fit(RateTable(df2, space2d))
+    assert torch.isfinite(sur.predict(x)[0]).all()
+
+
+def test_unknown_fidelity_and_missing_rows(space2d):
+    table = two_fidelity_table(space2d, n_lf=10, n_hf=3)
+    sur = AR1Surrogate(space2d, ["lf", "hf"], AR1Settings(restarts=1)).fit(table)
+    with pytest.raises(ValueError, match="unknown fidelity"):
+        sur.predict(np.array([[0.1, 0.1]]), "mid")
+    with pytest.raises(ValueError, match="no rows for fidelities"):
+        AR1Surrogate(space2d, ["lf", "mid", "hf"]).fit(table)

@@ -1,0 +1,125 @@
+"""The built-in moderator simulator: design space, physics requirements, exact truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rarefy.simulators.moderator as mod
+from rarefy import simulators
+
+# best feasible LF design found by a constrained search (docs/moderator.md)
+BEST = {"radius": 101.04, "thickness": 14.78, "npanels": 39, "theta": 6.16, "length": 14.0}
+MID = {"radius": 150.0, "thickness": 6.0, "npanels": 30, "theta": 30.0, "length": 15.0}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulators.get("moderator")
+
+
+def test_space_matches_legend_reference(sim):
+    space = sim.space
+    assert space.names == ["radius", "thickness", "npanels", "theta", "length"]
+    assert space.bounds.tolist() == [[90, 2, 4, 0, 1], [250, 15, 360, 90, 150]]
+    assert space["npanels"].integer
+    designs = space.sample(64, seed=0)
+    assert len(designs) == 64 and space.is_feasible(designs).all()
+    slack = space.constraint_slacks(designs)
+    r_out = np.sqrt(designs.radius**2 + designs.length**2
+                    + 2 * designs.radius * designs.length * np.cos(np.radians(designs.theta)))
+    assert (r_out <= 265 + 1e-9).all() and (r_out - designs.radius <= 20 + 1e-9).all() and (slack >= 0).all()
+    assert space.is_feasible(np.array([list(BEST.values())]))[0]
+    # crossing panels are refused: many thick radial panels at a small radius
+    assert not space.is_feasible(np.array([[90.0, 15, 360, 0, 10]]))[0]
+
+
+def test_simulate_is_deterministic_and_has_physical_phi(sim):
+    a = sim.simulate(MID, 5000, "lf", seed=5)
+    b = sim.simulate(MID, 5000, "lf", seed=5)
+    assert a.to_pandas().equals(b.to_pandas())
+    assert a.phi_names == list(mod.PHI_COLUMNS)
+    df = a.to_pandas()
+    assert df["r0_cm"].between(*mod.LF_R).all() and df["z0_cm"].abs().max() <= mod.LF_HALF_Z
+    assert (df["e0_mev"] > 0).all() and df["cosz"].between(-1, 1).all()
+    assert not sim.simulate(MID, 5000, "lf", seed=6).to_pandas().equals(df)
+
+
+def test_phi_matters_strongly(sim):
+    ev = sim.simulate(MID, 20000, "lf", seed=1, with_truth=True)
+    t = ev.to_pandas()["t_true"].to_numpy()
+    assert t.std() > 2 * t.mean()                       # events at one design differ strongly
+    assert np.quantile(t, 0.99) > 20 * np.quantile(t, 0.5)
+
+
+def test_hf_is_clustered_along_tracks(sim):
+    df = sim.simulate(MID, 4000, "hf", seed=2).to_pandas()
+    # consecutive neutrons come from the same muon: their birth azimuths are close
+    gaps = np.abs(np.angle(np.exp(1j * np.diff(df["phi0_rad"].to_numpy()))))
+    assert np.median(gaps) < 0.3
+    lf = sim.simulate(MID, 4000, "lf", seed=2).to_pandas()
+    assert df["e0_mev"].mean() > 2 * lf["e0_mev"].mean()  # harder spectrum
+
+
+def test_rates_scale_and_baseline(sim):
+    for fid in ("lf", "hf"):
+        base = sim.baseline_rate(fid)
+        assert 1e-6 < base < 1e-4
+        assert sim.expected_rate(None, fid) == base
+    assert 1e-6 < sim.expected_rate(BEST, "lf") < 1e-4
+
+
+def test_reduction_of_at_least_half_at_best_design(sim):
+    base = sim.baseline_rate("lf")
+    best = sim.expected_rate(BEST, "lf")
+    assert best / base < 0.5
+    # interior in radius: moving the panels to the lower bound or outwards is worse
+    for radius in (90.5, 130.0):
+        other = dict(BEST, radius=radius)
+        assert sim.space.is_feasible(np.array([list(other.values())], dtype=float))[0]
+        assert sim.expected_rate(other, "lf") > best
+
+
+def test_expected_rate_matches_monte_carlo(sim):
+    for fid in ("lf", "hf"):
+        phi = sim.sample_phi(400_000, fid, np.random.default_rng(9))
+        t = sim.capture_probability(MID, phi)
+        err = t.std() / np.sqrt(len(t))
+        assert abs(t.mean() - sim.expected_rate(MID, fid)) < 4 * err
+
+
+def test_qmc_rule_relative_error_below_1e3(sim, monkeypatch):
+    fine = mod.Moderator()
+    monkeypatch.setattr(mod, "QMC_LOG2", 20)
+    monkeypatch.setattr(mod, "QMC_SEED", 12345)
+    for fid in ("lf", "hf"):
+        for theta in (None, BEST):
+            ref = fine.expected_rate(theta, fid)
+            assert abs(sim.expected_rate(theta, fid) / ref - 1) < 1e-3
+
+
+def test_expected_rate_is_smooth(sim):
+    radii = np.linspace(100, 140, 41)
+    rates = np.array([sim.expected_rate(dict(MID, radius=r), "lf") for r in radii])
+    steps = np.abs(np.diff(rates)) / rates[:-1]
+    assert steps.max() < 0.02                            # no jumps between 1 cm steps
+    curv = np.abs(np.diff(rates, 2)) / rates[1:-1]
+    assert curv.max() < 0.01
+
+
+def test_hf_correlated_with_lf_but_biased(sim):
+    designs = sim.space.sample(48, seed=4)
+    lf = np.array([sim.expected_rate(r.to_dict(), "lf") for _, r in designs.iterrows()])
+    hf = np.array([sim.expected_rate(r.to_dict(), "hf") for _, r in designs.iterrows()])
+    corr = np.corrcoef(lf, hf)[0, 1]
+    assert 0.7 < corr < 0.95
+    assert np.mean(hf / lf) > 1.1                         # biased: HF is not a rescaled LF
+
+
+def test_interactions_between_parameters(sim):
+    def r(**kw):
+        return sim.expected_rate(dict(MID, **kw), "lf")
+    # the effect of thickness depends on the radius (leak of thermal neutrons near the array)
+    near = r(radius=95, thickness=12) / r(radius=95, thickness=3)
+    far = r(radius=200, thickness=12) / r(radius=200, thickness=3)
+    assert abs(near - far) > 0.1

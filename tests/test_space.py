@@ -1,0 +1,80 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rarefy import DesignSpace, InputError, Parameter
+
+
+@pytest.fixture
+def panels() -> DesignSpace:
+    return DesignSpace(
+        [Parameter("radius", 90, 250, unit="cm"), Parameter("thickness", 2, 15, unit="cm"),
+         Parameter("npanels", 4, 360, integer=True), Parameter("theta", 0, 90, unit="deg"),
+         Parameter("length", 1, 150, unit="cm")],
+        constraints=["r_out <= 265", "r_out - radius <= 20",
+                     "npanels * thickness * length <= 1.05 * pi * (r_out**2 - radius**2)"],
+        definitions={"r_out": "sqrt(radius**2 + length**2 + 2*radius*length*cos(radians(theta)))"},
+    )
+
+
+@pytest.mark.parametrize("method", ["sobol", "lhs", "random"])
+def test_sample_returns_n_feasible_designs(panels, method):
+    df = panels.sample(50, method=method, seed=1)
+    assert isinstance(df, pd.DataFrame) and list(df.columns) == panels.names and len(df) == 50
+    assert panels.is_feasible(df).all()
+    assert (df["npanels"] == df["npanels"].round()).all()
+    assert df["npanels"].dtype.kind == "i"
+
+
+def test_sample_is_deterministic_per_seed(panels):
+    a, b, c = panels.sample(20, seed=3), panels.sample(20, seed=3), panels.sample(20, seed=4)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+
+
+def test_is_feasible_flags_each_violation(panels):
+    ok = panels.sample(1, seed=0).iloc[0].to_dict()
+    rows = [ok, {**ok, "radius": 80.0}, {**ok, "npanels": 10.5}, {**ok, "length": 150.0, "theta": 0.0}]
+    mask = panels.is_feasible(pd.DataFrame(rows))
+    assert mask.tolist() == [True, False, False, False]
+
+
+def test_constraint_slack_is_differentiable_in_torch(panels):
+    x = torch.tensor([[150.0, 5.0, 20.0, 30.0, 10.0]], dtype=torch.float64, requires_grad=True)
+    values = {n: x[:, j] for j, n in enumerate(panels.names)}
+    slack = panels._constraints[0].slack(values)
+    slack.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("expr, msg", [
+    ("radius <= __import__('os')", "only the functions"),
+    ("radius + 1", "must have the form"),
+    ("radius <= unknown", "unknown name"),
+    ("radius <=", "not a valid expression"),
+])
+def test_bad_constraints_are_rejected(expr, msg):
+    with pytest.raises(InputError, match=msg):
+        DesignSpace([Parameter("radius", 0, 1)], constraints=[expr])
+
+
+def test_unit_scaling_round_trip(panels):
+    df = panels.sample(10, seed=0)
+    x = df.to_numpy(float)
+    u = panels.to_unit(x)
+    assert (u >= 0).all() and (u <= 1).all()
+    np.testing.assert_allclose(panels.from_unit(u), x)
+
+
+def test_check_bounds_names_column_and_row(panels):
+    df = panels.sample(3, seed=0)
+    df.loc[2, "theta"] = 95.0
+    with pytest.raises(InputError, match=r"f.csv, column 'theta', row 2: .*95.0.*\[0, 90\]"):
+        panels.check_bounds(df, file="f.csv")
+
+
+def test_serialisation_round_trip(panels):
+    again = DesignSpace.from_dict(panels.to_dict())
+    df = panels.sample(5, seed=0)
+    assert again.names == panels.names and again.is_feasible(df).all()
