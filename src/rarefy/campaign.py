@@ -420,6 +420,7 @@ def _drive(client: Any, processes: bool, todo: list[RunRequest], simulator: Any,
         if bar is not None:
             task = bar.add_task("runs", total=n_total, completed=done0 + failed0, done=done0, failed=failed0)
         ac = as_completed_factory(futures)
+        del futures  # only as_completed holds pending futures; collected ones are released below
         n_done, n_failed = done0, failed0
         for fut in ac:
             try:
@@ -431,6 +432,8 @@ def _drive(client: Any, processes: bool, todo: list[RunRequest], simulator: Any,
                     log.error("a task failed outside any run: %s", exc)
                     continue
                 out = RunOutcome(run_id, False, error=f"worker lost: {type(exc).__name__}: {exc}")
+            if hasattr(fut, "release"):
+                fut.release()  # a finished run's result must not be recomputed if its worker restarts
             req = by_id[out.run_id]
             if out.ok:
                 store.mark_done(req.run_id, n=out.n, k=out.k, wall_s=out.wall_s, cpu_s=out.cpu_s,

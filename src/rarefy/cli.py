@@ -5,6 +5,7 @@ command                                     Python equivalent
 ==========================================  =====================================
 ``rarefy fit CONFIG --out RUN_DIR [--cv K]``  :func:`rarefy.fit`
 ``rarefy validate RUN_DIR DATA --json OUT``   :func:`rarefy.validate`
+``rarefy simulate CONFIG --out RUN_DIR``      :func:`rarefy.simulate`
 ==========================================  =====================================
 
 Bad input (a missing column, a NaN, an unknown fidelity, ...) prints one line naming
@@ -101,6 +102,21 @@ def validate(
     result = validate_run(run_dir, data, json_out)
     console.print(metrics_table(f"validation on {data.name}", result.metrics))
     console.print(f"calibration plot: {result.plot}")
+
+
+@app.command()
+@handle_errors
+def simulate(
+    config: Path = typer.Argument(..., help="Config (YAML) with 'simulator' and 'campaign' sections."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory; re-running on it resumes the campaign."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo runs that failed for good before."),
+) -> None:
+    """Run (or resume) a simulation campaign and write RUN_DIR/rates.parquet."""
+    from .campaign import simulate as simulate_run
+
+    result = simulate_run(config, out, retry_failed=retry_failed, progress=True)
+    console.print(f"{result.n_done} runs done, {result.n_failed} failed of {result.n_runs} "
+                  f"({result.n_executed} executed now) in {result.wall_s:.1f} s -> {result.rates_path}")
 
 
 def main() -> None:
