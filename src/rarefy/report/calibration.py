@@ -38,6 +38,11 @@ def calibration_plot(pred: pd.DataFrame, path: str | os.PathLike[str], title: st
     ax.set_ylabel("observed" + suffix)
     ax.set_title(title or "observed vs predicted")
     ax.legend(loc="upper left", fontsize=8)
+    mse = float(np.mean((y - mu) ** 2))
+    ax.text(0.98, 0.03, f"n = {len(y)}\nMSE = {mse:.3g}\n"
+            f"within 1σ/2σ/3σ: {np.mean(z < 1):.0%} / {np.mean(z < 2):.0%} / {np.mean(z < 3):.0%}",
+            transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"})
     ks = np.linspace(0, 3.5, 71)
     from scipy.stats import norm
 
