@@ -306,7 +306,12 @@ def _executor(cfg: ExecutorConfig) -> Iterator[tuple[Any, bool]]:
 
 @dataclass
 class CampaignResult:
-    """Summary of a campaign call: where things are and how it went."""
+    """Summary of a campaign call: where things are and how it went.
+
+    ``wall_s`` is the whole call (cluster start-up included), ``span_s`` the time from
+    the first submission to the last result, ``sim_s`` the summed wall time spent inside
+    the simulator by the runs that succeeded (seconds).
+    """
 
     run_dir: Path
     rates_path: Path
@@ -317,6 +322,7 @@ class CampaignResult:
     wall_s: float
     sim_s: float = 0.0
     workers: int = 1
+    span_s: float = 0.0
     outcomes: list[RunOutcome] = field(default_factory=list, repr=False)
     space: DesignSpace | None = field(default=None, repr=False)
 
@@ -370,11 +376,14 @@ def run_campaign(
                  len(todo))
         outcomes: list[RunOutcome] = []
         workers = 1
+        span = 0.0
         if todo:
             with _executor(campaign.executor) as (client, processes):
                 if hasattr(client, "nthreads"):
                     workers = max(1, len(client.nthreads()))
+                t_submit = time.perf_counter()
                 outcomes = _drive(client, processes, todo, simulator, store, space, campaign, progress, len(requests))
+                span = time.perf_counter() - t_submit
         rates_path = store.write_rates(space)
         counts = store.counts()
     finally:
@@ -382,7 +391,7 @@ def run_campaign(
     wall = time.perf_counter() - t_start
     sim_s = float(np.nansum([o.sim_s for o in outcomes if o.ok])) if outcomes else 0.0
     result = CampaignResult(run_dir, rates_path, len(requests), counts["done"], counts["failed"], len(outcomes), wall,
-                            sim_s, workers, outcomes, space)
+                            sim_s, workers, span, outcomes, space)
     log.info("campaign finished: %d done, %d failed of %d runs in %.1f s", result.n_done, result.n_failed,
              result.n_runs, wall)
     return result

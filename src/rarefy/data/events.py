@@ -161,11 +161,11 @@ class EventTable:
         theta_names = list(self.theta_names)
         fills: dict[str, pa.Array] = {}
         if fidelity is not None:
-            fills[FIDELITY] = pa.array([fidelity] * n, type=pa.string())
+            fills[FIDELITY] = pa.repeat(pa.scalar(fidelity, type=pa.string()), n)
         if run_id is not None:
-            fills[RUN_ID] = pa.array([run_id] * n, type=pa.string())
+            fills[RUN_ID] = pa.repeat(pa.scalar(run_id, type=pa.string()), n)
         for k, v in (theta or {}).items():
-            fills[k] = pa.array(np.full(n, float(v)))
+            fills[k] = pa.repeat(pa.scalar(float(v), type=pa.float64()), n)
             if k not in theta_names:
                 theta_names.append(k)
         for name, arr in fills.items():
@@ -175,7 +175,18 @@ class EventTable:
                 table = table.append_column(name, arr)
         if not fills:
             return self
-        return EventTable(table, theta_names, self.phi_names, source=self.source)
+        for k, v in (theta or {}).items():
+            if not np.isfinite(float(v)):
+                raise InputError(f"value {fmt_value(v)} is not a finite number", file=self.source, column=k)
+        if set(fills) & set(self.phi_names):
+            return EventTable(table, theta_names, self.phi_names, source=self.source)
+        # only constant, already checked columns changed: skip the full re-validation
+        out = object.__new__(EventTable)
+        out.theta_names, out.phi_names, out.source = theta_names, list(self.phi_names), self.source
+        meta = dict(table.schema.metadata or {})
+        meta[_META_KEY] = json.dumps({"theta": theta_names, "phi": out.phi_names}).encode()
+        out._table = table.replace_schema_metadata(meta)
+        return out
 
     @classmethod
     def concat(cls, tables: Iterable["EventTable"]) -> "EventTable":
@@ -246,7 +257,10 @@ class EventTable:
         """Write the events to Parquet atomically; the θ/φ split travels in the metadata."""
         path = Path(path)
         with atomic_path(path) as tmp:
-            pq.write_table(self._table, tmp, compression="lz4")
+            # dictionary-encode only the constant/text columns: trying it on random floats costs time
+            floats = set(self.phi_names) | {WEIGHT}
+            pq.write_table(self._table, tmp, compression="lz4", write_statistics=False,
+                           use_dictionary=[c for c in self._table.column_names if c not in floats])
         return path
 
     @classmethod
