@@ -45,6 +45,8 @@ __all__ = [
     "ParameterConfig", "SpaceConfig", "NoiseConfig", "FidelityConfig", "DataConfig",
     "SurrogateConfig", "RunConfig", "load_config", "dump_config",
     "EventColumnsConfig", "SimulatorConfig", "CampaignRunsConfig", "ExecutorConfig", "CampaignConfig",
+    "DenoiseModelConfig", "DenoiseLossConfig", "MixupConfig", "ImbalancePhaseConfig", "EarlyStoppingConfig",
+    "DenoiseConfig",
 ]
 
 
@@ -238,6 +240,127 @@ class CampaignConfig(_Model):
         return {"kind": v} if isinstance(v, str) else v
 
 
+class DenoiseModelConfig(_Model):
+    """The CNP (``kind: cnp``) or attentive CNP (``kind: attentive``); hidden widths of encoder and decoder.
+
+    Defaults are RESuM-size (≈1e5 parameters). ``rep_dim`` is the representation size
+    (default: last encoder width); ``heads`` the attention heads of the attentive variant.
+    """
+
+    kind: Literal["cnp", "attentive"] = "cnp"
+    encoder: list[int] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32])
+    decoder: list[int] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32])
+    rep_dim: int | None = Field(default=None, ge=1)
+    heads: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _widths(self) -> "DenoiseModelConfig":
+        if any(w < 1 for w in (*self.encoder, *self.decoder)):
+            raise ValueError("layer widths must be >= 1")
+        rep = self.rep_dim or (self.encoder[-1] if self.encoder else 32)
+        if self.kind == "attentive" and rep % self.heads:
+            raise ValueError(f"the representation size {rep} must be a multiple of heads ({self.heads})")
+        return self
+
+
+class DenoiseLossConfig(_Model):
+    """Training loss by name (``bce``, ``focal``, ``logit_adjusted``, ``gaussian_nll``, ``brier``) and its parameters."""
+
+    name: str = "bce"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _known(self) -> "DenoiseLossConfig":
+        from .denoise.losses import check_loss  # lazy: keeps torch out of plain config loading
+
+        try:
+            check_loss(self.name, self.params)
+        except InputError as exc:
+            raise ValueError(exc.reason) from None
+        return self
+
+
+class MixupConfig(_Model):
+    """Signal–background mixup: ``fraction`` of the batch, λ ~ Uniform(a, b) or Beta(a, b)."""
+
+    enabled: bool = False
+    fraction: float = Field(default=0.1, ge=0, le=1)
+    distribution: Literal["uniform", "beta"] = "uniform"
+    a: float = Field(default=0.5, gt=0)
+    b: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> "MixupConfig":
+        if self.distribution == "uniform" and not (0 <= self.a <= self.b <= 1):
+            raise ValueError(f"uniform mixup needs 0 <= a <= b <= 1, got a={self.a}, b={self.b}")
+        return self
+
+
+class ImbalancePhaseConfig(_Model):
+    """One phase of positive oversampling: ``epochs``, pool positives per batch (``null``: natural), reuse cap per epoch."""
+
+    epochs: int = Field(ge=1)
+    positive_ratio: float | None = Field(default=None, ge=0, lt=1)
+    max_reuse: int = Field(default=10, ge=1)
+
+
+class EarlyStoppingConfig(_Model):
+    """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs; restore the best weights."""
+
+    enabled: bool = True
+    patience: int = Field(default=5, ge=1)
+    min_delta: float = Field(default=0.0, ge=0)
+
+
+class DenoiseConfig(_Model):
+    """Event-level denoiser (CNP) training; see :func:`rarefy.denoise.train`.
+
+    ``epochs`` applies without an ``imbalance`` schedule (default 20); with one, training
+    runs the phases' epochs. ``batches_per_epoch`` caps an epoch (default: one pass over
+    the training targets). ``context_size`` is the per-run context bank, ``context_per_batch``
+    the budget of context events encoded per batch (at least ``min_context`` per run).
+    ``val_events_per_run`` caps the validation targets per run. ``seed`` defaults to the
+    run config's seed.
+    """
+
+    model: DenoiseModelConfig = Field(default_factory=DenoiseModelConfig)
+    loss: DenoiseLossConfig = Field(default_factory=DenoiseLossConfig)
+    mixup: MixupConfig = Field(default_factory=MixupConfig)
+    imbalance: list[ImbalancePhaseConfig] = Field(default_factory=list)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    epochs: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=3000, ge=1)
+    batches_per_epoch: int | None = Field(default=None, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    split: list[float] = Field(default_factory=lambda: [0.8, 0.1, 0.1], min_length=3, max_length=3)
+    context_size: int = Field(default=64, ge=1)
+    context_per_batch: int = Field(default=1024, ge=1)
+    min_context: int = Field(default=4, ge=1)
+    val_events_per_run: int | None = Field(default=None, ge=1)
+    score_folds: int = Field(default=2, ge=2)
+    checkpoint: bool = True
+    tensorboard: bool = True
+    progress: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _epochs(self) -> "DenoiseConfig":
+        if self.imbalance and self.epochs is not None:
+            raise ValueError("give either 'epochs' or an 'imbalance' schedule (whose phases set the epochs), not both")
+        if any(f < 0 for f in self.split) or self.split[0] <= 0:
+            raise ValueError(f"split must be three fractions >= 0 with a positive training share, got {self.split}")
+        if self.min_context > self.context_size:
+            raise ValueError(f"min_context ({self.min_context}) exceeds context_size ({self.context_size})")
+        return self
+
+
 class RunConfig(_Model):
     """A whole run: design space, data, fidelities (low to high), target, surrogate, seed."""
 
@@ -255,6 +378,7 @@ class RunConfig(_Model):
     )
     simulator: SimulatorConfig | None = None
     campaign: CampaignConfig | None = None
+    denoise: DenoiseConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":

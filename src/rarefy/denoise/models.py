@@ -1,0 +1,158 @@
+"""Conditional neural processes over (θ, φ) for per-event signal probabilities.
+
+Shapes: ``U`` context groups (one per run present), ``m`` context events per group, ``B``
+target events, ``dx = dθ + dφ`` (normalised θ and φ concatenated).
+
+- :class:`CNP`: an MLP encoder maps each context event ``(x, y)`` to ``h``; a masked
+  **mean** over the group gives the permutation-invariant representation ``r``; the
+  decoder maps ``(r, x_target)`` to two numbers per target event.
+- :class:`AttentiveCNP`: as CNP, plus each target cross-attends
+  (:class:`torch.nn.MultiheadAttention`) to the encoded context of its own group; the
+  decoder sees ``(r, attention output, x_target)``.
+
+**Output / uncertainty.** The decoder predicts a logit-normal: the signal logit
+``z ~ N(μ, σ²)`` with ``μ`` and ``log σ²`` (clamped to [-12, 8]) as its two heads. The
+predictive probability is ``p̄ = E[sigmoid(z)] ≈ sigmoid(μ / sqrt(1 + πσ²/8))`` and its
+1σ is ``σ_p ≈ sigmoid(μ)(1 - sigmoid(μ)) σ`` (delta method), see
+:func:`rarefy.denoise.losses.predictive`. A buffer ``logit_offset`` (set by the trainer,
+0 by default) is added to ``μ`` by :meth:`CNP.predict` to undo the prior shift of
+oversampling / logit adjustment, so scores are calibrated probabilities per event.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["CNP", "AttentiveCNP", "build_model", "mlp", "RESUM_WIDTHS"]
+
+#: RESuM-size hidden widths (encoder and decoder each); ≈1e5 parameters in all
+RESUM_WIDTHS = (32, 64, 128, 128, 128, 64, 48, 32)
+
+LOG_VAR_MIN, LOG_VAR_MAX = -12.0, 8.0
+
+
+def mlp(n_in: int, widths: Sequence[int], n_out: int) -> nn.Sequential:
+    """Fully connected network ``n_in -> widths... -> n_out`` with SiLU between layers."""
+    layers: list[nn.Module] = []
+    prev = n_in
+    for w in widths:
+        layers += [nn.Linear(prev, int(w)), nn.SiLU()]
+        prev = int(w)
+    layers.append(nn.Linear(prev, n_out))
+    return nn.Sequential(*layers)
+
+
+class CNP(nn.Module):
+    """Conditional neural process with a mean-pooled context representation.
+
+    Parameters
+    ----------
+    dim_theta, dim_phi:
+        Numbers of θ and φ features (already normalised by :class:`Normalizer`).
+    encoder, decoder:
+        Hidden widths; the representation size is ``rep_dim`` (default: last encoder width).
+    """
+
+    kind = "cnp"
+
+    def __init__(self, dim_theta: int, dim_phi: int, encoder: Sequence[int] = RESUM_WIDTHS,
+                 decoder: Sequence[int] = RESUM_WIDTHS, rep_dim: int | None = None) -> None:
+        super().__init__()
+        self.dim_theta, self.dim_phi = int(dim_theta), int(dim_phi)
+        self.dim_x = self.dim_theta + self.dim_phi
+        self.rep_dim = int(rep_dim or (encoder[-1] if len(encoder) else 32))
+        self.encoder = mlp(self.dim_x + 1, encoder, self.rep_dim)
+        self.decoder = mlp(self._decoder_in(), decoder, 2)
+        self.register_buffer("logit_offset", torch.zeros(()))
+
+    def _decoder_in(self) -> int:
+        return self.rep_dim + self.dim_x
+
+    # ------------------------------------------------------------------ parts
+    def encode(self, ctx_x: torch.Tensor, ctx_y: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+        """Encoded context events, (U, m, h); masked-out entries are zero."""
+        h = self.encoder(torch.cat([ctx_x, ctx_y.unsqueeze(-1)], dim=-1))
+        return h * ctx_mask.unsqueeze(-1).to(h.dtype)
+
+    @staticmethod
+    def pool(h: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+        """Masked mean over the context axis, (U, h); a group with no context gives zeros."""
+        count = ctx_mask.sum(dim=1, keepdim=True).clamp_min(1).to(h.dtype)
+        return h.sum(dim=1) / count
+
+    def decode(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.decoder(feats)
+        return out[:, 0], out[:, 1].clamp(LOG_VAR_MIN, LOG_VAR_MAX)
+
+    def target_features(self, h: torch.Tensor, ctx_x: torch.Tensor, ctx_mask: torch.Tensor,
+                        rep: torch.Tensor, tgt_x: torch.Tensor, tgt_group: torch.Tensor) -> torch.Tensor:
+        return torch.cat([rep.index_select(0, tgt_group), tgt_x], dim=-1)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, ctx_x: torch.Tensor, ctx_y: torch.Tensor, ctx_mask: torch.Tensor,
+                tgt_x: torch.Tensor, tgt_group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw heads ``(μ, log σ²)`` of the targets, each (B,).
+
+        ``ctx_x`` (U, m, dx), ``ctx_y`` (U, m) labels in [0, 1], ``ctx_mask`` (U, m) bool,
+        ``tgt_x`` (B, dx), ``tgt_group`` (B,) long: the context group of each target.
+        """
+        h = self.encode(ctx_x, ctx_y, ctx_mask)
+        rep = self.pool(h, ctx_mask)
+        return self.decode(self.target_features(h, ctx_x, ctx_mask, rep, tgt_x, tgt_group))
+
+    @torch.no_grad()
+    def predict(self, ctx_x: torch.Tensor, ctx_y: torch.Tensor, ctx_mask: torch.Tensor,
+                tgt_x: torch.Tensor, tgt_group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated heads: ``(μ + logit_offset, log σ²)``."""
+        mu, log_var = self(ctx_x, ctx_y, ctx_mask, tgt_x, tgt_group)
+        return mu + self.logit_offset, log_var
+
+
+class AttentiveCNP(CNP):
+    """CNP whose targets also cross-attend to the encoded context of their own group.
+
+    Queries and keys are linear embeddings (width ``rep_dim``) of the target's and the
+    context events' ``x``; values are the encoded context events; padded / excluded
+    context entries are masked out (``key_padding_mask``).
+    """
+
+    kind = "attentive"
+
+    def __init__(self, dim_theta: int, dim_phi: int, encoder: Sequence[int] = RESUM_WIDTHS,
+                 decoder: Sequence[int] = RESUM_WIDTHS, rep_dim: int | None = None, heads: int = 4) -> None:
+        super().__init__(dim_theta, dim_phi, encoder, decoder, rep_dim)
+        if self.rep_dim % heads:
+            raise ValueError(f"rep_dim {self.rep_dim} must be a multiple of heads {heads}")
+        self.query = nn.Linear(self.dim_x, self.rep_dim)
+        self.key = nn.Linear(self.dim_x, self.rep_dim)
+        self.attention = nn.MultiheadAttention(self.rep_dim, heads, batch_first=True)
+
+    def _decoder_in(self) -> int:
+        return 2 * self.rep_dim + self.dim_x
+
+    def target_features(self, h: torch.Tensor, ctx_x: torch.Tensor, ctx_mask: torch.Tensor,
+                        rep: torch.Tensor, tgt_x: torch.Tensor, tgt_group: torch.Tensor) -> torch.Tensor:
+        q = self.query(tgt_x).unsqueeze(1)                          # (B, 1, h)
+        k = self.key(ctx_x).index_select(0, tgt_group)              # (B, m, h)
+        v = h.index_select(0, tgt_group)                            # (B, m, h)
+        mask = ctx_mask.index_select(0, tgt_group)                  # (B, m)
+        empty = ~mask.any(dim=1)
+        # a group without context attends to nothing: unmask one (zero) entry, zero the output
+        mask = mask.clone()
+        mask[empty, 0] = True
+        att, _ = self.attention(q, k, v, key_padding_mask=~mask, need_weights=False)
+        att = att.squeeze(1) * (~empty).unsqueeze(-1).to(att.dtype)
+        return torch.cat([rep.index_select(0, tgt_group), att, tgt_x], dim=-1)
+
+
+def build_model(kind: str, dim_theta: int, dim_phi: int, encoder: Sequence[int] = RESUM_WIDTHS,
+                decoder: Sequence[int] = RESUM_WIDTHS, rep_dim: int | None = None, heads: int = 4) -> CNP:
+    """A :class:`CNP` (``kind="cnp"``) or :class:`AttentiveCNP` (``kind="attentive"``)."""
+    if kind == "cnp":
+        return CNP(dim_theta, dim_phi, encoder, decoder, rep_dim)
+    if kind == "attentive":
+        return AttentiveCNP(dim_theta, dim_phi, encoder, decoder, rep_dim, heads)
+    raise ValueError(f"unknown model kind {kind!r}; use 'cnp' or 'attentive'")

@@ -1,0 +1,581 @@
+"""Training loop of the event-level denoiser (CNP), with resume, early stopping and logging.
+
+:func:`train` takes a data source (in-memory :class:`EventData` or a chunk source, see
+:mod:`rarefy.denoise.data`) and a :class:`rarefy.config.DenoiseConfig`, and
+
+1. **sets up** (before any training, so bad input fails fast): reads the runs, splits
+   them train / validation / test **by run** (:func:`split_runs`, deterministic for the
+   seed), fits the φ normalisation on the training runs, draws a per-run context bank
+   (:func:`rarefy.denoise.context.draw_bank`; bank events are never targets), collects
+   the positive pool (training signal events outside the banks) and the validation
+   targets;
+2. **trains** for the schedule's epochs: batches of regular targets plus pool positives
+   (:mod:`rarefy.denoise.sampling`), optional mixup, a context subset per run from its
+   bank, the configured loss (:mod:`rarefy.denoise.losses`), Adam;
+3. after each epoch **validates** (loss, PR-AUC, ECE on calibrated probabilities), logs
+   to TensorBoard when available, and writes an **atomic checkpoint** (model, optimiser,
+   RNG states, epoch, best state, schedule position, history). Calling :func:`train`
+   again with the same ``out`` resumes after the last finished epoch; the result equals
+   that of an uninterrupted run (all randomness of epoch ``e`` comes from
+   ``numpy.random.default_rng([seed, 2, e])``);
+4. **early stopping** on the validation loss restores the best weights;
+5. writes ``model.pt`` (weights + normaliser + settings), ``history.json``, ``split.json``.
+
+**Calibration.** Oversampling and logit adjustment shift the training prior. After
+each epoch the trainer sets the model's ``logit_offset`` to
+``logit(π_data) - logit(π_batch) + shift``, where ``π_data`` is the signal fraction of
+the training targets, ``π_batch`` the realised signal fraction of that epoch's batches,
+and ``shift`` the logit adjustment the loss added (``τ·logit(π)``, else 0). This is the
+prior-shift correction (Saerens et al. 2002), exact for proper losses; for focal loss it
+is approximate. The validation loss is the configured loss (``bce`` for
+``logit_adjusted``) on calibrated outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path
+from ..config import DenoiseConfig
+from ..errors import InputError
+from ..space import DesignSpace
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .context import draw_bank
+from .data import EventData, Source, iter_chunks, split_runs
+from .losses import Loss, get_loss
+from .metrics import expected_calibration_error, pr_auc
+from .mixup import Mixup
+from .models import CNP, build_model
+from .normalize import Normalizer, PhiMoments
+from .sampling import Phase, PositiveStream, Schedule, regular_batches
+
+__all__ = ["train", "TrainResult", "denoise_config", "resolve_device", "load_model", "save_model"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+_BANK_TAG = 1
+_SCORE_BATCH = 16384
+
+
+def denoise_config(config: DenoiseConfig | Mapping[str, Any] | None) -> DenoiseConfig:
+    """A validated :class:`DenoiseConfig` from a config object, a dict or None (defaults)."""
+    if config is None:
+        return DenoiseConfig()
+    if isinstance(config, DenoiseConfig):
+        return config
+    from pydantic import ValidationError
+
+    from ..config import _format_validation_error
+
+    try:
+        return DenoiseConfig.model_validate(dict(config))
+    except ValidationError as exc:
+        raise InputError("denoise: " + _format_validation_error(exc)) from None
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+def _schedule(cfg: DenoiseConfig) -> Schedule:
+    if cfg.imbalance:
+        return Schedule([Phase(p.epochs, p.positive_ratio, p.max_reuse) for p in cfg.imbalance])
+    return Schedule([Phase(cfg.epochs or 20)])
+
+
+# --------------------------------------------------------------------- set-up
+@dataclass
+class _Runs:
+    """Run-level metadata gathered in the first pass over the source."""
+
+    ids: list[str]
+    theta: np.ndarray
+    sizes: np.ndarray
+    k: np.ndarray
+    fidelity: list[str | None]
+    theta_names: list[str]
+    phi_names: list[str]
+    code: dict[str, int] = field(default_factory=dict)
+
+
+def _scan(source: Source) -> _Runs:
+    ids: list[str] = []
+    thetas, sizes, ks, fids = [], [], [], []
+    names: tuple[list[str], list[str]] | None = None
+    for chunk in iter_chunks(source):
+        if names is None:
+            names = (chunk.theta_names, chunk.phi_names)
+        elif (chunk.theta_names, chunk.phi_names) != names:
+            raise InputError(f"chunk θ/φ columns {chunk.theta_names}/{chunk.phi_names} differ from the first "
+                             f"chunk's {names[0]}/{names[1]}", file=chunk.source)
+        ids += chunk.run_ids
+        thetas.append(chunk.theta)
+        sizes.append(chunk.run_sizes)
+        ks.append(chunk.run_k())
+        fids += chunk.fidelity if chunk.fidelity is not None else [None] * chunk.n_runs
+    if names is None:
+        raise InputError("no events: the data source yielded nothing")
+    if len(set(ids)) != len(ids):
+        raise InputError("run ids repeat across chunks; a run must lie in a single chunk")
+    runs = _Runs(ids, np.concatenate(thetas), np.concatenate(sizes), np.concatenate(ks), fids, *names)
+    runs.code = {r: i for i, r in enumerate(ids)}
+    return runs
+
+
+@dataclass
+class _Setup:
+    runs: _Runs
+    split: tuple[list[str], list[str], list[str]]
+    role: np.ndarray            # (R,) 0 train, 1 val, 2 test
+    normalizer: Normalizer
+    theta_n: torch.Tensor       # (R, dθ)
+    bank_local: np.ndarray      # (R, M) offsets within the run, -1 = none
+    bank_x: torch.Tensor        # (R, M, dx)
+    bank_y: torch.Tensor        # (R, M)
+    bank_count: torch.Tensor    # (R,)
+    pool_x: torch.Tensor        # (P, dx)
+    pool_run: torch.Tensor      # (P,)
+    val_x: torch.Tensor         # (V, dx)
+    val_y: torch.Tensor         # (V,)
+    val_run: torch.Tensor       # (V,)
+    n_train_targets: int
+    k_train_targets: float
+    fingerprint: str
+
+
+def _setup(source: Source, cfg: DenoiseConfig, seed: int, space: DesignSpace | None, device: torch.device) -> _Setup:
+    runs = _scan(source)
+    train_ids, val_ids, test_ids = split_runs(runs.ids, cfg.split, seed)
+    role = np.zeros(len(runs.ids), np.int8)
+    for r in val_ids:
+        role[runs.code[r]] = 1
+    for r in test_ids:
+        role[runs.code[r]] = 2
+    if cfg.early_stopping.enabled and not val_ids:
+        raise InputError(f"early stopping needs validation runs, but the split {cfg.split} of {len(runs.ids)} run(s) "
+                         "leaves none; add runs or disable early_stopping")
+    if space is not None:
+        if list(space.names) != runs.theta_names:
+            raise InputError(f"θ columns {runs.theta_names} do not match the design space's parameters {space.names}")
+        lo, hi = space.bounds
+    else:
+        lo, hi = runs.theta.min(axis=0), runs.theta.max(axis=0)
+    m_bank = cfg.context_size
+    n_runs = len(runs.ids)
+    d_phi = len(runs.phi_names)
+    moments = PhiMoments(d_phi)
+    bank_local = np.full((n_runs, m_bank), -1, np.int64)
+    bank_phi = np.zeros((n_runs, m_bank, d_phi), np.float32)
+    bank_y = np.zeros((n_runs, m_bank), np.float32)
+    pool_phi, pool_run, val_phi, val_y, val_run = [], [], [], [], []
+    n_train = 0
+    k_train = 0.0
+    for chunk in iter_chunks(source):
+        codes = np.array([runs.code[r] for r in chunk.run_ids])
+        bank = draw_bank(chunk.run_starts, chunk.run_ids, m_bank, seed, _BANK_TAG)
+        is_bank = np.zeros(chunk.n, bool)
+        is_bank[bank.flat()] = True
+        for j, c in enumerate(codes):
+            lo_j, hi_j = int(chunk.run_starts[j]), int(chunk.run_starts[j + 1])
+            cnt = int(bank.count[j])
+            bank_local[c, :cnt] = bank.index[j, :cnt] - lo_j
+            bank_phi[c, :cnt] = chunk.phi[bank.index[j, :cnt]]
+            bank_y[c, :cnt] = chunk.y[bank.index[j, :cnt]]
+            tgt = ~is_bank[lo_j:hi_j]
+            if role[c] == 0:
+                moments.update(chunk.phi[lo_j:hi_j])
+                pos = np.flatnonzero(tgt & (chunk.y[lo_j:hi_j] == 1)) + lo_j
+                pool_phi.append(chunk.phi[pos])
+                pool_run.append(np.full(len(pos), c))
+                n_train += int(tgt.sum())
+                k_train += float(chunk.y[lo_j:hi_j][tgt].sum())
+            elif role[c] == 1:
+                idx = np.flatnonzero(tgt) + lo_j
+                cap = cfg.val_events_per_run
+                if cap is not None and len(idx) > cap:
+                    idx = np.sort(np.random.default_rng([seed, 3, c]).choice(idx, cap, replace=False))
+                val_phi.append(chunk.phi[idx])
+                val_y.append(chunk.y[idx])
+                val_run.append(np.full(len(idx), c))
+    if n_train == 0:
+        raise InputError("no training events (every training run is used up by its context bank)")
+    mean, std = moments.mean_std()
+    norm = Normalizer(lo, hi, mean, std)
+    theta_n = norm.theta(runs.theta)
+
+    def x_of(phi: np.ndarray, run: np.ndarray) -> torch.Tensor:
+        return torch.cat([theta_n[torch.as_tensor(run, dtype=torch.long)], norm.phi(phi)], dim=-1)
+
+    bank_x = torch.cat([theta_n[:, None, :].expand(-1, m_bank, -1), norm.phi(bank_phi)], dim=-1)
+    cat = lambda parts, dt, shape: np.concatenate(parts).astype(dt) if parts else np.zeros(shape, dt)  # noqa: E731
+    p_phi, p_run = cat(pool_phi, np.float32, (0, d_phi)), cat(pool_run, np.int64, (0,))
+    v_phi, v_y, v_run = cat(val_phi, np.float32, (0, d_phi)), cat(val_y, np.float32, (0,)), cat(val_run, np.int64, (0,))
+    fp = json.dumps({"runs": runs.ids, "sizes": runs.sizes.tolist(), "k": runs.k.tolist(), "phi": runs.phi_names})
+    return _Setup(
+        runs=runs, split=(train_ids, val_ids, test_ids), role=role, normalizer=norm,
+        theta_n=theta_n.to(device), bank_local=bank_local, bank_x=bank_x.to(device),
+        bank_y=torch.as_tensor(bank_y, device=device),
+        bank_count=torch.as_tensor((bank_local >= 0).sum(axis=1), device=device),
+        pool_x=x_of(p_phi, p_run).to(device), pool_run=torch.as_tensor(p_run, device=device),
+        val_x=x_of(v_phi, v_run).to(device), val_y=torch.as_tensor(v_y, device=device),
+        val_run=torch.as_tensor(v_run, device=device),
+        n_train_targets=n_train, k_train_targets=k_train, fingerprint=fp,
+    )
+
+
+# -------------------------------------------------------------- batch pieces
+def _context(s: _Setup, groups: torch.Tensor, m: int, rng: np.random.Generator
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random subset (with replacement) of ``m`` bank events for each run in ``groups``."""
+    count = s.bank_count[groups]
+    sel = torch.as_tensor((rng.random((len(groups), m)) * count.cpu().numpy()[:, None]).astype(np.int64),
+                          device=groups.device)
+    ctx_x = s.bank_x[groups[:, None], sel]
+    ctx_y = s.bank_y[groups[:, None], sel]
+    ctx_mask = (count > 0)[:, None].expand(-1, m)
+    return ctx_x, ctx_y, ctx_mask
+
+
+def _forward_groups(model: CNP, s: _Setup, x: torch.Tensor, run: torch.Tensor, m: int, rng: np.random.Generator
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    groups, inv = torch.unique(run, return_inverse=True)
+    ctx_x, ctx_y, ctx_mask = _context(s, groups, m, rng)
+    return model(ctx_x, ctx_y, ctx_mask, x, inv)
+
+
+def _full_bank_reps(model: CNP, s: _Setup, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    m = s.bank_x.shape[1]
+    return s.bank_x[groups], s.bank_y[groups], torch.arange(m, device=groups.device)[None, :] < s.bank_count[groups][:, None]
+
+
+@torch.no_grad()
+def _validate(model: CNP, s: _Setup, val_loss: Loss) -> dict[str, float]:
+    if not len(s.val_y):
+        return {"val_loss": float("nan"), "val_pr_auc": float("nan"), "val_ece": float("nan")}
+    model.eval()
+    groups, inv = torch.unique(s.val_run, return_inverse=True)
+    ctx = _full_bank_reps(model, s, groups)
+    mus, lvs = [], []
+    for i in range(0, len(s.val_y), _SCORE_BATCH):
+        mu, lv = model.predict(*ctx, s.val_x[i:i + _SCORE_BATCH], inv[i:i + _SCORE_BATCH])
+        mus.append(mu)
+        lvs.append(lv)
+    mu, lv = torch.cat(mus), torch.cat(lvs)
+    from .losses import predictive
+
+    p = predictive(mu, lv)[0].cpu().numpy()
+    y = s.val_y.cpu().numpy()
+    model.train()
+    return {"val_loss": float(val_loss(mu, lv, s.val_y)), "val_pr_auc": pr_auc(y, p),
+            "val_ece": expected_calibration_error(y, p)}
+
+
+# ------------------------------------------------------------------- result
+@dataclass
+class TrainResult:
+    """A trained denoiser and its training record.
+
+    ``history``: one dict per epoch (``epoch``, ``phase``, ``train_loss``, ``val_loss``,
+    ``val_pr_auc``, ``val_ece``, ``positives_seen``, ``batch_prior``, ``logit_offset``,
+    ``samples``). ``split``: (train, val, test) run ids.
+    """
+
+    model: CNP
+    normalizer: Normalizer
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    finished: bool
+    split: tuple[list[str], list[str], list[str]]
+    config: DenoiseConfig
+    seed: int
+    out: Path | None = None
+
+
+def save_model(path: str | os.PathLike[str], model: CNP, normalizer: Normalizer, config: DenoiseConfig, seed: int) -> Path:
+    """Write weights, normaliser and settings to ``path`` atomically (``torch.save`` of state dicts)."""
+    path = Path(path)
+    payload = {"model": model.state_dict(), "normalizer": normalizer.state_dict(),
+               "config": config.model_dump_json(), "seed": seed,
+               "dims": [model.dim_theta, model.dim_phi]}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[CNP, Normalizer, DenoiseConfig]:
+    """Read what :func:`save_model` wrote (a file, or a training ``out`` folder holding ``model.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL
+    if not path.exists():
+        raise InputError("denoiser model not found", file=path)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = DenoiseConfig.model_validate_json(payload["config"])
+    model = build_model(cfg.model.kind, *payload["dims"], cfg.model.encoder, cfg.model.decoder, cfg.model.rep_dim,
+                        cfg.model.heads)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, Normalizer.from_state_dict(payload["normalizer"]), cfg
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=float))
+
+
+class _Board:
+    """TensorBoard scalars when ``tensorboard`` is installed, else nothing (one warning)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.writer = None
+        if folder is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.warning("tensorboard is not installed; training scalars are not logged to TensorBoard")
+            return
+        self.writer = SummaryWriter(str(folder))
+
+    def log(self, row: Mapping[str, Any], step: int) -> None:
+        if self.writer is None:
+            return
+        for key in ("train_loss", "val_loss", "val_pr_auc", "val_ece", "batch_prior", "logit_offset"):
+            v = row.get(key)
+            if v is not None and np.isfinite(v):
+                self.writer.add_scalar(key.replace("_", "/", 1), float(v), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# --------------------------------------------------------------------- train
+def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = None, *,
+          out: str | os.PathLike[str] | None = None, space: DesignSpace | None = None, seed: int | None = None,
+          stop_after_epochs: int | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None
+          ) -> TrainResult:
+    """Train a CNP denoiser on ``source``; resume from ``out/checkpoint.pt`` when present.
+
+    Parameters
+    ----------
+    source:
+        :class:`EventData` (in memory) or a chunk source (streaming), see :mod:`rarefy.denoise.data`.
+    config:
+        :class:`rarefy.config.DenoiseConfig` (or a dict of its fields; None: defaults).
+    out:
+        Folder for ``checkpoint.pt`` (every epoch), ``model.pt``, ``history.json``,
+        ``split.json`` and ``tensorboard/``. None: nothing is written (no resume).
+    space:
+        Design space whose bounds normalise θ (default: the θ range of the data).
+    seed:
+        Overrides ``config.seed`` (default 0). Determines split, banks, batches, init.
+    stop_after_epochs:
+        Return after this many epochs *in this call* (the checkpoint stays; call again to
+        go on), e.g. to fit a job into a wall-clock slot.
+    on_epoch:
+        Called with each epoch's history row after its checkpoint is written.
+    """
+    cfg = denoise_config(config)
+    seed = int(seed if seed is not None else (cfg.seed if cfg.seed is not None else 0))
+    device = resolve_device(cfg.device)
+    loss_fn = get_loss(cfg.loss.name, **cfg.loss.params)
+    val_loss_fn = get_loss("bce") if cfg.loss.name == "logit_adjusted" else loss_fn
+    schedule = _schedule(cfg)
+    mix = Mixup(cfg.mixup.fraction, cfg.mixup.distribution, cfg.mixup.a, cfg.mixup.b) if cfg.mixup.enabled else None
+    out_dir = Path(out) if out is not None else None
+
+    s = _setup(source, cfg, seed, space, device)
+    if len(s.pool_run) == 0 and any(p.positive_ratio for p in schedule.phases):
+        log.warning("no signal events in the training runs: positive oversampling has nothing to draw from")
+
+    torch.manual_seed(seed)
+    model = build_model(cfg.model.kind, len(s.runs.theta_names), len(s.runs.phi_names), cfg.model.encoder,
+                        cfg.model.decoder, cfg.model.rep_dim, cfg.model.heads).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    pi_data = (s.k_train_targets + 0.5) / (s.n_train_targets + 1.0)
+
+    history: list[dict[str, Any]] = []
+    best = {"val_loss": math.inf, "epoch": -1, "state": None, "offset": 0.0}
+    bad_epochs = 0
+    start_epoch = 0
+    finished = False
+    cfg_json = cfg.model_dump_json(exclude={"progress", "tensorboard"})
+    ckpt_path = out_dir / CHECKPOINT if out_dir is not None else None
+    if ckpt_path is not None and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        if ck["config"] != cfg_json or ck["fingerprint"] != s.fingerprint or ck["seed"] != seed:
+            raise InputError("the checkpoint here was written for other data, config or seed; use a new output folder",
+                             file=ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        restore_rng(ck["rng"])
+        history = list(ck["history"])
+        best = {"val_loss": ck["best_val_loss"], "epoch": ck["best_epoch"], "state": ck["best_state"],
+                "offset": ck["best_offset"]}
+        bad_epochs, start_epoch, finished = ck["bad_epochs"], ck["epoch"], ck["finished"]
+        model.logit_offset.fill_(ck["logit_offset"])
+        log.info("resuming denoiser training at epoch %d (phase %d) from %s", start_epoch, ck["phase"], ckpt_path)
+    board = _Board(out_dir / "tensorboard" if (out_dir is not None and cfg.tensorboard) else None)
+
+    epochs_this_call = 0
+    stopped_early = bool(history and history[-1].get("stopped_early"))
+    epoch = start_epoch
+    try:
+        while not finished and epoch < schedule.total_epochs:
+            if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+                break
+            phase_i, phase = schedule.at(epoch)
+            row = _train_epoch(model, opt, s, cfg, source, phase, epoch, seed, loss_fn, mix, device)
+            shift = 0.0
+            if cfg.loss.name == "logit_adjusted":
+                tau = float(cfg.loss.params.get("tau", 1.0))
+                prior = cfg.loss.params.get("prior")
+                shift = tau * _logit(prior if prior is not None else row["batch_prior"])
+            offset = _logit(pi_data) - _logit(row["batch_prior"]) + shift
+            model.logit_offset.fill_(offset)
+            row.update(_validate(model, s, val_loss_fn))
+            row.update(epoch=epoch, phase=phase_i, logit_offset=offset)
+            improved = row["val_loss"] < best["val_loss"] - cfg.early_stopping.min_delta
+            if improved or not cfg.early_stopping.enabled:
+                best = {"val_loss": row["val_loss"], "epoch": epoch,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "offset": offset}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            if not all(np.isfinite([row["train_loss"]])):
+                raise FloatingPointError(f"training loss is not finite at epoch {epoch}")
+            epoch += 1
+            epochs_this_call += 1
+            if cfg.early_stopping.enabled and bad_epochs >= cfg.early_stopping.patience:
+                stopped_early = True
+                row["stopped_early"] = True
+            finished = stopped_early or epoch >= schedule.total_epochs
+            if finished and best["state"] is not None:
+                model.load_state_dict(best["state"])  # restores the best weights and their offset buffer
+            history.append(row)
+            log.info("epoch %d phase %d: train %.5g, val %.5g, PR-AUC %.3g, ECE %.3g, positives %d",
+                     row["epoch"], phase_i, row["train_loss"], row["val_loss"], row["val_pr_auc"], row["val_ece"],
+                     row["positives_seen"])
+            board.log(row, row["epoch"])
+            if ckpt_path is not None and cfg.checkpoint:
+                save_checkpoint(ckpt_path, {
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": capture_rng(),
+                    "epoch": epoch, "phase": schedule.at(min(epoch, schedule.total_epochs - 1))[0],
+                    "finished": finished, "best_state": best["state"], "best_val_loss": best["val_loss"],
+                    "best_epoch": best["epoch"], "best_offset": best["offset"], "bad_epochs": bad_epochs,
+                    "logit_offset": float(model.logit_offset), "history": history, "config": cfg_json,
+                    "fingerprint": s.fingerprint, "seed": seed,
+                })
+            if on_epoch is not None:
+                on_epoch(row)
+    finally:
+        board.close()
+
+    model.eval()
+    result = TrainResult(model=model, normalizer=s.normalizer, history=history, best_epoch=int(best["epoch"]),
+                         best_val_loss=float(best["val_loss"]), epochs_run=epoch, stopped_early=stopped_early,
+                         finished=finished, split=s.split, config=cfg, seed=seed, out=out_dir)
+    if out_dir is not None and finished:
+        save_model(out_dir / MODEL, model, s.normalizer, cfg, seed)
+        _write_json(out_dir / "history.json", history)
+        _write_json(out_dir / "split.json", {"train": s.split[0], "val": s.split[1], "test": s.split[2]})
+    return result
+
+
+def _train_epoch(model: CNP, opt: torch.optim.Optimizer, s: _Setup, cfg: DenoiseConfig, source: Source, phase: Phase,
+                 epoch: int, seed: int, loss_fn: Loss, mix: Mixup | None, device: torch.device) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    rng = np.random.default_rng([seed, 2, epoch])
+    model.train()
+    b_pool = phase.n_pool(cfg.batch_size) if len(s.pool_run) else 0
+    b_reg = cfg.batch_size - b_pool
+    stream = PositiveStream(len(s.pool_run), phase.max_reuse, rng) if b_pool else None
+    m_bank = s.bank_x.shape[1]
+    tot_loss, tot_n, tot_pos, tot_y, n_mixed = 0.0, 0, 0, 0.0, 0
+    # batches per chunk: a full pass, or the epoch cap shared out by chunk size
+    with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.4g}"), TimeRemainingColumn(), transient=True,
+                  disable=not cfg.progress) as bar:
+        total = cfg.batches_per_epoch or max(1, math.ceil(s.n_train_targets / max(b_reg, 1)))
+        task = bar.add_task("train", total=total, epoch=epoch, loss=float("nan"))
+        for chunk in iter_chunks(source):
+            codes = np.array([s.runs.code[r] for r in chunk.run_ids])
+            eligible = np.zeros(chunk.n, bool)
+            for j, c in enumerate(codes):
+                if s.role[c] == 0:
+                    lo, hi = int(chunk.run_starts[j]), int(chunk.run_starts[j + 1])
+                    eligible[lo:hi] = True
+                    bl = s.bank_local[c]
+                    eligible[lo + bl[bl >= 0]] = False
+            n_elig = int(eligible.sum())
+            if n_elig == 0:
+                continue
+            n_batches = None
+            if cfg.batches_per_epoch is not None:
+                n_batches = max(1, int(round(cfg.batches_per_epoch * n_elig / s.n_train_targets)))
+            phi_t = torch.from_numpy(chunk.phi)
+            y_t = torch.from_numpy(chunk.y)
+            codes_t = torch.as_tensor(codes)
+            for reg in regular_batches(eligible, b_reg, rng, n_batches):
+                reg_t = torch.from_numpy(reg)
+                run = codes_t[torch.from_numpy(chunk.run_of(reg))].to(device)
+                phi_n = s.normalizer.phi(phi_t.index_select(0, reg_t)).to(device)
+                x = torch.cat([s.theta_n.index_select(0, run), phi_n], dim=-1)
+                y = y_t.index_select(0, reg_t).to(device)
+                if stream is not None:
+                    pick = torch.as_tensor(stream.take(b_pool), device=device)
+                    if len(pick):
+                        x = torch.cat([x, s.pool_x.index_select(0, pick)])
+                        y = torch.cat([y, torch.ones(len(pick), device=device)])
+                        run = torch.cat([run, s.pool_run.index_select(0, pick)])
+                tot_pos += int((y == 1).sum())
+                if mix is not None:
+                    dth = s.theta_n.shape[1]
+                    phi_mixed, y, run, k = mix(x[:, dth:], y, run, rng)
+                    x = torch.cat([s.theta_n.index_select(0, run), phi_mixed], dim=-1)
+                    n_mixed += k
+                groups = torch.unique(run)
+                m = int(min(m_bank, max(cfg.min_context, cfg.context_per_batch // len(groups))))
+                mu, log_var = _forward_groups(model, s, x, run, m, rng)
+                prior = float(y.mean())
+                loss = loss_fn(mu, log_var, y, batch_prior=prior)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                lv = float(loss.detach())
+                tot_loss += lv * len(y)
+                tot_n += len(y)
+                tot_y += float(y.sum())
+                bar.update(task, advance=1, loss=lv)
+    if tot_n == 0:
+        raise InputError("no training batches: the training runs hold no targets")
+    return {"train_loss": tot_loss / tot_n, "positives_seen": tot_pos, "samples": tot_n,
+            "batch_prior": tot_y / tot_n, "mixed": n_mixed,
+            "pool_draws": 0 if stream is None else stream.used}
