@@ -3,32 +3,76 @@
 Public API (see README for the tour)::
 
     from rarefy import load_config, load_rate_table, AR1Surrogate, DesignSpace
+    from rarefy import fit, validate                       # the CLI jobs, as functions
     from rarefy import simulate, simulators, EventTable, EventStore, read_events
+
+Names are imported lazily (PEP 562), so ``import rarefy`` is cheap: torch and gpytorch
+load only when a surrogate is first used. Dask workers that only simulate never pay
+for them.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-
-from . import simulators
-from .campaign import CampaignResult, simulate
-from .config import RunConfig, load_config
-from .data import RateTable, count_variance, read_frame
-from .data.event_readers import read_events
-from .data.events import EventTable
-from .data.mapping import load_rate_table
-from .data.store import EventStore
-from .errors import InputError
-from .fitting import fit, validate
-from .space import DesignSpace, Parameter
-from .surrogate import AR1Settings, AR1Surrogate
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = [
-    "AR1Settings", "AR1Surrogate", "DesignSpace", "InputError", "Parameter", "RateTable", "RunConfig",
-    "count_variance", "fit", "load_config", "load_rate_table", "read_frame", "validate", "__version__",
-    "CampaignResult", "EventStore", "EventTable", "read_events", "simulate", "simulators",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "AR1Settings": ".surrogate",
+    "AR1Surrogate": ".surrogate",
+    "CampaignResult": ".campaign",
+    "DesignSpace": ".space",
+    "EventStore": ".data.store",
+    "EventTable": ".data.events",
+    "InputError": ".errors",
+    "Parameter": ".space",
+    "RateTable": ".data.rates",
+    "RunConfig": ".config",
+    "count_variance": ".data.rates",
+    "fit": ".fitting",
+    "load_config": ".config",
+    "load_rate_table": ".data.mapping",
+    "read_events": ".data.event_readers",
+    "read_frame": ".data.readers",
+    "simulate": ".campaign",
+    "validate": ".fitting",
+}
+_SUBMODULES = {"simulators", "denoise", "surrogate", "data", "report"}
+
+__all__ = sorted([*_EXPORTS, "simulators", "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'rarefy' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from . import simulators
+    from .campaign import CampaignResult, simulate
+    from .config import RunConfig, load_config
+    from .data.event_readers import read_events
+    from .data.events import EventTable
+    from .data.mapping import load_rate_table
+    from .data.rates import RateTable, count_variance
+    from .data.readers import read_frame
+    from .data.store import EventStore
+    from .errors import InputError
+    from .fitting import fit, validate
+    from .space import DesignSpace, Parameter
+    from .surrogate import AR1Settings, AR1Surrogate

@@ -19,13 +19,13 @@ event stores, denoisers) and the surrogate side. Columns:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_path
 from ..errors import InputError, fmt_value
 from ..space import DesignSpace
 
@@ -150,17 +150,9 @@ class RateTable:
     # ------------------------------------------------------------------- I/O
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write the table to Parquet atomically (temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             self._frame.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return Path(path)
 
     @classmethod
     def read_parquet(cls, path: str | os.PathLike[str], space: DesignSpace) -> "RateTable":

@@ -43,6 +43,7 @@ from gpytorch.constraints import GreaterThan, Interval
 from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.priors import GammaPrior, LogNormalPrior
 
+from ..atomic import atomic_path
 from ..data.rates import RateTable
 from ..space import DesignSpace
 from .linalg import safe_cholesky, torch_threads
@@ -429,6 +430,5 @@ class AR1Surrogate:
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
