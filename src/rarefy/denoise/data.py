@@ -276,7 +276,8 @@ def split_runs(run_ids: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0
     """Split run ids into train / validation / test, deterministically for ``seed``.
 
     Runs are sorted, permuted with ``numpy.random.default_rng(seed)``, and cut by the
-    fractions (rounded; at least one training run). Events never cross the split.
+    fractions (rounded; at least one training run, and at least one
+    validation / test run when its fraction is positive and there are enough runs). Events never cross the split.
     """
     ids = sorted(set(map(str, run_ids)))
     if len(ids) != len(run_ids):
@@ -290,6 +291,10 @@ def split_runs(run_ids: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0
     perm = np.random.default_rng(seed).permutation(len(ids))
     n_val = int(round(f[1] * len(ids)))
     n_test = int(round(f[2] * len(ids)))
+    if f[1] > 0 and len(ids) >= 2:
+        n_val = max(n_val, 1)
+    if f[2] > 0 and len(ids) >= 3:
+        n_test = max(n_test, 1)
     n_val = min(n_val, max(len(ids) - 1, 0))
     n_test = min(n_test, max(len(ids) - 1 - n_val, 0))
     val = [ids[i] for i in perm[:n_val]]
