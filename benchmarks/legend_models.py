@@ -87,18 +87,30 @@ def main(argv: list[str] | None = None) -> dict:
     from rarefy.validate import cross_validate
 
     results: dict[str, dict] = {}
+    sq_err: dict[str, np.ndarray] = {}
     for label, raw in variants(args.restarts, args.quick).items():
         cfg = config_from_dict(raw, base=LEGEND)
         table = rarefy.load_rate_table(cfg)
         t0 = time.perf_counter()
         cv = cross_validate(lambda: build_surrogate(cfg), table, cfg.target, seed=cfg.seed,
                             tolerance=cfg.cv_design_tolerance)
+        pred = cv.predictions.sort_values(cfg.space.build().names)
+        sq_err[label] = ((pred["rate"] - pred["mean"]) ** 2).to_numpy()
         results[label] = {**cv.metrics, "mse_se": cv.bootstrap["mse"]["se"],
                           "nll_se": cv.bootstrap["mean_nll"]["se"], "seconds": round(time.perf_counter() - t0, 1)}
         if label == "legend":
             m, boot = constant_predictor(table, cfg.target, cfg.cv_design_tolerance, cfg.seed)
             results["constant"] = {**m, "mse_se": boot["mse"]["se"], "nll_se": boot["mean_nll"]["se"], "seconds": 0.0}
         logging.getLogger(__name__).warning("%s: %s", label, results[label])
+    # paired bootstrap: MSE(model) - MSE(hf_only) over the same held-out runs
+    rng = np.random.default_rng(0)
+    base = sq_err["hf_only"]
+    draws = rng.integers(0, len(base), (2000, len(base)))
+    for label, err in sq_err.items():
+        diff = err[draws].mean(axis=1) - base[draws].mean(axis=1)
+        results[label]["mse_minus_hf_only"] = float(err.mean() - base.mean())
+        results[label]["mse_minus_hf_only_se"] = float(diff.std(ddof=1))
+        results[label]["p_better_than_hf_only"] = float(np.mean(diff < 0))
     print(json.dumps(results))
     return results
 

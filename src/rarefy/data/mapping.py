@@ -145,6 +145,8 @@ def load_rate_table(cfg: RunConfig, paths: Sequence[Path] | None = None,
     :func:`extract_fidelity`.
     """
     space = cfg.space.build()
+    if paths is None and cfg.data is None:
+        raise InputError("the config has no 'data' section: name the rate files in data.paths")
     paths = list(cfg.data.paths if paths is None else paths)
     wanted = [cfg.fidelity(n) for n in (fidelities or cfg.fidelity_names)]
     frames = [(str(p), _mapped(Path(p), cfg.data.columns)) for p in paths]
