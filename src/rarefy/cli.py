@@ -36,9 +36,10 @@ err_console = Console(stderr=True)
 
 @app.callback()
 def _main(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v, -vv).")) -> None:
-    level = logging.WARNING - 10 * min(verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    # rarefy's own INFO messages by default, DEBUG with -v; other libraries' (dask, ...) only with -vv
+    logging.basicConfig(level=logging.DEBUG if verbose >= 2 else logging.WARNING, format="%(message)s",
+                        datefmt="[%X]", handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+    logging.getLogger("rarefy").setLevel(logging.DEBUG if verbose >= 1 else logging.INFO)
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
