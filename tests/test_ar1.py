@@ -132,3 +132,22 @@ def test_unknown_fidelity_and_missing_rows(space2d):
         sur.predict(np.array([[0.1, 0.1]]), "mid")
     with pytest.raises(ValueError, match="no rows for fidelities"):
         AR1Surrogate(space2d, ["lf", "mid", "hf"]).fit(table)
+
+
+def test_joint_posterior_matches_marginals_and_mixes_fidelities(fitted):
+    sur, _ = fitted
+    x = torch.rand(6, 2, dtype=torch.float64)
+    mean, cov = sur.joint(x, "hf")
+    m2, s2 = sur.predict(x, "hf")
+    torch.testing.assert_close(mean, m2)
+    torch.testing.assert_close(torch.diagonal(cov), s2**2, rtol=1e-6, atol=1e-9)
+    assert torch.linalg.eigvalsh(cov).min() > -1e-8
+    fid = torch.tensor([0, 1, 0, 1, 0, 1])
+    mm, cc = sur.joint(x, fid)
+    torch.testing.assert_close(mm[1::2], mean[1::2])
+    torch.testing.assert_close(mm[0::2], sur.predict(x[0::2], "lf")[0])
+    # LF and HF at the same design are strongly correlated (rho ~ 1.5)
+    xx = torch.stack([x[0], x[0]])
+    _, c2 = sur.joint(xx, torch.tensor([0, 1]))
+    assert float(c2[0, 1] / torch.sqrt(c2[0, 0] * c2[1, 1])) > 0.5
+    assert sur.noise_variance("hf") >= 0

@@ -366,6 +366,43 @@ class AR1Surrogate:
                 var = var + torch.as_tensor(np.array(noise_var, dtype=float), dtype=DTYPE)
         return mean, var.sqrt()
 
+    def joint(self, x: Any, fidelity: str | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint latent posterior at ``x``: mean (..., n) and covariance (..., n, n), output units.
+
+        ``fidelity`` is a name (all points at that fidelity) or a long tensor of fidelity
+        indices (..., n), so points at different fidelities can be mixed — what
+        multi-fidelity acquisition functions need (e.g. how much an LF run at θ₁ would
+        reduce the HF variance at θ₂). Differentiable in x. For ``output: log`` the
+        covariance is the delta-method one around the median.
+        """
+        if self.module is None:
+            raise RuntimeError("call fit() before joint()")
+        xs = self._x(x)
+        if isinstance(fidelity, torch.Tensor):
+            fid = fidelity.to(torch.long).expand(xs.shape[:-1])
+        else:
+            fid = torch.full(xs.shape[:-1], self._fid_index(fidelity), dtype=torch.long)
+        m, d = self.module, self._data
+        with torch.set_grad_enabled(xs.requires_grad):
+            Ks = m.covariance(xs, fid, d.x, d.fid)
+            mean = m.prior_mean(xs, fid) + Ks @ self._alpha
+            w = torch.linalg.solve_triangular(self._L, Ks.transpose(-1, -2), upper=False)
+            cov = m.covariance(xs, fid, xs, fid) - w.transpose(-1, -2) @ w
+            scale = self._y_std[fid]
+            mean = mean * scale + self._y_mean[fid]
+            cov = cov * scale[..., :, None] * scale[..., None, :]
+            if self.settings.output == "log":
+                mean = torch.exp(mean)
+                cov = cov * mean[..., :, None] * mean[..., None, :]
+        return mean, cov
+
+    def noise_variance(self, fidelity: str | None = None) -> float:
+        """The learned nugget of ``fidelity`` in output units² (0 without a nugget)."""
+        if self.module is None:
+            raise RuntimeError("call fit() before noise_variance()")
+        g = self._fid_index(fidelity)
+        return float(self.module.nugget[g].detach() * self._y_std[g] ** 2)
+
     def rho(self, x: Any) -> torch.Tensor:
         """ρ_f(x) of every fidelity link in the *original* output units, shape (n, L-1)."""
         if self.module is None:
