@@ -1,7 +1,8 @@
 """Simulators: the protocol, adapters (Python callable, external command) and built-ins.
 
 ``rarefy.simulators.get("moderator")`` returns the built-in LEGEND-like moderator
-simulator; :func:`from_config` builds whatever a config's ``simulator`` section names.
+simulator, ``get("cosmic")`` the COSMIC binary-black-hole adapter (``cosmic`` extra);
+:func:`from_config` builds whatever a config's ``simulator`` section names.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from typing import Any, Callable
 from ..errors import InputError
 from .base import Fidelities, Fidelity, Simulator, as_event_table
 from .command import CommandSimulator, SimulatorError, SimulatorTimeout
+from .cosmic import CosmicBBH
 from .moderator import Moderator
 from .python import PythonSimulator
 
 __all__ = [
-    "CommandSimulator", "Fidelities", "Fidelity", "Moderator", "PythonSimulator", "Simulator", "SimulatorError",
-    "SimulatorTimeout", "as_event_table", "available", "from_config", "get",
+    "CommandSimulator", "CosmicBBH", "Fidelities", "Fidelity", "Moderator", "PythonSimulator", "Simulator",
+    "SimulatorError", "SimulatorTimeout", "as_event_table", "available", "from_config", "get",
 ]
 
-_BUILTINS: dict[str, Callable[..., Any]] = {"moderator": Moderator}
+_BUILTINS: dict[str, Callable[..., Any]] = {"cosmic": CosmicBBH, "moderator": Moderator}
 
 
 def available() -> list[str]:
