@@ -24,8 +24,11 @@
 **Calibration.** Oversampling and logit adjustment shift the training prior. After
 each epoch the trainer sets the model's ``logit_offset`` to
 ``logit(π_data) - logit(π_batch) + shift``, where ``π_data`` is the signal fraction of
-the training targets, ``π_batch`` the realised signal fraction of that epoch's batches,
-and ``shift`` the logit adjustment the loss added (``τ·logit(π)``, else 0). This is the
+the training targets ((k + ½)/(n + 1)), ``π_batch`` the *expected* signal fraction of
+that epoch's batches (regular events at ``π_data``, pool positives at 1, mixtures at
+λ; averaged over the epoch's batches), and ``shift`` the logit adjustment the loss
+added (``τ·logit(π)``, with π the configured prior or the batch's expected fraction,
+else 0). Without oversampling or mixup the offset is 0. This is the
 prior-shift correction (Saerens et al. 2002), exact for proper losses; for focal loss it
 is approximate. The validation loss is the configured loss (``bce`` for
 ``logit_adjusted``) on calibrated outputs.
@@ -37,6 +40,7 @@ import json
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -257,9 +261,8 @@ def _context(s: _Setup, groups: torch.Tensor, m: int, rng: np.random.Generator
     return ctx_x, ctx_y, ctx_mask
 
 
-def _forward_groups(model: CNP, s: _Setup, x: torch.Tensor, run: torch.Tensor, m: int, rng: np.random.Generator
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    groups, inv = torch.unique(run, return_inverse=True)
+def _forward_groups(model: CNP, s: _Setup, x: torch.Tensor, groups: torch.Tensor, inv: torch.Tensor, m: int,
+                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     ctx_x, ctx_y, ctx_mask = _context(s, groups, m, rng)
     return model(ctx_x, ctx_y, ctx_mask, x, inv)
 
@@ -298,7 +301,7 @@ class TrainResult:
 
     ``history``: one dict per epoch (``epoch``, ``phase``, ``train_loss``, ``val_loss``,
     ``val_pr_auc``, ``val_ece``, ``positives_seen``, ``batch_prior``, ``logit_offset``,
-    ``samples``). ``split``: (train, val, test) run ids.
+    ``samples``, ``wall_s`` (seconds of the training pass)). ``split``: (train, val, test) run ids.
     """
 
     model: CNP
@@ -417,7 +420,7 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
     torch.manual_seed(seed)
     model = build_model(cfg.model.kind, len(s.runs.theta_names), len(s.runs.phi_names), cfg.model.encoder,
                         cfg.model.decoder, cfg.model.rep_dim, cfg.model.heads).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     pi_data = (s.k_train_targets + 0.5) / (s.n_train_targets + 1.0)
 
     history: list[dict[str, Any]] = []
@@ -451,7 +454,7 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
             if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
                 break
             phase_i, phase = schedule.at(epoch)
-            row = _train_epoch(model, opt, s, cfg, source, phase, epoch, seed, loss_fn, mix, device)
+            row = _train_epoch(model, opt, s, cfg, source, phase, epoch, seed, loss_fn, mix, device, pi_data)
             shift = 0.0
             if cfg.loss.name == "logit_adjusted":
                 tau = float(cfg.loss.params.get("tau", 1.0))
@@ -509,9 +512,11 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
 
 
 def _train_epoch(model: CNP, opt: torch.optim.Optimizer, s: _Setup, cfg: DenoiseConfig, source: Source, phase: Phase,
-                 epoch: int, seed: int, loss_fn: Loss, mix: Mixup | None, device: torch.device) -> dict[str, Any]:
+                 epoch: int, seed: int, loss_fn: Loss, mix: Mixup | None, device: torch.device, pi_data: float
+                 ) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    t0 = time.perf_counter()
     rng = np.random.default_rng([seed, 2, epoch])
     model.train()
     b_pool = phase.n_pool(cfg.batch_size) if len(s.pool_run) else 0
@@ -549,8 +554,10 @@ def _train_epoch(model: CNP, opt: torch.optim.Optimizer, s: _Setup, cfg: Denoise
                 phi_n = s.normalizer.phi(phi_t.index_select(0, reg_t)).to(device)
                 x = torch.cat([s.theta_n.index_select(0, run), phi_n], dim=-1)
                 y = y_t.index_select(0, reg_t).to(device)
+                n_reg, n_pool = len(reg), 0
                 if stream is not None:
                     pick = torch.as_tensor(stream.take(b_pool), device=device)
+                    n_pool = len(pick)
                     if len(pick):
                         x = torch.cat([x, s.pool_x.index_select(0, pick)])
                         y = torch.cat([y, torch.ones(len(pick), device=device)])
@@ -558,13 +565,16 @@ def _train_epoch(model: CNP, opt: torch.optim.Optimizer, s: _Setup, cfg: Denoise
                 tot_pos += int((y == 1).sum())
                 if mix is not None:
                     dth = s.theta_n.shape[1]
+                    y_mass = float(y.sum())
                     phi_mixed, y, run, k = mix(x[:, dth:], y, run, rng)
+                    lam_sum = float(y.sum()) - y_mass
                     x = torch.cat([s.theta_n.index_select(0, run), phi_mixed], dim=-1)
                     n_mixed += k
-                groups = torch.unique(run)
+                groups, inv = torch.unique(run, return_inverse=True)
                 m = int(min(m_bank, max(cfg.min_context, cfg.context_per_batch // len(groups))))
-                mu, log_var = _forward_groups(model, s, x, run, m, rng)
-                prior = float(y.mean())
+                mu, log_var = _forward_groups(model, s, x, groups, inv, m, rng)
+                # expected signal fraction of this batch (regular events carry the data prior)
+                prior = (pi_data * n_reg + n_pool + (lam_sum if mix is not None else 0.0)) / len(y)
                 loss = loss_fn(mu, log_var, y, batch_prior=prior)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -572,10 +582,10 @@ def _train_epoch(model: CNP, opt: torch.optim.Optimizer, s: _Setup, cfg: Denoise
                 lv = float(loss.detach())
                 tot_loss += lv * len(y)
                 tot_n += len(y)
-                tot_y += float(y.sum())
+                tot_y += prior * len(y)
                 bar.update(task, advance=1, loss=lv)
     if tot_n == 0:
         raise InputError("no training batches: the training runs hold no targets")
     return {"train_loss": tot_loss / tot_n, "positives_seen": tot_pos, "samples": tot_n,
             "batch_prior": tot_y / tot_n, "mixed": n_mixed,
-            "pool_draws": 0 if stream is None else stream.used}
+            "pool_draws": 0 if stream is None else stream.used, "wall_s": time.perf_counter() - t0}
