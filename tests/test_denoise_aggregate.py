@@ -11,6 +11,7 @@ import pytest
 from rarefy import DesignSpace, EventStore, EventTable
 from rarefy.data.store import RunRequest
 from rarefy.denoise import EventData, Scores, aggregate, from_event_store, iter_chunks
+from rarefy.errors import InputError
 
 
 def test_rate_and_variance_by_hand() -> None:
@@ -38,10 +39,18 @@ def test_from_event_store_streams_finished_runs(tmp_path: Path) -> None:
         reqs = [RunRequest(f"run-{i}", i, "lf", {"x": 0.1 * i}, 50, i) for i in range(3)]
         store.add_requests(reqs)
         for req in reqs[:2]:
-            ev = EventTable.from_arrays(req.theta, {"e": rng.normal(size=50)}, (rng.random(50) < 0.2).astype(int))
+            ev = EventTable.from_arrays(req.theta, {"e": rng.normal(size=50)}, (rng.random(50) < 0.2).astype(int),
+                                        extra={"depth": rng.random(50)})
             EventStore.write_shard(store.run_dir, req.run_id, ev)
             store.mark_done(req.run_id, n=50, k=ev.k, wall_s=0.1, cpu_s=0.1, attempts=1)
         chunks = list(iter_chunks(from_event_store(store)))
     assert [c.run_ids for c in chunks] == [["run-0"], ["run-1"]]
     assert all(isinstance(c, EventData) and c.fidelity == ["lf"] and c.phi_names == ["e"] for c in chunks)
     assert chunks[1].theta[0, 0] == pytest.approx(0.1)
+    with EventStore(tmp_path / "run") as store:
+        picked = next(iter(iter_chunks(from_event_store(store, fidelity="lf", phi=["e", "depth"]))))
+        assert picked.phi_names == ["e", "depth"] and picked.phi.shape == (50, 2)
+        with pytest.raises(InputError, match=r"lack the φ column\(s\) \['energy'\]"):
+            next(iter(iter_chunks(from_event_store(store, phi=["energy"]))))
+        with pytest.raises(InputError, match="no finished runs"):
+            from_event_store(store, fidelity="hf")

@@ -191,21 +191,37 @@ def iter_chunks(source: Source) -> Iterator[EventData]:
     yield from source()
 
 
-def from_event_table(table: "EventTable", fidelity: str | None = None) -> EventData:
-    """In-memory EventData from an issue-#3 :class:`rarefy.EventTable` (``run_id`` column required)."""
+def from_event_table(table: "EventTable", fidelity: str | None = None, phi: Sequence[str] | None = None) -> EventData:
+    """In-memory EventData from an issue-#3 :class:`rarefy.EventTable` (``run_id`` column required).
+
+    ``phi`` selects the φ columns (any numeric columns of the table, e.g. auxiliary
+    ones; default: the table's φ columns); a missing one raises :class:`InputError`.
+    """
     from ..data.events import FIDELITY, RUN_ID
 
     cols = table.table.column_names
     if RUN_ID not in cols:
         raise InputError("event table has no run_id column; the denoiser needs runs", file=table.source, column=RUN_ID)
+    if table.n == 0:
+        raise InputError("no events", file=table.source)
     fid = table.table.column(FIDELITY).to_numpy(zero_copy_only=False) if FIDELITY in cols else None
     if fidelity is not None:
         fid = np.full(table.n, fidelity)
-    if table.n == 0:
-        raise InputError("no events", file=table.source)
-    return EventData.from_arrays(table.theta(), table.phi(), table.outcome, table.table.column(RUN_ID).to_numpy(zero_copy_only=False),
-                                 theta_names=table.theta_names, phi_names=table.phi_names, fidelity=fid,
-                                 source=table.source)
+    if phi is None:
+        phi_names, phi_arr = table.phi_names, table.phi()
+    else:
+        phi_names = list(phi)
+        missing = [c for c in phi_names if c not in cols]
+        if missing:
+            raise InputError(f"events lack the φ column(s) {missing} (has: {', '.join(cols)})", file=table.source)
+        try:
+            phi_arr = np.column_stack([table.table.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
+                                       for c in phi_names]) if phi_names else np.zeros((table.n, 0), np.float32)
+        except (TypeError, ValueError):
+            raise InputError(f"φ columns {phi_names} must be numeric", file=table.source) from None
+    return EventData.from_arrays(table.theta(), phi_arr, table.outcome,
+                                 table.table.column(RUN_ID).to_numpy(zero_copy_only=False),
+                                 theta_names=table.theta_names, phi_names=phi_names, fidelity=fid, source=table.source)
 
 
 def parquet_shards(paths: Sequence[str | os.PathLike[str]], theta: Sequence[str], phi: Sequence[str], *,
@@ -250,10 +266,12 @@ def parquet_shards(paths: Sequence[str | os.PathLike[str]], theta: Sequence[str]
     return chunks
 
 
-def from_event_store(store: "EventStore", fidelity: str | None = None) -> ChunkSource:
+def from_event_store(store: "EventStore", fidelity: str | None = None, phi: Sequence[str] | None = None
+                     ) -> ChunkSource:
     """Stream the finished runs of an issue-#3 :class:`rarefy.EventStore`, one run per chunk.
 
-    ``fidelity`` keeps only that fidelity's runs. Raises :class:`InputError` when there are none.
+    ``fidelity`` keeps only that fidelity's runs; ``phi`` selects the φ columns (see
+    :func:`from_event_table`). Raises :class:`InputError` when there are no such runs.
     """
     runs = store.runs(states=("done",))
     if fidelity is not None:
@@ -266,7 +284,7 @@ def from_event_store(store: "EventStore", fidelity: str | None = None) -> ChunkS
     def chunks() -> Iterator[EventData]:
         for rid, fid in pairs:
             table = store.events(rid).with_run(fidelity=fid, run_id=rid)
-            yield from_event_table(table)
+            yield from_event_table(table, phi=phi)
 
     return chunks
 
