@@ -455,6 +455,8 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
                 break
             phase_i, phase = schedule.at(epoch)
             row = _train_epoch(model, opt, s, cfg, source, phase, epoch, seed, loss_fn, mix, device, pi_data)
+            if not np.isfinite(row["train_loss"]):
+                raise FloatingPointError(f"training loss is not finite at epoch {epoch}; lower the learning rate")
             shift = 0.0
             if cfg.loss.name == "logit_adjusted":
                 tau = float(cfg.loss.params.get("tau", 1.0))
@@ -471,8 +473,6 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-            if not all(np.isfinite([row["train_loss"]])):
-                raise FloatingPointError(f"training loss is not finite at epoch {epoch}")
             epoch += 1
             epochs_this_call += 1
             if cfg.early_stopping.enabled and bad_epochs >= cfg.early_stopping.patience:
