@@ -46,7 +46,7 @@ __all__ = [
     "SurrogateConfig", "RunConfig", "load_config", "dump_config",
     "EventColumnsConfig", "SimulatorConfig", "CampaignRunsConfig", "ExecutorConfig", "CampaignConfig",
     "DenoiseModelConfig", "DenoiseLossConfig", "MixupConfig", "ImbalancePhaseConfig", "EarlyStoppingConfig",
-    "DenoiseConfig",
+    "DenoiseConfig", "AcquisitionConfig", "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig",
 ]
 
 
@@ -324,8 +324,9 @@ class DenoiseConfig(_Model):
     runs the phases' epochs. ``batches_per_epoch`` caps an epoch (default: one pass over
     the training targets). ``context_size`` is the per-run context bank, ``context_per_batch``
     the budget of context events encoded per batch (at least ``min_context`` per run).
-    ``val_events_per_run`` caps the validation targets per run. ``seed`` defaults to the
-    run config's seed.
+    ``val_events_per_run`` caps the validation targets per run (they are held in memory:
+    set it for streamed data larger than memory). ``seed`` defaults to the run config's
+    seed (the caller passes it to :func:`rarefy.denoise.train`).
     """
 
     model: DenoiseModelConfig = Field(default_factory=DenoiseModelConfig)
@@ -361,6 +362,95 @@ class DenoiseConfig(_Model):
         return self
 
 
+class AcquisitionConfig(_Model):
+    """What to simulate next (see :mod:`rarefy.acquire`).
+
+    ``kind``: ``ivr`` (integrated variance reduction of the target over the design space),
+    ``maxvar`` (target variance reduction at the proposed design), ``ei`` (expected
+    improvement, minimisation) or ``lcb`` (lower confidence bound ``mean - beta * std``).
+    ``cost_aware``: choose the fidelity too, by value per nominal CPU-hour; otherwise
+    propose target-fidelity runs only. ``fidelities`` limits the fidelities that may be
+    proposed (default: all); ``events`` sets events per proposed run per fidelity (default:
+    the fidelity's ``events`` or the simulator's default). ``candidates`` feasible Sobol
+    points seed the search, the best ``starts`` are refined by ``steps`` gradient steps;
+    ``reference`` Sobol points integrate the variance for ``ivr``.
+    """
+
+    kind: Literal["ivr", "maxvar", "ei", "lcb"] = "ivr"
+    cost_aware: bool = True
+    fidelities: list[str] | None = None
+    events: dict[str, int] = Field(default_factory=dict)
+    beta: float = Field(default=2.0, ge=0)
+    candidates: int = Field(default=512, ge=1)
+    reference: int = Field(default=64, ge=1)
+    starts: int = Field(default=3, ge=1)
+    steps: int = Field(default=15, ge=0)
+
+    @field_validator("events")
+    @classmethod
+    def _positive(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: n for k, n in v.items() if n < 1}
+        if bad:
+            raise ValueError(f"events per run must be >= 1, got {bad}")
+        return v
+
+
+class OptimizeConfig(_Model):
+    """Design optimisation (see :mod:`rarefy.optimize`): minimise the target's predicted
+    ``mean`` or the ``ucb`` ``mean + kappa * std`` over the feasible designs, multistart."""
+
+    objective: Literal["mean", "ucb"] = "mean"
+    kappa: float = Field(default=1.0, ge=0)
+    candidates: int = Field(default=2048, ge=1)
+    starts: int = Field(default=8, ge=1)
+    steps: int = Field(default=40, ge=0)
+
+
+class BaselineConfig(_Model):
+    """The reference a design's reduction is measured against; give exactly one of
+
+    - ``design``: a design (parameter -> value) whose rate the surrogate predicts (and
+      ``rarefy run`` verifies with target-fidelity runs),
+    - ``rate`` (with optional ``sigma``): a known rate in the target's units,
+    - ``simulator: true``: the simulator's ``baseline_rate(fidelity)`` (the built-in
+      ``moderator``: no moderator at all).
+    """
+
+    design: dict[str, float] | None = None
+    rate: float | None = Field(default=None, gt=0)
+    sigma: float | None = Field(default=None, ge=0)
+    simulator: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "BaselineConfig":
+        given = [k for k, v in (("design", self.design), ("rate", self.rate), ("simulator", self.simulator or None))
+                 if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of 'design', 'rate', 'simulator: true'; got {given or 'none'}")
+        return self
+
+
+class VerifyConfig(_Model):
+    """Target-fidelity verification runs at the optimum: ``runs`` runs of ``events`` events (0 runs: none)."""
+
+    runs: int = Field(default=2, ge=0)
+    events: int | None = Field(default=None, ge=1)
+
+
+class LoopConfig(_Model):
+    """The closed loop of ``rarefy run`` (see :mod:`rarefy.loop`).
+
+    After the ``campaign`` (the initial design), each of at most ``iterations`` rounds
+    refits the surrogate and simulates a ``batch`` of acquired runs. ``budget_cpu_h`` caps
+    the nominal cost of everything (initial design, loop and verification runs) in CPU-hours.
+    """
+
+    iterations: int = Field(default=10, ge=0)
+    batch: int = Field(default=4, ge=1)
+    budget_cpu_h: float | None = Field(default=None, gt=0)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+
 class RunConfig(_Model):
     """A whole run: design space, data, fidelities (low to high), target, surrogate, seed."""
 
@@ -379,6 +469,10 @@ class RunConfig(_Model):
     simulator: SimulatorConfig | None = None
     campaign: CampaignConfig | None = None
     denoise: DenoiseConfig | None = None
+    acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    baseline: BaselineConfig | None = None
+    loop: LoopConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
@@ -397,6 +491,13 @@ class RunConfig(_Model):
             for i, block in enumerate(self.campaign.runs):
                 if block.fidelity not in names:
                     raise ValueError(f"campaign.runs.{i}: unknown fidelity {block.fidelity!r}; defined fidelities: {names}")
+        for key, fids in (("acquisition.fidelities", self.acquisition.fidelities or []),
+                          ("acquisition.events", list(self.acquisition.events))):
+            unknown = [f for f in fids if f not in names]
+            if unknown:
+                raise ValueError(f"{key}: unknown fidelities {unknown}; defined fidelities: {names}")
+        if self.loop is not None and (self.simulator is None or self.campaign is None):
+            raise ValueError("a 'loop' needs 'simulator' and 'campaign' sections (the campaign is the initial design)")
         return self
 
     @property
@@ -442,9 +543,14 @@ def config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", so
     if cfg.data is not None:
         cfg.data.paths = [p if p.is_absolute() else (Path(base) / p).resolve() for p in cfg.data.paths]
     try:
-        cfg.space.build()
+        space = cfg.space.build()
     except InputError as exc:
         raise InputError(f"space: {exc.reason}", file=source) from None
+    if cfg.baseline is not None and cfg.baseline.design is not None:
+        design = cfg.baseline.design
+        if sorted(design) != sorted(space.names):
+            raise InputError(f"baseline.design must give exactly the parameters {space.names}, got {sorted(design)}",
+                             file=source)
     return cfg
 
 
