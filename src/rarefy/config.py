@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -127,15 +127,27 @@ class DataConfig(_Model):
 
 
 class SurrogateConfig(_Model):
-    """Settings of the multi-fidelity surrogate (see :class:`rarefy.AR1Surrogate`)."""
+    """Settings of the multi-fidelity surrogate.
 
-    kind: Literal["ar1"] = "ar1"
+    ``kind: ar1`` (default): the AR1 Gaussian process, :class:`rarefy.AR1Surrogate`
+    (``kernel``, ``rho``, ``nugget``, ``restarts``, ``max_iter``, ``output``).
+    ``kind: pce``: the Bayesian multi-fidelity PCE, :class:`rarefy.PCESurrogate`
+    (``degree`` or ``max_degree`` with ``cv_folds``, ``nugget``, ``max_iter``, ``output``).
+    """
+
+    kind: Literal["ar1", "pce"] = "ar1"
     kernel: Literal["matern52", "rbf"] = "matern52"
     rho: Literal["constant", "linear"] = "constant"
     nugget: bool = True
     restarts: int = Field(default=5, ge=1)
     max_iter: int = Field(default=200, ge=1)
     output: Literal["identity", "log"] = "identity"
+    degree: int | None = Field(default=None, ge=0, description="pce: fixed total degree (default: by cross-validation)")
+    max_degree: int = Field(default=4, ge=1, description="pce: highest total degree tried by the cross-validation")
+    cv_folds: int = Field(default=5, ge=2, description="pce: folds of the degree cross-validation")
+
+    AR1_FIELDS: ClassVar[tuple[str, ...]] = ("kernel", "rho", "nugget", "restarts", "max_iter", "output")
+    PCE_FIELDS: ClassVar[tuple[str, ...]] = ("degree", "max_degree", "cv_folds", "nugget", "max_iter", "output")
 
 
 class EventColumnsConfig(_Model):
@@ -381,10 +393,10 @@ class AcquisitionConfig(_Model):
     fidelities: list[str] | None = None
     events: dict[str, int] = Field(default_factory=dict)
     beta: float = Field(default=2.0, ge=0)
-    candidates: int = Field(default=512, ge=1)
+    candidates: int = Field(default=1024, ge=1)
     reference: int = Field(default=64, ge=1)
-    starts: int = Field(default=3, ge=1)
-    steps: int = Field(default=15, ge=0)
+    starts: int = Field(default=4, ge=1)
+    steps: int = Field(default=20, ge=0)
 
     @field_validator("events")
     @classmethod

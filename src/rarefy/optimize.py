@@ -1,0 +1,189 @@
+"""Design optimisation: the feasible design with the lowest predicted target rate.
+
+:func:`optimize_design` minimises, over the feasible designs of the surrogate's space,
+either the target fidelity's posterior **mean** or the **UCB** ``mean + kappa · std`` (a
+design that is good even when the surrogate is pessimistic), with the multistart
+feasible search of :func:`rarefy.search.maximize` (Sobol pool plus the observed
+designs, gradient refinement that accepts only feasible moves).
+
+It reports θ*, the predicted rate ± σ (latent posterior std, the rate's units) and, with a
+baseline, the reduction ``1 − rate/baseline`` with a delta-method σ. A baseline *design*
+is predicted by the same surrogate, jointly with θ*, so their correlation enters σ.
+
+:func:`optimize` is the Python equivalent of ``rarefy optimize RUN_DIR``: it loads the
+surrogate of a run directory (from ``rarefy fit`` or ``rarefy run``) and writes
+``RUN_DIR/optimum.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import BaselineConfig, OptimizeConfig, RunConfig, load_config
+from .errors import InputError
+from .runs import write_json
+from .search import feasible_pool, maximize
+from .space import DesignSpace
+from .surrogate.linalg import torch_threads
+
+__all__ = ["Baseline", "OptimumResult", "baseline_of", "optimize", "optimize_design"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Baseline:
+    """A reference rate (target units) with its σ; ``design`` when it is a predicted design, ``source`` in words."""
+
+    rate: float
+    sigma: float = 0.0
+    design: dict[str, float] | None = None
+    source: str = ""
+
+
+@dataclass
+class OptimumResult:
+    """The optimum θ* with its predicted rate ± σ and, with a baseline, the reduction ± σ (fractions)."""
+
+    theta: dict[str, float]
+    rate: float
+    sigma: float
+    objective: str
+    target: str
+    baseline_rate: float | None = None
+    baseline_sigma: float | None = None
+    baseline_source: str | None = None
+    reduction: float | None = None
+    reduction_sigma: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def baseline_of(cfg: RunConfig, surrogate: Any = None, simulator: Any = None) -> Baseline | None:
+    """The config's ``baseline`` as numbers (None without a ``baseline`` section).
+
+    ``design`` is predicted by ``surrogate`` (latent mean ± std of the target);
+    ``simulator: true`` calls ``simulator.baseline_rate(target)``.
+    """
+    b: BaselineConfig | None = cfg.baseline
+    if b is None:
+        return None
+    if b.rate is not None:
+        return Baseline(float(b.rate), float(b.sigma or 0.0), source="config rate")
+    if b.design is not None:
+        if surrogate is None:
+            raise InputError("a baseline design needs a fitted surrogate to predict its rate")
+        space: DesignSpace = surrogate.space
+        x = np.array([[b.design[n] for n in space.names]], dtype=float)
+        with torch.no_grad():
+            mean, std = surrogate.predict(x, cfg.target)
+        return Baseline(float(mean[0]), float(std[0]), design=dict(b.design), source="predicted at the baseline design")
+    if simulator is None or not hasattr(simulator, "baseline_rate"):
+        raise InputError("baseline: simulator: true needs a simulator with a baseline_rate(fidelity) method")
+    return Baseline(float(simulator.baseline_rate(cfg.target)), 0.0, source="simulator baseline_rate")
+
+
+def _reduction(sur: Any, target: str, x: np.ndarray, rate: float, sigma: float,
+               base: Baseline) -> tuple[float, float]:
+    """1 − rate/baseline and its delta-method σ (with the θ*–baseline covariance for a baseline design)."""
+    b, sb = base.rate, base.sigma
+    cov = 0.0
+    if base.design is not None:
+        xb = np.array([base.design[n] for n in sur.space.names], dtype=float)
+        with torch.no_grad():
+            _, c = sur.joint(np.stack([x, xb]), target)
+        cov = float(c[0, 1])
+    red = 1.0 - rate / b
+    var = (sigma / b) ** 2 + (rate * sb / b**2) ** 2 - 2.0 * rate / b**3 * cov
+    return red, math.sqrt(max(var, 0.0))
+
+
+def optimize_design(surrogate: Any, target: str | None = None, settings: OptimizeConfig | None = None, *,
+                    seed: int = 0, observed: np.ndarray | None = None,
+                    baseline: Baseline | None = None) -> OptimumResult:
+    """Minimise the predicted target ``mean`` (or ``mean + kappa·std``) over feasible designs.
+
+    ``observed`` designs (n, d) join the Sobol candidate pool (the infeasible ones are
+    dropped). Deterministic for a given seed.
+    """
+    settings = settings or OptimizeConfig()
+    target = target or surrogate.fidelities[-1]
+    space: DesignSpace = surrogate.space
+    kappa = settings.kappa if settings.objective == "ucb" else 0.0
+
+    def neg_objective(x: torch.Tensor) -> torch.Tensor:
+        mean, std = surrogate.predict(x, target)
+        return -(mean + kappa * std)
+
+    pool = feasible_pool(space, settings.candidates, seed, extra=observed)
+    res = maximize(space, neg_objective, pool=pool, starts=settings.starts, steps=settings.steps)
+    with torch_threads(1), torch.no_grad():
+        mean, std = surrogate.predict(res.x[None, :], target)
+    theta = {p.name: (float(round(res.x[k])) if p.integer else float(res.x[k])) for k, p in enumerate(space.parameters)}
+    out = OptimumResult(theta, float(mean[0]), float(std[0]), settings.objective, target)
+    if baseline is not None:
+        out.baseline_rate, out.baseline_sigma, out.baseline_source = baseline.rate, baseline.sigma, baseline.source
+        out.reduction, out.reduction_sigma = _reduction(surrogate, target, res.x, out.rate, out.sigma, baseline)
+    log.info("optimum (%s): %s, predicted %s = %.4g ± %.2g", settings.objective, theta, target, out.rate, out.sigma)
+    return out
+
+
+def optimize(run_dir: str | os.PathLike[str], *, objective: str | None = None, kappa: float | None = None,
+             json_out: str | os.PathLike[str] | None = None) -> OptimumResult:
+    """Optimise the design with the surrogate saved in ``run_dir``; CLI: ``rarefy optimize RUN_DIR``.
+
+    Uses the run's config (``optimize`` and ``baseline`` sections; ``objective`` and
+    ``kappa`` override them) and writes ``RUN_DIR/optimum.json`` (and ``json_out`` if given).
+    """
+    from .surrogate import AR1Surrogate
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists() or not (run_dir / "surrogate" / "model.json").exists():
+        raise InputError("not a run directory with a fitted surrogate (run 'rarefy fit' or 'rarefy run' first)",
+                         file=run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    settings = cfg.optimize.model_copy()
+    if objective is not None:
+        if objective not in ("mean", "ucb"):
+            raise InputError(f"objective must be 'mean' or 'ucb', got {objective!r}")
+        settings.objective = objective  # type: ignore[assignment]
+    if kappa is not None:
+        if kappa < 0:
+            raise InputError(f"kappa must be >= 0, got {kappa}")
+        settings.kappa = kappa
+    sur = AR1Surrogate.load(run_dir / "surrogate")
+    simulator = None
+    if cfg.baseline is not None and cfg.baseline.simulator:
+        if cfg.simulator is None:
+            raise InputError("baseline: simulator: true needs a 'simulator' section", file=run_dir / "config.yaml")
+        from .simulators import from_config
+
+        simulator = from_config(cfg.simulator, config_dir=run_dir)
+    observed = _observed_designs(run_dir, sur.space)
+    result = optimize_design(sur, cfg.target, settings, seed=cfg.seed, observed=observed,
+                             baseline=baseline_of(cfg, sur, simulator))
+    write_json(run_dir / "optimum.json", result.to_dict())
+    if json_out is not None:
+        write_json(json_out, result.to_dict())
+    return result
+
+
+def _observed_designs(run_dir: Path, space: DesignSpace) -> np.ndarray | None:
+    import pandas as pd
+
+    for name in ("training_rates.parquet", "rates.parquet"):
+        path = run_dir / name
+        if path.exists():
+            frame = pd.read_parquet(path)
+            if all(n in frame.columns for n in space.names):
+                return frame[space.names].to_numpy(dtype=float)
+    return None
