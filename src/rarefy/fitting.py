@@ -39,9 +39,15 @@ log = logging.getLogger(__name__)
 __all__ = ["fit", "validate", "build_surrogate", "FitResult", "ValidationResult"]
 
 
-def build_surrogate(cfg: RunConfig) -> AR1Surrogate:
-    """An unfitted surrogate as the config's ``surrogate`` section describes."""
-    settings = AR1Settings(**cfg.surrogate.model_dump(exclude={"kind"}))
+def build_surrogate(cfg: RunConfig) -> Any:
+    """An unfitted surrogate as the config's ``surrogate`` section describes (``kind``: ar1 or pce)."""
+    sc = cfg.surrogate
+    if sc.kind == "pce":
+        from .surrogate.pce import PCESettings, PCESurrogate
+
+        pce = PCESettings(**{k: getattr(sc, k) for k in sc.PCE_FIELDS})
+        return PCESurrogate(cfg.space.build(), cfg.fidelity_names, pce, seed=cfg.seed)
+    settings = AR1Settings(**{k: getattr(sc, k) for k in sc.AR1_FIELDS})
     return AR1Surrogate(cfg.space.build(), cfg.fidelity_names, settings, seed=cfg.seed)
 
 
@@ -80,7 +86,7 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
         summary: dict[str, Any] = {
             "name": cfg.name, "target": cfg.target, "fidelities": sur.fidelities,
             "rows_per_fidelity": sur.info.n_per_fidelity, "fit_seconds": sur.info.seconds,
-            "restart_losses": sur.info.losses, "hyperparameters": sur.hyperparameters(),
+            "restart_losses": getattr(sur.info, "losses", None), "hyperparameters": sur.hyperparameters(),
         }
         if cv_result is not None:
             summary["cv"] = {"k": cv, **cv_result.metrics, "bootstrap": cv_result.bootstrap}
@@ -116,7 +122,9 @@ def validate(run_dir: str | os.PathLike[str], data: str | os.PathLike[str],
         raise InputError("not a fitted run directory (run 'rarefy fit' first)", file=run_dir)
     cfg = load_config(run_dir / "config.yaml")
     table = load_rate_table(cfg, paths=[Path(data)], fidelities=[cfg.target], strict=False)
-    sur = AR1Surrogate.load(run_dir / "surrogate")
+    from .surrogate.load import load_surrogate
+
+    sur = load_surrogate(run_dir / "surrogate")
     pred = predict_table(sur, table, cfg.target)
     result = metrics(pred["rate"], pred["mean"], pred["sigma"])
     if json_out is not None:

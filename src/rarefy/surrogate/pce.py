@@ -1,0 +1,494 @@
+"""Bayesian multi-fidelity polynomial-chaos expansion (PCE) with sparsity-promoting (ARD) priors.
+
+Model, for an ordered chain of fidelities f = 0 (cheapest) … F (target), on inputs scaled
+to [−1, 1]^d by the DesignSpace bounds::
+
+    y_0(x) = Ψ(x) · c_0
+    y_f(x) = ρ_f · y_{f−1}(x) + Ψ(x) · c_f                 (AR1 coupling)
+
+Ψ(x) holds the orthonormal Legendre polynomials (``numpy.polynomial.legendre``, scaled
+by √(2n+1) per dimension) of total degree ≤ p. An observation of fidelity f at run i
+is ``y_f(x_i) + ε_i``, ε_i ~ N(0, v_i + τ_f), with v_i the run's *known* noise variance
+(from counts) and τ_f a learned nugget (truncation error of the expansion).
+
+**Why this works for non-nested designs.** For fixed ρ, every y_f is *linear* in the
+stacked coefficients c = (c_0, …, c_F): the row of an observation of fidelity f is
+``(a_{f,0} Ψ(x), …, a_{f,f} Ψ(x), 0, …)`` with ``a_{f,j} = Π_{i=j+1..f} ρ_i``. So all
+fidelities are fitted jointly as one Bayesian linear model; an HF design need not
+coincide with any LF design (no plug-in of a lower level's mean at HF points).
+
+**Priors and inference (conjugate, no MCMC).** c_k ~ N(0, 1/α_k) independently, with one
+precision α_k per coefficient (automatic relevance determination, the sparse Bayesian
+learning of Tipping 2001). Given (α, ρ, τ) the posterior of c is Gaussian in closed
+form, Σ = (ΦᵀBΦ + A)⁻¹, μ = ΣΦᵀBy, B = diag(1/(v + τ)). The hyperparameters maximise the
+evidence p(y | α, ρ, τ) (type-II maximum likelihood): MacKay's fixed-point updates
+α_k ← γ_k / μ_k² (γ_k = 1 − α_k Σ_kk; coefficients with α_k → ∞ are pruned), alternated
+with bounded scalar searches on each ρ_f and log τ_f. This conjugate scheme was chosen over
+MCMC because one fit takes milliseconds to a second, which also makes the degree
+selection by cross-validation and the surrogate-in-the-loop inference cheap. The
+predictive distribution is Gaussian, conditional on the fitted hyperparameters
+(their uncertainty is not propagated).
+
+**Degree.** The total degree p is chosen by K-fold cross-validation (folds of runs)
+among ``1 … max_degree``: the degree with the lowest mean predictive negative
+log-likelihood of held-out rows (all fidelities, standardised) wins, and the model is
+refitted on all data. ``degree`` fixes it instead.
+
+Outputs are standardised per fidelity (optionally after a log transform), as in the
+AR1 GP; :meth:`PCESurrogate.predict` returns mean and std in the rate's units, as torch
+float64 tensors (differentiable in x when x is a tensor that requires grad).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from itertools import combinations_with_replacement
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from numpy.polynomial import legendre
+from scipy.optimize import minimize_scalar
+
+from ..atomic import atomic_path
+from ..data.rates import RateTable
+from ..space import DesignSpace
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PCESettings", "PCESurrogate", "total_degree_indices", "legendre_basis"]
+
+DTYPE = torch.float64
+ALPHA_MAX = 1e10      # coefficients whose prior precision exceeds this are pruned
+ALPHA_INIT = 1.0      # initial prior precision (prior std 1 in standardised output units)
+TAU_BOUNDS = (1e-8, 10.0)
+RHO_BOUNDS = (-5.0, 5.0)
+HYPER_EVERY = 4       # update (ρ, τ) every this many ARD iterations
+CV_MAX_ITER = 60      # outer iterations of the fits inside the degree cross-validation
+
+
+@dataclass
+class PCESettings:
+    """Hyper-settings of :class:`PCESurrogate` (mirrors the ``surrogate`` config section for ``kind: pce``).
+
+    ``degree``: fixed total degree, or None to choose it by ``cv_folds``-fold
+    cross-validation among 1 … ``max_degree``. ``nugget``: learn τ_f per fidelity.
+    ``max_iter``: outer evidence iterations. ``output``: ``identity`` or ``log``.
+    """
+
+    degree: int | None = None
+    max_degree: int = 4
+    cv_folds: int = 5
+    nugget: bool = True
+    max_iter: int = 200
+    output: str = "identity"
+
+    def __post_init__(self) -> None:
+        if self.degree is not None and self.degree < 0:
+            raise ValueError(f"degree must be >= 0, got {self.degree}")
+        if self.max_degree < 1:
+            raise ValueError(f"max_degree must be >= 1, got {self.max_degree}")
+        if self.cv_folds < 2:
+            raise ValueError(f"cv_folds must be >= 2, got {self.cv_folds}")
+        if self.output not in ("identity", "log"):
+            raise ValueError(f"output must be 'identity' or 'log', got {self.output!r}")
+
+
+def total_degree_indices(dim: int, degree: int) -> np.ndarray:
+    """Multi-indices (n_terms, dim) of all monomials of total degree ≤ ``degree``, constant first."""
+    rows = [np.zeros(dim, dtype=np.int64)]
+    for p in range(1, degree + 1):
+        for combo in combinations_with_replacement(range(dim), p):
+            idx = np.zeros(dim, dtype=np.int64)
+            for c in combo:
+                idx[c] += 1
+            rows.append(idx)
+    return np.array(rows, dtype=np.int64).reshape(-1, dim)
+
+
+def legendre_basis(u: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Orthonormal Legendre features Ψ (n, n_terms) at points ``u`` in [−1, 1]^d (numpy)."""
+    u = np.atleast_2d(np.asarray(u, dtype=float))
+    pmax = int(indices.max()) if indices.size else 0
+    norm = np.sqrt(2 * np.arange(pmax + 1) + 1.0)
+    out = np.ones((u.shape[0], len(indices)))
+    for j in range(u.shape[1]):
+        vander = legendre.legvander(u[:, j], pmax) * norm    # (n, pmax+1)
+        out *= vander[:, indices[:, j]]
+    return out
+
+
+def _legendre_basis_torch(u: torch.Tensor, indices: np.ndarray) -> torch.Tensor:
+    """As :func:`legendre_basis` for a torch tensor (..., n, d), by the three-term recurrence (differentiable)."""
+    pmax = int(indices.max()) if indices.size else 0
+    polys = [torch.ones_like(u), u]
+    for n in range(1, pmax):
+        polys.append(((2 * n + 1) * u * polys[n] - n * polys[n - 1]) / (n + 1))
+    stack = torch.stack(polys[: pmax + 1], dim=-1)                                # (..., n, d, pmax+1)
+    stack = stack * torch.sqrt(2 * torch.arange(pmax + 1, dtype=u.dtype) + 1.0)
+    idx = torch.as_tensor(indices, dtype=torch.long)                              # (T, d)
+    dims = torch.arange(u.shape[-1])
+    feats = stack[..., dims[None, :], idx]                                        # (..., n, T, d)
+    return feats.prod(dim=-1)
+
+
+@dataclass
+class FitInfo:
+    """What the last fit did: chosen degree, CV score per degree, active terms, evidence, wall time (s)."""
+
+    degree: int = -1
+    cv_nll: dict[str, float] = field(default_factory=dict)
+    active_terms: int = 0
+    log_evidence: float = float("nan")
+    iterations: int = 0
+    seconds: float = 0.0
+    n_per_fidelity: dict[str, int] = field(default_factory=dict)
+
+
+class _Fit:
+    """Evidence maximisation for one degree on standardised data (numpy)."""
+
+    def __init__(self, psi: np.ndarray, fid: np.ndarray, z: np.ndarray, v: np.ndarray, levels: int,
+                 nugget: bool, max_iter: int) -> None:
+        self.psi, self.fid, self.z, self.v = psi, fid, z, v
+        self.levels, self.nugget, self.max_iter = levels, nugget, max_iter
+        self.T = psi.shape[1]
+        self.alpha = np.full(levels * self.T, ALPHA_INIT)
+        self.rho = np.ones(levels)            # entry 0 unused
+        self.tau = np.full(levels, 1e-2 if nugget else 0.0)
+
+    def design(self, rho: np.ndarray) -> np.ndarray:
+        """Stacked design matrix Φ (N, L·T) for coupling ``rho``."""
+        return _design(self.psi, self.fid, rho, self.levels)
+
+    def _posterior(self, phi: np.ndarray, tau: np.ndarray, active: np.ndarray,
+                   want_sigma: bool = True) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """(μ, Σ) over the active coefficients and the log evidence (Σ only if ``want_sigma``)."""
+        noise = self.v + tau[self.fid]
+        b = 1.0 / noise
+        pa = phi[:, active]
+        a = self.alpha[active]
+        prec = (pa * b[:, None]).T @ pa + np.diag(a)
+        try:
+            L = np.linalg.cholesky(prec)
+        except np.linalg.LinAlgError:
+            prec = prec + np.eye(len(a)) * 1e-10 * np.trace(prec) / max(len(a), 1)
+            L = np.linalg.cholesky(prec)
+        rhs = pa.T @ (b * self.z)
+        mu = np.linalg.solve(L.T, np.linalg.solve(L, rhs))
+        sigma = None
+        if want_sigma:
+            Linv = np.linalg.solve(L, np.eye(len(a)))
+            sigma = Linv.T @ Linv
+        n = len(self.z)
+        quad = float(self.z @ (b * self.z) - rhs @ mu)
+        logdet_c = float(np.sum(np.log(noise)) - np.sum(np.log(a)) + 2 * np.sum(np.log(np.diag(L))))
+        ev = -0.5 * (n * math.log(2 * math.pi) + logdet_c + quad)
+        return mu, sigma, ev
+
+    def _hyper_vector(self) -> np.ndarray:
+        parts = [self.rho[1:]]
+        if self.nugget:
+            parts.append(np.log(self.tau))
+        return np.concatenate(parts)
+
+    def _set_hyper(self, h: np.ndarray) -> None:
+        k = self.levels - 1
+        self.rho[1:] = h[:k]
+        if self.nugget:
+            self.tau = np.exp(h[k:])
+
+    def run(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int]:
+        """Fit; return (μ over all coefficients, Σ over the active ones, active mask, log evidence, iterations)."""
+        active = np.ones_like(self.alpha, dtype=bool)
+        bounds = [RHO_BOUNDS] * (self.levels - 1)
+        if self.nugget:
+            bounds += [tuple(np.log(TAU_BOUNDS))] * self.levels
+        ev_old, it = -np.inf, 0
+        for it in range(1, self.max_iter + 1):
+            phi = self.design(self.rho)
+            mu, sigma, ev = self._posterior(phi, self.tau, active)
+            # MacKay fixed-point update of the ARD precisions
+            gamma = np.clip(1.0 - self.alpha[active] * np.diag(sigma), 1e-12, 1.0)
+            new = np.minimum(gamma / np.maximum(mu**2, 1e-300), ALPHA_MAX * 10)
+            change = float(np.max(np.abs(np.log(new) - np.log(self.alpha[active]))))
+            self.alpha[active] = new
+            active = self.alpha < ALPHA_MAX
+            if not active.any():
+                active[np.argmin(self.alpha)] = True
+            # coupling and nuggets: a short bounded quasi-Newton step on the evidence at fixed α
+            if bounds and it % HYPER_EVERY == 1:
+                # coupling and nuggets: one sweep of bounded scalar searches on the evidence at fixed α
+                h = self._hyper_vector()
+                for k, (lo, hi) in enumerate(bounds):
+                    def neg_ev(val: float, k: int = k) -> float:
+                        trial = h.copy()
+                        trial[k] = val
+                        self._set_hyper(trial)
+                        return -self._posterior(self.design(self.rho), self.tau, active, want_sigma=False)[2]
+
+                    f0 = neg_ev(h[k])
+                    res = minimize_scalar(neg_ev, bounds=(lo, hi), method="bounded", options={"xatol": 1e-3, "maxiter": 25})
+                    if np.isfinite(res.fun) and res.fun < f0:
+                        h[k] = res.x
+                self._set_hyper(h)
+            if (change < 1e-3 or abs(ev - ev_old) < 1e-9 * max(1.0, abs(ev))) and it > HYPER_EVERY:
+                break
+            ev_old = ev
+        phi = self.design(self.rho)
+        mu_a, sigma, ev = self._posterior(phi, self.tau, active)
+        mu = np.zeros_like(self.alpha)
+        mu[active] = mu_a
+        return mu, sigma, active, ev, it
+
+
+def _design(psi: np.ndarray, fid: np.ndarray, rho: np.ndarray, levels: int) -> np.ndarray:
+    n, T = psi.shape
+    phi = np.zeros((n, levels * T))
+    for j in range(levels):
+        # a_{f,j} = prod_{i=j+1..f} rho_i for f >= j, else 0
+        load = np.zeros(n)
+        for f in range(j, levels):
+            load[fid == f] = np.prod(rho[j + 1: f + 1])
+        phi[:, j * T:(j + 1) * T] = psi * load[:, None]
+    return phi
+
+
+class PCESurrogate:
+    """Bayesian multi-fidelity PCE surrogate over a :class:`DesignSpace` (same interface as :class:`AR1Surrogate`).
+
+    Parameters
+    ----------
+    space:
+        The design space; inputs are scaled to [−1, 1] by its bounds.
+    fidelities:
+        Fidelity names, lowest first; one name gives a single-fidelity Bayesian PCE.
+    settings:
+        :class:`PCESettings`.
+    seed:
+        Seed of the cross-validation folds; the same seed gives the same fit.
+    """
+
+    def __init__(self, space: DesignSpace, fidelities: Sequence[str], settings: PCESettings | None = None,
+                 seed: int = 0) -> None:
+        if not fidelities:
+            raise ValueError("at least one fidelity is needed")
+        self.space = space
+        self.fidelities = list(fidelities)
+        self.settings = settings or PCESettings()
+        self.seed = seed
+        self.info = FitInfo()
+        self._state: dict[str, np.ndarray] | None = None
+
+    # ------------------------------------------------------------ transforms
+    def _u_numpy(self, x: Any) -> np.ndarray:
+        unit = np.asarray(self.space.to_unit(self.space.as_array(x)), dtype=float)
+        return 2.0 * unit - 1.0
+
+    def _fid_index(self, fidelity: str | None) -> int:
+        name = self.fidelities[-1] if fidelity is None else fidelity
+        if name not in self.fidelities:
+            raise ValueError(f"unknown fidelity {name!r}; this surrogate knows {self.fidelities}")
+        return self.fidelities.index(name)
+
+    def _prepare(self, table: RateTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        frame = table.frame[table.frame["fidelity"].isin(self.fidelities)]
+        fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy(dtype=np.int64, copy=True)
+        counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
+        empty = [n for n, c in counts.items() if c == 0]
+        if empty:
+            raise ValueError(f"no rows for fidelities {empty}")
+        y = frame["rate"].to_numpy(float, copy=True)
+        v = frame["var"].to_numpy(float, copy=True)
+        if self.settings.output == "log":
+            if np.any(y <= 0):
+                raise ValueError("output: log needs strictly positive rates")
+            v, y = v / y**2, np.log(y)
+        runs = frame["run_id"].astype(str).to_numpy() if "run_id" in frame.columns else np.arange(len(frame)).astype(str)
+        return self._u_numpy(frame[self.space.names]), fid, y, v, runs
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, table: RateTable) -> "PCESurrogate":
+        """Choose the degree by cross-validation (unless fixed), then fit on all rows.
+
+        Rows of fidelities the surrogate does not know are ignored; every known fidelity
+        must have at least one row.
+        """
+        t0 = time.perf_counter()
+        u, fid, y, v, runs = self._prepare(table)
+        cv_nll: dict[str, float] = {}
+        degree = self.settings.degree
+        if degree is None:
+            for p in range(1, self.settings.max_degree + 1):
+                cv_nll[str(p)] = self._cv_score(u, fid, y, v, runs, p)
+            degree = int(min(cv_nll, key=lambda k: cv_nll[k]))
+        state, ev, it = self._fit_arrays(u, fid, y, v, degree)
+        self._state = state
+        counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
+        self.info = FitInfo(degree=degree, cv_nll=cv_nll, active_terms=int(state["active"].sum()), log_evidence=ev,
+                            iterations=it, seconds=time.perf_counter() - t0, n_per_fidelity=counts)
+        log.info("PCE fit: degree %d (CV NLL %s), %d active terms, %.2f s", degree, cv_nll, self.info.active_terms,
+                 self.info.seconds)
+        return self
+
+    def _fit_arrays(self, u: np.ndarray, fid: np.ndarray, y: np.ndarray, v: np.ndarray,
+                    degree: int, max_iter: int | None = None) -> tuple[dict[str, np.ndarray], float, int]:
+        L = len(self.fidelities)
+        means, stds = np.zeros(L), np.ones(L)
+        for i in range(L):
+            yi = y[fid == i]
+            means[i] = yi.mean()
+            sd = yi.std(ddof=1) if len(yi) > 1 else 0.0
+            stds[i] = sd if sd > 1e-12 * max(1.0, abs(means[i])) else max(abs(means[i]), 1.0)
+        z = (y - means[fid]) / stds[fid]
+        vz = v / stds[fid] ** 2
+        indices = total_degree_indices(self.space.dim, degree)
+        psi = legendre_basis(u, indices)
+        fit = _Fit(psi, fid, z, vz, L, self.settings.nugget, max_iter or self.settings.max_iter)
+        mu, sigma, active, ev, it = fit.run()
+        state = {"indices": indices, "mu": mu, "sigma": sigma, "active": active, "alpha": fit.alpha.copy(),
+                 "rho": fit.rho.copy(), "tau": fit.tau.copy(), "y_mean": means, "y_std": stds}
+        return state, ev, it
+
+    def _cv_score(self, u: np.ndarray, fid: np.ndarray, y: np.ndarray, v: np.ndarray, runs: np.ndarray,
+                  degree: int) -> float:
+        """Mean held-out NLL (standardised per fidelity) of a ``cv_folds``-fold CV over runs."""
+        uniq = np.unique(runs)
+        rng = np.random.default_rng(self.seed)
+        folds = np.array_split(rng.permutation(uniq), min(self.settings.cv_folds, len(uniq)))
+        total, count = 0.0, 0
+        for fold in folds:
+            test = np.isin(runs, fold)
+            train = ~test
+            if not test.any() or any((fid[train] == i).sum() == 0 for i in range(len(self.fidelities))):
+                continue
+            state, _, _ = self._fit_arrays(u[train], fid[train], y[train], v[train], degree,
+                                           max_iter=min(CV_MAX_ITER, self.settings.max_iter))
+            mean, var = _predict_state(state, u[test], fid[test], observed=True)
+            s = state["y_std"][fid[test]]
+            m = mean * s + state["y_mean"][fid[test]]
+            var_t = var * s**2 + v[test]
+            nll = 0.5 * np.log(2 * np.pi * var_t / s**2) + 0.5 * (y[test] - m) ** 2 / var_t
+            total += float(nll.sum())
+            count += int(test.sum())
+        return total / max(count, 1)
+
+    # --------------------------------------------------------------- predict
+    def predict(self, x: Any, fidelity: str | None = None, *, observed: bool = False,
+                noise_var: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior-predictive mean and standard deviation of ``fidelity`` (default: the highest) at ``x``.
+
+        ``x``: DataFrame, (n, d) array or torch tensor in parameter units. The latent std
+        by default; ``observed=True`` adds the fidelity's nugget τ_f and ``noise_var``
+        (n values, output units²) the points' own noise. In the rate's units (for
+        ``output: log``: median ``exp(μ)`` and delta-method std ``exp(μ)·σ``).
+        """
+        if self._state is None:
+            raise RuntimeError("call fit() before predict()")
+        g = self._fid_index(fidelity)
+        st = self._state
+        if isinstance(x, torch.Tensor) and x.requires_grad:
+            u = 2.0 * self.space.to_unit(x.to(DTYPE)) - 1.0
+            psi = _legendre_basis_torch(u, st["indices"])
+            load = torch.as_tensor(_loadings(st["rho"], g, len(self.fidelities)), dtype=DTYPE)
+            phi = torch.cat([psi * load[j] for j in range(len(self.fidelities))], dim=-1)
+            pa = phi[..., torch.as_tensor(np.flatnonzero(st["active"]))]
+            mean = pa @ torch.as_tensor(st["mu"][st["active"]], dtype=DTYPE)
+            var = ((pa @ torch.as_tensor(st["sigma"], dtype=DTYPE)) * pa).sum(-1).clamp_min(1e-12)
+            if observed:
+                var = var + float(st["tau"][g])
+        else:
+            xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+            shape = np.shape(xs)[:-1] if isinstance(xs, np.ndarray) else None
+            u = self._u_numpy(xs.reshape(-1, self.space.dim) if shape is not None else xs)
+            m, vv = _predict_state(st, u, np.full(len(u), g), observed=observed)
+            if shape is not None:
+                m, vv = m.reshape(shape), vv.reshape(shape)
+            mean, var = torch.as_tensor(m, dtype=DTYPE), torch.as_tensor(vv, dtype=DTYPE)
+        mean = mean * float(st["y_std"][g]) + float(st["y_mean"][g])
+        var = var * float(st["y_std"][g]) ** 2
+        if self.settings.output == "log":
+            mean = torch.exp(mean)
+            var = var * mean**2
+        if noise_var is not None:
+            var = var + torch.as_tensor(np.array(noise_var, dtype=float), dtype=DTYPE)
+        return mean, var.sqrt()
+
+    def interval(self, x: Any, fidelity: str | None = None, level: float = 0.95,
+                 observed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Central posterior-predictive interval (lower, upper) with probability ``level`` (Gaussian)."""
+        from scipy.stats import norm
+
+        mean, std = self.predict(x, fidelity, observed=observed)
+        k = float(norm.ppf(0.5 + level / 2))
+        return mean - k * std, mean + k * std
+
+    def rho(self) -> np.ndarray:
+        """ρ_f of every fidelity link in the original output units, shape (L−1,)."""
+        if self._state is None:
+            raise RuntimeError("call fit() before rho()")
+        st = self._state
+        return st["rho"][1:] * st["y_std"][1:] / st["y_std"][:-1]
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Fitted hyperparameters per fidelity (standardised units) and the active terms."""
+        if self._state is None:
+            return {}
+        st, T = self._state, len(self._state["indices"])
+        out: dict[str, Any] = {}
+        for i, name in enumerate(self.fidelities):
+            act = st["active"][i * T:(i + 1) * T]
+            out[name] = {"rho": None if i == 0 else float(st["rho"][i]), "nugget": float(st["tau"][i]),
+                         "active_terms": [st["indices"][k].tolist() for k in np.flatnonzero(act)]}
+        return out
+
+    # ------------------------------------------------------------- save/load
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``model.pt`` (tensors; ``torch.save``) and ``model.json`` (settings, fit info) to a folder."""
+        if self._state is None:
+            raise RuntimeError("nothing to save: fit() first")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: torch.as_tensor(v) for k, v in self._state.items()}
+        with atomic_path(directory / "model.pt") as tmp:
+            torch.save(tensors, tmp)
+        meta = {"kind": "pce", "fidelities": self.fidelities, "settings": asdict(self.settings), "seed": self.seed,
+                "space": self.space.to_dict(), "fit": asdict(self.info), "hyperparameters": self.hyperparameters()}
+        with atomic_path(directory / "model.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> "PCESurrogate":
+        """Load a surrogate written by :meth:`save`."""
+        directory = Path(directory)
+        meta = json.loads((directory / "model.json").read_text())
+        sur = cls(DesignSpace.from_dict(meta["space"]), meta["fidelities"], PCESettings(**meta["settings"]), meta["seed"])
+        tensors = torch.load(directory / "model.pt", weights_only=True)
+        sur._state = {k: v.numpy() for k, v in tensors.items()}
+        sur.info = FitInfo(**meta["fit"])
+        return sur
+
+
+def _loadings(rho: np.ndarray, g: int, levels: int) -> np.ndarray:
+    return np.array([np.prod(rho[j + 1: g + 1]) if j <= g else 0.0 for j in range(levels)])
+
+
+def _predict_state(st: dict[str, np.ndarray], u: np.ndarray, fid: np.ndarray,
+                   observed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised predictive mean and variance at points ``u`` ([−1, 1]^d) of fidelities ``fid``."""
+    psi = legendre_basis(u, st["indices"])
+    levels = len(st["rho"])
+    phi = _design(psi, fid, st["rho"], levels)[:, st["active"]]
+    mean = phi @ st["mu"][st["active"]]
+    var = np.einsum("ij,jk,ik->i", phi, st["sigma"], phi)
+    var = np.maximum(var, 1e-12)
+    if observed:
+        var = var + st["tau"][fid]
+    return mean, var
