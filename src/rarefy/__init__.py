@@ -5,6 +5,8 @@ Public API (see README for the tour)::
     from rarefy import load_config, load_rate_table, AR1Surrogate, DesignSpace
     from rarefy import fit, validate                       # the CLI jobs, as functions
     from rarefy import simulate, simulators, EventTable, EventStore, read_events
+    from rarefy import train_denoiser, denoise_run           # issue #4: CNP denoiser jobs
+    from rarefy import run, suggest, ingest, optimize_run    # the closed loop (issue #5)
 
 Names are imported lazily (PEP 562), so ``import rarefy`` is cheap: torch and gpytorch
 load only when a surrogate is first used. Dask workers that only simulate never pay
@@ -29,18 +31,33 @@ _EXPORTS = {
     "DesignSpace": ".space",
     "EventStore": ".data.store",
     "EventTable": ".data.events",
+    "DenoiseRunResult": ".denoising",
+    "DenoiseTrainResult": ".denoising",
     "InputError": ".errors",
+    "PCESettings": ".surrogate.pce",
+    "PCESurrogate": ".surrogate.pce",
+    "infer": ".infer.run",
+    "load_surrogate": ".surrogate.load",
     "Parameter": ".space",
     "RateTable": ".data.rates",
     "RunConfig": ".config",
     "count_variance": ".data.rates",
+    "denoise_run": ".denoising",
     "fit": ".fitting",
     "load_config": ".config",
     "load_rate_table": ".data.mapping",
     "read_events": ".data.event_readers",
     "read_frame": ".data.readers",
     "simulate": ".campaign",
+    "train_denoiser": ".denoising",
     "validate": ".fitting",
+    "Acquisition": ".acquire",
+    "propose": ".acquire",
+    "optimize_design": ".optimize",
+    "optimize_run": ".optimize",
+    "run": ".loop",
+    "suggest": ".suggestions",
+    "ingest": ".ingestion",
 }
 _SUBMODULES = {"simulators", "denoise", "surrogate", "data", "report"}
 
@@ -72,7 +89,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .data.rates import RateTable, count_variance
     from .data.readers import read_frame
     from .data.store import EventStore
+    from .denoising import DenoiseRunResult, DenoiseTrainResult, denoise_run, train_denoiser
     from .errors import InputError
+    from .acquire import Acquisition, propose
     from .fitting import fit, validate
+    from .ingestion import ingest
+    from .loop import run
+    from .optimize import optimize_design, optimize_run
+    from .suggestions import suggest
     from .space import DesignSpace, Parameter
     from .surrogate import AR1Settings, AR1Surrogate

@@ -6,6 +6,13 @@ command                                     Python equivalent
 ``rarefy fit CONFIG --out RUN_DIR [--cv K]``  :func:`rarefy.fit`
 ``rarefy validate RUN_DIR DATA --json OUT``   :func:`rarefy.validate`
 ``rarefy simulate CONFIG --out RUN_DIR``      :func:`rarefy.simulate`
+``rarefy train CONFIG --run RUN_DIR``         :func:`rarefy.train_denoiser`
+``rarefy denoise RUN_DIR``                    :func:`rarefy.denoise_run`
+``rarefy infer CONFIG --out RUN_DIR``         :func:`rarefy.infer`
+``rarefy run CONFIG --out RUN_DIR``           :func:`rarefy.run`
+``rarefy suggest RUN_DIR --n K``              :func:`rarefy.suggest`
+``rarefy ingest RUN_DIR FILES...``            :func:`rarefy.ingest`
+``rarefy optimize RUN_DIR``                   :func:`rarefy.optimize_run`
 ==========================================  =====================================
 
 Bad input (a missing column, a NaN, an unknown fidelity, ...) prints one line naming
@@ -118,6 +125,147 @@ def simulate(
     result = simulate_run(config, out, retry_failed=retry_failed, progress=True)
     console.print(f"{result.n_done} runs done, {result.n_failed} failed of {result.n_runs} "
                   f"({result.n_executed} executed now) in {result.wall_s:.1f} s -> {result.rates_path}")
+
+
+@app.command()
+@handle_errors
+def train(
+    config: Path = typer.Argument(..., help="Config (YAML) whose 'denoise' section drives the training."),
+    run_dir: Path = typer.Option(..., "--run", "-r", help="Run directory written by 'rarefy simulate'."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the denoiser's seed."),
+) -> None:
+    """Train the CNP denoiser on the events in RUN_DIR (resumes); write RUN_DIR/denoise and the split column."""
+    from .denoising import train_denoiser
+
+    with progress_bar() as bar:
+        task = bar.add_task("denoiser epochs", total=None)
+        result = train_denoiser(config, run_dir, seed=seed,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    tr = result.train
+    counts = {s: list(result.split.values()).count(s) for s in ("train", "val", "test")}
+    console.print(f"trained on {result.n_events} events of {'/'.join(result.fidelities)}: best epoch {tr.best_epoch} "
+                  f"of {tr.epochs_run}, val loss {tr.best_val_loss:.5g}; runs {counts} in {result.wall_s:.1f} s "
+                  f"-> {result.model_path}")
+
+
+@app.command()
+@handle_errors
+def denoise(
+    run_dir: Path = typer.Argument(..., help="Run directory with a trained denoiser ('rarefy train')."),
+) -> None:
+    """Score the events of every run and add the '<fidelity>-cnp' rows to RUN_DIR/rates.parquet."""
+    from .denoising import denoise_run
+
+    with progress_bar() as bar:
+        task = bar.add_task("runs scored", total=None)
+        result = denoise_run(run_dir, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"{', '.join(result.fidelities)}: {len(result.table)} runs, {result.n_events} events in "
+                  f"{result.wall_s:.1f} s ({result.events_per_s:.3g} events/s) -> {result.rates_path}")
+
+
+@app.command()
+@handle_errors
+def run(
+    config: Path = typer.Argument(..., help="Config (YAML) with 'simulator', 'campaign' (initial design) and 'loop'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory; re-running on it resumes the loop."),
+) -> None:
+    """Closed loop: initial design, then fit -> acquire -> simulate rounds, optimum, HF verification."""
+    from .config import load_config
+    from .loop import run as run_loop
+
+    cfg = load_config(config)
+    total = cfg.loop.iterations if cfg.loop is not None else 0
+    with progress_bar() as bar:
+        task = bar.add_task("loop iterations", total=total)
+        result = run_loop(config, out, progress=False,
+                          on_iteration=lambda i, n: bar.update(task, completed=i, total=n))
+        bar.update(task, completed=total)
+    r = result.result
+    verified = "-" if r["verified_rate"] is None else f"{r['verified_rate']:.4g} ± {r['verified_sigma']:.2g}"
+    console.print(f"θ* = {r['optimum']}")
+    console.print(f"{r['target']} rate: predicted {r['predicted_rate']:.4g} ± {r['predicted_sigma']:.2g}, "
+                  f"verified {verified}")
+    if r["reduction"] is not None:
+        console.print(f"reduction vs baseline {r['baseline_rate']:.4g}: {100 * r['reduction']:.1f}% "
+                      f"± {100 * r['reduction_sigma']:.1f}%")
+    console.print(f"{result.iterations} iterations, {r['cost_cpu_h']['total']:.4g} CPU-h nominal, "
+                  f"{result.wall_s:.1f} s -> {Path(out) / 'result.json'}")
+
+
+@app.command()
+@handle_errors
+def suggest(
+    run_dir: Path = typer.Argument(..., help="Run directory (from 'rarefy simulate', 'run' or 'fit')."),
+    n: int = typer.Option(1, "--n", "-n", help="Number of runs to propose."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="CSV to write (default RUN_DIR/suggestions.csv)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Acquisition: ivr, maxvar, ei or lcb (default: config)."),
+    cost_aware: Optional[bool] = typer.Option(None, "--cost-aware/--target-only",
+                                              help="Choose the fidelity by value per CPU-hour (default: config)."),
+) -> None:
+    """Propose the next runs (θ, fidelity, events) as CSV."""
+    from .suggestions import suggest as suggest_runs
+
+    frame = suggest_runs(run_dir, n, out=out, kind=kind, cost_aware=cost_aware)
+    table = Table(title=f"{len(frame)} suggested runs")
+    for col in frame.columns:
+        table.add_column(col, justify="left" if col == "fidelity" else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    console.print(f"-> {out or Path(run_dir) / 'suggestions.csv'}")
+
+
+@app.command()
+@handle_errors
+def ingest(
+    run_dir: Path = typer.Argument(..., help="Run directory to add runs to."),
+    files: list[Path] = typer.Argument(..., help="CSV/Parquet files: runs (θ, fidelity, k, n) or events (θ, fidelity, outcome)."),
+) -> None:
+    """Add runs simulated elsewhere to RUN_DIR/ingested.parquet."""
+    from .ingestion import ingest as ingest_runs
+
+    result = ingest_runs(run_dir, files)
+    console.print(f"{result.n_new} new runs ingested ({result.n_total} in all) -> {result.path}")
+
+
+@app.command()
+@handle_errors
+def optimize(
+    run_dir: Path = typer.Argument(..., help="Run directory with a fitted surrogate ('rarefy fit' or 'rarefy run')."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="mean or ucb (default: config)."),
+    kappa: Optional[float] = typer.Option(None, "--kappa", help="UCB: mean + kappa * std (default: config)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result here."),
+) -> None:
+    """Minimise the predicted target rate over the feasible designs; writes RUN_DIR/optimum.json."""
+    from .optimize import optimize_run
+
+    r = optimize_run(run_dir, objective=objective, kappa=kappa, json_out=json_out)
+    console.print(f"θ* = {r.theta}")
+    console.print(f"{r.target} rate ({r.objective}): {r.rate:.4g} ± {r.sigma:.2g}")
+    if r.reduction is not None:
+        console.print(f"reduction vs baseline {r.baseline_rate:.4g} ({r.baseline_source}): "
+                      f"{100 * r.reduction:.1f}% ± {100 * r.reduction_sigma:.1f}%")
+
+
+@app.command()
+@handle_errors
+def infer(
+    config: Path = typer.Argument(..., help="Config (YAML) with an 'infer' section."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
+) -> None:
+    """Sample the posterior of θ given an observed merger rate, with the surrogate as forward model."""
+    from .infer.run import infer as infer_run
+
+    result = infer_run(config, out)
+    s = result.summary
+    table = Table(title=f"posterior ({s['walkers']} walkers x {s['steps']} steps, max R-hat {s['max_rhat']:.4f})")
+    for col in ("parameter", "median", "68% interval", "95% interval", "R-hat"):
+        table.add_column(col)
+    for name, q in s["parameters"].items():
+        table.add_row(name, f"{q['median']:.4g}", f"[{q['ci68'][0]:.4g}, {q['ci68'][1]:.4g}]",
+                      f"[{q['ci95'][0]:.4g}, {q['ci95'][1]:.4g}]", f"{s['rhat'].get(name, float('nan')):.4f}")
+    console.print(table)
+    console.print(f"done in {s['wall_seconds']:.1f} s -> {out} (posterior.nc, corner.png, summary.json)")
 
 
 def main() -> None:

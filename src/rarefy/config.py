@@ -339,6 +339,14 @@ class DenoiseConfig(_Model):
     ``val_events_per_run`` caps the validation targets per run (they are held in memory:
     set it for streamed data larger than memory). ``seed`` defaults to the run config's
     seed (the caller passes it to :func:`rarefy.denoise.train`).
+
+    Run-directory pipeline (``rarefy train CONFIG --run RUN_DIR``, :func:`rarefy.train_denoiser`):
+    ``fidelities`` names the fidelities whose runs train the denoiser (default: the lowest
+    one); ``phi`` the per-event φ columns (default: the events' φ columns);
+    ``test_blocks`` the (0-based) ``campaign.runs`` blocks whose runs are held out as
+    ``split == "test"`` (never trained or validated on; ``split`` then divides the other
+    runs); ``stream`` reads the event shards from disk every epoch instead of loading
+    them into memory once.
     """
 
     model: DenoiseModelConfig = Field(default_factory=DenoiseModelConfig)
@@ -362,6 +370,10 @@ class DenoiseConfig(_Model):
     progress: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int | None = None
+    fidelities: list[str] | None = Field(default=None, min_length=1)
+    phi: list[str] | None = Field(default=None, min_length=1)
+    test_blocks: list[int] = Field(default_factory=list)
+    stream: bool = False
 
     @model_validator(mode="after")
     def _epochs(self) -> "DenoiseConfig":
@@ -463,6 +475,63 @@ class LoopConfig(_Model):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
 
+class PriorConfig(_Model):
+    """Prior of one parameter: ``uniform`` on [low, high] (default: the space's bounds) or ``normal``
+    (``mu``, ``sigma``) truncated to the bounds."""
+
+    kind: Literal["uniform", "normal"] = "uniform"
+    low: float | None = None
+    high: float | None = None
+    mu: float | None = None
+    sigma: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _normal(self) -> "PriorConfig":
+        if self.kind == "normal" and (self.mu is None or self.sigma is None):
+            raise ValueError("a normal prior needs 'mu' and 'sigma'")
+        return self
+
+
+class ObservationConfig(_Model):
+    """An observed local merger rate: median with asymmetric 1σ errors (Gpc⁻³ yr⁻¹; default GWTC-3)."""
+
+    rate: float = 17.0
+    plus: float = Field(default=10.0, gt=0)
+    minus: float = Field(default=6.7, gt=0)
+
+
+class InferConfig(_Model):
+    """Bayesian inference of θ from an observed merger rate with the surrogate as forward model.
+
+    ``surrogate``: a run directory written by ``rarefy fit`` (relative to the config); without
+    it the config's own surrogate is fitted on its data. ``fidelity``: the surrogate output
+    used (default: the target). ``msun_per_event``: star-forming mass (M☉) represented per
+    simulated event, turning a rate per event into a formation efficiency per M☉;
+    ``sfrd0``: star-formation rate density at z = 0 (M☉ yr⁻¹ Mpc⁻³). ``marginalise``:
+    integrate the likelihood over the surrogate's predictive std.
+    """
+
+    surrogate: Path | None = None
+    fidelity: str | None = None
+    rate_model: Literal["simple"] = "simple"
+    msun_per_event: float = Field(gt=0)
+    sfrd0: float = Field(default=0.015, gt=0)
+    observation: ObservationConfig = Field(default_factory=ObservationConfig)
+    priors: dict[str, PriorConfig] = Field(default_factory=dict)
+    marginalise: bool = True
+    walkers: int = Field(default=32, ge=4)
+    steps: int = Field(default=3000, ge=10)
+    burn: int = Field(default=1000, ge=0)
+    thin: int = Field(default=1, ge=1)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _burn(self) -> "InferConfig":
+        if self.burn >= self.steps:
+            raise ValueError(f"burn ({self.burn}) must be smaller than steps ({self.steps})")
+        return self
+
+
 class RunConfig(_Model):
     """A whole run: design space, data, fidelities (low to high), target, surrogate, seed."""
 
@@ -481,6 +550,7 @@ class RunConfig(_Model):
     simulator: SimulatorConfig | None = None
     campaign: CampaignConfig | None = None
     denoise: DenoiseConfig | None = None
+    infer: InferConfig | None = None
     acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     baseline: BaselineConfig | None = None
@@ -508,6 +578,14 @@ class RunConfig(_Model):
             unknown = [f for f in fids if f not in names]
             if unknown:
                 raise ValueError(f"{key}: unknown fidelities {unknown}; defined fidelities: {names}")
+        if self.denoise is not None:
+            unknown = [f for f in self.denoise.fidelities or [] if f not in names]
+            if unknown:
+                raise ValueError(f"denoise.fidelities: unknown fidelities {unknown}; defined fidelities: {names}")
+            n_blocks = len(self.campaign.runs) if self.campaign is not None else 0
+            bad = [b for b in self.denoise.test_blocks if not 0 <= b < n_blocks]
+            if bad:
+                raise ValueError(f"denoise.test_blocks: {bad} are not campaign.runs blocks (there are {n_blocks})")
         if self.loop is not None and (self.simulator is None or self.campaign is None):
             raise ValueError("a 'loop' needs 'simulator' and 'campaign' sections (the campaign is the initial design)")
         return self
@@ -554,6 +632,8 @@ def config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", so
         raise InputError(_format_validation_error(exc), file=source) from None
     if cfg.data is not None:
         cfg.data.paths = [p if p.is_absolute() else (Path(base) / p).resolve() for p in cfg.data.paths]
+    if cfg.infer is not None and cfg.infer.surrogate is not None and not cfg.infer.surrogate.is_absolute():
+        cfg.infer.surrogate = (Path(base) / cfg.infer.surrogate).resolve()
     try:
         space = cfg.space.build()
     except InputError as exc:

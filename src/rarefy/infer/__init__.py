@@ -1,0 +1,24 @@
+"""Bayesian inference of θ with a surrogate as the likelihood's forward model.
+
+``rates``: predicted local BBH merger rate R(θ) from the formation efficiency;
+``likelihood``: asymmetric (split-normal) rate likelihood marginalised over the
+surrogate's predictive uncertainty; ``sampler``: emcee + arviz diagnostics;
+``summary``: credible intervals and the corner plot; ``run``: the ``rarefy infer`` job.
+"""
+
+from .likelihood import RateLikelihood, split_normal_logpdf
+from .rates import SimpleRateModel
+from .run import InferResult, Posterior, infer, make_posterior
+
+__all__ = ["InferResult", "Posterior", "RateLikelihood", "SimpleRateModel", "infer", "make_posterior",
+           "split_normal_logpdf"]
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """Lets ``rarefy.infer(config, out)`` work even after ``rarefy.infer`` was imported as a package."""
+
+    def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return infer(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule
