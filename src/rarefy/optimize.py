@@ -10,7 +10,7 @@ It reports θ*, the predicted rate ± σ (latent posterior std, the rate's units
 baseline, the reduction ``1 − rate/baseline`` with a delta-method σ. A baseline *design*
 is predicted by the same surrogate, jointly with θ*, so their correlation enters σ.
 
-:func:`optimize` is the Python equivalent of ``rarefy optimize RUN_DIR``: it loads the
+:func:`optimize_run` is the Python equivalent of ``rarefy optimize RUN_DIR``: it loads the
 surrogate of a run directory (from ``rarefy fit`` or ``rarefy run``) and writes
 ``RUN_DIR/optimum.json``.
 """
@@ -34,7 +34,7 @@ from .search import feasible_pool, maximize
 from .space import DesignSpace
 from .surrogate.linalg import torch_threads
 
-__all__ = ["Baseline", "OptimumResult", "baseline_of", "optimize", "optimize_design"]
+__all__ = ["Baseline", "OptimumResult", "baseline_of", "optimize_run", "optimize_design"]
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def optimize_design(surrogate: Any, target: str | None = None, settings: Optimiz
     return out
 
 
-def optimize(run_dir: str | os.PathLike[str], *, objective: str | None = None, kappa: float | None = None,
+def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = None, kappa: float | None = None,
              json_out: str | os.PathLike[str] | None = None) -> OptimumResult:
     """Optimise the design with the surrogate saved in ``run_dir``; CLI: ``rarefy optimize RUN_DIR``.
 

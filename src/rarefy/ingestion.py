@@ -1,0 +1,181 @@
+"""Add runs simulated elsewhere to a run directory (``rarefy ingest RUN_DIR FILES...``).
+
+Each file is a CSV or Parquet table of either
+
+* **runs**: θ columns, ``fidelity``, ``k`` (signal count) and ``n`` (events thrown), optional
+  ``run_id`` and ``cost_cpu_h`` (nominal CPU-hours of the run); or
+* **events**: θ columns, ``fidelity``, ``outcome`` (0/1), optional ``run_id``: events are
+  counted per run (``run_id``, else per distinct θ and fidelity).
+
+Rates are ``k/n`` with the count-noise rule of :func:`rarefy.count_variance`. Every design
+must be feasible, every fidelity one of the config's; a bad value is an :class:`InputError`
+naming the file, column and row. Rows are appended to ``RUN_DIR/ingested.parquet``
+(atomically) under ``run_id`` (default ``ingest:<file stem>:<row>``); ingesting the same
+file again adds nothing, a different run under a known ``run_id`` is an error. The next
+``rarefy suggest`` / ``rarefy run`` fits on campaign + ingested runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .acquire import fidelity_plans
+from .config import RunConfig, load_config
+from .data.rates import RateTable, count_variance
+from .data.readers import read_frame
+from .errors import InputError, fmt_value
+from .rundata import INGESTED
+
+__all__ = ["IngestResult", "ingest"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    """How many runs were new, how many the run directory now holds ingested, and where."""
+
+    n_new: int
+    n_total: int
+    path: Path
+
+
+def _numeric(frame: pd.DataFrame, col: str, path: str) -> np.ndarray:
+    values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"value {fmt_value(frame[col].iloc[i])} is not a finite number", file=path, column=col, row=i)
+    return values
+
+
+def _read_runs(path: Path, names: list[str], fidelities: list[str]) -> pd.DataFrame:
+    """One file as run rows: θ, fidelity, k, n, run_id (+ cost_cpu_h), validated (not yet for feasibility)."""
+    src = str(path)
+    frame = read_frame(path)
+    for col in (*names, "fidelity"):
+        if col not in frame.columns:
+            raise InputError(f"column not found; the file has: {', '.join(map(str, frame.columns))}", file=src, column=col)
+    fid = frame["fidelity"].astype(str)
+    unknown = ~fid.isin(fidelities)
+    if unknown.any():
+        i = int(np.argmax(unknown.to_numpy()))
+        raise InputError(f"unknown fidelity {fid.iloc[i]!r}; the config defines {fidelities}", file=src,
+                         column="fidelity", row=i)
+    theta = {n: _numeric(frame, n, src) for n in names}
+    if "k" in frame.columns and "n" in frame.columns:
+        k, n = _numeric(frame, "k", src), _numeric(frame, "n", src)
+        for col, vals, ok in (("n", n, n >= 1), ("k", k, (k >= 0) & (k <= n)),
+                              ("k", k, np.isclose(k, np.round(k))), ("n", n, np.isclose(n, np.round(n)))):
+            if not ok.all():
+                i = int(np.argmax(~ok))
+                raise InputError(f"value {fmt_value(vals[i])} is not a valid count (need integers 0 <= k <= n, n >= 1)",
+                                 file=src, column=col, row=i)
+        out = pd.DataFrame(theta)
+        out["fidelity"], out["k"], out["n"] = fid.to_numpy(), k, n
+        out["run_id"] = (frame["run_id"].astype(str).to_numpy() if "run_id" in frame.columns
+                         else [f"ingest:{path.stem}:{i}" for i in range(len(frame))])
+        if "cost_cpu_h" in frame.columns:
+            out["cost_cpu_h"] = pd.to_numeric(frame["cost_cpu_h"], errors="coerce").to_numpy(dtype=float)
+        out["_row"] = np.arange(len(frame))
+        return out
+    if "outcome" not in frame.columns:
+        raise InputError("a run file needs columns 'k' and 'n'; an event file needs 'outcome'", file=src,
+                         column="k" if "n" in frame.columns else "n" if "k" in frame.columns else "outcome")
+    y = _numeric(frame, "outcome", src)
+    if not np.isin(y, (0.0, 1.0)).all():
+        i = int(np.argmax(~np.isin(y, (0.0, 1.0))))
+        raise InputError(f"outcome {fmt_value(y[i])} must be 0 or 1", file=src, column="outcome", row=i)
+    ev = pd.DataFrame(theta)
+    ev["fidelity"], ev["outcome"], ev["_row"] = fid.to_numpy(), y, np.arange(len(frame))
+    keys = ["run_id"] if "run_id" in frame.columns else [*names, "fidelity"]
+    if "run_id" in frame.columns:
+        ev["run_id"] = frame["run_id"].astype(str).to_numpy()
+    grouped = ev.groupby(keys, sort=False)
+    out = grouped.agg(**{n: (n, "first") for n in names if n not in keys},
+                      **({"fidelity": ("fidelity", "first")} if "fidelity" not in keys else {}),
+                      k=("outcome", "sum"), n=("outcome", "size"), _row=("_row", "first")).reset_index()
+    if "run_id" in frame.columns:
+        spread = grouped[names].nunique().max(axis=1) > 1
+        if spread.any():
+            rid = spread.index[int(np.argmax(spread.to_numpy()))]
+            raise InputError(f"run {rid!r} has events at several designs", file=src, column="run_id")
+    else:
+        out["run_id"] = [f"ingest:{path.stem}:{i}" for i in range(len(out))]
+    return out
+
+
+def _simulator(cfg: RunConfig, run_dir: Path) -> Any:
+    """The config's simulator object (for its fidelities' nominal costs), or None."""
+    if cfg.simulator is None:
+        return None
+    from .simulators import from_config
+
+    return from_config(cfg.simulator, config_dir=run_dir, scratch_dir=str(run_dir / "scratch"))
+
+
+def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]]) -> IngestResult:
+    """Append the runs in ``files`` to ``RUN_DIR/ingested.parquet``; CLI: ``rarefy ingest RUN_DIR FILES...``.
+
+    All files are validated before anything is written.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise InputError("not a run directory (no config.yaml)", file=run_dir)
+    if not files:
+        raise InputError("give at least one file to ingest")
+    cfg = load_config(run_dir / "config.yaml")
+    space = cfg.space.build()
+    plans = fidelity_plans(cfg, _simulator(cfg, run_dir))
+    per_event = {f: (p.cost_cpu_h / p.events if p.events else float("nan")) for f, p in plans.items()}
+    new_frames = []
+    for file in files:
+        path = Path(file)
+        if not path.exists():
+            raise InputError("file not found", file=path)
+        runs = _read_runs(path, space.names, cfg.fidelity_names)
+        rows = runs["_row"].to_numpy()
+        space.check_bounds(runs, file=str(path), rows=rows)
+        bad = ~space.is_feasible(runs)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(f"design {dict(runs[space.names].iloc[i])} violates an integer rule or a constraint "
+                             f"({'; '.join(space.constraints) or 'integers'})", file=path, row=int(rows[i]))
+        if "cost_cpu_h" not in runs.columns:
+            runs["cost_cpu_h"] = [per_event[f] * n for f, n in zip(runs["fidelity"], runs["n"])]
+        rate = runs["k"].to_numpy(float) / runs["n"].to_numpy(float)
+        runs["rate"] = rate
+        runs["var"] = count_variance(rate, runs["k"].to_numpy(float), runs["n"].to_numpy(float))
+        runs["_file"] = str(path)
+        new_frames.append(runs)
+    new = pd.concat(new_frames, ignore_index=True)
+    dup = new["run_id"].duplicated()
+    if dup.any():
+        i = int(np.argmax(dup.to_numpy()))
+        raise InputError(f"run_id {new['run_id'].iloc[i]!r} appears twice in the ingested files", file=new["_file"].iloc[i],
+                         column="run_id", row=int(new["_row"].iloc[i]))
+    cols = [*space.names, "fidelity", "rate", "var", "k", "n", "cost_cpu_h", "run_id"]
+    target = run_dir / INGESTED
+    old = pd.read_parquet(target) if target.exists() else pd.DataFrame(columns=cols)
+    known = old.set_index("run_id") if len(old) else None
+    keep = np.ones(len(new), dtype=bool)
+    for i, rid in enumerate(new["run_id"]):
+        if known is not None and rid in known.index:
+            o = known.loc[rid]
+            same = (o["fidelity"] == new["fidelity"].iloc[i] and o["k"] == new["k"].iloc[i] and o["n"] == new["n"].iloc[i]
+                    and np.allclose(o[space.names].to_numpy(float), new[space.names].iloc[i].to_numpy(float)))
+            if not same:
+                raise InputError(f"run_id {rid!r} is already ingested with different values", file=new["_file"].iloc[i],
+                                 column="run_id", row=int(new["_row"].iloc[i]))
+            keep[i] = False
+    merged = pd.concat([old[cols], new.loc[keep, cols]], ignore_index=True) if len(old) else new.loc[keep, cols]
+    RateTable(merged.reset_index(drop=True), space, source=str(target)).to_parquet(target)
+    log.info("ingested %d new runs (%d already known) -> %s", int(keep.sum()), int((~keep).sum()), target)
+    return IngestResult(int(keep.sum()), len(merged), target)

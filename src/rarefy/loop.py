@@ -1,0 +1,250 @@
+"""The closed loop (``rarefy run CONFIG --out RUN_DIR``): simulate, fit, acquire, repeat, verify.
+
+1. **Initial design.** The config's ``campaign`` (e.g. Sobol LF runs plus a few HF runs)
+   runs through the campaign engine (:func:`rarefy.campaign.run_campaign`).
+2. **Iterations** ``i = 1 … loop.iterations``: fit the AR1 surrogate on the run
+   directory's rates (raw ``k/n`` with count noise, campaign + ingested runs; the CNP
+   hook :func:`rarefy.rundata.add_denoised_fidelities` is where ``-cnp`` fidelities join
+   once issue #4 lands), propose a batch of ``loop.batch`` runs with the ``acquisition``
+   settings, and simulate them. Stops early when the nominal budget
+   ``loop.budget_cpu_h`` (minus the verification runs' cost) has nothing left.
+3. **Optimum.** Refit on everything, save the surrogate to ``RUN_DIR/surrogate``,
+   minimise the predicted target rate (``optimize`` settings) → θ*.
+4. **Verification.** ``loop.verify.runs`` target-fidelity runs at θ* (and at the baseline
+   design, when the baseline is a design), pooled: ``k/n ± sqrt(k)/n``.
+5. ``RUN_DIR/result.json``: ``optimum``, ``predicted_rate``, ``predicted_sigma``,
+   ``verified_rate``, ``verified_sigma``, ``baseline_rate``, ``reduction`` (from the
+   verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), and more.
+
+**Resume.** Every run has a deterministic id and seed: ``run-NNNNN`` for the initial
+design (as ``rarefy simulate``), ``loop-III-JJ`` (catalog index ``100000 + 1000·i + j``) for
+run j of iteration i, ``verify-JJ`` / ``baseline-JJ`` for verification. Each iteration's
+proposals are written to ``RUN_DIR/loop/iter-III.json`` *before* they are simulated, and θ*
+to ``RUN_DIR/loop/optimum.json`` before verification, so a rerun after ``kill -9`` reads
+them back instead of refitting, maps onto the same catalog rows and simulates only the
+runs that are not ``done``. Rerunning a finished run directory simulates nothing;
+raising ``loop.iterations`` continues where it stopped (the optimum is then recomputed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from .acquire import fidelity_plans, propose
+from .atomic import atomic_path
+from .campaign import plan_requests, run_campaign, run_seed
+from .config import RunConfig, dump_config, load_config
+from .data.rates import RateTable
+from .data.store import RunRequest
+from .errors import InputError
+from .fitting import build_surrogate
+from .optimize import baseline_of, optimize_design
+from .runs import write_json
+from .rundata import add_denoised_fidelities, cost_by_fidelity, training_table
+from .simulators import from_config as simulator_from_config
+from .space import DesignSpace
+
+__all__ = ["LoopResult", "run", "loop_request_id"]
+
+log = logging.getLogger(__name__)
+
+LOOP_BASE = 100_000            # catalog index of loop run (i, j): LOOP_BASE + 1000 * i + j
+VERIFY_BASE = 100_000_000      # verification run j at θ* after i iterations: VERIFY_BASE + 1000 * i + j
+BASELINE_BASE = 200_000_000    # the same at the baseline design
+
+
+@dataclass
+class LoopResult:
+    """What :func:`run` produced: the ``result.json`` content and the run directory."""
+
+    result: dict[str, Any]
+    run_dir: Path
+    iterations: int
+    wall_s: float
+    executed: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+def loop_request_id(iteration: int, j: int) -> tuple[str, int]:
+    """Run id and catalog index of run ``j`` of loop iteration ``iteration`` (1-based)."""
+    if not (0 <= j < 1000):
+        raise ValueError("at most 1000 runs per iteration")
+    return f"loop-{iteration:03d}-{j:02d}", LOOP_BASE + 1000 * iteration + j
+
+
+def _pooled(rates: pd.DataFrame, prefix: str) -> tuple[float, float, int, int]:
+    rows = rates[rates["run_id"].astype(str).str.startswith(prefix)]
+    k, n = float(rows["k"].sum()), float(rows["n"].sum())
+    if n <= 0:
+        return float("nan"), float("nan"), 0, 0
+    return k / n, math.sqrt(max(k, 1.0)) / n, int(k), int(n)
+
+
+def _theta_list(theta: dict[str, float], space: DesignSpace) -> dict[str, float]:
+    return {p.name: (float(round(theta[p.name])) if p.integer else float(theta[p.name])) for p in space.parameters}
+
+
+def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *, progress: bool = True,
+        on_iteration: Callable[[int, int], None] | None = None) -> LoopResult:
+    """Run (or resume) the closed loop of ``config`` in ``out``; CLI: ``rarefy run CONFIG --out RUN_DIR``.
+
+    ``progress`` shows the campaign engine's progress bars; ``on_iteration(i, total)`` is
+    called after each finished iteration. See the module docstring for what is written.
+    """
+    t0 = time.perf_counter()
+    if isinstance(config, RunConfig):
+        cfg, config_dir = config, Path.cwd()
+    else:
+        cfg, config_dir = load_config(config), Path(config).absolute().parent
+    if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
+        raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",
+                         file=None if isinstance(config, RunConfig) else config)
+    loop = cfg.loop
+    out = Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "loop").mkdir(exist_ok=True)
+    space = cfg.space.build()
+    add_denoised_fidelities(cfg, out, None)  # fails early (before any simulation) when the hook cannot run
+    spec = {"simulator": cfg.simulator.model_dump(mode="json"), "config_dir": str(config_dir),
+            "scratch_dir": str(out / "scratch"), "timeout_s": cfg.campaign.timeout_s}
+    sim = simulator_from_config(cfg.simulator, config_dir=config_dir, scratch_dir=str(out / "scratch"),
+                                timeout_s=cfg.campaign.timeout_s)
+    plans = fidelity_plans(cfg, sim)
+    target = str(cfg.target)
+    v_events = loop.verify.events or plans[target].events
+    if loop.verify.runs and not v_events:
+        raise InputError(f"loop.verify: give 'events' (fidelity {target!r} has no default)")
+    v_cost = plans[target].cost_cpu_h / plans[target].events * v_events if plans[target].events else float("nan")
+    n_verify_sets = 2 if (cfg.baseline is not None and cfg.baseline.design is not None) else 1
+    verify_cost = loop.verify.runs * n_verify_sets * (v_cost if math.isfinite(v_cost) else 0.0)
+    with atomic_path(out / "config.yaml") as tmp:
+        dump_config(cfg, tmp)
+
+    executed = 0
+
+    def simulate(requests: list[RunRequest]) -> None:
+        nonlocal executed
+        res = run_campaign(requests, spec, out, space, campaign=cfg.campaign, progress=progress)
+        executed += res.n_executed
+
+    simulate(plan_requests(cfg, sim, space))
+    records: list[dict[str, Any]] = []
+    done_iterations = 0
+    for i in range(1, loop.iterations + 1):
+        path = out / "loop" / f"iter-{i:03d}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+        else:
+            table = training_table(out, cfg, space)
+            spent = cost_by_fidelity(table)["total"]
+            left = None if loop.budget_cpu_h is None else loop.budget_cpu_h - spent - verify_cost
+            if left is not None and left <= 0:
+                log.info("budget reached: %.4g of %.4g CPU-h spent (%.4g kept for verification)", spent,
+                         loop.budget_cpu_h, verify_cost)
+                break
+            t_fit = time.perf_counter()
+            sur = build_surrogate(cfg).fit(table)
+            opt = optimize_design(sur, target, cfg.optimize, seed=cfg.seed, observed=table.designs())
+            props = propose(sur, cfg, q=loop.batch, simulator=sim, observed=table.designs(), seed=cfg.seed + i,
+                            budget_cpu_h=left)
+            record = {
+                "iteration": i, "spent_cpu_h": spent, "rows": len(table),
+                "rows_per_fidelity": {str(k): int(v) for k, v in table.frame["fidelity"].value_counts().items()},
+                "predicted_optimum": {"theta": opt.theta, "rate": opt.rate, "sigma": opt.sigma},
+                "proposals": [p.to_dict() for p in props], "seconds": time.perf_counter() - t_fit,
+            }
+            write_json(path, record)  # before simulating: a resumed loop reuses these proposals
+        if not record["proposals"]:
+            log.info("iteration %d: nothing affordable left to propose", i)
+            break
+        requests = []
+        for j, p in enumerate(record["proposals"]):
+            run_id, idx = loop_request_id(i, j)
+            requests.append(RunRequest(run_id, idx, p["fidelity"], _theta_list(p["theta"], space), int(p["events"]),
+                                       run_seed(cfg.seed, idx), float(p["cost_cpu_h"])))
+        simulate(requests)
+        records.append(record)
+        done_iterations = i
+        log.info("iteration %d: %s", i, ", ".join(f"{p['fidelity']}" for p in record["proposals"]))
+        if on_iteration is not None:
+            on_iteration(i, loop.iterations)
+
+    # ---------------------------------------------------------------- optimum
+    opt_path = out / "loop" / "optimum.json"
+    opt_rec = json.loads(opt_path.read_text()) if opt_path.exists() else None
+    if opt_rec is not None and opt_rec.get("iterations") != done_iterations:
+        opt_rec = None  # more iterations ran since: recompute
+    if opt_rec is None:
+        table = training_table(out, cfg, space)
+        if "run_id" in table.frame.columns:  # verification runs of an earlier, shorter loop stay out of the fit
+            table = RateTable(table.frame[~table.frame["run_id"].astype(str).str.match(r"^(verify|baseline)-")], space)
+        sur = build_surrogate(cfg).fit(table)
+        sur.save(out / "surrogate")
+        table.to_parquet(out / "training_rates.parquet")
+        base = baseline_of(cfg, sur, sim)
+        opt = optimize_design(sur, target, cfg.optimize, seed=cfg.seed, observed=table.designs(), baseline=base)
+        opt_rec = {"iterations": done_iterations, **opt.to_dict(),
+                   "baseline_design": None if base is None else base.design}
+        write_json(opt_path, opt_rec)
+    theta_star = _theta_list(opt_rec["theta"], space)
+
+    # ----------------------------------------------------------- verification
+    verify: list[RunRequest] = []
+    tag = f"{done_iterations:03d}"
+    for j in range(loop.verify.runs):
+        idx = VERIFY_BASE + 1000 * done_iterations + j
+        verify.append(RunRequest(f"verify-{tag}-{j:02d}", idx, target, theta_star, int(v_events),
+                                 run_seed(cfg.seed, idx), v_cost))
+        if opt_rec.get("baseline_design"):
+            idx_b = BASELINE_BASE + 1000 * done_iterations + j
+            verify.append(RunRequest(f"baseline-{tag}-{j:02d}", idx_b, target,
+                                     _theta_list(opt_rec["baseline_design"], space), int(v_events),
+                                     run_seed(cfg.seed, idx_b), v_cost))
+    if verify:
+        simulate(verify)
+    rates = pd.read_parquet(out / "rates.parquet")
+    ingested = out / "ingested.parquet"
+    all_rows = pd.concat([rates, pd.read_parquet(ingested)], ignore_index=True) if ingested.exists() else rates
+    v_rate, v_sigma, v_k, v_n = _pooled(rates, f"verify-{tag}-")
+    b_rate, b_sigma = opt_rec.get("baseline_rate"), opt_rec.get("baseline_sigma")
+    b_source = opt_rec.get("baseline_source")
+    if opt_rec.get("baseline_design") and loop.verify.runs:
+        b_rate, b_sigma, _, _ = _pooled(rates, f"baseline-{tag}-")
+        b_source = "verified at the baseline design"
+    result: dict[str, Any] = {
+        "optimum": theta_star,
+        "target": target,
+        "objective": opt_rec["objective"],
+        "predicted_rate": opt_rec["rate"],
+        "predicted_sigma": opt_rec["sigma"],
+        "verified_rate": None if v_n == 0 else v_rate,
+        "verified_sigma": None if v_n == 0 else v_sigma,
+        "verified_k": v_k, "verified_n": v_n,
+        "baseline_rate": b_rate, "baseline_sigma": b_sigma, "baseline_source": b_source,
+        "reduction": None, "reduction_sigma": None,
+        "predicted_reduction": opt_rec.get("reduction"), "predicted_reduction_sigma": opt_rec.get("reduction_sigma"),
+        "cost_cpu_h": cost_by_fidelity(all_rows),
+        "runs": {str(k): int(v) for k, v in all_rows["fidelity"].value_counts().items()},
+        "iterations": done_iterations,
+    }
+    if b_rate:
+        rate, sig = (v_rate, v_sigma) if v_n else (opt_rec["rate"], opt_rec["sigma"])
+        result["reduction"] = 1.0 - rate / b_rate
+        result["reduction_sigma"] = math.sqrt((sig / b_rate) ** 2 + (rate * (b_sigma or 0.0) / b_rate**2) ** 2)
+    if hasattr(sim, "expected_rate"):  # a simulator that knows its exact expectation (e.g. the moderator)
+        result["expected_rate"] = float(sim.expected_rate(theta_star, target))
+    write_json(out / "result.json", result)
+    wall = time.perf_counter() - t0
+    log.info("closed loop: %d iterations, θ* = %s, predicted %.4g ± %.2g, verified %s, %.4g CPU-h nominal, %.1f s",
+             done_iterations, theta_star, result["predicted_rate"], result["predicted_sigma"],
+             "-" if v_n == 0 else f"{v_rate:.4g} ± {v_sigma:.2g}", result["cost_cpu_h"]["total"], wall)
+    return LoopResult(result, out, done_iterations, wall, executed, records)

@@ -1,0 +1,66 @@
+"""Propose the next runs for a run directory (``rarefy suggest RUN_DIR --n K``).
+
+Fits the configured surrogate on the run directory's rates (campaign + ingested, see
+:func:`rarefy.rundata.training_table`), proposes ``n`` runs with the config's
+``acquisition`` settings (see :mod:`rarefy.acquire`), and writes them as CSV with the
+columns θ…, ``fidelity``, ``events``, ``cost_cpu_h`` (nominal CPU-hours of the run) and
+``value`` (acquisition value; per CPU-hour when cost-aware). Simulate them anywhere, then
+``rarefy ingest RUN_DIR results.csv`` and suggest again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .acquire import proposals_frame, propose
+from .atomic import atomic_path
+from .config import load_config
+from .errors import InputError
+from .fitting import build_surrogate
+from .ingestion import _simulator
+from .rundata import training_table
+
+__all__ = ["suggest"]
+
+log = logging.getLogger(__name__)
+
+
+def suggest(run_dir: str | os.PathLike[str], n: int = 1, *, out: str | os.PathLike[str] | None = None,
+            kind: str | None = None, cost_aware: bool | None = None, seed: int | None = None) -> pd.DataFrame:
+    """Propose ``n`` runs for ``run_dir`` and write them to ``out`` (default ``RUN_DIR/suggestions.csv``).
+
+    ``kind`` and ``cost_aware`` override the config's ``acquisition`` section. Returns
+    the proposals as a DataFrame. Every proposed design is feasible.
+    """
+    run_dir = Path(run_dir)
+    if n < 1:
+        raise InputError(f"--n must be at least 1, got {n}")
+    if not (run_dir / "config.yaml").exists():
+        raise InputError("not a run directory (no config.yaml)", file=run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    settings = cfg.acquisition.model_copy()
+    if kind is not None:
+        if kind not in ("ivr", "maxvar", "ei", "lcb"):
+            raise InputError(f"unknown acquisition kind {kind!r}; use ivr, maxvar, ei or lcb")
+        settings.kind = kind  # type: ignore[assignment]
+    if cost_aware is not None:
+        settings.cost_aware = cost_aware
+    space = cfg.space.build()
+    table = training_table(run_dir, cfg, space)
+    try:
+        sur = build_surrogate(cfg).fit(table)
+    except ValueError as exc:  # e.g. a fidelity without rows
+        raise InputError(f"cannot fit the surrogate: {exc}", file=run_dir) from None
+    props = propose(sur, cfg, q=n, simulator=_simulator(cfg, run_dir), observed=table.designs(), seed=seed,
+                    settings=settings)
+    frame = proposals_frame(props, space)
+    target = Path(out) if out is not None else run_dir / "suggestions.csv"
+    with atomic_path(target) as tmp:
+        frame.to_csv(tmp, index=False)
+    log.info("%d suggestions (%s%s) -> %s", len(frame), settings.kind, ", cost-aware" if settings.cost_aware else "",
+             target)
+    return frame
