@@ -127,6 +127,20 @@ def simulate(
                   f"({result.n_executed} executed now) in {result.wall_s:.1f} s -> {result.rates_path}")
 
 
+def _lazy_progress(description: str) -> tuple[Progress, Callable[[int, int], None]]:
+    """A progress bar that appears with the first update, so input errors print alone."""
+    bar = progress_bar()
+    task: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task(description, total=total))
+        bar.update(task[0], completed=done, total=total)
+
+    return bar, update
+
+
 @app.command()
 @handle_errors
 def train(
@@ -137,10 +151,11 @@ def train(
     """Train the CNP denoiser on the events in RUN_DIR (resumes); write RUN_DIR/denoise and the split column."""
     from .denoising import train_denoiser
 
-    with progress_bar() as bar:
-        task = bar.add_task("denoiser epochs", total=None)
-        result = train_denoiser(config, run_dir, seed=seed,
-                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    bar, update = _lazy_progress("denoiser epochs")
+    try:
+        result = train_denoiser(config, run_dir, seed=seed, progress=update)
+    finally:
+        bar.stop()
     tr = result.train
     counts = {s: list(result.split.values()).count(s) for s in ("train", "val", "test")}
     console.print(f"trained on {result.n_events} events of {'/'.join(result.fidelities)}: best epoch {tr.best_epoch} "
@@ -156,9 +171,11 @@ def denoise(
     """Score the events of every run and add the '<fidelity>-cnp' rows to RUN_DIR/rates.parquet."""
     from .denoising import denoise_run
 
-    with progress_bar() as bar:
-        task = bar.add_task("runs scored", total=None)
-        result = denoise_run(run_dir, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    bar, update = _lazy_progress("runs scored")
+    try:
+        result = denoise_run(run_dir, progress=update)
+    finally:
+        bar.stop()
     console.print(f"{', '.join(result.fidelities)}: {len(result.table)} runs, {result.n_events} events in "
                   f"{result.wall_s:.1f} s ({result.events_per_s:.3g} events/s) -> {result.rates_path}")
 

@@ -1,0 +1,105 @@
+"""Acceptance run of the CNP denoiser (issue #4); prints ONE JSON line.
+
+Runs the three steps of ``examples/moderator/denoise.yaml`` through the Python API::
+
+    rarefy.simulate(config, out)        # 200 + 50 LF runs of 50,000 neutrons, 8 HF runs
+    rarefy.train_denoiser(config, out)  # CNP on the 200 train/val LF runs
+    rarefy.denoise_run(out)             # lf-cnp, hf-cnp rows in out/rates.parquet
+
+then compares, on the held-out LF runs (``split == "test"``), the denoised rate
+(``lf-cnp``) and the raw rate k/n (``lf``) with the exact expected rate
+``moderator.expected_rate(θ, "lf")`` (per neutron):
+
+- ``pearson_cnp`` / ``pearson_raw``: Pearson r with the expected rate;
+- ``mse_cnp`` / ``mse_raw``: mean squared error against the expected rate after an affine
+  map ``a + b·estimate`` fitted (least squares) on the ``split == "train"`` runs;
+  ``mse_ratio = mse_raw / mse_cnp``;
+- ``wall_simulate_s``, ``wall_train_s``, ``wall_denoise_s``, ``wall_total_s``: seconds per
+  step (the expected rates, ~0.1 s per design, are not counted);
+- ``loadavg_start`` / ``loadavg_end``: 1-minute load average of the machine (shared cores).
+
+Usage: ``python benchmarks/denoise_acceptance.py [--out DIR] [--config PATH] [--threads 2]``
+(``--out`` of an existing run resumes: finished steps are cheap to repeat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import rarefy
+from rarefy import simulators
+
+log = logging.getLogger("denoise_acceptance")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _affine_mse(est_fit: np.ndarray, truth_fit: np.ndarray, est: np.ndarray, truth: np.ndarray) -> float:
+    """MSE of ``a + b·est`` against ``truth``, with (a, b) fitted by least squares on the fit set."""
+    b, a = np.polyfit(est_fit, truth_fit, 1)
+    return float(np.mean((a + b * est - truth) ** 2))
+
+
+def evaluate(run_dir: Path, fidelity: str = "lf") -> dict[str, float]:
+    """Pearson r and affine-mapped MSE of ``<fidelity>-cnp`` and raw k/n against the exact expected rate."""
+    frame = pd.read_parquet(run_dir / "rates.parquet")
+    sim = simulators.get("moderator")
+    raw = frame[frame["fidelity"] == fidelity].set_index("run_id")
+    cnp = frame[frame["fidelity"] == f"{fidelity}-cnp"].set_index("run_id")
+    runs = raw.index.intersection(cnp.index)
+    raw, cnp = raw.loc[runs], cnp.loc[runs]
+    names = list(sim.space.names)
+    truth = np.array([sim.expected_rate(dict(zip(names, row)), fidelity) for row in raw[names].to_numpy(float)])
+    split = raw["split"].to_numpy()
+    test, train = split == "test", split == "train"
+    out: dict[str, float] = {"n_test": int(test.sum()), "n_train": int(train.sum())}
+    for key, est in (("cnp", cnp["rate"].to_numpy(float)), ("raw", raw["rate"].to_numpy(float))):
+        out[f"pearson_{key}"] = float(np.corrcoef(est[test], truth[test])[0, 1])
+        out[f"mse_{key}"] = _affine_mse(est[train], truth[train], est[test], truth[test])
+        out[f"pearson_{key}_train"] = float(np.corrcoef(est[train], truth[train])[0, 1])
+    out["mse_ratio"] = out["mse_raw"] / out["mse_cnp"]
+    out["truth_mean"] = float(truth[test].mean())
+    out["truth_cv"] = float(truth[test].std() / truth[test].mean())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default=str(ROOT / "examples" / "moderator" / "denoise.yaml"))
+    ap.add_argument("--out", default=None, help="run directory (default: a fresh temporary folder)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for training and scoring")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="rarefy-denoise-")) / "run"
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    sim = rarefy.simulate(args.config, out, progress=False)
+    t1 = time.perf_counter()
+    tr = rarefy.train_denoiser(args.config, out)
+    t2 = time.perf_counter()
+    dn = rarefy.denoise_run(out)
+    t3 = time.perf_counter()
+    load1 = os.getloadavg()[0]
+    result: dict[str, object] = {"run_dir": str(out), "runs": sim.n_done}
+    result.update(evaluate(out))
+    result.update(wall_simulate_s=round(t1 - t0, 1), wall_train_s=round(t2 - t1, 1), wall_denoise_s=round(t3 - t2, 1),
+                  wall_total_s=round(t3 - t0, 1), epochs_run=tr.train.epochs_run, best_epoch=tr.train.best_epoch,
+                  events_scored=dn.n_events, cpu_count=os.cpu_count(), threads=args.threads,
+                  loadavg_start=round(load0, 2), loadavg_end=round(load1, 2))
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""The denoiser jobs on a run directory (Python equivalents of ``rarefy train`` / ``rarefy denoise``).
+
+:func:`train_denoiser` (CLI: ``rarefy train CONFIG --run RUN_DIR``) trains the CNP
+denoiser (:mod:`rarefy.denoise`) on the events that ``rarefy simulate`` stored in
+``RUN_DIR`` and :func:`denoise_run` (CLI: ``rarefy denoise RUN_DIR``) scores the events
+of every finished run with it and adds the ``<fidelity>-cnp`` rows to
+``RUN_DIR/rates.parquet``.
+
+**Which runs.** The config's ``denoise`` section (:class:`rarefy.config.DenoiseConfig`)
+names the training fidelities (``fidelities``, default: the lowest fidelity) and the φ
+columns (``phi``, default: the events' φ columns). Runs of ``test_blocks`` (0-based
+``campaign.runs`` blocks) are held out: the trainer never sees them. The other runs of
+the training fidelities are split train / validation / test by run with ``split``
+(deterministic for the seed, :func:`rarefy.denoise.split_runs`).
+
+**Split column.** After training, ``rates.parquet`` gets a ``split`` column for every
+run: ``train`` / ``val`` / ``test`` as the trainer used them; held-out runs and runs of
+fidelities the denoiser was not trained on (e.g. ``hf``) are ``test`` (the model never
+saw their events). The same mapping is kept in ``RUN_DIR/denoise/pipeline.json``.
+
+**Files.** ``RUN_DIR/denoise/`` holds the trainer's ``checkpoint.pt`` (re-running
+``rarefy train`` resumes), ``model.pt``, ``history.json``, ``split.json``,
+``tensorboard/``, plus ``config.yaml`` (the resolved config of the training run),
+``pipeline.json`` (fidelities, φ columns, seed, per-run split) and, after
+``rarefy denoise``, ``rates_cnp.parquet`` (the denoised rows alone). Every file,
+``rates.parquet`` included, is written atomically; re-running ``rarefy denoise`` replaces
+the ``-cnp`` rows, never duplicates them.
+
+All input checks (config, run directory, events, φ columns) run before any training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .atomic import atomic_path
+from .config import DenoiseConfig, RunConfig, dump_config, load_config
+from .data.events import EventTable
+from .data.rates import RateTable
+from .data.store import EventStore
+from .errors import InputError
+from .space import DesignSpace
+
+if TYPE_CHECKING:
+    from .denoise import EventData, TrainResult
+
+__all__ = ["DenoiseTrainResult", "DenoiseRunResult", "train_denoiser", "denoise_run", "SUFFIX", "DENOISE_DIR"]
+
+log = logging.getLogger(__name__)
+
+DENOISE_DIR = "denoise"
+SUFFIX = "-cnp"
+RATES = "rates.parquet"
+PIPELINE = "pipeline.json"
+SPLIT_COLUMN = "split"
+
+Progress = Callable[[int, int], None]
+
+
+# ------------------------------------------------------------------ results
+@dataclass
+class DenoiseTrainResult:
+    """What :func:`train_denoiser` did.
+
+    ``split`` maps every finished run id to ``train`` / ``val`` / ``test``; ``wall_s``
+    is the whole call in seconds (loading events included).
+    """
+
+    run_dir: Path
+    model_path: Path
+    rates_path: Path
+    fidelities: list[str]
+    phi: list[str]
+    split: dict[str, str]
+    train: "TrainResult" = field(repr=False)
+    n_events: int = 0
+    wall_s: float = 0.0
+
+
+@dataclass
+class DenoiseRunResult:
+    """What :func:`denoise_run` did: the ``-cnp`` rows written, events scored, seconds."""
+
+    run_dir: Path
+    rates_path: Path
+    table: RateTable = field(repr=False)
+    fidelities: list[str] = field(default_factory=list)
+    n_events: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        """Scoring throughput, events per second of the whole call."""
+        return self.n_events / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+# ------------------------------------------------------------------ helpers
+def _open_store(run_dir: Path) -> EventStore:
+    """The EventStore of an existing run directory (never creates one)."""
+    if not run_dir.is_dir():
+        raise InputError("run directory not found", file=run_dir)
+    if not (run_dir / "catalog.sqlite").exists():
+        raise InputError("no events: not a run directory written by 'rarefy simulate' (no catalog.sqlite)",
+                         file=run_dir)
+    return EventStore(run_dir)
+
+
+def _block_of(cfg: RunConfig, runs: pd.DataFrame, run_dir: Path) -> dict[str, int]:
+    """Campaign block (0-based ``campaign.runs`` position) of each catalog run, checked against the plan."""
+    assert cfg.campaign is not None
+    edges = np.cumsum([0] + [b.runs for b in cfg.campaign.runs])
+    out: dict[str, int] = {}
+    for rid, idx, fid in zip(runs["run_id"].astype(str), runs["idx"].astype(int), runs["fidelity"].astype(str)):
+        b = int(np.searchsorted(edges, idx, side="right") - 1)
+        if not 0 <= b < len(cfg.campaign.runs) or cfg.campaign.runs[b].fidelity != fid:
+            raise InputError(f"run {rid} (request {idx}, fidelity {fid!r}) does not fit the config's campaign.runs; "
+                             "denoise.test_blocks needs the campaign that filled this run directory",
+                             file=run_dir / "catalog.sqlite")
+        out[rid] = b
+    return out
+
+
+def _check_phi(store: EventStore, run_ids: Sequence[str], phi: list[str] | None) -> tuple[list[str], list[str]]:
+    """(θ names, φ names) of the shards of ``run_ids``; a missing φ column raises :class:`InputError`."""
+    first = store.events(run_ids[0])
+    theta_names = list(first.theta_names)
+    names = list(phi) if phi is not None else list(first.phi_names)
+    if not names:
+        raise InputError("the events have no φ columns; name some with denoise.phi",
+                         file=EventStore.shard_path(store.run_dir, run_ids[0]))
+    for rid in run_ids:
+        path = EventStore.shard_path(store.run_dir, rid)
+        cols = pq.read_schema(path).names
+        missing = [c for c in names if c not in cols]
+        if missing:
+            raise InputError(f"events lack the φ column(s) {missing} named in denoise.phi "
+                             f"(has: {', '.join(cols)})", file=path)
+    return theta_names, names
+
+
+def _run_events(store: EventStore, rid: str, fidelity: str, phi: list[str]) -> "EventData":
+    from .denoise import from_event_table
+
+    table: EventTable = store.events(rid).with_run(fidelity=fidelity, run_id=rid)
+    return from_event_table(table, phi=phi)
+
+
+def _concat(parts: list["EventData"]) -> "EventData":
+    """One in-memory EventData from per-run chunks (each sorted by run already)."""
+    from .denoise import EventData
+
+    sizes = np.concatenate([p.run_sizes for p in parts])
+    fid: list[str] | None = []
+    for p in parts:
+        if p.fidelity is None:
+            fid = None
+            break
+        fid += p.fidelity
+    return EventData(np.concatenate([p.theta for p in parts]), np.concatenate([p.phi for p in parts]),
+                     np.concatenate([p.y for p in parts]), np.concatenate([[0], np.cumsum(sizes)]),
+                     [r for p in parts for r in p.run_ids], parts[0].theta_names, parts[0].phi_names, fid)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=False))
+
+
+def _read_rates(store: EventStore, space: DesignSpace) -> pd.DataFrame:
+    path = store.run_dir / RATES
+    if not path.exists():
+        return store.rate_frame(space)
+    return pd.read_parquet(path)
+
+
+def _write_rates(frame: pd.DataFrame, space: DesignSpace, path: Path) -> Path:
+    """Validate as a RateTable and write atomically."""
+    return RateTable(frame.reset_index(drop=True), space, source=str(path)).to_parquet(path)
+
+
+def _load_run_config(config: RunConfig | str | os.PathLike[str]) -> tuple[RunConfig, str]:
+    if isinstance(config, RunConfig):
+        return config, "<config>"
+    return load_config(config), str(config)
+
+
+# -------------------------------------------------------------------- train
+def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
+                   seed: int | None = None, progress: Progress | None = None) -> DenoiseTrainResult:
+    """Train the CNP denoiser on the events stored in ``run_dir``; CLI: ``rarefy train CONFIG --run RUN_DIR``.
+
+    Parameters
+    ----------
+    config:
+        Run config (path or :class:`RunConfig`); its ``denoise`` section drives training
+        (missing: :class:`DenoiseConfig` defaults).
+    run_dir:
+        A run directory written by ``rarefy simulate`` (catalog + event shards).
+    seed:
+        Overrides ``denoise.seed`` (default: the config's ``seed``).
+    progress:
+        Called as ``progress(epochs_done, epochs_total)`` after each epoch; when given,
+        the trainer's own per-batch progress bar is switched off.
+
+    Writes ``RUN_DIR/denoise/`` (see the module docstring) and the ``split`` column of
+    ``RUN_DIR/rates.parquet``. Re-running resumes an interrupted training. Raises
+    :class:`InputError` (before any training) for a run directory without events of the
+    training fidelities, missing φ columns or a config that does not fit the run directory.
+    """
+    t0 = time.perf_counter()
+    cfg, source_name = _load_run_config(config)
+    dcfg = cfg.denoise or DenoiseConfig()
+    run_dir = Path(run_dir).absolute()
+    space = cfg.space.build()
+    fids = list(dcfg.fidelities or [cfg.fidelity_names[0]])
+    seed = int(seed if seed is not None else (dcfg.seed if dcfg.seed is not None else cfg.seed))
+
+    store = _open_store(run_dir)
+    try:
+        runs = store.runs(states=("done",))
+        if runs.empty:
+            raise InputError("no events: the run directory has no finished runs", file=run_dir)
+        fid_of = dict(zip(runs["run_id"].astype(str), runs["fidelity"].astype(str)))
+        held: set[str] = set()
+        if dcfg.test_blocks:
+            blocks = _block_of(cfg, runs, run_dir)
+            held = {r for r, b in blocks.items() if b in set(dcfg.test_blocks)}
+        pool = sorted(r for r, f in fid_of.items() if f in fids and r not in held)
+        if not pool:
+            raise InputError(f"no events to train on: no finished runs of fidelity {', '.join(fids)} "
+                             "outside denoise.test_blocks", file=run_dir)
+        theta_names, phi = _check_phi(store, pool, dcfg.phi)
+        if theta_names != list(space.names):
+            raise InputError(f"event θ columns {theta_names} do not match the config's design space {space.names}",
+                             file=EventStore.shard_path(run_dir, pool[0]))
+
+        from .denoise import split_runs
+        from .denoise import train as train_cnp
+
+        if dcfg.early_stopping.enabled and not split_runs(pool, dcfg.split, seed)[1]:
+            raise InputError(f"early stopping needs validation runs, but denoise.split {dcfg.split} of {len(pool)} "
+                             "training run(s) leaves none; add runs or disable denoise.early_stopping", file=run_dir)
+        if dcfg.stream:
+            def source() -> Iterator["EventData"]:
+                for rid in pool:
+                    yield _run_events(store, rid, fid_of[rid], phi)
+            data: Any = source
+            n_events = int(runs.set_index("run_id").loc[pool, "n_produced"].sum())
+        else:
+            data = _concat([_run_events(store, rid, fid_of[rid], phi) for rid in pool])
+            n_events = data.n
+        log.info("training the denoiser on %d runs (%d events) of %s, φ = %s; %d runs held out", len(pool), n_events,
+                 "/".join(fids), phi, len(held))
+
+        out = run_dir / DENOISE_DIR
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "config.yaml") as tmp:
+            dump_config(cfg, tmp)
+        total = sum(p.epochs for p in dcfg.imbalance) if dcfg.imbalance else (dcfg.epochs or 20)
+        train_cfg = dcfg.model_copy(update={"progress": False}) if progress is not None else dcfg
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            if progress is not None:
+                progress(int(row["epoch"]) + 1, total)
+
+        if progress is not None:
+            progress(0, total)
+
+        result = train_cnp(data, train_cfg, out=out, space=space, seed=seed, on_epoch=on_epoch)
+        if progress is not None:
+            progress(total, total)
+
+        split = {r: "test" for r in fid_of}
+        for name, ids in zip(("train", "val", "test"), result.split):
+            for r in ids:
+                split[r] = name
+        _write_json(out / PIPELINE, {"config": source_name, "fidelities": fids, "phi": phi, "seed": seed,
+                                     "test_blocks": list(dcfg.test_blocks), "held_out": sorted(held),
+                                     "split": split})
+        frame = _read_rates(store, space)
+        frame[SPLIT_COLUMN] = frame["run_id"].astype(str).map(split).fillna("test")
+        rates_path = _write_rates(frame, space, run_dir / RATES)
+    finally:
+        store.close()
+    counts = pd.Series(split).value_counts().to_dict()
+    log.info("denoiser trained (best epoch %d of %d, val loss %.5g); split %s", result.best_epoch,
+             result.epochs_run, result.best_val_loss, counts)
+    return DenoiseTrainResult(run_dir, out / "model.pt", rates_path, fids, phi, split, result, n_events,
+                              time.perf_counter() - t0)
+
+
+# -------------------------------------------------------------------- score
+def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | None = None,
+                progress: Progress | None = None) -> DenoiseRunResult:
+    """Score every finished run with the trained denoiser; CLI: ``rarefy denoise RUN_DIR``.
+
+    For each run the denoised rate is the mean CNP probability of its events with the
+    variance of :func:`rarefy.denoise.aggregate` (rates per event). Rows of fidelity
+    ``<fidelity>-cnp`` (e.g. ``lf-cnp``, ``hf-cnp``) replace any earlier ones in
+    ``RUN_DIR/rates.parquet`` (atomically) and carry their run's ``split``.
+
+    Parameters
+    ----------
+    run_dir:
+        A run directory on which :func:`train_denoiser` has run.
+    fidelities:
+        Simulated fidelities to score (default: every fidelity with finished runs).
+    progress:
+        Called as ``progress(runs_done, runs_total)``.
+    """
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir).absolute()
+    store = _open_store(run_dir)
+    try:
+        out = run_dir / DENOISE_DIR
+        model_path = out / "model.pt"
+        if not model_path.exists() or not (out / PIPELINE).exists():
+            raise InputError("no trained denoiser here; run 'rarefy train CONFIG --run RUN_DIR' first", file=run_dir)
+        cfg = load_config(out / "config.yaml")
+        meta = json.loads((out / PIPELINE).read_text())
+        space = cfg.space.build()
+        runs = store.runs(states=("done",))
+        if runs.empty:
+            raise InputError("no events: the run directory has no finished runs", file=run_dir)
+        fid_of = dict(zip(runs["run_id"].astype(str), runs["fidelity"].astype(str)))
+        wanted = list(fidelities) if fidelities is not None else list(dict.fromkeys(fid_of.values()))
+        unknown = [f for f in wanted if f not in set(fid_of.values())]
+        if unknown:
+            raise InputError(f"no finished runs of fidelity {unknown} (has: {sorted(set(fid_of.values()))})",
+                             file=run_dir)
+        todo = sorted(r for r, f in fid_of.items() if f in wanted)
+        phi = list(meta["phi"])
+        _check_phi(store, todo, phi)
+
+        from .denoise import aggregate_frame, load_model, score
+        from .denoise.train import resolve_device
+
+        model, norm, dcfg = load_model(model_path)
+        device = str(resolve_device(dcfg.device))
+        seed = int(meta["seed"])
+        frames, n_events = [], 0
+        if progress is not None:
+            progress(0, len(todo))
+        for i, rid in enumerate(todo):
+            data = _run_events(store, rid, fid_of[rid], phi)
+            scores = score(model, data, norm, context_size=dcfg.context_size, folds=dcfg.score_folds, seed=seed,
+                           device=device)
+            frames.append(aggregate_frame(scores, suffix=SUFFIX))
+            n_events += data.n
+            if progress is not None:
+                progress(i + 1, len(todo))
+        new = pd.concat(frames, ignore_index=True)
+        split = meta.get("split", {})
+        new[SPLIT_COLUMN] = new["run_id"].astype(str).map(split).fillna("test")
+        table = RateTable(new, space, source=str(out / "rates_cnp.parquet"))
+        table.to_parquet(out / "rates_cnp.parquet")
+
+        frame = _read_rates(store, space)
+        names = {f"{f}{SUFFIX}" for f in wanted}
+        keep = frame[~frame["fidelity"].astype(str).isin(names)]
+        if SPLIT_COLUMN not in keep.columns:
+            keep = keep.assign(**{SPLIT_COLUMN: keep["run_id"].astype(str).map(split).fillna("test")})
+        merged = pd.concat([keep, new], ignore_index=True)
+        rates_path = _write_rates(merged, space, run_dir / RATES)
+    finally:
+        store.close()
+    wall = time.perf_counter() - t0
+    log.info("denoised %d runs (%d events) of %s in %.1f s -> %s", len(todo), n_events, "/".join(wanted), wall,
+             rates_path)
+    return DenoiseRunResult(run_dir, rates_path, table, [f"{f}{SUFFIX}" for f in wanted], n_events, wall)

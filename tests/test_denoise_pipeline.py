@@ -1,0 +1,169 @@
+"""`rarefy train CONFIG --run RUN_DIR` and `rarefy denoise RUN_DIR` on tiny run directories.
+
+The run directories come from `rarefy simulate` with the toy simulator (one φ column
+``u``, rate 1-6% per event), a sync executor, 8 LF runs of 1,500 events in block 0,
+3 held-out LF runs in block 1 and 2 HF runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import rarefy
+from rarefy.cli import app
+
+runner = CliRunner()
+
+SPACE = {"parameters": {"x": {"low": 0, "high": 1}, "y": {"low": 0, "high": 1}}}
+FIDS = [{"name": "lf", "value": "rate", "filter": {"fidelity": "lf"}, "noise": {"counts": "k", "events": "n"}},
+        {"name": "hf", "value": "rate", "filter": {"fidelity": "hf"}, "noise": {"counts": "k", "events": "n"}}]
+DENOISE = {"fidelities": ["lf"], "test_blocks": [1], "split": [0.75, 0.25, 0.0],
+           "model": {"encoder": [16, 16], "decoder": [16, 16]}, "epochs": 2, "batch_size": 500,
+           "batches_per_epoch": 4, "context_size": 16, "min_context": 2, "tensorboard": False, "progress": False,
+           "device": "cpu"}
+
+
+def config(**denoise) -> dict:
+    return {
+        "name": "toy-denoise", "seed": 5, "space": SPACE, "fidelities": FIDS,
+        "simulator": {"kind": "python", "target": "rarefy.simulators.testing:toy"},
+        "campaign": {"runs": [{"fidelity": "lf", "runs": 8, "events": 1500},
+                              {"fidelity": "lf", "runs": 3, "events": 1500},
+                              {"fidelity": "hf", "runs": 2, "events": 800, "designs": "lf"}],
+                     "executor": {"kind": "sync"}},
+        "denoise": {**DENOISE, **denoise},
+    }
+
+
+def write(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory) -> tuple[Path, Path]:
+    """(config path, run directory) of a finished tiny campaign; copy before modifying."""
+    base = tmp_path_factory.mktemp("sim")
+    cfg = write(base / "denoise.yaml", config())
+    res = runner.invoke(app, ["simulate", str(cfg), "--out", str(base / "run")])
+    assert res.exit_code == 0, res.output
+    return cfg, base / "run"
+
+
+def fresh_copy(simulated, tmp_path: Path) -> Path:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(simulated[1], run)
+    return run
+
+
+def test_train_then_denoise_cli(simulated, tmp_path):
+    cfg = simulated[0]
+    run = fresh_copy(simulated, tmp_path)
+    res = runner.invoke(app, ["train", str(cfg), "--run", str(run)])
+    assert res.exit_code == 0, res.output
+    for name in ("model.pt", "checkpoint.pt", "history.json", "config.yaml", "pipeline.json"):
+        assert (run / "denoise" / name).exists(), name
+
+    rates = pd.read_parquet(run / "rates.parquet")
+    assert "split" in rates.columns and rates["split"].notna().all()
+    split = rates.set_index("run_id")["split"]
+    # block 1 (runs 8-10) is held out as test; HF runs (11, 12) were never trained on: test
+    assert (split[[f"run-{i:05d}" for i in (8, 9, 10, 11, 12)]] == "test").all()
+    block0 = split[[f"run-{i:05d}" for i in range(8)]]
+    assert (block0 == "train").sum() == 6 and (block0 == "val").sum() == 2
+    meta = json.loads((run / "denoise" / "pipeline.json").read_text())
+    assert meta["held_out"] == ["run-00008", "run-00009", "run-00010"] and meta["phi"] == ["u"]
+
+    res = runner.invoke(app, ["denoise", str(run)])
+    assert res.exit_code == 0, res.output
+    first = pd.read_parquet(run / "rates.parquet")
+    assert sorted(first["fidelity"].unique()) == ["hf", "hf-cnp", "lf", "lf-cnp"]
+    assert (first["fidelity"] == "lf-cnp").sum() == 11 and (first["fidelity"] == "hf-cnp").sum() == 2
+    cnp = first[first["fidelity"].str.endswith("-cnp")].set_index("run_id")
+    raw = first[~first["fidelity"].str.endswith("-cnp")].set_index("run_id")
+    assert (cnp["split"] == raw.loc[cnp.index, "split"]).all()
+    assert (cnp["n"] == raw.loc[cnp.index, "n"]).all() and (cnp["k"] == raw.loc[cnp.index, "k"]).all()
+    assert np.all((cnp["rate"] > 0) & (cnp["rate"] < 1)) and np.all(cnp["var"] > 0)
+    rarefy.RateTable(first, rarefy.load_config(cfg).space.build())          # a valid RateTable
+
+    # re-running replaces the -cnp rows (same values: deterministic scoring), never duplicates
+    assert runner.invoke(app, ["denoise", str(run)]).exit_code == 0
+    second = pd.read_parquet(run / "rates.parquet")
+    assert len(second) == len(first)
+    pd.testing.assert_frame_equal(second.sort_values(["fidelity", "run_id"]).reset_index(drop=True),
+                                  first.sort_values(["fidelity", "run_id"]).reset_index(drop=True))
+    assert not list(run.glob(".rates.parquet.*"))                            # no temporary files left
+
+
+def test_python_api_deterministic_and_resumes(simulated, tmp_path):
+    cfg = rarefy.load_config(simulated[0])
+    runs = []
+    for name in ("a", "b"):
+        run = fresh_copy(simulated, tmp_path / name)
+        res = rarefy.train_denoiser(cfg, run)
+        assert isinstance(res, rarefy.DenoiseTrainResult) and res.train.finished
+        out = rarefy.denoise_run(run, fidelities=["lf"])
+        assert isinstance(out, rarefy.DenoiseRunResult) and out.fidelities == ["lf-cnp"]
+        assert out.n_events == 11 * 1500 and set(out.table.frame["fidelity"]) == {"lf-cnp"}
+        runs.append(run)
+    a, b = (pd.read_parquet(r / "rates.parquet") for r in runs)
+    pd.testing.assert_frame_equal(a, b)                                       # same seed, same rates
+    again = rarefy.train_denoiser(cfg, runs[0])                               # finished: nothing re-trained
+    assert again.train.epochs_run == 2 and len(again.train.history) == 2
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("unknown_loss", "denoise.loss"),
+    ("missing_phi", "lack the φ column(s) ['nope']"),
+    ("no_events", "no events"),
+    ("no_catalog", "no events"),
+    ("no_runs_of_fidelity", "no events to train on"),
+    ("bad_test_block", "denoise.test_blocks"),
+])
+def test_bad_input_one_line_exit_2_before_training(simulated, tmp_path, case, pattern):
+    run = fresh_copy(simulated, tmp_path)
+    raw = config()
+    if case == "unknown_loss":
+        raw["denoise"]["loss"] = "hinge"
+    elif case == "missing_phi":
+        raw["denoise"]["phi"] = ["u", "nope"]
+    elif case == "no_events":
+        run = tmp_path / "empty"
+        res = runner.invoke(app, ["simulate", str(write(tmp_path / "e.yaml", {**config(), "campaign": {
+            "runs": [{"fidelity": "lf", "runs": 0, "events": 10}], "executor": {"kind": "sync"}},
+            "denoise": {**DENOISE, "test_blocks": []}})), "--out", str(run)])
+        assert res.exit_code == 0, res.output
+        raw["denoise"]["test_blocks"] = []
+    elif case == "no_catalog":
+        run = tmp_path / "nothing"
+        run.mkdir()
+    elif case == "no_runs_of_fidelity":
+        raw["denoise"]["fidelities"] = ["hf"]
+        raw["denoise"]["test_blocks"] = [2]
+    elif case == "bad_test_block":
+        raw["denoise"]["test_blocks"] = [3]
+    cfg = write(tmp_path / "bad.yaml", raw)
+    res = runner.invoke(app, ["train", str(cfg), "--run", str(run)])
+    assert res.exit_code == 2, res.output
+    err = res.stderr if hasattr(res, "stderr") else res.output
+    line = err.strip()
+    assert "\n" not in line and pattern in line, line
+    assert not (run / "denoise" / "checkpoint.pt").exists() and not (run / "denoise" / "model.pt").exists()
+    if case == "no_catalog":
+        assert not (run / "catalog.sqlite").exists() and not (run / "events").exists()   # nothing created
+
+
+def test_denoise_without_training_is_an_error(simulated, tmp_path):
+    run = fresh_copy(simulated, tmp_path)
+    res = runner.invoke(app, ["denoise", str(run)])
+    assert res.exit_code == 2 and "rarefy train" in res.output
+    assert "split" not in pd.read_parquet(run / "rates.parquet").columns     # rates untouched
