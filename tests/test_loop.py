@@ -78,6 +78,11 @@ def test_run_writes_result(loop_run):
         rec = json.loads((out / "loop" / f"iter-{i:03d}.json").read_text())
         assert len(rec["proposals"]) == 2
     assert (out / "surrogate" / "model.pt").exists()
+    page = (out / "report" / "index.html").read_text()
+    assert "convergence.png" in page and "designs.png" in page
+    assert (out / "report" / "convergence.png").stat().st_size > 10_000
+    res = runner.invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
 
 
 def test_rerun_of_a_finished_loop_simulates_nothing(loop_run):
@@ -213,6 +218,11 @@ def test_ingest_events_and_bad_input(loop_run, tmp_path):
     with pytest.raises(InputError, match="row 1: design .* constraint"):
         rarefy.ingest(target, [tmp_path / "infeasible.csv"])
     assert len(pd.read_parquet(target / "ingested.parquet")) == 2  # nothing written by the failures
+
+
+def test_report_needs_a_finished_loop(tmp_path):
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "result.json" in res.output
 
 
 def test_config_errors(tmp_path):

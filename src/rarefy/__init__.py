@@ -58,6 +58,7 @@ _EXPORTS = {
     "run": ".loop",
     "suggest": ".suggestions",
     "ingest": ".ingestion",
+    "loop_report": ".report.loop_report",
 }
 _SUBMODULES = {"simulators", "denoise", "surrogate", "data", "report"}
 
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .fitting import fit, validate
     from .ingestion import ingest
     from .loop import run
+    from .report.loop_report import loop_report
     from .optimize import optimize_design, optimize_run
     from .suggestions import suggest
     from .space import DesignSpace, Parameter

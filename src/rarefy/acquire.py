@@ -161,6 +161,9 @@ class Acquisition:
                  reference: np.ndarray | None = None, n_reference: int = 64, seed: int = 0) -> None:
         if kind not in KINDS:
             raise InputError(f"unknown acquisition kind {kind!r}; use one of {', '.join(KINDS)}")
+        if not (hasattr(surrogate, "joint") and hasattr(surrogate, "noise_variance")):
+            raise InputError(f"acquisition needs a surrogate with a joint posterior over fidelities (surrogate.kind: "
+                             f"ar1); {type(surrogate).__name__} has none")
         self.sur = surrogate
         self.space: DesignSpace = surrogate.space
         self.kind = kind

@@ -13,6 +13,7 @@ command                                     Python equivalent
 ``rarefy suggest RUN_DIR --n K``              :func:`rarefy.suggest`
 ``rarefy ingest RUN_DIR FILES...``            :func:`rarefy.ingest`
 ``rarefy optimize RUN_DIR``                   :func:`rarefy.optimize_run`
+``rarefy report RUN_DIR``                     :func:`rarefy.loop_report`
 ==========================================  =====================================
 
 Bad input (a missing column, a NaN, an unknown fidelity, ...) prints one line naming
@@ -283,6 +284,15 @@ def infer(
                       f"[{q['ci95'][0]:.4g}, {q['ci95'][1]:.4g}]", f"{s['rhat'].get(name, float('nan')):.4f}")
     console.print(table)
     console.print(f"done in {s['wall_seconds']:.1f} s -> {out} (posterior.nc, corner.png, summary.json)")
+
+
+@app.command()
+@handle_errors
+def report(run_dir: Path = typer.Argument(..., help="Run directory of a finished 'rarefy run'.")) -> None:
+    """Write RUN_DIR/report/ (index.html + PNG plots) for a closed-loop run."""
+    from .report.loop_report import loop_report
+
+    console.print(f"report -> {loop_report(run_dir)}")
 
 
 def main() -> None:

@@ -14,7 +14,8 @@
    design, when the baseline is a design), pooled: ``k/n ± sqrt(k)/n``.
 5. ``RUN_DIR/result.json``: ``optimum``, ``predicted_rate``, ``predicted_sigma``,
    ``verified_rate``, ``verified_sigma``, ``baseline_rate``, ``reduction`` (from the
-   verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), and more.
+   verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), and more;
+   ``RUN_DIR/report/`` (``index.html`` + PNG plots, :func:`rarefy.report.loop_report.loop_report`).
 
 **Resume.** Every run has a deterministic id and seed: ``run-NNNNN`` for the initial
 design (as ``rarefy simulate``), ``loop-III-JJ`` (catalog index ``100000 + 1000·i + j``) for
@@ -48,6 +49,7 @@ from .data.store import RunRequest
 from .errors import InputError
 from .fitting import build_surrogate
 from .optimize import baseline_of, optimize_design
+from .report.loop_report import loop_report
 from .runs import write_json
 from .rundata import add_denoised_fidelities, cost_by_fidelity, training_table
 from .simulators import from_config as simulator_from_config
@@ -243,6 +245,10 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     if hasattr(sim, "expected_rate"):  # a simulator that knows its exact expectation (e.g. the moderator)
         result["expected_rate"] = float(sim.expected_rate(theta_star, target))
     write_json(out / "result.json", result)
+    try:
+        loop_report(out)
+    except Exception as exc:  # a plotting problem must not lose a finished loop
+        log.warning("could not write the report: %s", exc)
     wall = time.perf_counter() - t0
     log.info("closed loop: %d iterations, θ* = %s, predicted %.4g ± %.2g, verified %s, %.4g CPU-h nominal, %.1f s",
              done_iterations, theta_star, result["predicted_rate"], result["predicted_sigma"],
