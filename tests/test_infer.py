@@ -15,7 +15,7 @@ import rarefy
 from rarefy.cli import app
 from rarefy.config import config_from_dict
 from rarefy.errors import InputError
-from rarefy.infer.likelihood import RateLikelihood, marginal_loglike, split_normal_logpdf
+from rarefy.inference.likelihood import RateLikelihood, marginal_loglike, split_normal_logpdf
 
 
 @pytest.mark.parametrize("mu,sd", [(10.0, 3.0), (30.0, 8.0), (-5.0, 2.0), (17.0, 0.5)])

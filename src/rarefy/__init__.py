@@ -36,7 +36,7 @@ _EXPORTS = {
     "InputError": ".errors",
     "PCESettings": ".surrogate.pce",
     "PCESurrogate": ".surrogate.pce",
-    "infer": ".infer.run",
+    "infer": ".inference.run",
     "load_surrogate": ".surrogate.load",
     "Parameter": ".space",
     "RateTable": ".data.rates",
@@ -60,7 +60,7 @@ _EXPORTS = {
     "ingest": ".ingestion",
     "loop_report": ".report.loop_report",
 }
-_SUBMODULES = {"simulators", "denoise", "surrogate", "data", "report"}
+_SUBMODULES = {"simulators", "denoise", "surrogate", "data", "report", "inference"}
 
 __all__ = sorted([*_EXPORTS, "simulators", "__version__"])
 

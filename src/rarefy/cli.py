@@ -272,7 +272,7 @@ def infer(
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
 ) -> None:
     """Sample the posterior of θ given an observed merger rate, with the surrogate as forward model."""
-    from .infer.run import infer as infer_run
+    from .inference.run import infer as infer_run
 
     result = infer_run(config, out)
     s = result.summary

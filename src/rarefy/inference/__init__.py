@@ -12,13 +12,3 @@ from .run import InferResult, Posterior, infer, make_posterior
 
 __all__ = ["InferResult", "Posterior", "RateLikelihood", "SimpleRateModel", "infer", "make_posterior",
            "split_normal_logpdf"]
-
-
-class _CallableModule(__import__("types").ModuleType):
-    """Lets ``rarefy.infer(config, out)`` work even after ``rarefy.infer`` was imported as a package."""
-
-    def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return infer(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _CallableModule
