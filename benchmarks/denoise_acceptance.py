@@ -98,7 +98,7 @@ def main() -> None:
                   wall_total_s=round(t3 - t0, 1), epochs_run=tr.train.epochs_run, best_epoch=tr.train.best_epoch,
                   events_scored=dn.n_events, cpu_count=os.cpu_count(), threads=args.threads,
                   loadavg_start=round(load0, 2), loadavg_end=round(load1, 2))
-    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}))
+    print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in result.items()}))
 
 
 if __name__ == "__main__":
