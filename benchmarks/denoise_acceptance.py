@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training and scoring")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("distributed").setLevel(logging.WARNING)   # the LocalCluster is chatty
     import torch
 
     torch.set_num_threads(args.threads)

@@ -167,3 +167,13 @@ def test_denoise_without_training_is_an_error(simulated, tmp_path):
     res = runner.invoke(app, ["denoise", str(run)])
     assert res.exit_code == 2 and "rarefy train" in res.output
     assert "split" not in pd.read_parquet(run / "rates.parquet").columns     # rates untouched
+
+
+def test_streaming_training_writes_model_and_split(simulated, tmp_path):
+    raw = config(stream=True)
+    cfg = write(tmp_path / "stream.yaml", raw)
+    run = fresh_copy(simulated, tmp_path)
+    res = rarefy.train_denoiser(cfg, run)
+    assert res.train.finished and res.model_path.exists() and res.n_events == 8 * 1500
+    split = pd.read_parquet(run / "rates.parquet").set_index("run_id")["split"]
+    assert (split == "train").sum() == 6 and (split == "val").sum() == 2 and (split == "test").sum() == 5
