@@ -137,6 +137,8 @@ def test_cost_aware_without_cost_is_an_input_error(fitted):
     _, sur, _ = fitted
     with pytest.raises(InputError, match="cost"):
         Acquisition(sur, {"lf": FidelityPlan("lf", 10), "hf": FidelityPlan("hf", 10)}, kind="ivr")
+    with pytest.raises(InputError, match="no fidelity can be proposed"):
+        Acquisition(sur, {"lf": FidelityPlan("lf", 0), "hf": FidelityPlan("hf", 0)}, kind="ivr")
     with pytest.raises(InputError, match="unknown acquisition kind"):
         Acquisition(sur, PLANS, kind="pi")
 

@@ -177,6 +177,9 @@ class Acquisition:
             allowed = list(fidelities) if fidelities else [f for f in self.names if self.plans.get(f) and self.plans[f].events > 0]
         else:
             allowed = [self.target]
+        if not allowed:
+            raise InputError("no fidelity can be proposed: none has a number of events per run (set "
+                             "acquisition.events or the fidelities' 'events')")
         for f in allowed:
             plan = self.plans.get(f)
             if plan is None or plan.events < 1:
