@@ -264,8 +264,6 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
 
         out = run_dir / DENOISE_DIR
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "config.yaml") as tmp:
-            dump_config(cfg, tmp)
         total = sum(p.epochs for p in dcfg.imbalance) if dcfg.imbalance else (dcfg.epochs or 20)
         train_cfg = dcfg.model_copy(update={"progress": False}) if progress is not None else dcfg
 
@@ -284,6 +282,8 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
         for name, ids in zip(("train", "val", "test"), result.split):
             for r in ids:
                 split[r] = name
+        with atomic_path(out / "config.yaml") as tmp:     # the config this model was trained with
+            dump_config(cfg, tmp)
         _write_json(out / PIPELINE, {"config": source_name, "fidelities": fids, "phi": phi, "seed": seed,
                                      "test_blocks": list(dcfg.test_blocks), "held_out": sorted(held),
                                      "split": split})
