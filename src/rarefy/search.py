@@ -62,7 +62,7 @@ def _evaluate(fn: ValueFn, x: np.ndarray, chunk: int) -> np.ndarray:
     out = []
     with torch.no_grad():
         for i in range(0, len(x), chunk):
-            out.append(fn(torch.as_tensor(x[i:i + chunk], dtype=torch.float64)).detach().numpy())
+            out.append(fn(torch.tensor(x[i:i + chunk], dtype=torch.float64)).detach().numpy())
     values = np.concatenate(out) if out else np.zeros(0)
     return np.where(np.isfinite(values), values, -np.inf)
 
