@@ -1,0 +1,1 @@
+"""The model zoo: pluggable event-level backends (see :mod:`rarefy.zoo.base`)."""
