@@ -132,7 +132,8 @@ class SurrogateConfig(_Model):
     ``kind: ar1`` (default): the AR1 Gaussian process, :class:`rarefy.AR1Surrogate`
     (``kernel``, ``rho``, ``nugget``, ``restarts``, ``max_iter``, ``output``).
     ``kind: pce``: the Bayesian multi-fidelity PCE, :class:`rarefy.PCESurrogate`
-    (``degree`` or ``max_degree`` with ``cv_folds``, ``nugget``, ``max_iter``, ``output``).
+    (``degree`` or ``max_degree`` with ``cv_folds``, ``nugget``, ``max_iter``, ``output``;
+    ``output: poisson`` models the log rate behind the counts ``k`` of ``n`` events, pce only).
     """
 
     kind: Literal["ar1", "pce"] = "ar1"
@@ -141,13 +142,19 @@ class SurrogateConfig(_Model):
     nugget: bool = True
     restarts: int = Field(default=5, ge=1)
     max_iter: int = Field(default=200, ge=1)
-    output: Literal["identity", "log"] = "identity"
+    output: Literal["identity", "log", "poisson"] = "identity"
     degree: int | None = Field(default=None, ge=0, description="pce: fixed total degree (default: by cross-validation)")
     max_degree: int = Field(default=4, ge=1, description="pce: highest total degree tried by the cross-validation")
     cv_folds: int = Field(default=5, ge=2, description="pce: folds of the degree cross-validation")
 
     AR1_FIELDS: ClassVar[tuple[str, ...]] = ("kernel", "rho", "nugget", "restarts", "max_iter", "output")
     PCE_FIELDS: ClassVar[tuple[str, ...]] = ("degree", "max_degree", "cv_folds", "nugget", "max_iter", "output")
+
+    @model_validator(mode="after")
+    def _poisson_is_pce(self) -> "SurrogateConfig":
+        if self.output == "poisson" and self.kind != "pce":
+            raise ValueError("output: poisson (a log-rate model of the counts k, n) is only available with kind: pce")
+        return self
 
 
 class EventColumnsConfig(_Model):

@@ -34,6 +34,24 @@ among ``1 … max_degree``: the degree with the lowest mean predictive negative
 log-likelihood of held-out rows (all fidelities, standardised) wins, and the model is
 refitted on all data. ``degree`` fixes it instead.
 
+**Count data (``output: poisson``).** Rates estimated from few counts (k of n events,
+many zeros) are far from Gaussian, and the physics of such rates (e.g. BBH formation
+efficiencies over decades of metallicity) is multiplicative. With ``output: poisson`` the
+PCE models the *log rate* η_f(x) with the same AR1 structure, and an observation is
+``k ~ Poisson(n · exp(η_f(x) + b))`` with a per-run random effect b ~ N(0, τ_f) (the
+nugget: over-dispersion and truncation error). The non-Gaussian likelihood is handled
+by penalised quasi-likelihood (PQL; Breslow & Clayton 1993), i.e. a Laplace
+approximation iterated to a fixed point: at the current η̂ each run gives the working
+response ``z = η̂ + (k − μ)/μ`` with variance ``1/μ`` (μ = n e^η̂), the Gaussian evidence
+machinery above (ARD, ρ, τ) is fitted to (z, 1/μ), and η̂ is updated to the posterior
+mean (fixed part plus the random-effect estimate) until it stops moving. A run with
+k = 0 thus counts as the upper limit it is (its working variance grows as η̂ falls)
+instead of a zero rate with a made-up variance. Predictions are log-normal:
+``mean = exp(m + s²/2)``, ``std = mean · sqrt(exp(s²) − 1)`` for latent log-rate
+N(m, s²); :meth:`PCESurrogate.interval` gives the log-normal quantiles. The degree
+cross-validation scores the held-out *counts* by their predictive log-probability
+(Poisson integrated over the Gaussian log rate by Gauss–Hermite quadrature).
+
 Outputs are standardised per fidelity (optionally after a log transform), as in the
 AR1 GP; :meth:`PCESurrogate.predict` returns mean and std in the rate's units, as torch
 float64 tensors (differentiable in x when x is a tensor that requires grad).
@@ -62,7 +80,7 @@ from ..space import DesignSpace
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PCESettings", "PCESurrogate", "total_degree_indices", "legendre_basis"]
+__all__ = ["PCESettings", "PCESurrogate", "total_degree_indices", "legendre_basis", "poisson_lognormal_logpmf"]
 
 DTYPE = torch.float64
 ALPHA_MAX = 1e10      # coefficients whose prior precision exceeds this are pruned
@@ -71,6 +89,10 @@ TAU_BOUNDS = (1e-8, 10.0)
 RHO_BOUNDS = (-5.0, 5.0)
 HYPER_EVERY = 4       # update (ρ, τ) every this many ARD iterations
 CV_MAX_ITER = 60      # outer iterations of the fits inside the degree cross-validation
+PQL_MAX_ITER = 40     # fixed-point iterations of the Poisson (PQL) fit
+PQL_TOL = 1e-4        # stop when no log rate moves more than this
+HERMITE_NODES = 32    # Gauss–Hermite nodes of the Poisson predictive probability
+OUTPUTS = ("identity", "log", "poisson")
 
 
 @dataclass
@@ -79,7 +101,9 @@ class PCESettings:
 
     ``degree``: fixed total degree, or None to choose it by ``cv_folds``-fold
     cross-validation among 1 … ``max_degree``. ``nugget``: learn τ_f per fidelity.
-    ``max_iter``: outer evidence iterations. ``output``: ``identity`` or ``log``.
+    ``max_iter``: outer evidence iterations. ``output``: ``identity``, ``log`` (log of a
+    positive rate, delta-method variance) or ``poisson`` (log-rate model of the counts
+    ``k`` of ``n`` events; needs both columns, see the module docstring).
     """
 
     degree: int | None = None
@@ -96,8 +120,8 @@ class PCESettings:
             raise ValueError(f"max_degree must be >= 1, got {self.max_degree}")
         if self.cv_folds < 2:
             raise ValueError(f"cv_folds must be >= 2, got {self.cv_folds}")
-        if self.output not in ("identity", "log"):
-            raise ValueError(f"output must be 'identity' or 'log', got {self.output!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
 
 
 def total_degree_indices(dim: int, degree: int) -> np.ndarray:
@@ -149,19 +173,25 @@ class FitInfo:
     iterations: int = 0
     seconds: float = 0.0
     n_per_fidelity: dict[str, int] = field(default_factory=dict)
+    pql_iterations: int = 0
 
 
 class _Fit:
     """Evidence maximisation for one degree on standardised data (numpy)."""
 
     def __init__(self, psi: np.ndarray, fid: np.ndarray, z: np.ndarray, v: np.ndarray, levels: int,
-                 nugget: bool, max_iter: int) -> None:
+                 nugget: bool, max_iter: int, warm: dict[str, np.ndarray] | None = None) -> None:
         self.psi, self.fid, self.z, self.v = psi, fid, z, v
         self.levels, self.nugget, self.max_iter = levels, nugget, max_iter
         self.T = psi.shape[1]
         self.alpha = np.full(levels * self.T, ALPHA_INIT)
         self.rho = np.ones(levels)            # entry 0 unused
         self.tau = np.full(levels, 1e-2 if nugget else 0.0)
+        if warm is not None:                  # start from an earlier fit (PQL iterations)
+            self.alpha = np.minimum(warm["alpha"].copy(), ALPHA_MAX * 0.1)
+            self.rho = warm["rho"].copy()
+            if nugget:
+                self.tau = np.clip(warm["tau"], TAU_BOUNDS[0] * 10, TAU_BOUNDS[1] / 10)
 
     def design(self, rho: np.ndarray) -> np.ndarray:
         """Stacked design matrix Φ (N, L·T) for coupling ``rho``."""
@@ -298,17 +328,27 @@ class PCESurrogate:
         return self.fidelities.index(name)
 
     def _prepare(self, table: RateTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(u, fidelity index, y, v, run ids); for ``output: poisson`` y = k and v = n (counts)."""
         frame = table.frame[table.frame["fidelity"].isin(self.fidelities)]
         fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy(dtype=np.int64, copy=True)
         counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
         empty = [n for n, c in counts.items() if c == 0]
         if empty:
             raise ValueError(f"no rows for fidelities {empty}")
-        y = frame["rate"].to_numpy(float, copy=True)
-        v = frame["var"].to_numpy(float, copy=True)
+        if self.settings.output == "poisson":
+            missing = [c for c in ("k", "n") if c not in frame.columns]
+            if missing:
+                raise ValueError(f"output: poisson needs the count columns k and n; the rate table lacks {missing}")
+            y = frame["k"].to_numpy(float, copy=True)
+            v = frame["n"].to_numpy(float, copy=True)
+            if np.any(y < 0) or np.any(v <= 0) or not np.all(np.isfinite(y) & np.isfinite(v)):
+                raise ValueError("output: poisson needs counts k >= 0 and events n > 0")
+        else:
+            y = frame["rate"].to_numpy(float, copy=True)
+            v = frame["var"].to_numpy(float, copy=True)
         if self.settings.output == "log":
             if np.any(y <= 0):
-                raise ValueError("output: log needs strictly positive rates")
+                raise ValueError("output: log needs strictly positive rates (output: poisson handles zero counts)")
             v, y = v / y**2, np.log(y)
         runs = frame["run_id"].astype(str).to_numpy() if "run_id" in frame.columns else np.arange(len(frame)).astype(str)
         return self._u_numpy(frame[self.space.names]), fid, y, v, runs
@@ -328,17 +368,46 @@ class PCESurrogate:
             for p in range(1, self.settings.max_degree + 1):
                 cv_nll[str(p)] = self._cv_score(u, fid, y, v, runs, p)
             degree = int(min(cv_nll, key=lambda k: cv_nll[k]))
-        state, ev, it = self._fit_arrays(u, fid, y, v, degree)
+        state, ev, it, pql = self._fit_arrays(u, fid, y, v, degree)
         self._state = state
         counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
         self.info = FitInfo(degree=degree, cv_nll=cv_nll, active_terms=int(state["active"].sum()), log_evidence=ev,
-                            iterations=it, seconds=time.perf_counter() - t0, n_per_fidelity=counts)
+                            iterations=it, seconds=time.perf_counter() - t0, n_per_fidelity=counts,
+                            pql_iterations=pql)
         log.info("PCE fit: degree %d (CV NLL %s), %d active terms, %.2f s", degree, cv_nll, self.info.active_terms,
                  self.info.seconds)
         return self
 
     def _fit_arrays(self, u: np.ndarray, fid: np.ndarray, y: np.ndarray, v: np.ndarray,
-                    degree: int, max_iter: int | None = None) -> tuple[dict[str, np.ndarray], float, int]:
+                    degree: int, max_iter: int | None = None) -> tuple[dict[str, np.ndarray], float, int, int]:
+        """Fit one degree: (state, log evidence, evidence iterations, PQL iterations)."""
+        if self.settings.output != "poisson":
+            state, ev, it = self._fit_gaussian(u, fid, y, v, degree, max_iter)
+            return state, ev, it, 0
+        k, n = y, v
+        eta = np.log((k + 0.5) / (n + 1.0))
+        state: dict[str, np.ndarray] | None = None
+        ev, it, pql = float("nan"), 0, 0
+        for pql in range(1, PQL_MAX_ITER + 1):
+            mu_c = n * np.exp(eta)
+            z = eta + (k - mu_c) / mu_c                   # working response (log rate)
+            wv = 1.0 / mu_c                               # its variance
+            state, ev, it = self._fit_gaussian(u, fid, z, wv, degree, max_iter, warm=state)
+            m_std, _ = _predict_state(state, u, fid, observed=False)
+            m = m_std * state["y_std"][fid] + state["y_mean"][fid]
+            tau = state["tau"][fid] * state["y_std"][fid] ** 2
+            new = m + tau / (tau + wv) * (z - m)          # fixed part + random-effect estimate
+            new = np.clip(new, eta - 3.0, eta + 3.0)      # damp the first, largest steps
+            step = float(np.max(np.abs(new - eta)))
+            eta = new
+            if step < PQL_TOL:
+                break
+        assert state is not None
+        return state, ev, it, pql
+
+    def _fit_gaussian(self, u: np.ndarray, fid: np.ndarray, y: np.ndarray, v: np.ndarray, degree: int,
+                      max_iter: int | None = None,
+                      warm: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], float, int]:
         L = len(self.fidelities)
         means, stds = np.zeros(L), np.ones(L)
         for i in range(L):
@@ -350,7 +419,13 @@ class PCESurrogate:
         vz = v / stds[fid] ** 2
         indices = total_degree_indices(self.space.dim, degree)
         psi = legendre_basis(u, indices)
-        fit = _Fit(psi, fid, z, vz, L, self.settings.nugget, max_iter or self.settings.max_iter)
+        if warm is not None:
+            # the same hyperparameters in the new standardisation
+            warm = dict(warm)
+            warm["tau"] = warm["tau"] * warm["y_std"] ** 2 / stds**2
+            warm["rho"] = warm["rho"].copy()
+            warm["rho"][1:] = warm["rho"][1:] * (warm["y_std"][1:] / warm["y_std"][:-1]) * (stds[:-1] / stds[1:])
+        fit = _Fit(psi, fid, z, vz, L, self.settings.nugget, max_iter or self.settings.max_iter, warm=warm)
         mu, sigma, active, ev, it = fit.run()
         state = {"indices": indices, "mu": mu, "sigma": sigma, "active": active, "alpha": fit.alpha.copy(),
                  "rho": fit.rho.copy(), "tau": fit.tau.copy(), "y_mean": means, "y_std": stds}
@@ -358,7 +433,11 @@ class PCESurrogate:
 
     def _cv_score(self, u: np.ndarray, fid: np.ndarray, y: np.ndarray, v: np.ndarray, runs: np.ndarray,
                   degree: int) -> float:
-        """Mean held-out NLL (standardised per fidelity) of a ``cv_folds``-fold CV over runs."""
+        """Mean held-out NLL of a ``cv_folds``-fold CV over runs.
+
+        Gaussian outputs: NLL of the held-out values (standardised per fidelity).
+        ``poisson``: −log p(k | data) of the held-out counts under the predictive log rate.
+        """
         uniq = np.unique(runs)
         rng = np.random.default_rng(self.seed)
         folds = np.array_split(rng.permutation(uniq), min(self.settings.cv_folds, len(uniq)))
@@ -368,31 +447,25 @@ class PCESurrogate:
             train = ~test
             if not test.any() or any((fid[train] == i).sum() == 0 for i in range(len(self.fidelities))):
                 continue
-            state, _, _ = self._fit_arrays(u[train], fid[train], y[train], v[train], degree,
-                                           max_iter=min(CV_MAX_ITER, self.settings.max_iter))
+            state, _, _, _ = self._fit_arrays(u[train], fid[train], y[train], v[train], degree,
+                                              max_iter=min(CV_MAX_ITER, self.settings.max_iter))
             mean, var = _predict_state(state, u[test], fid[test], observed=True)
             s = state["y_std"][fid[test]]
             m = mean * s + state["y_mean"][fid[test]]
-            var_t = var * s**2 + v[test]
-            nll = 0.5 * np.log(2 * np.pi * var_t / s**2) + 0.5 * (y[test] - m) ** 2 / var_t
+            if self.settings.output == "poisson":
+                nll = -poisson_lognormal_logpmf(y[test], v[test], m, var * s**2)
+            else:
+                var_t = var * s**2 + v[test]
+                nll = 0.5 * np.log(2 * np.pi * var_t / s**2) + 0.5 * (y[test] - m) ** 2 / var_t
             total += float(nll.sum())
             count += int(test.sum())
         return total / max(count, 1)
 
     # --------------------------------------------------------------- predict
-    def predict(self, x: Any, fidelity: str | None = None, *, observed: bool = False,
-                noise_var: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior-predictive mean and standard deviation of ``fidelity`` (default: the highest) at ``x``.
-
-        ``x``: DataFrame, (n, d) array or torch tensor in parameter units. The latent std
-        by default; ``observed=True`` adds the fidelity's nugget τ_f and ``noise_var``
-        (n values, output units²) the points' own noise. In the rate's units (for
-        ``output: log``: median ``exp(μ)`` and delta-method std ``exp(μ)·σ``).
-        """
-        if self._state is None:
-            raise RuntimeError("call fit() before predict()")
-        g = self._fid_index(fidelity)
+    def _latent(self, x: Any, g: int, observed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of fidelity ``g`` in model space (the log rate for log/poisson)."""
         st = self._state
+        assert st is not None
         if isinstance(x, torch.Tensor) and x.requires_grad:
             u = 2.0 * self.space.to_unit(x.to(DTYPE)) - 1.0
             psi = _legendre_basis_torch(u, st["indices"])
@@ -411,23 +484,75 @@ class PCESurrogate:
             if shape is not None:
                 m, vv = m.reshape(shape), vv.reshape(shape)
             mean, var = torch.as_tensor(m, dtype=DTYPE), torch.as_tensor(vv, dtype=DTYPE)
-        mean = mean * float(st["y_std"][g]) + float(st["y_mean"][g])
-        var = var * float(st["y_std"][g]) ** 2
+        return mean * float(st["y_std"][g]) + float(st["y_mean"][g]), var * float(st["y_std"][g]) ** 2
+
+    def predict(self, x: Any, fidelity: str | None = None, *, observed: bool = False,
+                noise_var: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior-predictive mean and standard deviation of ``fidelity`` (default: the highest) at ``x``.
+
+        ``x``: DataFrame, (n, d) array or torch tensor in parameter units. The latent std
+        by default; ``observed=True`` adds the fidelity's nugget τ_f and ``noise_var``
+        (n values, output units²) the points' own noise. In the rate's units (for
+        ``output: log``: median ``exp(μ)`` and delta-method std ``exp(μ)·σ``; for
+        ``output: poisson``: the log-normal mean ``exp(μ + σ²/2)`` and std).
+        """
+        if self._state is None:
+            raise RuntimeError("call fit() before predict()")
+        g = self._fid_index(fidelity)
+        mean, var = self._latent(x, g, observed)
         if self.settings.output == "log":
             mean = torch.exp(mean)
             var = var * mean**2
+        elif self.settings.output == "poisson":
+            mean = torch.exp(mean + 0.5 * var)
+            var = mean**2 * torch.expm1(var)
         if noise_var is not None:
             var = var + torch.as_tensor(np.array(noise_var, dtype=float), dtype=DTYPE)
         return mean, var.sqrt()
 
     def interval(self, x: Any, fidelity: str | None = None, level: float = 0.95,
                  observed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Central posterior-predictive interval (lower, upper) with probability ``level`` (Gaussian)."""
+        """Central posterior-predictive interval (lower, upper) with probability ``level``.
+
+        Gaussian for ``identity``; the log-normal quantiles ``exp(μ ± kσ)`` for ``log`` and
+        ``poisson``.
+        """
         from scipy.stats import norm
 
-        mean, std = self.predict(x, fidelity, observed=observed)
         k = float(norm.ppf(0.5 + level / 2))
+        if self.settings.output in ("log", "poisson"):
+            if self._state is None:
+                raise RuntimeError("call fit() before interval()")
+            m, var = self._latent(x, self._fid_index(fidelity), observed)
+            sd = var.sqrt()
+            return torch.exp(m - k * sd), torch.exp(m + k * sd)
+        mean, std = self.predict(x, fidelity, observed=observed)
         return mean - k * std, mean + k * std
+
+    def joint(self, x: Any, fidelity: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint latent posterior of ``fidelity`` at the n designs ``x``: mean (n,) and covariance (n, n).
+
+        In the rate's units: Gaussian for ``identity``; delta method around the median for
+        ``log``; the exact log-normal moments ``Cov = E_i E_j (exp(S_ij) − 1)`` for
+        ``poisson``. Not differentiable (numpy).
+        """
+        if self._state is None:
+            raise RuntimeError("call fit() before joint()")
+        st, g = self._state, self._fid_index(fidelity)
+        xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+        u = self._u_numpy(xs)
+        fid = np.full(len(u), g)
+        phi = _design(legendre_basis(u, st["indices"]), fid, st["rho"], len(st["rho"]))[:, st["active"]]
+        s = float(st["y_std"][g])
+        m = (phi @ st["mu"][st["active"]]) * s + float(st["y_mean"][g])
+        cov = (phi @ st["sigma"] @ phi.T) * s**2
+        if self.settings.output == "log":
+            e = np.exp(m)
+            m, cov = e, cov * np.outer(e, e)
+        elif self.settings.output == "poisson":
+            e = np.exp(m + 0.5 * np.diag(cov))
+            m, cov = e, np.outer(e, e) * np.expm1(cov)
+        return torch.as_tensor(m, dtype=DTYPE), torch.as_tensor(cov, dtype=DTYPE)
 
     def rho(self) -> np.ndarray:
         """ρ_f of every fidelity link in the original output units, shape (L−1,)."""
@@ -474,6 +599,17 @@ class PCESurrogate:
         sur._state = {k: v.numpy() for k, v in tensors.items()}
         sur.info = FitInfo(**meta["fit"])
         return sur
+
+
+def poisson_lognormal_logpmf(k: np.ndarray, n: np.ndarray, m: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """log P(k) for k ~ Poisson(n·exp(η)), η ~ N(m, var) (Gauss–Hermite quadrature over η)."""
+    from scipy.special import gammaln, logsumexp
+
+    x, w = np.polynomial.hermite_e.hermegauss(HERMITE_NODES)      # ∫ f(t) exp(−t²/2) dt
+    k, n, m, var = (np.asarray(a, dtype=float)[..., None] for a in (k, n, m, var))
+    eta = m + np.sqrt(np.maximum(var, 0.0)) * x
+    logp = k * (np.log(n) + eta) - n * np.exp(eta) - gammaln(k + 1)
+    return logsumexp(logp + np.log(w / math.sqrt(2 * math.pi)), axis=-1)
 
 
 def _loadings(rho: np.ndarray, g: int, levels: int) -> np.ndarray:
