@@ -43,7 +43,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -151,7 +151,7 @@ def _scan(source: Source) -> _Runs:
 class _Setup:
     runs: _Runs
     split: tuple[list[str], list[str], list[str]]
-    role: np.ndarray            # (R,) 0 train, 1 val, 2 test
+    role: np.ndarray            # (R,) 0 train, 1 val, 2 test, 3 unused
     normalizer: Normalizer
     theta_n: torch.Tensor       # (R, dθ)
     bank_local: np.ndarray      # (R, M) offsets within the run, -1 = none
@@ -168,10 +168,21 @@ class _Setup:
     fingerprint: str
 
 
-def _setup(source: Source, cfg: DenoiseConfig, seed: int, space: DesignSpace | None, device: torch.device) -> _Setup:
+def _setup(source: Source, cfg: DenoiseConfig, seed: int, space: DesignSpace | None, device: torch.device,
+           split: tuple[list[str], list[str], list[str]] | None = None) -> _Setup:
     runs = _scan(source)
-    train_ids, val_ids, test_ids = split_runs(runs.ids, cfg.split, seed)
-    role = np.zeros(len(runs.ids), np.int8)
+    if split is None:
+        train_ids, val_ids, test_ids = split_runs(runs.ids, cfg.split, seed)
+    else:
+        train_ids, val_ids, test_ids = (sorted(map(str, part)) for part in split)
+        unknown = sorted(set(train_ids + val_ids + test_ids) - set(runs.ids))
+        if unknown:
+            raise InputError(f"the given split names run(s) {unknown[:5]} that are not in the data")
+        if not train_ids:
+            raise InputError("the given split has no training runs")
+    role = np.full(len(runs.ids), 3, np.int8)  # 3: in no part of the split (unused)
+    for r in train_ids:
+        role[runs.code[r]] = 0
     for r in val_ids:
         role[runs.code[r]] = 1
     for r in test_ids:
@@ -381,8 +392,8 @@ class _Board:
 # --------------------------------------------------------------------- train
 def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = None, *,
           out: str | os.PathLike[str] | None = None, space: DesignSpace | None = None, seed: int | None = None,
-          stop_after_epochs: int | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None
-          ) -> TrainResult:
+          stop_after_epochs: int | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+          split: tuple[Sequence[str], Sequence[str], Sequence[str]] | None = None) -> TrainResult:
     """Train a CNP denoiser on ``source``; resume from ``out/checkpoint.pt`` when present.
 
     Parameters
@@ -403,6 +414,9 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
         go on), e.g. to fit a job into a wall-clock slot.
     on_epoch:
         Called with each epoch's history row after its checkpoint is written.
+    split:
+        (train, val, test) run ids to use instead of ``config.split`` (runs in none of
+        them are not used; e.g. the model zoo's bench split).
     """
     cfg = denoise_config(config)
     seed = int(seed if seed is not None else (cfg.seed if cfg.seed is not None else 0))
@@ -413,7 +427,7 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
     mix = Mixup(cfg.mixup.fraction, cfg.mixup.distribution, cfg.mixup.a, cfg.mixup.b) if cfg.mixup.enabled else None
     out_dir = Path(out) if out is not None else None
 
-    s = _setup(source, cfg, seed, space, device)
+    s = _setup(source, cfg, seed, space, device, None if split is None else tuple(list(p) for p in split))
     if len(s.pool_run) == 0 and any(p.positive_ratio for p in schedule.phases):
         log.warning("no signal events in the training runs: positive oversampling has nothing to draw from")
 
