@@ -46,7 +46,7 @@ __all__ = [
     "SurrogateConfig", "RunConfig", "load_config", "dump_config",
     "EventColumnsConfig", "SimulatorConfig", "CampaignRunsConfig", "ExecutorConfig", "CampaignConfig",
     "DenoiseModelConfig", "DenoiseLossConfig", "MixupConfig", "ImbalancePhaseConfig", "EarlyStoppingConfig",
-    "DenoiseConfig", "AcquisitionConfig", "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig",
+    "DenoiseConfig", "BenchBackendConfig", "BenchImbalanceConfig", "BenchConfig", "AcquisitionConfig", "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig",
 ]
 
 
@@ -393,6 +393,84 @@ class DenoiseConfig(_Model):
         return self
 
 
+class BenchBackendConfig(_Model):
+    """One backend of ``rarefy bench``: registry ``name`` (or ``custom`` with ``import_path``), options, label.
+
+    ``label`` is its key in ``bench.json`` (default: ``name``; labels must be unique, so the
+    same backend can be benched with two option sets). ``options`` go to the backend's
+    constructor ``Cls(seed=..., **options)``.
+    """
+
+    name: str
+    label: str | None = None
+    import_path: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> "BenchBackendConfig":
+        from .zoo.registry import CUSTOM, registered  # imports nothing heavy
+
+        if self.name == CUSTOM:
+            if not self.import_path:
+                raise ValueError("backend 'custom' needs an 'import_path' ('package.module:Class')")
+        elif self.name not in registered():
+            raise ValueError(f"unknown backend {self.name!r}; known: {', '.join(sorted([*registered(), CUSTOM]))}")
+        elif self.import_path is not None:
+            raise ValueError(f"backend {self.name!r}: 'import_path' is only for 'custom' backends")
+        if self.import_path is not None and (self.import_path.count(":") != 1 or not all(self.import_path.split(":"))):
+            raise ValueError(f"import_path {self.import_path!r} must look like 'package.module:Class'")
+        if self.label is None:
+            self.label = self.name
+        return self
+
+
+class BenchImbalanceConfig(_Model):
+    """A rarer variant of the data: keep ``rate`` × events positives per split part, at least ``min_positives``.
+
+    In each of train / val / test, round(``rate`` · n_part) positives (but at least the
+    part's entry of ``min_positives`` = [train, val, test], and at most those there are)
+    are kept at random and the other positives are dropped; background is untouched.
+    The realised rates are written to ``bench_meta.json``.
+    """
+
+    rate: float = Field(gt=0, lt=1)
+    min_positives: list[int] = Field(default_factory=lambda: [5, 2, 5], min_length=3, max_length=3)
+
+
+class BenchConfig(_Model):
+    """``rarefy bench``: backends trained and scored on one by-run split (see :mod:`rarefy.zoo.bench`).
+
+    Data: the finished runs of ``fidelities`` (default: the lowest) in ``run_dir`` (a
+    directory written by ``rarefy simulate``, relative to the config); without ``run_dir``
+    the config's ``campaign`` is simulated into ``OUT/events`` first (resumable). ``phi``:
+    per-event columns used (default: the events' φ). ``split``: train / val / test
+    fractions of the runs (by run, seeded). ``ece_bins`` / ``ece_binning`` (``mass``:
+    equal-count bins, ``width``: equal-width bins of p). ``threads``: torch threads.
+    """
+
+    backends: list[BenchBackendConfig] = Field(min_length=1)
+    run_dir: Path | None = None
+    fidelities: list[str] | None = Field(default=None, min_length=1)
+    phi: list[str] | None = Field(default=None, min_length=1)
+    split: list[float] = Field(default_factory=lambda: [0.7, 0.1, 0.2], min_length=3, max_length=3)
+    imbalance: BenchImbalanceConfig | None = None
+    ece_bins: int = Field(default=15, ge=1)
+    ece_binning: Literal["mass", "width"] = "mass"
+    threads: int = Field(default=1, ge=1)
+    save_models: bool = True
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "BenchConfig":
+        labels = [b.label for b in self.backends]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ValueError(f"backend labels must be unique, repeated: {dup} (give 'label')")
+        if any(f < 0 for f in self.split) or self.split[0] <= 0 or self.split[2] <= 0:
+            raise ValueError(f"split must be three fractions >= 0 with positive train and test shares, got {self.split}")
+        return self
+
+
 class AcquisitionConfig(_Model):
     """What to simulate next (see :mod:`rarefy.acquire`).
 
@@ -558,6 +636,7 @@ class RunConfig(_Model):
     campaign: CampaignConfig | None = None
     denoise: DenoiseConfig | None = None
     infer: InferConfig | None = None
+    bench: BenchConfig | None = None
     acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     baseline: BaselineConfig | None = None
@@ -593,6 +672,10 @@ class RunConfig(_Model):
             bad = [b for b in self.denoise.test_blocks if not 0 <= b < n_blocks]
             if bad:
                 raise ValueError(f"denoise.test_blocks: {bad} are not campaign.runs blocks (there are {n_blocks})")
+        if self.bench is not None:
+            unknown = [f for f in self.bench.fidelities or [] if f not in names]
+            if unknown:
+                raise ValueError(f"bench.fidelities: unknown fidelities {unknown}; defined fidelities: {names}")
         if self.loop is not None and (self.simulator is None or self.campaign is None):
             raise ValueError("a 'loop' needs 'simulator' and 'campaign' sections (the campaign is the initial design)")
         return self
@@ -639,6 +722,8 @@ def config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", so
         raise InputError(_format_validation_error(exc), file=source) from None
     if cfg.data is not None:
         cfg.data.paths = [p if p.is_absolute() else (Path(base) / p).resolve() for p in cfg.data.paths]
+    if cfg.bench is not None and cfg.bench.run_dir is not None and not cfg.bench.run_dir.is_absolute():
+        cfg.bench.run_dir = (Path(base) / cfg.bench.run_dir).resolve()
     if cfg.infer is not None and cfg.infer.surrogate is not None and not cfg.infer.surrogate.is_absolute():
         cfg.infer.surrogate = (Path(base) / cfg.infer.surrogate).resolve()
     try:
