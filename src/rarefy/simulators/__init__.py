@@ -1,7 +1,8 @@
 """Simulators: the protocol, adapters (Python callable, external command) and built-ins.
 
 ``rarefy.simulators.get("moderator")`` returns the built-in LEGEND-like moderator
-simulator, ``get("cosmic")`` the COSMIC binary-black-hole adapter (``cosmic`` extra);
+simulator, ``get("cosmic")`` the COSMIC binary-black-hole adapter (``cosmic`` extra), ``get("xlzd")``
+the XLZD-like liquid-xenon TPC on NEST (``nest`` extra);
 :func:`from_config` builds whatever a config's ``simulator`` section names.
 """
 
@@ -16,13 +17,14 @@ from .command import CommandSimulator, SimulatorError, SimulatorTimeout
 from .cosmic import CosmicBBH
 from .moderator import Moderator
 from .python import PythonSimulator
+from .xlzd import XLZD
 
 __all__ = [
     "CommandSimulator", "CosmicBBH", "Fidelities", "Fidelity", "Moderator", "PythonSimulator", "Simulator",
-    "SimulatorError", "SimulatorTimeout", "as_event_table", "available", "from_config", "get",
+    "SimulatorError", "SimulatorTimeout", "XLZD", "as_event_table", "available", "from_config", "get",
 ]
 
-_BUILTINS: dict[str, Callable[..., Any]] = {"cosmic": CosmicBBH, "moderator": Moderator}
+_BUILTINS: dict[str, Callable[..., Any]] = {"cosmic": CosmicBBH, "moderator": Moderator, "xlzd": XLZD}
 
 
 def available() -> list[str]:
