@@ -59,8 +59,10 @@ _EXPORTS = {
     "suggest": ".suggestions",
     "ingest": ".ingestion",
     "loop_report": ".report.loop_report",
+    "bench": ".zoo.bench",
+    "BenchResult": ".zoo.bench",
 }
-_SUBMODULES = {"simulators", "denoise", "surrogate", "data", "report", "inference"}
+_SUBMODULES = {"simulators", "denoise", "surrogate", "data", "report", "inference", "zoo"}
 
 __all__ = sorted([*_EXPORTS, "simulators", "__version__"])
 
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .ingestion import ingest
     from .loop import run
     from .report.loop_report import loop_report
+    from .zoo.bench import BenchResult, bench
     from .optimize import optimize_design, optimize_run
     from .suggestions import suggest
     from .space import DesignSpace, Parameter

@@ -14,6 +14,7 @@ command                                     Python equivalent
 ``rarefy ingest RUN_DIR FILES...``            :func:`rarefy.ingest`
 ``rarefy optimize RUN_DIR``                   :func:`rarefy.optimize_run`
 ``rarefy report RUN_DIR``                     :func:`rarefy.loop_report`
+``rarefy bench CONFIG --out DIR``             :func:`rarefy.bench`
 ==========================================  =====================================
 
 Bad input (a missing column, a NaN, an unknown fidelity, ...) prints one line naming
@@ -293,6 +294,40 @@ def report(run_dir: Path = typer.Argument(..., help="Run directory of a finished
     from .report.loop_report import loop_report
 
     console.print(f"report -> {loop_report(run_dir)}")
+
+
+@app.command()
+@handle_errors
+def bench(
+    config: Path = typer.Argument(..., help="Config (YAML) with a 'bench' section."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: bench.json, bench_meta.json, pr_curves.png."),
+) -> None:
+    """Train and compare the config's event-level backends on one by-run split (model zoo)."""
+    from .zoo.bench import bench as run_bench
+
+    bar, update = _lazy_progress("bench")
+
+    def step(stage: str, done: int, total: int) -> None:
+        update(done, total)
+
+    try:
+        result = run_bench(config, out, progress=step)
+    finally:
+        bar.stop()
+    table = Table(title=f"bench: test events {result.meta['data']['test']['events']}, "
+                        f"positives {result.meta['data']['test']['positives']}")
+    table.add_column("backend")
+    for key in ("PR-AUC", "ROC-AUC", "P@R0.40", "P@R0.48", "ECE", "train s", "score s"):
+        table.add_column(key, justify="right")
+    for label, m in result.metrics.items():
+        table.add_row(label, *("-" if m[k] is None else f"{m[k]:.4g}" for k in m))
+    for label, err in result.failed.items():
+        table.add_row(f"[red]{label}[/red]", "failed", err[:60], "", "", "", "", "")
+    console.print(table)
+    console.print(f"done in {result.wall_s:.1f} s (CPU {result.cpu_s:.1f} s) -> {result.out} "
+                  "(bench.json, bench_meta.json, pr_curves.png)")
+    if result.failed:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:
