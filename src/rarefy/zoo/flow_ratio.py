@@ -41,13 +41,35 @@ import zuko
 
 from ..atomic import atomic_path
 from .base import EventBatch
-from .supervised import Standardizer
 
-__all__ = ["FlowRatioBackend", "fit_flow", "build_flow"]
+__all__ = ["FlowRatioBackend", "fit_flow", "build_flow", "Standardizer"]
 
 log = logging.getLogger(__name__)
 
 _VAL_CAP = 20_000
+
+
+class Standardizer:
+    """Column-wise ``(x - mean) / std`` with the training mean and std (std 0 -> 1)."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean = np.asarray(mean, np.float64)
+        self.std = np.where(np.asarray(std, np.float64) > 0, np.asarray(std, np.float64), 1.0)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Standardizer":
+        x = np.asarray(x, np.float64)
+        return cls(x.mean(axis=0), x.std(axis=0))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def state(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_state(cls, s: dict[str, list[float]]) -> "Standardizer":
+        return cls(np.asarray(s["mean"]), np.asarray(s["std"]))
 
 
 def build_flow(features: int, kind: str = "maf", transforms: int = 3, hidden: tuple[int, ...] = (64, 64)
