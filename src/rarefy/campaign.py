@@ -92,6 +92,9 @@ def plan_requests(cfg: RunConfig, simulator: Any = None, space: DesignSpace | No
     if cfg.campaign is None:
         raise InputError("the config has no 'campaign' section")
     space = space or cfg.space.build()
+    check = getattr(simulator, "check_space", None)
+    if callable(check):  # a simulator with physical limits refuses a space that leaves them, before any run
+        check(space)
     requests: list[RunRequest] = []
     designs_by_fid: dict[str, list[dict[str, float]]] = {}
     for b, block in enumerate(cfg.campaign.runs):

@@ -74,7 +74,7 @@ from ..errors import InputError
 from ..space import DesignSpace, Parameter
 from .base import Fidelities, Fidelity
 
-__all__ = ["XLZD", "xlzd_space", "band_median", "relative_std", "THETA_NAMES", "PHI_COLUMNS", "PHYSICAL_RANGES",
+__all__ = ["XLZD", "xlzd_space", "physical_space", "check_theta", "check_space", "band_at", "band_median", "relative_std", "THETA_NAMES", "PHI_COLUMNS", "PHYSICAL_RANGES",
            "Q_BB_KEV"]
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,20 @@ def xlzd_space() -> DesignSpace:
         Parameter("gas_field", 6.0, 11.0, unit="kV/cm"),
         Parameter("g1", 0.08, 0.20, unit="phd/photon"),
         Parameter("e_lifetime", 2000.0, 20000.0, unit="us"),
+    ])
+
+
+def physical_space() -> DesignSpace:
+    """NEST's physical ranges as a DesignSpace (open lower ends closed at a tiny positive value).
+
+    This is :attr:`XLZD.space`, what a campaign checks designs against; configs may use any
+    sub-range (the examples use :func:`xlzd_space`).
+    """
+    return DesignSpace([
+        Parameter("drift_field", 10.0, 4000.0, unit="V/cm"),
+        Parameter("gas_field", 1e-3, 20.0, unit="kV/cm"),
+        Parameter("g1", 1e-4, 1.0, unit="phd/photon"),
+        Parameter("e_lifetime", 1e-3, 1e6, unit="us"),
     ])
 
 
@@ -206,12 +220,15 @@ class XLZD:
         ``"nest"`` (NEST's global ER/NR yield and width models, default) or ``"lz_ws2024"``.
     lf_events, hf_events:
         Default events per ``lf`` / ``hf`` run.
+
+    :attr:`space` is NEST's physical range (:func:`physical_space`); the designer's
+    ranges are :func:`xlzd_space`.
     """
 
     yields: str = "nest"
     lf_events: int = 2_000
     hf_events: int = 20_000
-    space: DesignSpace = field(default_factory=xlzd_space)
+    space: DesignSpace = field(default_factory=physical_space)
 
     phi_names = PHI_COLUMNS
 
