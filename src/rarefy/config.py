@@ -47,6 +47,7 @@ __all__ = [
     "EventColumnsConfig", "SimulatorConfig", "CampaignRunsConfig", "ExecutorConfig", "CampaignConfig",
     "DenoiseModelConfig", "DenoiseLossConfig", "MixupConfig", "ImbalancePhaseConfig", "EarlyStoppingConfig",
     "DenoiseConfig", "BenchBackendConfig", "BenchImbalanceConfig", "BenchConfig", "AcquisitionConfig", "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig",
+    "ObjectiveConfig", "ParetoConfig",
 ]
 
 
@@ -560,6 +561,63 @@ class LoopConfig(_Model):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
 
+class ObjectiveConfig(_Model):
+    """One objective of a multi-objective run (``objectives:``; see :mod:`rarefy.pareto`). Every objective is minimised.
+
+    ``statistic`` turns one run into one value with its noise variance:
+
+    - ``rate``: the event outcome's rate k/n (binomial/Poisson noise, as ``rates.parquet``);
+    - ``mean`` / ``std`` / ``rel_std``: mean, standard deviation or std/mean of the per-event
+      column ``column`` of the run's event shard (analytic standard errors; NaNs skipped).
+
+    ``log10``: fit and optimise log10 of the value (rates spanning decades; a rate uses
+    (k + ½)/(n + 1) so that k = 0 stays finite, with variance 1/((k + ½) ln²10)).
+    ``scale`` multiplies the value (e.g. 100 for percent). ``max``: an outcome constraint
+    (objective ≤ max, in the fitted scale) that the acquisition and the reported front
+    respect. ``reference``: the hypervolume reference point of this objective (fitted
+    scale; default: the worst observed value plus 10% of the observed range).
+    """
+
+    name: str
+    statistic: Literal["rate", "mean", "std", "rel_std"] = "rate"
+    column: str | None = None
+    log10: bool = False
+    scale: float = Field(default=1.0, gt=0)
+    max: float | None = None
+    reference: float | None = None
+    unit: str = ""
+
+    @model_validator(mode="after")
+    def _column(self) -> "ObjectiveConfig":
+        if self.statistic == "rate" and self.column is not None:
+            raise ValueError(f"objective {self.name!r}: 'column' is only for mean / std / rel_std statistics")
+        if self.statistic != "rate" and not self.column:
+            raise ValueError(f"objective {self.name!r}: statistic {self.statistic!r} needs an event 'column'")
+        return self
+
+
+class ParetoConfig(_Model):
+    """Multi-objective acquisition and front estimation (see :mod:`rarefy.pareto`).
+
+    ``acquisition``: ``qnehvi`` (botorch's q-log noisy expected hypervolume improvement) or
+    ``qparego`` (q-log ParEGO: random Chebyshev scalarisations). Proposed runs are at
+    ``fidelity`` (default: the target) with that fidelity's events per run. ``mc_samples``
+    quasi-MC posterior samples; the search screens ``candidates`` feasible Sobol designs
+    and refines the best ``starts`` with ``steps`` gradient steps. The estimated Pareto set
+    is the non-dominated set of posterior means over ``front_candidates`` feasible Sobol
+    designs plus the observed ones, thinned to at most ``front_max`` points.
+    """
+
+    acquisition: Literal["qnehvi", "qparego"] = "qnehvi"
+    fidelity: str | None = None
+    mc_samples: int = Field(default=128, ge=8)
+    candidates: int = Field(default=512, ge=1)
+    starts: int = Field(default=4, ge=1)
+    steps: int = Field(default=15, ge=0)
+    front_candidates: int = Field(default=2048, ge=16)
+    front_max: int = Field(default=25, ge=2)
+
+
 class PriorConfig(_Model):
     """Prior of one parameter: ``uniform`` on [low, high] (default: the space's bounds) or ``normal``
     (``mu``, ``sigma``) truncated to the bounds."""
@@ -641,6 +699,22 @@ class RunConfig(_Model):
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     baseline: BaselineConfig | None = None
     loop: LoopConfig | None = None
+    objectives: list[ObjectiveConfig] = Field(default_factory=list)
+    pareto: ParetoConfig = Field(default_factory=ParetoConfig)
+
+    @model_validator(mode="after")
+    def _check_objectives(self) -> "RunConfig":
+        if not self.objectives:
+            return self
+        names = [o.name for o in self.objectives]
+        if len(names) < 2:
+            raise ValueError(f"objectives: a multi-objective run needs two or more objectives, got {names}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives: names must be unique, got {names}")
+        fids = [f.name for f in self.fidelities]
+        if self.pareto.fidelity is not None and self.pareto.fidelity not in fids:
+            raise ValueError(f"pareto.fidelity: unknown fidelity {self.pareto.fidelity!r}; defined fidelities: {fids}")
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
