@@ -26,10 +26,11 @@ matters to the configs that use it. :func:`register` adds (or replaces) a name.
   ``save``, ``load``), built as ``Class(seed=..., **options)``; or
 - a plain :class:`torch.nn.Module` subclass mapping standardised features ``(B, d)`` to
   signal logits ``(B,)`` or ``(B, 1)``. It is wrapped in
-  :class:`rarefy.zoo.supervised.TorchModuleBackend` (a weighted-BCE trainer with early
-  stopping and prior-shift calibration) and built as ``Class(in_features=d, **module)``
-  (or ``Class(d, **module)`` when the constructor has no ``in_features`` argument), with
-  ``module`` taken from ``options["module"]``; the other options go to the trainer.
+  :class:`rarefy.zoo.supervised.TorchModuleBackend` (the zoo's shared trainer with a
+  classifier objective and prior-shift calibration) and built as
+  ``Class(in_features=d, **module)`` (or ``Class(d, **module)`` when the constructor has
+  no ``in_features`` argument), with ``module`` taken from ``options["module"]``; the
+  other options are :class:`rarefy.zoo.training.TrainOptions` fields.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def resolve(name: str, import_path: str | None = None) -> tuple[type, Callable[.
         from .supervised import TorchModuleBackend
 
         def factory(seed: int = 0, **options: Any) -> TorchModuleBackend:
-            return TorchModuleBackend(obj, seed=seed, module_path=import_path, **options)
+            return TorchModuleBackend(seed=seed, module_path=import_path, **options)
 
         return TorchModuleBackend, factory
     raise InputError(f"custom import path {import_path!r} names {type(obj).__name__} {obj!r}, neither a backend "
