@@ -200,6 +200,12 @@ def run(
                           on_iteration=lambda i, n: bar.update(task, completed=i, total=n))
         bar.update(task, completed=total)
     r = result.result
+    if "pareto_set" in r:  # multi-objective run
+        console.print(f"estimated Pareto set: {len(r['pareto_set'])} designs, hypervolume {r['hypervolume']:.4g} "
+                      f"(reference {r['reference_point']})")
+        console.print(f"{result.iterations} iterations, {r['cost_cpu_h']['total']:.4g} CPU-h nominal, "
+                      f"{result.wall_s:.1f} s -> {Path(out) / 'result.json'}, {Path(out) / 'report'}")
+        return
     verified = "-" if r["verified_rate"] is None else f"{r['verified_rate']:.4g} ± {r['verified_sigma']:.2g}"
     console.print(f"θ* = {r['optimum']}")
     console.print(f"{r['target']} rate: predicted {r['predicted_rate']:.4g} ± {r['predicted_sigma']:.2g}, "

@@ -643,6 +643,27 @@ class ObservationConfig(_Model):
     minus: float = Field(default=6.7, gt=0)
 
 
+class FullRateConfig(_Model):
+    """The full merger-rate model (:class:`rarefy.inference.rates.FullRateModel`).
+
+    ``delays``: a Parquet/CSV file (relative to the config) whose ``delay_column`` holds the
+    delay times (Myr) of simulated mergers, the empirical delay-time distribution.
+    ``z_param``: the θ name of log10 Z (the median metallicity of star formation today);
+    ``z_spread_dex``: spread σ_Z of log10 Z at fixed redshift (0: a single metallicity);
+    ``z_evolution``: Madau & Fragos (2017) decline of the median with redshift; ``grid``:
+    cells of the log10 Z integral; ``h0`` (km/s/Mpc) and ``omega_m``: flat ΛCDM.
+    """
+
+    delays: Path
+    delay_column: str = "t_merge_myr"
+    z_param: str = "log10_z"
+    z_spread_dex: float = Field(default=0.4, ge=0)
+    z_evolution: bool = True
+    grid: int = Field(default=16, ge=2)
+    h0: float = Field(default=67.66, gt=0)
+    omega_m: float = Field(default=0.3097, gt=0, lt=1)
+
+
 class InferConfig(_Model):
     """Bayesian inference of θ from an observed merger rate with the surrogate as forward model.
 
@@ -650,13 +671,16 @@ class InferConfig(_Model):
     it the config's own surrogate is fitted on its data. ``fidelity``: the surrogate output
     used (default: the target). ``msun_per_event``: star-forming mass (M☉) represented per
     simulated event, turning a rate per event into a formation efficiency per M☉;
-    ``sfrd0``: star-formation rate density at z = 0 (M☉ yr⁻¹ Mpc⁻³). ``marginalise``:
-    integrate the likelihood over the surrogate's predictive std.
+    ``sfrd0``: star-formation rate density at z = 0 (M☉ yr⁻¹ Mpc⁻³) of ``rate_model: simple``
+    (R = ε · sfrd0); ``rate_model: full`` integrates over formation redshift and metallicity
+    with the settings of the ``full`` section. ``marginalise``: integrate the likelihood over
+    the surrogate's predictive std.
     """
 
     surrogate: Path | None = None
     fidelity: str | None = None
-    rate_model: Literal["simple"] = "simple"
+    rate_model: Literal["simple", "full"] = "simple"
+    full: FullRateConfig | None = None
     msun_per_event: float = Field(gt=0)
     sfrd0: float = Field(default=0.015, gt=0)
     observation: ObservationConfig = Field(default_factory=ObservationConfig)
@@ -672,6 +696,8 @@ class InferConfig(_Model):
     def _burn(self) -> "InferConfig":
         if self.burn >= self.steps:
             raise ValueError(f"burn ({self.burn}) must be smaller than steps ({self.steps})")
+        if self.rate_model == "full" and self.full is None:
+            raise ValueError("rate_model: full needs a 'full' section (at least full.delays)")
         return self
 
 
@@ -800,6 +826,8 @@ def config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", so
         cfg.bench.run_dir = (Path(base) / cfg.bench.run_dir).resolve()
     if cfg.infer is not None and cfg.infer.surrogate is not None and not cfg.infer.surrogate.is_absolute():
         cfg.infer.surrogate = (Path(base) / cfg.infer.surrogate).resolve()
+    if cfg.infer is not None and cfg.infer.full is not None and not cfg.infer.full.delays.is_absolute():
+        cfg.infer.full.delays = (Path(base) / cfg.infer.full.delays).resolve()
     try:
         space = cfg.space.build()
     except InputError as exc:

@@ -110,6 +110,11 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
         raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",
                          file=None if isinstance(config, RunConfig) else config)
+    if cfg.objectives:  # two or more objectives: the multi-objective loop (rarefy.pareto)
+        from .pareto import run_pareto
+
+        return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration,
+                          source=None if isinstance(config, RunConfig) else config)
     loop = cfg.loop
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)

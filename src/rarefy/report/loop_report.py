@@ -123,6 +123,10 @@ def loop_report(run_dir: str | os.PathLike[str]) -> Path:
     if not (run_dir / "result.json").exists():
         raise InputError("no result.json: not a finished closed-loop run directory (run 'rarefy run')", file=run_dir)
     result = json.loads((run_dir / "result.json").read_text())
+    if "pareto_set" in result:  # a multi-objective run
+        from .pareto_report import pareto_report
+
+        return pareto_report(run_dir)
     records = [json.loads(p.read_text()) for p in sorted((run_dir / "loop").glob("iter-*.json"))]
     records = [r for r in records if r.get("iteration", 0) <= result.get("iterations", 10**9)]
     rates = pd.read_parquet(run_dir / "rates.parquet")

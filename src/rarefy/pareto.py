@@ -1,0 +1,496 @@
+"""Multi-objective closed loop: one surrogate per objective, Pareto acquisition (botorch), the estimated front.
+
+``rarefy run CONFIG --out RUN_DIR`` takes this path when the config lists two or more
+``objectives`` (:class:`rarefy.config.ObjectiveConfig`); the single-objective loop of
+:mod:`rarefy.loop` is unchanged otherwise.
+
+1. **Objectives per run** (:func:`objective_tables`). Each finished run of the run
+   directory gives one value per objective with its noise variance: ``rate`` is the event
+   outcome's k/n with binomial noise (from ``rates.parquet``); ``mean`` / ``std`` /
+   ``rel_std`` are statistics of a per-event column of the run's event shard with their
+   analytic standard errors (:func:`rarefy.simulators.xlzd.relative_std` for std/mean).
+   ``log10`` fits log10 of the value (delta-method variance; a rate uses (k + ½)/(n + 1)).
+   Every objective is **minimised**. The table is written to ``RUN_DIR/objectives.parquet``.
+2. **Surrogates.** One :class:`rarefy.AR1Surrogate` per objective over the fidelities that
+   have runs (one fidelity: a plain GP), each with the runs' own noise variances (per-point
+   noise) plus a learned nugget, settings from the config's ``surrogate`` section.
+3. **Acquisition** (:func:`propose_pareto`). The surrogates' joint latent posteriors at the
+   proposal fidelity (``pareto.fidelity``, default the target) form an independent
+   multi-output botorch model (:class:`ObjectivesModel`, objectives negated since botorch
+   maximises). ``qnehvi`` is botorch's ``qLogNoisyExpectedHypervolumeImprovement`` over
+   the observed designs (X_baseline, inferior ones pruned); ``qparego`` is ``qLogNParEGO``
+   (random augmented-Chebyshev weights per proposal). Objectives with ``max`` become outcome
+   constraints (feasibility-weighted improvement). The design space's bounds and
+   constraints are kept by the feasible multistart search of :func:`rarefy.search.maximize`.
+   A batch of ``loop.batch`` runs is built greedily: each chosen design is passed to the
+   next one as ``X_pending`` (botorch integrates over its unknown outcome).
+4. **Estimated Pareto set** (:func:`estimate_front`): the non-dominated set of the posterior
+   means over ``pareto.front_candidates`` feasible Sobol designs plus the observed designs
+   (and meeting every ``max``), sorted by the first objective and thinned evenly to at most
+   ``pareto.front_max`` points, each with its posterior σ per objective; its hypervolume
+   w.r.t. the reference point (botorch ``Hypervolume``).
+5. ``RUN_DIR/result.json``: ``objectives``, ``pareto_set`` (θ, mean ± σ of every
+   objective), ``hypervolume``, ``reference_point``, ``observed_front`` (the non-dominated
+   observed runs at the proposal fidelity), ``cost_cpu_h``, ``runs``, ``iterations``;
+   surrogates in ``RUN_DIR/surrogates/<objective>/``; ``RUN_DIR/report/`` with the
+   Pareto-front plot and the designs along the front
+   (:func:`rarefy.report.pareto_report.pareto_report`).
+
+Resume works as in :mod:`rarefy.loop`: run ids and seeds are deterministic and every
+iteration's proposals are written to ``RUN_DIR/loop/iter-III.json`` before they are
+simulated. No verification runs are made (``loop.verify`` is ignored): each front point's
+σ is the surrogate's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import ObjectiveConfig, ParetoConfig, RunConfig
+from .data.rates import RateTable, count_variance
+from .data.store import EventStore, RunRequest
+from .errors import InputError
+from .rundata import INGESTED, cost_by_fidelity
+from .search import feasible_pool, maximize
+from .space import DesignSpace
+from .surrogate.linalg import torch_threads
+
+__all__ = ["ObjectivesModel", "objective_tables", "fit_objectives", "propose_pareto", "estimate_front",
+           "hypervolume", "reference_point", "run_pareto", "non_dominated"]
+
+log = logging.getLogger(__name__)
+
+LN10 = math.log(10.0)
+
+
+# ------------------------------------------------------------------ objectives
+def _column_statistic(values: np.ndarray, statistic: str) -> tuple[float, float]:
+    """(value, variance) of a per-event column statistic (NaNs skipped)."""
+    from .simulators.xlzd import relative_std
+
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n < 4:
+        return float("nan"), float("nan")
+    if statistic == "mean":
+        return float(v.mean()), float(v.var(ddof=1) / n)
+    if statistic == "std":
+        s2 = float(v.var(ddof=1))
+        m4 = float(np.mean((v - v.mean()) ** 4))
+        var_s2 = max(m4 - s2**2 * (n - 3) / (n - 1), 0.0) / n
+        return math.sqrt(s2), var_s2 / (4.0 * s2) if s2 > 0 else 0.0
+    r, se = relative_std(v)
+    return r, se**2
+
+
+def _runs_frame(run_dir: Path) -> pd.DataFrame:
+    frames = [pd.read_parquet(run_dir / name) for name in ("rates.parquet", INGESTED) if (run_dir / name).exists()]
+    if not frames:
+        raise InputError("the run directory holds no runs (rates.parquet)", file=run_dir)
+    return pd.concat(frames, ignore_index=True)
+
+
+def objective_frame(run_dir: str | os.PathLike[str], cfg: RunConfig, space: DesignSpace) -> pd.DataFrame:
+    """One row per run: θ, ``fidelity``, ``run_id``, ``cost_cpu_h``, ``n`` and ``<objective>`` / ``<objective>_var``.
+
+    Values are in the fitted scale (``scale``, then ``log10`` where asked). Runs without an
+    event shard get NaN for column statistics.
+    """
+    run_dir = Path(run_dir)
+    runs = _runs_frame(run_dir)
+    runs = runs[runs["fidelity"].astype(str).isin(cfg.fidelity_names)].reset_index(drop=True)
+    out = runs[[*space.names, "fidelity", "run_id", *[c for c in ("cost_cpu_h", "k", "n") if c in runs]]].copy()
+    columns = sorted({o.column for o in cfg.objectives if o.column})
+    cache: dict[str, pd.DataFrame | None] = {}
+
+    def shard(run_id: str) -> pd.DataFrame | None:
+        if run_id not in cache:
+            path = EventStore.shard_path(run_dir, run_id)
+            if path.exists():
+                import pyarrow.parquet as pq
+
+                cache[run_id] = pq.read_table(path, columns=columns).to_pandas()
+            else:
+                cache[run_id] = None
+        return cache[run_id]
+
+    for obj in cfg.objectives:
+        vals, vars_ = np.full(len(runs), np.nan), np.full(len(runs), np.nan)
+        for i, row in runs.iterrows():
+            if obj.statistic == "rate":
+                k, n = float(row["k"]), float(row["n"])
+                if n <= 0:
+                    continue
+                if obj.log10:
+                    kk = k + 0.5
+                    vals[i] = math.log10(obj.scale * kk / (n + 1.0))
+                    vars_[i] = 1.0 / (kk * LN10**2)
+                else:
+                    rate = k / n
+                    vals[i] = obj.scale * rate
+                    vars_[i] = obj.scale**2 * float(count_variance(np.array([rate]), np.array([k]), np.array([n]))[0])
+                continue
+            ev = shard(str(row["run_id"]))
+            if ev is None or obj.column not in ev.columns:
+                continue
+            v, var = _column_statistic(ev[obj.column].to_numpy(float), obj.statistic)
+            v, var = obj.scale * v, obj.scale**2 * var
+            if obj.log10:
+                if not v > 0:
+                    continue
+                v, var = math.log10(v), var / (v * LN10) ** 2
+            vals[i], vars_[i] = v, var
+        out[obj.name] = vals
+        out[f"{obj.name}_var"] = vars_
+    return out
+
+
+def objective_tables(frame: pd.DataFrame, cfg: RunConfig, space: DesignSpace) -> dict[str, RateTable]:
+    """A :class:`RateTable` per objective (``rate`` = the objective's value, ``var`` its noise) from :func:`objective_frame`."""
+    tables = {}
+    for obj in cfg.objectives:
+        sel = frame[np.isfinite(frame[obj.name]) & np.isfinite(frame[f"{obj.name}_var"])]
+        if sel.empty:
+            raise InputError(f"objective {obj.name!r}: no run gives a value (statistic {obj.statistic!r}, column "
+                             f"{obj.column!r}); do the simulator's events carry that column?")
+        t = pd.DataFrame({**{n: sel[n].to_numpy(float) for n in space.names}, "fidelity": sel["fidelity"].astype(str),
+                          "rate": sel[obj.name].to_numpy(float), "var": sel[f"{obj.name}_var"].to_numpy(float),
+                          "run_id": sel["run_id"].astype(str)})
+        tables[obj.name] = RateTable(t.reset_index(drop=True), space)
+    return tables
+
+
+def fit_objectives(tables: dict[str, RateTable], cfg: RunConfig, space: DesignSpace) -> dict[str, Any]:
+    """One fitted :class:`rarefy.AR1Surrogate` per objective, over the config's fidelities that have runs."""
+    from .surrogate import AR1Settings, AR1Surrogate
+
+    if cfg.surrogate.kind != "ar1":
+        raise InputError("multi-objective runs use the AR1 surrogate (surrogate.kind: ar1)")
+    settings = AR1Settings(**{k: getattr(cfg.surrogate, k) for k in cfg.surrogate.AR1_FIELDS})
+    out = {}
+    for name, table in tables.items():
+        present = set(table.frame["fidelity"].astype(str))
+        fids = [f for f in cfg.fidelity_names if f in present]
+        with torch_threads(1):
+            out[name] = AR1Surrogate(space, fids, settings, seed=cfg.seed).fit(table)
+    return out
+
+
+# ------------------------------------------------------------- botorch model
+def _model_class() -> type:
+    from botorch.models.model import Model
+    from botorch.posteriors.gpytorch import GPyTorchPosterior
+    from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
+
+    class _ObjectivesModel(Model):
+        """Independent multi-output botorch model from fitted surrogates' joint latent posteriors (negated)."""
+
+        def __init__(self, surrogates: Sequence[Any], fidelity: str, jitter: float = 1e-9) -> None:
+            super().__init__()
+            self.surrogates = list(surrogates)
+            self.fidelity = fidelity
+            self.jitter = jitter
+
+        @property
+        def num_outputs(self) -> int:
+            return len(self.surrogates)
+
+        @property
+        def batch_shape(self) -> torch.Size:
+            return torch.Size([])
+
+        def posterior(self, X: torch.Tensor, output_indices: Any = None, observation_noise: Any = False,
+                      posterior_transform: Any = None, **kwargs: Any) -> Any:
+            mvns = []
+            for sur in self.surrogates:
+                fid = self.fidelity if self.fidelity in sur.fidelities else sur.fidelities[-1]
+                mean, cov = sur.joint(X.to(torch.float64), fid)
+                n = cov.shape[-1]
+                scale = cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
+                cov = cov + self.jitter * scale[..., None] * torch.eye(n, dtype=cov.dtype)
+                mvns.append(MultivariateNormal(-mean, cov))
+            if output_indices is not None:
+                mvns = [mvns[i] for i in output_indices]
+            dist = mvns[0] if len(mvns) == 1 else MultitaskMultivariateNormal.from_independent_mvns(mvns)
+            post = GPyTorchPosterior(dist)
+            return posterior_transform(post) if posterior_transform is not None else post
+
+    return _ObjectivesModel
+
+
+def ObjectivesModel(surrogates: Sequence[Any], fidelity: str) -> Any:  # noqa: N802 - a factory (botorch imports lazily)
+    """A botorch ``Model`` whose outputs are the **negated** objectives (botorch maximises) at ``fidelity``."""
+    return _model_class()(surrogates, fidelity)
+
+
+def non_dominated(y: np.ndarray) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of ``y`` (n, m), every column minimised."""
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    y = np.asarray(y, float)
+    if len(y) == 0:
+        return np.zeros(0, bool)
+    return is_non_dominated(-torch.as_tensor(y, dtype=torch.float64), deduplicate=True).numpy()
+
+
+def hypervolume(y: np.ndarray, ref: Sequence[float]) -> float:
+    """Hypervolume dominated by the rows of ``y`` (n, m; minimised) up to the reference point ``ref`` (botorch)."""
+    from botorch.utils.multi_objective.hypervolume import Hypervolume
+
+    y = np.asarray(y, float)
+    ref_t = -torch.as_tensor(np.asarray(ref, float), dtype=torch.float64)
+    if len(y) == 0:
+        return 0.0
+    pts = -torch.as_tensor(y, dtype=torch.float64)
+    pts = pts[(pts > ref_t).all(-1)]
+    if len(pts) == 0:
+        return 0.0
+    pts = pts[torch.as_tensor(non_dominated(-pts.numpy()))]
+    return float(Hypervolume(ref_t).compute(pts))
+
+
+def reference_point(objectives: Sequence[ObjectiveConfig], values: np.ndarray) -> np.ndarray:
+    """The configured reference point, or per objective the worst observed value + 10% of the observed range."""
+    ref = []
+    for j, obj in enumerate(objectives):
+        if obj.reference is not None:
+            ref.append(float(obj.reference))
+            continue
+        col = values[:, j][np.isfinite(values[:, j])]
+        lo, hi = (float(col.min()), float(col.max())) if len(col) else (0.0, 1.0)
+        ref.append(hi + 0.1 * max(hi - lo, 1e-9 + 1e-6 * abs(hi)))
+    return np.asarray(ref)
+
+
+# --------------------------------------------------------------- acquisition
+def _constraints(objectives: Sequence[ObjectiveConfig]) -> list[Callable[[torch.Tensor], torch.Tensor]] | None:
+    cons = []
+    for j, obj in enumerate(objectives):
+        if obj.max is not None:
+            bound = float(obj.max)
+            cons.append(lambda Z, j=j, b=bound: -Z[..., j] - b)  # samples are negated objectives; <= 0 is feasible
+    return cons or None
+
+
+def propose_pareto(surrogates: dict[str, Any], objectives: Sequence[ObjectiveConfig], space: DesignSpace,
+                   fidelity: str, observed: np.ndarray, ref: np.ndarray, *, q: int = 1,
+                   settings: ParetoConfig | None = None, seed: int = 0) -> list[tuple[np.ndarray, float]]:
+    """``q`` designs (parameter units) by greedy qLogNEHVI / qLogNParEGO with pending points: [(x, value)]."""
+    from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+    from botorch.acquisition.multi_objective.parego import qLogNParEGO
+    from botorch.sampling import SobolQMCNormalSampler
+
+    settings = settings or ParetoConfig()
+    model = ObjectivesModel([surrogates[o.name] for o in objectives], fidelity)
+    x_base = torch.as_tensor(np.unique(np.asarray(observed, float), axis=0), dtype=torch.float64)
+    cons = _constraints(objectives)
+    pool = feasible_pool(space, settings.candidates, seed, extra=observed)
+    out: list[tuple[np.ndarray, float]] = []
+    pending: list[np.ndarray] = []
+    with torch_threads(1):
+        for j in range(q):
+            torch.manual_seed(seed * 1000 + j)
+            sampler = SobolQMCNormalSampler(sample_shape=torch.Size([settings.mc_samples]), seed=seed + j)
+            x_pending = torch.as_tensor(np.stack(pending), dtype=torch.float64) if pending else None
+            if settings.acquisition == "qnehvi":
+                acq = qLogNoisyExpectedHypervolumeImprovement(
+                    model=model, ref_point=(-torch.as_tensor(ref, dtype=torch.float64)).tolist(), X_baseline=x_base,
+                    sampler=sampler, constraints=cons, X_pending=x_pending, prune_baseline=True, cache_root=False)
+            else:
+                acq = qLogNParEGO(model=model, X_baseline=x_base, sampler=sampler, constraints=cons,
+                                  X_pending=x_pending, prune_baseline=True, cache_root=False)
+
+            def value(x: torch.Tensor, acq: Any = acq) -> torch.Tensor:
+                return acq(x.unsqueeze(-2))
+
+            res = maximize(space, value, pool=pool, starts=settings.starts, steps=settings.steps, chunk=128)
+            out.append((res.x, float(res.value)))
+            pending.append(res.x)
+            log.debug("pareto proposal %d: %s (log-acquisition %.4g)", j, res.x, res.value)
+    return out
+
+
+# ----------------------------------------------------------------- the front
+def estimate_front(surrogates: dict[str, Any], objectives: Sequence[ObjectiveConfig], space: DesignSpace,
+                   fidelity: str, *, observed: np.ndarray | None = None, settings: ParetoConfig | None = None,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """The estimated Pareto set: [{"theta", "objectives": {name: {"mean", "sigma"}}}], sorted by the first objective."""
+    settings = settings or ParetoConfig()
+    pool = feasible_pool(space, settings.front_candidates, seed + 7, extra=observed)
+    means, stds = [], []
+    with torch_threads(1), torch.no_grad():
+        for obj in objectives:
+            sur = surrogates[obj.name]
+            fid = fidelity if fidelity in sur.fidelities else sur.fidelities[-1]
+            m, s = sur.predict(pool, fid)
+            means.append(m.numpy())
+            stds.append(s.numpy())
+    M, S = np.stack(means, 1), np.stack(stds, 1)
+    ok = np.ones(len(pool), bool)
+    for j, obj in enumerate(objectives):
+        if obj.max is not None:
+            ok &= M[:, j] <= obj.max
+    idx = np.flatnonzero(ok)
+    idx = idx[non_dominated(M[idx])]
+    idx = idx[np.argsort(M[idx, 0], kind="stable")]
+    if len(idx) > settings.front_max:
+        idx = idx[np.unique(np.round(np.linspace(0, len(idx) - 1, settings.front_max)).astype(int))]
+    front = []
+    for i in idx:
+        theta = {p.name: (float(round(pool[i, k])) if p.integer else float(pool[i, k]))
+                 for k, p in enumerate(space.parameters)}
+        front.append({"theta": theta, "objectives": {o.name: {"mean": float(M[i, j]), "sigma": float(S[i, j])}
+                                                     for j, o in enumerate(objectives)}})
+    return front
+
+
+def front_values(front: list[dict[str, Any]], objectives: Sequence[ObjectiveConfig]) -> np.ndarray:
+    """Posterior means of a front as an array (n, m)."""
+    return np.array([[p["objectives"][o.name]["mean"] for o in objectives] for p in front]).reshape(-1, len(objectives))
+
+
+# ------------------------------------------------------------------ the loop
+def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *, progress: bool = True,
+               on_iteration: Callable[[int, int], None] | None = None, source: Any = None) -> Any:
+    """The multi-objective closed loop (see the module docstring); called by :func:`rarefy.run`."""
+    from .acquire import fidelity_plans
+    from .atomic import atomic_path
+    from .campaign import plan_requests, run_campaign, run_seed
+    from .config import dump_config
+    from .loop import LoopResult, _theta_list, loop_request_id
+    from .report.pareto_report import pareto_report
+    from .runs import write_json
+    from .simulators import from_config as simulator_from_config
+
+    t0 = time.perf_counter()
+    if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
+        raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",
+                         file=source)
+    loop = cfg.loop
+    out = Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "loop").mkdir(exist_ok=True)
+    space = cfg.space.build()
+    objectives = list(cfg.objectives)
+    fidelity = cfg.pareto.fidelity or str(cfg.target)
+    spec = {"simulator": cfg.simulator.model_dump(mode="json"), "config_dir": str(config_dir),
+            "scratch_dir": str(out / "scratch"), "timeout_s": cfg.campaign.timeout_s}
+    sim = simulator_from_config(cfg.simulator, config_dir=config_dir, scratch_dir=str(out / "scratch"),
+                                timeout_s=cfg.campaign.timeout_s)
+    plans = fidelity_plans(cfg, sim)
+    plan = plans[fidelity]
+    if plan.events < 1:
+        raise InputError(f"pareto.fidelity {fidelity!r} has no events per run: set the fidelity's 'events'")
+    initial = plan_requests(cfg, sim, space)  # checks the space against the simulator before any run
+    with atomic_path(out / "config.yaml") as tmp:
+        dump_config(cfg, tmp)
+    executed = 0
+
+    def simulate(requests: list[RunRequest]) -> None:
+        nonlocal executed
+        res = run_campaign(requests, spec, out, space, campaign=cfg.campaign, progress=progress)
+        executed += res.n_executed
+
+    simulate(initial)
+    records: list[dict[str, Any]] = []
+    done = 0
+    for i in range(1, loop.iterations + 1):
+        path = out / "loop" / f"iter-{i:03d}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+        else:
+            frame = objective_frame(out, cfg, space)
+            spent = cost_by_fidelity(frame)["total"]
+            left = None if loop.budget_cpu_h is None else loop.budget_cpu_h - spent
+            if left is not None and (left <= 0 or (math.isfinite(plan.cost_cpu_h) and plan.cost_cpu_h > left + 1e-12)):
+                log.info("budget reached: %.4g of %.4g CPU-h spent", spent, loop.budget_cpu_h)
+                break
+            q = loop.batch
+            if left is not None and math.isfinite(plan.cost_cpu_h) and plan.cost_cpu_h > 0:
+                q = max(0, min(q, int(math.floor(left / plan.cost_cpu_h + 1e-9))))
+            t_fit = time.perf_counter()
+            tables = objective_tables(frame, cfg, space)
+            surs = fit_objectives(tables, cfg, space)
+            observed = np.unique(frame[space.names].to_numpy(float), axis=0)
+            values = frame[[o.name for o in objectives]].to_numpy(float)
+            ref = reference_point(objectives, values)
+            front = estimate_front(surs, objectives, space, fidelity, observed=observed, settings=cfg.pareto,
+                                   seed=cfg.seed + i)
+            props = propose_pareto(surs, objectives, space, fidelity, observed, ref, q=q, settings=cfg.pareto,
+                                   seed=cfg.seed + i) if q > 0 else []
+            record = {
+                "iteration": i, "spent_cpu_h": spent, "rows": len(frame), "reference_point": ref.tolist(),
+                "predicted_hypervolume": hypervolume(front_values(front, objectives), ref), "front_size": len(front),
+                "proposals": [{"theta": _theta_list(dict(zip(space.names, map(float, x))), space),
+                               "fidelity": fidelity, "events": plan.events, "cost_cpu_h": plan.cost_cpu_h,
+                               "value": v} for x, v in props],
+                "seconds": time.perf_counter() - t_fit,
+            }
+            write_json(path, record)  # before simulating: a resumed loop reuses these proposals
+        if not record["proposals"]:
+            break
+        requests = []
+        for j, p in enumerate(record["proposals"]):
+            run_id, idx = loop_request_id(i, j)
+            requests.append(RunRequest(run_id, idx, p["fidelity"], _theta_list(p["theta"], space), int(p["events"]),
+                                       run_seed(cfg.seed, idx), float(p["cost_cpu_h"])))
+        simulate(requests)
+        records.append(record)
+        done = i
+        log.info("iteration %d: %d runs proposed, predicted hypervolume %.4g", i, len(requests),
+                 record["predicted_hypervolume"])
+        if on_iteration is not None:
+            on_iteration(i, loop.iterations)
+
+    # ------------------------------------------------------------ final front
+    frame = objective_frame(out, cfg, space)
+    frame.to_parquet(out / "objectives.parquet")
+    tables = objective_tables(frame, cfg, space)
+    surs = fit_objectives(tables, cfg, space)
+    for name, sur in surs.items():
+        sur.save(out / "surrogates" / name)
+    observed = np.unique(frame[space.names].to_numpy(float), axis=0)
+    names = [o.name for o in objectives]
+    values = frame[names].to_numpy(float)
+    ref = reference_point(objectives, values)
+    front = estimate_front(surs, objectives, space, fidelity, observed=observed, settings=cfg.pareto, seed=cfg.seed)
+    at_fid = frame[(frame["fidelity"].astype(str) == fidelity) & np.isfinite(values).all(1)]
+    obs_front = []
+    if len(at_fid):
+        vals = at_fid[names].to_numpy(float)
+        for _, row in at_fid[non_dominated(vals)].sort_values(names[0]).iterrows():
+            obs_front.append({"run_id": str(row["run_id"]), "theta": {n: float(row[n]) for n in space.names},
+                              "objectives": {n: {"value": float(row[n]), "sigma": math.sqrt(float(row[f"{n}_var"]))}
+                                             for n in names}})
+    result: dict[str, Any] = {
+        "objectives": [o.model_dump(mode="json") for o in objectives],
+        "fidelity": fidelity,
+        "acquisition": cfg.pareto.acquisition,
+        "pareto_set": front,
+        "reference_point": {n: float(r) for n, r in zip(names, ref)},
+        "hypervolume": hypervolume(front_values(front, objectives), ref),
+        "observed_front": obs_front,
+        "cost_cpu_h": cost_by_fidelity(frame),
+        "runs": {str(k): int(v) for k, v in frame["fidelity"].value_counts().items()},
+        "iterations": done,
+    }
+    write_json(out / "result.json", result)
+    try:
+        pareto_report(out)
+    except Exception as exc:  # a plotting problem must not lose a finished loop
+        log.warning("could not write the report: %s", exc)
+    wall = time.perf_counter() - t0
+    log.info("multi-objective loop: %d iterations, %d front points, hypervolume %.4g, %.4g CPU-h nominal, %.1f s",
+             done, len(front), result["hypervolume"], result["cost_cpu_h"]["total"], wall)
+    return LoopResult(result, out, done, wall, executed, records)
