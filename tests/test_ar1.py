@@ -136,7 +136,7 @@ def test_unknown_fidelity_and_missing_rows(space2d):
 
 def test_joint_posterior_matches_marginals_and_mixes_fidelities(fitted):
     sur, _ = fitted
-    x = torch.rand(6, 2, dtype=torch.float64)
+    x = torch.rand(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     mean, cov = sur.joint(x, "hf")
     m2, s2 = sur.predict(x, "hf")
     torch.testing.assert_close(mean, m2)
@@ -146,8 +146,32 @@ def test_joint_posterior_matches_marginals_and_mixes_fidelities(fitted):
     mm, cc = sur.joint(x, fid)
     torch.testing.assert_close(mm[1::2], mean[1::2])
     torch.testing.assert_close(mm[0::2], sur.predict(x[0::2], "lf")[0])
-    # LF and HF at the same design are strongly correlated (rho ~ 1.5)
-    xx = torch.stack([x[0], x[0]])
-    _, c2 = sur.joint(xx, torch.tensor([0, 1]))
-    assert float(c2[0, 1] / torch.sqrt(c2[0, 0] * c2[1, 1])) > 0.5
+    # LF and HF at the same design are positively correlated a posteriori (rho ~ 1.5), far
+    # more than LF here and HF at the opposite corner
+    xx = torch.stack([x[0], x[0], 1 - x[0]])
+    _, c3 = sur.joint(xx, torch.tensor([0, 1, 1]))
+    corr = c3 / torch.sqrt(torch.outer(torch.diagonal(c3), torch.diagonal(c3)))
+    assert float(corr[0, 1]) > 0.3
+    assert float(corr[0, 1]) > float(corr[0, 2]) + 0.2
     assert sur.noise_variance("hf") >= 0
+
+
+def test_rho_prior_pulls_a_sign_flipped_link_towards_plus_one():
+    """HF = -LF: flat ρ learns about -1 (standardised); a tight Normal(1, 0.05) prior holds it near +1."""
+    from rarefy import DesignSpace, Parameter
+
+    space = DesignSpace([Parameter("a", 0.0, 1.0)])
+    x = np.linspace(0, 1, 12)
+    frame = pd.DataFrame({
+        "a": np.concatenate([x, x[::3]]),
+        "fidelity": ["lf"] * 12 + ["hf"] * 4,
+        "rate": np.concatenate([np.sin(4 * x), -np.sin(4 * x[::3])]),
+        "var": 1e-4,
+    })
+    table = RateTable(frame, space)
+    flat = AR1Surrogate(space, ["lf", "hf"], FAST, seed=0).fit(table)
+    tight = AR1Surrogate(space, ["lf", "hf"], AR1Settings(restarts=2, max_iter=100, rho_prior=0.05), seed=0).fit(table)
+    assert float(flat.module.rho0[1]) < -0.5
+    assert abs(float(tight.module.rho0[1]) - 1.0) < 0.2
+    with pytest.raises(ValueError, match="rho_prior"):
+        AR1Settings(rho_prior=0.0)

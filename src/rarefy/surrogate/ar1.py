@@ -66,6 +66,7 @@ class AR1Settings:
     restarts: int = 5
     max_iter: int = 200
     output: str = "identity"
+    rho_prior: float | None = None  # scale s of a Normal(1, s) prior on each constant ρ (standardised units)
 
     def __post_init__(self) -> None:
         if self.kernel not in ("matern52", "rbf"):
@@ -74,6 +75,8 @@ class AR1Settings:
             raise ValueError(f"rho must be 'constant' or 'linear', got {self.rho!r}")
         if self.output not in ("identity", "log"):
             raise ValueError(f"output must be 'identity' or 'log', got {self.output!r}")
+        if self.rho_prior is not None and not self.rho_prior > 0:
+            raise ValueError(f"rho_prior must be a positive scale or None, got {self.rho_prior!r}")
 
 
 class _AR1Module(gpytorch.Module):
@@ -100,6 +103,7 @@ class _AR1Module(gpytorch.Module):
         self.nugget_constraint = Interval(1e-8, 10.0)
         self.raw_nugget = torch.nn.Parameter(torch.full((levels,), -6.0), requires_grad=settings.nugget)
         self.nugget_prior = GammaPrior(1.1, 0.05)
+        self.rho_prior_scale = settings.rho_prior
         self.to(DTYPE)
 
     @property
@@ -147,6 +151,9 @@ class _AR1Module(gpytorch.Module):
             lp = lp + prior.log_prob(closure(module)).sum()
         if self.use_nugget:
             lp = lp + self.nugget_prior.log_prob(self.nugget).sum()
+        if self.rho_prior_scale is not None and self.levels > 1:
+            z = (self.rho0[1:] - 1.0) / self.rho_prior_scale
+            lp = lp - 0.5 * (z**2).sum()
         return lp
 
 
