@@ -237,10 +237,52 @@ def test_config_errors(tmp_path):
         config_from_dict({**raw, "acquisition": {"fidelities": ["mf"]}})
     with pytest.raises(InputError, match="baseline.design must give"):
         config_from_dict({**raw, "baseline": {"design": {"radius": 100}}})
-    path = tiny_config(tmp_path, denoise={})
+    fids = [raw["fidelities"][0], {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"}},
+            raw["fidelities"][1]]
+    path = tiny_config(tmp_path, fidelities=fids)  # a -cnp fidelity without a 'denoise' section
     res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "r")])
-    assert res.exit_code == 2 and "issue #4" in res.output
+    assert res.exit_code == 2 and "lf-cnp" in res.output and "'denoise' section" in res.output
     assert not (tmp_path / "r" / "catalog.sqlite").exists()  # failed before any simulation
+
+
+TINY_CNP = {"model": {"kind": "cnp", "encoder": [8], "decoder": [8]}, "epochs": 1, "batches_per_epoch": 3,
+            "batch_size": 512, "context_size": 16, "context_per_batch": 128, "split": [0.75, 0.25, 0.0],
+            "tensorboard": False, "progress": False, "device": "cpu",
+            "phi": ["r0_cm", "z0_cm", "phi0_rad", "e0_mev", "psi_rad", "cosz"]}
+
+
+def test_loop_with_the_cnp_denoiser(tmp_path):
+    """denoise section + lf-cnp in the chain: the CNP is trained once, every run is scored, lf-cnp enters the fit."""
+    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
+    lf, hf = cfg["fidelities"]
+    cfg["fidelities"] = [lf, {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"}}, hf]
+    cfg["denoise"] = TINY_CNP
+    cfg["acquisition"]["fidelities"] = ["lf-cnp", "hf"]  # an LF run is valued by its denoised rate
+    path = tmp_path / "cnp.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = tmp_path / "run"
+    res = rarefy.run(path, out, progress=False)
+    assert (out / "denoise" / "model.pt").exists()
+    cnp = pd.read_parquet(out / "denoise" / "rates_cnp.parquet")
+    runs = pd.read_parquet(out / "rates.parquet")
+    lf_runs = set(runs.loc[(runs["fidelity"] == "lf") & ~runs["run_id"].str.startswith("verify"), "run_id"])
+    assert lf_runs <= set(cnp["run_id"])  # every LF run, loop runs included, was scored
+    assert (cnp["rate"] > 0).all() and (cnp["var"] > 0).all()
+    fitted = json.loads((out / "surrogate" / "model.json").read_text())
+    assert fitted["fidelities"] == ["lf", "lf-cnp", "hf"]
+    assert fitted["fit"]["n_per_fidelity"]["lf-cnp"] == fitted["fit"]["n_per_fidelity"]["lf"] == len(lf_runs)
+    for i in (1, 2):  # proposals simulate real fidelities; LF runs were valued as lf-cnp
+        rec = json.loads((out / "loop" / f"iter-{i:03d}.json").read_text())
+        for p in rec["proposals"]:
+            assert p["fidelity"] in ("lf", "hf")
+            assert p["valued_as"] == {"lf": "lf-cnp", "hf": "hf"}[p["fidelity"]]
+    # costs count the simulated runs only (a denoised row costs nothing more)
+    assert set(res.result["cost_cpu_h"]) == {"lf", "hf", "total"}
+    assert res.result["cost_cpu_h"]["lf"] == pytest.approx((runs["fidelity"] == "lf").sum() * 20_000 * 3e-6)
+    mtime = (out / "denoise" / "model.pt").stat().st_mtime_ns
+    again = rarefy.run(path, out, progress=False)  # resumes: nothing simulated, the CNP is not retrained
+    assert again.executed == 0 and again.result == res.result
+    assert (out / "denoise" / "model.pt").stat().st_mtime_ns == mtime
 
 
 def test_optimize_command_on_a_loop_run(loop_run, tmp_path):

@@ -42,6 +42,10 @@ not repeat a design whose uncertainty the batch already removes. No refit is nee
 **Feasibility.** Designs are searched by :func:`rarefy.search.maximize` (feasible Sobol
 pool, multistart gradient refinement that accepts only feasible moves), so every proposal
 satisfies the bounds, the integer parameters and every constraint of the design space.
+The candidate pool holds ``candidates`` Sobol designs, the observed designs (a replicate
+is a valid choice with noisy runs) and ``candidates/4`` local perturbations (5% of each
+range) of the 4 observed designs with the lowest predicted target rate, so exploitation
+near the incumbent is searched as finely as the global space.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ import torch
 
 from .config import AcquisitionConfig, RunConfig
 from .errors import InputError
-from .search import feasible_pool, maximize
+from .search import feasible_pool, local_pool, maximize
 from .space import DesignSpace
 
 __all__ = ["FidelityPlan", "Proposal", "Acquisition", "fidelity_plans", "propose", "proposals_frame"]
@@ -65,24 +69,38 @@ __all__ = ["FidelityPlan", "Proposal", "Acquisition", "fidelity_plans", "propose
 log = logging.getLogger(__name__)
 
 KINDS = ("ivr", "maxvar", "ei", "lcb")
+N_CENTERS = 4  # local candidates are drawn around this many best observed designs
 _SQRT2 = math.sqrt(2.0)
 
 
 @dataclass(frozen=True)
 class FidelityPlan:
-    """What a proposed run of one fidelity is: ``events`` per run and its nominal cost (CPU-hours, NaN if unknown)."""
+    """What a proposed run of one fidelity is: ``events`` per run and its nominal cost (CPU-hours, NaN if unknown).
+
+    ``simulate`` is the fidelity that is actually simulated (default: ``name``): a
+    denoised fidelity ``lf-cnp`` is observed by simulating an ``lf`` run and scoring it
+    with the CNP, so its plan is the ``lf`` plan with ``simulate="lf"``.
+    """
 
     name: str
     events: int
     cost_cpu_h: float = float("nan")
+    simulate: str | None = None
+
+    @property
+    def simulated(self) -> str:
+        """The fidelity a run of this plan simulates."""
+        return self.simulate or self.name
 
 
 @dataclass
 class Proposal:
     """One proposed run: design ``theta``, ``fidelity``, ``events``, nominal ``cost_cpu_h`` and acquisition ``value``.
 
-    ``value`` is per CPU-hour for cost-aware acquisitions; ``noise_var`` is the rate noise
-    variance assumed for the run (rate units²).
+    ``fidelity`` is the fidelity to simulate; ``valued_as`` the surrogate fidelity whose
+    observation the acquisition valued (differs for a denoised fidelity: ``lf-cnp`` is
+    valued, ``lf`` simulated). ``value`` is per CPU-hour for cost-aware acquisitions;
+    ``noise_var`` is the rate noise variance assumed for the run (rate units²).
     """
 
     theta: dict[str, float]
@@ -91,6 +109,7 @@ class Proposal:
     cost_cpu_h: float
     value: float
     noise_var: float = field(default=0.0, repr=False)
+    valued_as: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,8 +121,12 @@ def fidelity_plans(cfg: RunConfig, simulator: Any = None) -> dict[str, FidelityP
     Events: ``acquisition.events[f]``, else the fidelity's ``events``, else the simulator's
     default. Cost of a run (CPU-h): events × ``cost_cpu_h_per_event`` (config or simulator),
     else the fidelity's ``cost_cpu_h`` per run, else NaN. A fidelity without an events
-    number gets ``events = 0`` (it cannot be proposed).
+    number gets ``events = 0`` (it cannot be proposed). A denoised fidelity ``<base>-cnp``
+    (see :mod:`rarefy.denoising`) without events of its own gets the plan of ``<base>``
+    with ``simulate=<base>``: a run of ``base`` is what yields its observation.
     """
+    from .denoising import SUFFIX
+
     out = {}
     for f in cfg.fidelities:
         sim_fid = None
@@ -121,6 +144,10 @@ def fidelity_plans(cfg: RunConfig, simulator: Any = None) -> dict[str, FidelityP
         else:
             cost = float("nan")
         out[f.name] = FidelityPlan(f.name, int(events or 0), cost)
+    for name, plan in list(out.items()):
+        base = name[: -len(SUFFIX)]
+        if name.endswith(SUFFIX) and plan.events == 0 and base in out and out[base].events > 0:
+            out[name] = FidelityPlan(name, out[base].events, out[base].cost_cpu_h, simulate=base)
     return out
 
 
@@ -194,12 +221,18 @@ class Acquisition:
         self.reference = None if reference is None else torch.tensor(np.asarray(reference, float), dtype=torch.float64)
         self.pending: list[tuple[np.ndarray, int, float]] = []  # (design, fidelity index, noise variance)
         self.incumbent = float("inf")
-        if kind in ("ei", "lcb"):
-            if observed is None or len(observed) == 0:
-                raise InputError("EI and LCB need observed designs for the incumbent")
+        self.observed = None if observed is None else np.asarray(observed, float).reshape(-1, self.space.dim)
+        self.centers = np.zeros((0, self.space.dim))  # best observed designs (lowest target mean): local search
+        if kind in ("ei", "lcb") and (self.observed is None or len(self.observed) == 0):
+            raise InputError("EI and LCB need observed designs for the incumbent")
+        if self.observed is not None and len(self.observed):
+            uniq = np.unique(self.observed, axis=0)
             with torch.no_grad():
-                mean, _ = self.sur.predict(np.asarray(observed, float), self.target)
-            self.incumbent = float(mean.min())
+                mean, _ = self.sur.predict(uniq, self.target)
+            order = np.argsort(mean.numpy(), kind="stable")
+            self.centers = uniq[order[:N_CENTERS]]
+            if kind in ("ei", "lcb"):
+                self.incumbent = float(mean.min())
 
     # ---------------------------------------------------------------- values
     def _noise(self, mean_f: torch.Tensor, f: str) -> torch.Tensor:
@@ -282,7 +315,9 @@ class Acquisition:
         proposed; the batch may then be shorter than ``q`` (empty when nothing fits).
         """
         if pool is None:
-            pool = feasible_pool(self.space, candidates, seed)
+            pool = feasible_pool(self.space, candidates, seed, extra=self.observed)
+            local = local_pool(self.space, self.centers, max(candidates // 4, 1), seed + 1)
+            pool = np.concatenate([pool, local]) if len(local) else pool
         left = math.inf if budget_cpu_h is None else float(budget_cpu_h)
         out: list[Proposal] = []
         for j in range(q):
@@ -303,7 +338,7 @@ class Acquisition:
             noise = self.add_pending(x, f)
             theta = {p.name: (float(round(x[k])) if p.integer else float(x[k])) for k, p in enumerate(self.space.parameters)}
             plan = self.plans[f]
-            out.append(Proposal(theta, f, plan.events, plan.cost_cpu_h, float(value), noise))
+            out.append(Proposal(theta, plan.simulated, plan.events, plan.cost_cpu_h, float(value), noise, valued_as=f))
             if math.isfinite(plan.cost_cpu_h):
                 left -= plan.cost_cpu_h
         return out

@@ -3,10 +3,14 @@
 1. **Initial design.** The config's ``campaign`` (e.g. Sobol LF runs plus a few HF runs)
    runs through the campaign engine (:func:`rarefy.campaign.run_campaign`).
 2. **Iterations** ``i = 1 … loop.iterations``: fit the AR1 surrogate on the run
-   directory's rates (raw ``k/n`` with count noise, campaign + ingested runs; the CNP
-   hook :func:`rarefy.rundata.add_denoised_fidelities` is where ``-cnp`` fidelities join
-   once issue #4 lands), propose a batch of ``loop.batch`` runs with the ``acquisition``
-   settings, and simulate them. Stops early when the nominal budget
+   directory's rates (raw ``k/n`` with count noise, campaign + ingested runs), propose a
+   batch of ``loop.batch`` runs with the ``acquisition`` settings, and simulate them.
+   **CNP.** When the fidelity chain names denoised fidelities (``lf-cnp``; needs a
+   ``denoise`` section), the first fit trains the CNP on the initial design's events
+   (:func:`rarefy.train_denoiser`, once, resumable) and every fit first scores the runs
+   not yet scored (:func:`rarefy.denoise_run`), so the ``-cnp`` rates enter the AR1 chain
+   (:func:`rarefy.rundata.update_denoised`). An ``lf-cnp`` proposal simulates an ``lf``
+   run; costs are counted on the simulated runs only. Stops early when the nominal budget
    ``loop.budget_cpu_h`` (minus the verification runs' cost) has nothing left.
 3. **Optimum.** Refit on everything, save the surrogate to ``RUN_DIR/surrogate``,
    minimise the predicted target rate (``optimize`` settings) → θ*.
@@ -51,7 +55,7 @@ from .fitting import build_surrogate
 from .optimize import baseline_of, optimize_design
 from .report.loop_report import loop_report
 from .runs import write_json
-from .rundata import add_denoised_fidelities, cost_by_fidelity, training_table
+from .rundata import cost_by_fidelity, denoised_fidelities, simulated_rows, training_table, update_denoised
 from .simulators import from_config as simulator_from_config
 from .space import DesignSpace
 
@@ -120,7 +124,9 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     out.mkdir(parents=True, exist_ok=True)
     (out / "loop").mkdir(exist_ok=True)
     space = cfg.space.build()
-    add_denoised_fidelities(cfg, out, None)  # fails early (before any simulation) when the hook cannot run
+    use_cnp = bool(denoised_fidelities(cfg))  # fails early (before any simulation) for -cnp names without 'denoise'
+    if cfg.denoise is not None and not use_cnp:
+        log.warning("the config has a 'denoise' section but no '<fidelity>-cnp' fidelity: the loop fits raw rates")
     spec = {"simulator": cfg.simulator.model_dump(mode="json"), "config_dir": str(config_dir),
             "scratch_dir": str(out / "scratch"), "timeout_s": cfg.campaign.timeout_s}
     sim = simulator_from_config(cfg.simulator, config_dir=config_dir, scratch_dir=str(out / "scratch"),
@@ -143,6 +149,15 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         res = run_campaign(requests, spec, out, space, campaign=cfg.campaign, progress=progress)
         executed += res.n_executed
 
+    def table_now() -> RateTable:
+        """The training table; with -cnp fidelities, train the CNP once and score the new runs first."""
+        if use_cnp:
+            t_cnp = time.perf_counter()
+            new = update_denoised(cfg, out, progress=progress)
+            if new:
+                log.info("CNP: %d new runs scored (%.1f s)", len(new), time.perf_counter() - t_cnp)
+        return training_table(out, cfg, space)
+
     simulate(plan_requests(cfg, sim, space))
     records: list[dict[str, Any]] = []
     done_iterations = 0
@@ -151,8 +166,8 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         if path.exists():
             record = json.loads(path.read_text())
         else:
-            table = training_table(out, cfg, space)
-            spent = cost_by_fidelity(table)["total"]
+            table = table_now()
+            spent = cost_by_fidelity(simulated_rows(out))["total"]
             left = None if loop.budget_cpu_h is None else loop.budget_cpu_h - spent - verify_cost
             if left is not None and left <= 0:
                 log.info("budget reached: %.4g of %.4g CPU-h spent (%.4g kept for verification)", spent,
@@ -191,7 +206,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     if opt_rec is not None and opt_rec.get("iterations") != done_iterations:
         opt_rec = None  # more iterations ran since: recompute
     if opt_rec is None:
-        table = training_table(out, cfg, space)
+        table = table_now()
         if "run_id" in table.frame.columns:  # verification runs of an earlier, shorter loop stay out of the fit
             table = RateTable(table.frame[~table.frame["run_id"].astype(str).str.match(r"^(verify|baseline)-")], space)
         sur = build_surrogate(cfg).fit(table)
@@ -218,9 +233,8 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
                                      run_seed(cfg.seed, idx_b), v_cost))
     if verify:
         simulate(verify)
-    rates = pd.read_parquet(out / "rates.parquet")
-    ingested = out / "ingested.parquet"
-    all_rows = pd.concat([rates, pd.read_parquet(ingested)], ignore_index=True) if ingested.exists() else rates
+    all_rows = simulated_rows(out)  # campaign + ingested runs, no -cnp rows
+    rates = all_rows
     v_rate, v_sigma, v_k, v_n = _pooled(rates, f"verify-{tag}-")
     b_rate, b_sigma = opt_rec.get("baseline_rate"), opt_rec.get("baseline_sigma")
     b_source = opt_rec.get("baseline_source")

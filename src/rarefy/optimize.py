@@ -4,7 +4,8 @@
 either the target fidelity's posterior **mean** or the **UCB** ``mean + kappa · std`` (a
 design that is good even when the surrogate is pessimistic), with the multistart
 feasible search of :func:`rarefy.search.maximize` (Sobol pool plus the observed
-designs, gradient refinement that accepts only feasible moves).
+designs plus local perturbations of the 4 best observed designs, gradient refinement
+that accepts only feasible moves).
 
 It reports θ*, the predicted rate ± σ (latent posterior std, the rate's units) and, with a
 baseline, the reduction ``1 − rate/baseline`` with a delta-method σ. A baseline *design*
@@ -30,7 +31,7 @@ import torch
 from .config import BaselineConfig, OptimizeConfig, RunConfig, load_config
 from .errors import InputError
 from .runs import write_json
-from .search import feasible_pool, maximize
+from .search import feasible_pool, local_pool, maximize
 from .space import DesignSpace
 from .surrogate.linalg import torch_threads
 
@@ -125,6 +126,15 @@ def optimize_design(surrogate: Any, target: str | None = None, settings: Optimiz
         return -(mean + kappa * std)
 
     pool = feasible_pool(space, settings.candidates, seed, extra=observed)
+    if observed is not None and len(observed):  # look closely around the best observed designs too
+        obs = np.unique(np.asarray(observed, float).reshape(-1, space.dim), axis=0)
+        obs = obs[space.is_feasible(obs)]
+        if len(obs):
+            with torch_threads(1), torch.no_grad():
+                best = obs[np.argsort(-neg_objective(torch.as_tensor(obs, dtype=torch.float64)).numpy(),
+                                      kind="stable")[:4]]
+            local = local_pool(space, best, max(settings.candidates // 4, 1), seed + 1)
+            pool = np.concatenate([pool, local]) if len(local) else pool
     res = maximize(space, neg_objective, pool=pool, starts=settings.starts, steps=settings.steps)
     with torch_threads(1), torch.no_grad():
         mean, std = surrogate.predict(res.x[None, :], target)

@@ -4,8 +4,9 @@ A run directory written by ``rarefy simulate`` / ``rarefy run`` holds ``rates.pa
 (one row per finished campaign run); ``rarefy ingest`` adds ``ingested.parquet`` (runs
 simulated elsewhere); ``rarefy fit`` writes ``training_rates.parquet``. The training table
 of a run directory is the union of the first two (or the third when neither exists),
-restricted to the config's fidelities, plus — once issue #4 lands — the denoised
-``-cnp`` fidelities (see :func:`add_denoised_fidelities`).
+restricted to the config's fidelities, plus the denoised ``-cnp`` fidelities the
+config's chain names (``RUN_DIR/denoise/rates_cnp.parquet``, see
+:func:`add_denoised_fidelities` and :func:`update_denoised`).
 """
 
 from __future__ import annotations
@@ -21,27 +22,85 @@ from .data.rates import RateTable
 from .errors import InputError
 from .space import DesignSpace
 
-__all__ = ["INGESTED", "training_table", "add_denoised_fidelities", "cost_by_fidelity"]
+__all__ = ["INGESTED", "training_table", "add_denoised_fidelities", "denoised_fidelities", "update_denoised",
+           "cost_by_fidelity",
+           "simulated_rows"]
 
 log = logging.getLogger(__name__)
 
 INGESTED = "ingested.parquet"
+CNP_RATES = "rates_cnp.parquet"  # in RUN_DIR/denoise, written by rarefy.denoise_run
 KEEP = ("fidelity", "rate", "var", "k", "n", "cost_cpu_h", "run_id")
 
 
-def add_denoised_fidelities(cfg: RunConfig, run_dir: Path, table: RateTable | None) -> RateTable | None:
-    """HOOK for the CNP denoiser (issue #4): add ``<fidelity>-cnp`` rows to the training table.
+def denoised_fidelities(cfg: RunConfig) -> dict[str, str]:
+    """The config's denoised fidelities and what they denoise: ``{"lf-cnp": "lf", ...}``.
 
-    With ``denoise: null`` (the default) the raw ``k/n`` rates with their count noise are
-    used as they are. Once ``rarefy train`` / ``rarefy denoise`` exist, this is where the
-    loop trains (or resumes) the CNP on ``RUN_DIR/events`` and appends the aggregated
-    per-run scores (``rarefy.denoise.aggregate``) as extra fidelities, which the config
-    then lists in its fidelity chain. ``table=None`` only checks that the hook can run.
+    A ``<base>-cnp`` fidelity needs a ``denoise`` section and ``base`` among the
+    fidelities (or the simulator's); a ``denoise`` section in a loop needs at least one
+    ``-cnp`` fidelity in the chain (else the CNP would be trained for nothing).
     """
-    if cfg.denoise is None:
+    from .denoising import SUFFIX
+
+    cnp = {f: f[: -len(SUFFIX)] for f in cfg.fidelity_names if f.endswith(SUFFIX)}
+    if cnp and cfg.denoise is None:
+        raise InputError(f"fidelities {sorted(cnp)} are CNP-denoised rates: add a 'denoise' section (the CNP "
+                         "settings) or drop them from 'fidelities'")
+    return cnp
+
+
+def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = False) -> list[str]:
+    """Train the CNP once (``RUN_DIR/denoise``) and score the runs it has not scored yet; returns the new run ids.
+
+    The closed loop calls this after every simulation round when the config has a
+    ``denoise`` section and ``-cnp`` fidelities: the first call trains the denoiser on the
+    finished runs of ``denoise.fidelities`` (default: the fidelities the ``-cnp`` names
+    denoise) with :func:`rarefy.train_denoiser` (resumable from its checkpoint); every
+    call with unscored runs re-scores the runs of those fidelities with
+    :func:`rarefy.denoise_run` (deterministic for the seed), which writes
+    ``RUN_DIR/denoise/rates_cnp.parquet``. The model is not retrained as runs arrive.
+    """
+    from .denoising import DENOISE_DIR, PIPELINE, denoise_run, train_denoiser
+
+    cnp = denoised_fidelities(cfg)
+    if not cnp or cfg.denoise is None:
+        return []
+    run_dir = Path(run_dir)
+    bases = sorted(set(cnp.values()))
+    ddir = run_dir / DENOISE_DIR
+    if not ((ddir / PIPELINE).exists() and (ddir / "model.pt").exists()):
+        dcfg = cfg.denoise if cfg.denoise.fidelities else cfg.denoise.model_copy(update={"fidelities": bases})
+        train_denoiser(cfg.model_copy(update={"denoise": dcfg}), run_dir,
+                       progress=None if progress else (lambda done, total: None))
+    rates = pd.read_parquet(run_dir / "rates.parquet", columns=["run_id", "fidelity"])
+    wanted = set(rates.loc[rates["fidelity"].astype(str).isin(bases), "run_id"].astype(str))
+    scored_path = ddir / CNP_RATES
+    scored = set(pd.read_parquet(scored_path, columns=["run_id"])["run_id"].astype(str)) if scored_path.exists() else set()
+    new = sorted(wanted - scored)
+    if new:
+        denoise_run(run_dir, fidelities=bases)
+    return new
+
+
+def add_denoised_fidelities(cfg: RunConfig, run_dir: Path, table: RateTable | None) -> RateTable | None:
+    """Add the ``<fidelity>-cnp`` rows of ``RUN_DIR/denoise/rates_cnp.parquet`` that the config's chain names.
+
+    Without ``-cnp`` fidelities the raw ``k/n`` rates with their count noise are used as
+    they are. ``table=None`` only checks the config (before any simulation).
+    """
+    cnp = denoised_fidelities(cfg)
+    if table is None or not cnp:
         return table
-    raise InputError("denoise: CNP fidelities inside the closed loop arrive with issue #4 (rarefy train / rarefy "
-                     "denoise); set 'denoise: null' to fit the raw count rates")
+    path = Path(run_dir) / "denoise" / CNP_RATES
+    if not path.exists():
+        raise InputError(f"the config's fidelities {sorted(cnp)} need CNP rates: run 'rarefy train CONFIG --run "
+                         "RUN_DIR' and 'rarefy denoise RUN_DIR' (rarefy run does both)", file=path)
+    space = table.space
+    rows = pd.read_parquet(path)
+    rows = rows[rows["fidelity"].astype(str).isin(cnp)].assign(cost_cpu_h=0.0)  # the raw run carries the cost
+    cols = [*space.names, *[c for c in KEEP if c in rows.columns]]
+    frame = pd.concat([table.frame, rows[cols]], ignore_index=True)
+    return RateTable(frame, space, source=str(path))
 
 
 def training_table(run_dir: str | Path, cfg: RunConfig, space: DesignSpace | None = None) -> RateTable:
@@ -60,12 +119,29 @@ def training_table(run_dir: str | Path, cfg: RunConfig, space: DesignSpace | Non
                          "training_rates.parquet); run 'rarefy simulate', 'rarefy run' or 'rarefy fit' first",
                          file=run_dir)
     frame = pd.concat(frames, ignore_index=True)
-    frame = frame[frame["fidelity"].astype(str).isin(cfg.fidelity_names)]
+    cnp = denoised_fidelities(cfg)
+    raw = [f for f in cfg.fidelity_names if f not in cnp]  # -cnp rows come from denoise/rates_cnp.parquet only
+    frame = frame[frame["fidelity"].astype(str).isin(raw)]
     cols = [*space.names, *[c for c in KEEP if c in frame.columns]]
     table = RateTable(frame[cols].reset_index(drop=True), space, source=str(run_dir))
     out = add_denoised_fidelities(cfg, run_dir, table)
     assert out is not None
     return out
+
+
+def simulated_rows(run_dir: str | Path) -> pd.DataFrame:
+    """Every simulated run of ``run_dir`` (``rates.parquet`` + ``ingested.parquet``), without ``-cnp`` rows.
+
+    What the nominal cost is counted on: a denoised row re-scores a run, it costs nothing more.
+    """
+    from .denoising import SUFFIX
+
+    run_dir = Path(run_dir)
+    frames = [pd.read_parquet(run_dir / name) for name in ("rates.parquet", INGESTED) if (run_dir / name).exists()]
+    if not frames:
+        return pd.DataFrame(columns=["fidelity", "cost_cpu_h", "run_id"])
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[~frame["fidelity"].astype(str).str.endswith(SUFFIX)].reset_index(drop=True)
 
 
 def cost_by_fidelity(table: RateTable | pd.DataFrame) -> dict[str, float]:

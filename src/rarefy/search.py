@@ -5,7 +5,11 @@ The scheme, used by acquisition (:mod:`rarefy.acquire`) and design optimisation
 
 1. **Pool.** ``candidates`` feasible designs from a scrambled Sobol sequence
    (:meth:`DesignSpace.sample`, which rejects infeasible points), plus any ``extra``
-   feasible designs the caller adds (e.g. the training designs).
+   feasible designs the caller adds (e.g. the training designs), plus optionally a
+   **local** pool (:func:`local_pool`): Gaussian perturbations of a few promising designs
+   (the incumbent, the best observed ones), so that the search also looks closely where
+   the objective is already known to be good — a global Sobol pool of ~1000 points is
+   sparse in 5-D, and a feasible region of a few percent of the box makes it sparser.
 2. **Screen.** The function is evaluated on the whole pool without gradients (in chunks);
    the ``starts`` best distinct designs are kept.
 3. **Refine.** All starts move together by normalised gradient ascent in the unit cube
@@ -32,7 +36,7 @@ import torch
 from .space import DesignSpace
 from .surrogate.linalg import torch_threads
 
-__all__ = ["SearchResult", "maximize", "feasible_pool"]
+__all__ = ["SearchResult", "maximize", "feasible_pool", "local_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,25 @@ def feasible_pool(space: DesignSpace, n: int, seed: int, extra: np.ndarray | Non
         extra = np.asarray(extra, dtype=float)
         pool = np.concatenate([pool, extra[space.is_feasible(extra)]])
     return pool
+
+
+def local_pool(space: DesignSpace, centers: np.ndarray, n: int, seed: int, scale: float = 0.05) -> np.ndarray:
+    """About ``n`` feasible designs (m, d) near ``centers`` (k, d), parameter units.
+
+    Each design is a centre plus a Gaussian step of standard deviation ``scale`` per
+    coordinate in the unit cube (so ``scale=0.05`` is 5% of every range), clipped to the
+    bounds, integer parameters rounded; infeasible ones are dropped (so m ≤ n). The
+    centres take turns; deterministic for ``seed``.
+    """
+    centers = np.atleast_2d(np.asarray(centers, dtype=float))
+    if n <= 0 or len(centers) == 0:
+        return np.zeros((0, space.dim))
+    rng = np.random.default_rng(seed)
+    lo, hi = space.bounds
+    base = centers[np.arange(n) % len(centers)]
+    u = (base - lo) / (hi - lo) + rng.normal(0.0, scale, size=base.shape)
+    x = _round(space, lo + np.clip(u, 0.0, 1.0) * (hi - lo))
+    return x[space.is_feasible(x)]
 
 
 def _evaluate(fn: ValueFn, x: np.ndarray, chunk: int) -> np.ndarray:
