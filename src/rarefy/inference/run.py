@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 from scipy.stats import truncnorm
 
 from ..config import InferConfig, RunConfig, dump_config, load_config
@@ -26,7 +27,7 @@ from ..errors import InputError
 from ..runs import staged_run_dir, write_json
 from ..space import DesignSpace
 from .likelihood import RateLikelihood
-from .rates import SimpleRateModel
+from .rates import FullRateModel, SimpleRateModel
 from .sampler import SamplerResult, run_emcee
 from .summary import corner_plot, credible_summary
 
@@ -56,7 +57,7 @@ class Posterior:
                                  f"design bounds [{lo[i]}, {hi[i]}]", file=source)
             if prior.kind == "normal":
                 self.normal[i] = (float(prior.mu), float(prior.sigma))
-        self.rate_model = SimpleRateModel(icfg.msun_per_event, icfg.sfrd0)
+        self.rate_model = make_rate_model(icfg, space, source)
         obs = icfg.observation
         self.likelihood = RateLikelihood(obs.rate, obs.plus, obs.minus, icfg.marginalise)
 
@@ -68,9 +69,25 @@ class Posterior:
         return lp
 
     def predicted_rate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and std of the local merger rate R (Gpc⁻³ yr⁻¹) at designs ``x`` (n, d)."""
-        mean, std = self.surrogate.predict(np.atleast_2d(x), self.fidelity)
-        return self.rate_model.local_rate(mean.detach().numpy(), std.detach().numpy())
+        """Mean and std of the local merger rate R (Gpc⁻³ yr⁻¹) at designs ``x`` (n, d).
+
+        R = Σ_g w_g · rate(x_g) over the rate model's quadrature points; its variance is
+        wᵀ C w with C the surrogate's joint predictive covariance at the points (when the
+        surrogate has ``joint``; otherwise the fully-correlated bound (Σ_g w_g s_g)²).
+        """
+        pts, w = self.rate_model.points(np.atleast_2d(x))
+        if pts.shape[1] == 1:
+            mean, std = self.surrogate.predict(pts[:, 0, :], self.fidelity)
+            return mean.detach().numpy() * w[:, 0], std.detach().numpy() * w[:, 0]
+        if hasattr(self.surrogate, "joint"):
+            m, c = self.surrogate.joint(torch.as_tensor(pts), self.fidelity)
+            m, c = m.detach().numpy(), c.detach().numpy()
+            var = np.einsum("wg,wgh,wh->w", w, c, w)
+            return np.einsum("wg,wg->w", w, m), np.sqrt(np.maximum(var, 0.0))
+        W, G, d = pts.shape
+        mean, std = self.surrogate.predict(pts.reshape(-1, d), self.fidelity)
+        mean, std = mean.detach().numpy().reshape(W, G), std.detach().numpy().reshape(W, G)
+        return (w * mean).sum(1), (w * std).sum(1)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(x)
@@ -88,6 +105,31 @@ class Posterior:
             a, b = (self.lo[i] - mu) / sd, (self.hi[i] - mu) / sd
             p0[:, i] = truncnorm.rvs(a, b, loc=mu, scale=sd, size=walkers, random_state=rng)
         return p0
+
+
+def make_rate_model(icfg: InferConfig, space: DesignSpace, source: str = "<config>") -> SimpleRateModel | FullRateModel:
+    """The config's rate model: ``simple`` (ε · sfrd0) or ``full`` (delay times, metallicity spread)."""
+    if icfg.rate_model == "simple":
+        return SimpleRateModel(icfg.msun_per_event, icfg.sfrd0)
+    from ..data.readers import read_frame
+    from .cosmology import FlatLCDM
+
+    fc = icfg.full
+    assert fc is not None
+    if fc.z_param not in space.names:
+        raise InputError(f"infer.full.z_param: {fc.z_param!r} is not a parameter ({space.names})", file=source)
+    frame = read_frame(fc.delays)
+    if fc.delay_column not in frame.columns:
+        raise InputError(f"no delay-time column {fc.delay_column!r} (columns: {list(frame.columns)})",
+                         file=fc.delays, column=fc.delay_column)
+    delays = frame[fc.delay_column].to_numpy(float)
+    delays = delays[np.isfinite(delays)]
+    if len(delays) == 0 or np.any(delays < 0):
+        raise InputError("delay times must be finite, >= 0 and at least one", file=fc.delays, column=fc.delay_column)
+    i = space.names.index(fc.z_param)
+    lo, hi = (float(np.asarray(b)[i]) for b in space.bounds)
+    return FullRateModel(icfg.msun_per_event, delays, space.names, (lo, hi), fc.z_param, fc.z_spread_dex,
+                         fc.z_evolution, fc.grid, FlatLCDM(fc.h0, fc.omega_m))
 
 
 def make_posterior(cfg: RunConfig, surrogate: Any) -> Posterior:

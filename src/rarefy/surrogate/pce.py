@@ -530,7 +530,9 @@ class PCESurrogate:
         return mean - k * std, mean + k * std
 
     def joint(self, x: Any, fidelity: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Joint latent posterior of ``fidelity`` at the n designs ``x``: mean (n,) and covariance (n, n).
+        """Joint latent posterior of ``fidelity`` at the n designs ``x``: mean (..., n) and covariance (..., n, n).
+
+        ``x``: (n, d) designs (DataFrame, array or tensor) or an array (..., n, d) of batches.
 
         In the rate's units: Gaussian for ``identity``; delta method around the median for
         ``log``; the exact log-normal moments ``Cov = E_i E_j (exp(S_ij) − 1)`` for
@@ -540,18 +542,24 @@ class PCESurrogate:
             raise RuntimeError("call fit() before joint()")
         st, g = self._state, self._fid_index(fidelity)
         xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
-        u = self._u_numpy(xs)
+        if isinstance(xs, np.ndarray) and xs.ndim > 2:          # batch (..., n, d)
+            batch = xs.shape[:-1]
+            u = self._u_numpy(xs.reshape(-1, self.space.dim))
+        else:
+            u = self._u_numpy(xs)
+            batch = (len(u),)
         fid = np.full(len(u), g)
         phi = _design(legendre_basis(u, st["indices"]), fid, st["rho"], len(st["rho"]))[:, st["active"]]
+        phi = phi.reshape(*batch, phi.shape[-1])
         s = float(st["y_std"][g])
         m = (phi @ st["mu"][st["active"]]) * s + float(st["y_mean"][g])
-        cov = (phi @ st["sigma"] @ phi.T) * s**2
+        cov = np.einsum("...ia,ab,...jb->...ij", phi, st["sigma"], phi) * s**2
         if self.settings.output == "log":
             e = np.exp(m)
-            m, cov = e, cov * np.outer(e, e)
+            m, cov = e, cov * e[..., :, None] * e[..., None, :]
         elif self.settings.output == "poisson":
-            e = np.exp(m + 0.5 * np.diag(cov))
-            m, cov = e, np.outer(e, e) * np.expm1(cov)
+            e = np.exp(m + 0.5 * np.diagonal(cov, axis1=-2, axis2=-1))
+            m, cov = e, e[..., :, None] * e[..., None, :] * np.expm1(cov)
         return torch.as_tensor(m, dtype=DTYPE), torch.as_tensor(cov, dtype=DTYPE)
 
     def rho(self) -> np.ndarray:
