@@ -32,6 +32,15 @@ LCB are target quantities, so they are discounted as in augmented EI (Huang et a
 improvement ``max(incumbent − LCB(x), 0)`` so that it is non-negative. Without
 ``cost_aware`` the plain values are used and only target-fidelity runs are proposed.
 
+**Opportunity cost of a run.** A closed loop has a fixed number of run slots as well as a
+budget (``iterations × batch`` runs, ``budget_cpu_h``). When the budget left per slot left,
+``b = budget_left / runs_left``, exceeds a fidelity's nominal run cost, a cheap run still
+uses up a slot that could have bought a run worth ``b``; the divisor is then
+``max(cost, b)`` instead of ``cost``. With plenty of budget the choice becomes "most value
+per run", with a tight budget it stays "most value per CPU-hour", and the budget is
+neither left unspent by a loop of cheap runs nor overspent (see ``runs_left`` of
+:func:`propose`).
+
 **Batches** (q > 1) are built greedily with the *kriging believer*: each chosen run is
 added as a pending observation whose value equals the posterior mean, which leaves the
 posterior mean unchanged and shrinks the covariance exactly (Gaussian conditioning of the
@@ -220,6 +229,7 @@ class Acquisition:
             reference = self.space.sample(n_reference, method="sobol", seed=seed + 7919).to_numpy(dtype=float)
         self.reference = None if reference is None else torch.tensor(np.asarray(reference, float), dtype=torch.float64)
         self.pending: list[tuple[np.ndarray, int, float]] = []  # (design, fidelity index, noise variance)
+        self.slot_cost_cpu_h = 0.0  # opportunity cost of a run slot (see module docstring); set by propose()
         self.incumbent = float("inf")
         self.observed = None if observed is None else np.asarray(observed, float).reshape(-1, self.space.dim)
         self.centers = np.zeros((0, self.space.dim))  # best observed designs (lowest target mean): local search
@@ -291,7 +301,7 @@ class Acquisition:
                 alpha2 = 1.0 - torch.sqrt(s2 / (var_c + s2))
                 val = val * corr * alpha2
         if self.cost_aware:
-            val = val / self.plans[fidelity].cost_cpu_h
+            val = val / max(self.plans[fidelity].cost_cpu_h, self.slot_cost_cpu_h)
         return val
 
     def add_pending(self, theta: np.ndarray, fidelity: str) -> float:
@@ -345,18 +355,23 @@ class Acquisition:
 
 
 def propose(surrogate: Any, cfg: RunConfig, *, q: int = 1, simulator: Any = None, observed: np.ndarray | None = None,
-            seed: int | None = None, budget_cpu_h: float | None = None,
+            seed: int | None = None, budget_cpu_h: float | None = None, runs_left: int | None = None,
             settings: AcquisitionConfig | None = None) -> list[Proposal]:
     """Propose ``q`` runs with the config's ``acquisition`` settings (see :class:`Acquisition`).
 
     ``observed``: designs already simulated (EI/LCB incumbent); ``seed`` defaults to the
-    config's. Every proposal is a feasible design of the config's space.
+    config's. ``budget_cpu_h`` caps the batch's nominal cost; with ``runs_left`` (run
+    slots left in the loop, this batch included) a cost-aware acquisition divides by
+    ``max(cost, budget_cpu_h / runs_left)`` (opportunity cost, see the module docstring).
+    Every proposal is a feasible design of the config's space.
     """
     acq_cfg = settings or cfg.acquisition
     seed = cfg.seed if seed is None else seed
     acq = Acquisition(surrogate, fidelity_plans(cfg, simulator), kind=acq_cfg.kind, cost_aware=acq_cfg.cost_aware,
                       beta=acq_cfg.beta, target=cfg.target, fidelities=acq_cfg.fidelities, observed=observed,
                       n_reference=acq_cfg.reference, seed=seed)
+    if budget_cpu_h is not None and runs_left:
+        acq.slot_cost_cpu_h = max(float(budget_cpu_h), 0.0) / int(runs_left)
     return acq.propose(q, candidates=acq_cfg.candidates, starts=acq_cfg.starts, steps=acq_cfg.steps, seed=seed,
                        budget_cpu_h=budget_cpu_h)
 

@@ -177,7 +177,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
             sur = build_surrogate(cfg).fit(table)
             opt = optimize_design(sur, target, cfg.optimize, seed=cfg.seed, observed=table.designs())
             props = propose(sur, cfg, q=loop.batch, simulator=sim, observed=table.designs(), seed=cfg.seed + i,
-                            budget_cpu_h=left)
+                            budget_cpu_h=left, runs_left=(loop.iterations - i + 1) * loop.batch)
             record = {
                 "iteration": i, "spent_cpu_h": spent, "rows": len(table),
                 "rows_per_fidelity": {str(k): int(v) for k, v in table.frame["fidelity"].value_counts().items()},
