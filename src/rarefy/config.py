@@ -561,6 +561,8 @@ class LoopConfig(_Model):
     batch: int = Field(default=4, ge=1)
     budget_cpu_h: float | None = Field(default=None, gt=0)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    cv_folds: int = Field(default=5, ge=0, description="K-fold cross-validation of the final surrogate over the "
+                          "target runs, for the report's calibration plot (0: none)")
 
 
 class ObjectiveConfig(_Model):
