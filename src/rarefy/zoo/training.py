@@ -98,7 +98,7 @@ class TrainOptions(BaseModel):
     pos_weight: float = Field(default=1.0, gt=0)
     mixup: MixupConfig = Field(default_factory=MixupConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=lambda: EarlyStoppingConfig(patience=3))
-    val_max_events: int = Field(default=200_000, ge=1)
+    val_max_events: int = Field(default=50_000, ge=1)
     tensorboard: bool = True
     checkpoint: bool = True
     progress: bool = False
@@ -150,7 +150,7 @@ def weighted_bce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None =
 
 
 @torch.no_grad()
-def predict_batched(fn: Any, x: torch.Tensor, batch: int = 65536) -> torch.Tensor:
+def predict_batched(fn: Any, x: torch.Tensor, batch: int = 2048) -> torch.Tensor:
     """``fn`` applied to ``x`` in slices of ``batch`` rows, concatenated (no gradients)."""
     if len(x) == 0:
         return fn(x[:0])
