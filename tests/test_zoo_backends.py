@@ -113,3 +113,31 @@ def test_neural_process_backend_learns_a_separable_toy(cls, tmp_path):
     assert (tmp_path / "work" / "checkpoint.pt").exists() and (tmp_path / "work" / "tensorboard").is_dir()
     m.save(tmp_path / "model")
     np.testing.assert_allclose(cls.load(tmp_path / "model").score(test), p, rtol=1e-5, atol=1e-7)
+
+
+def test_attentive_target_features_equal_torch_multihead_attention():
+    """The per-group projection path computes what nn.MultiheadAttention computes per target."""
+    from rarefy.denoise.models import AttentiveCNP
+
+    torch.manual_seed(0)
+    m = AttentiveCNP(2, 3, [8], [8], rep_dim=8, heads=2)
+    u, ctx, b = 4, 5, 30
+    ctx_x, ctx_y = torch.randn(u, ctx, 5), (torch.rand(u, ctx) < 0.3).float()
+    mask = torch.rand(u, ctx) < 0.7
+    mask[2] = False                                      # a group with no context at all
+    mask[1, 0] = True
+    x, g = torch.randn(b, 5), torch.randint(0, u, (b,))
+    g[:3] = 2
+    with torch.no_grad():
+        h = m.encode(ctx_x, ctx_y, mask)
+        rep = m.pool(h, mask)
+        got = m.target_features(h, ctx_x, mask, rep, x, g)
+        tm = mask.index_select(0, g).clone()
+        empty = ~tm.any(dim=1)
+        tm[empty, 0] = True
+        ref, _ = m.attention(m.query(x).unsqueeze(1), m.key(ctx_x).index_select(0, g), h.index_select(0, g),
+                             key_padding_mask=~tm, need_weights=False)
+        ref = ref.squeeze(1) * (~empty).unsqueeze(-1)
+    torch.testing.assert_close(got[:, 8:16], ref, rtol=1e-5, atol=1e-6)
+    assert torch.all(got[:3, 8:16] == 0)                  # no context: zero attention output
+    torch.testing.assert_close(got[:, :8], rep.index_select(0, g))
