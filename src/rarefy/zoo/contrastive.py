@@ -95,17 +95,22 @@ def infonce_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -
 
 
 def make_views(x: torch.Tensor, n_theta: int, noise: float, dropout: float, generator: torch.Generator,
-               perturb_theta: bool = False) -> torch.Tensor:
-    """One augmented view of normalised events ``x`` (B, d): Gaussian noise, then feature dropout to 0."""
+               perturb_theta: bool = False, n_aux: int = 0) -> torch.Tensor:
+    """One augmented view of normalised events ``x`` (B, d): Gaussian noise, then feature dropout to 0.
+
+    The first ``n_theta`` columns (θ, unless ``perturb_theta``) and the last ``n_aux``
+    (auxiliary inputs such as tree-leaf indices) are left unchanged.
+    """
     lo = 0 if perturb_theta else n_theta
+    hi = x.shape[1] - n_aux
     v = x.clone()
-    part = v[:, lo:]
+    part = v[:, lo:hi]
     if noise > 0:
         part = part + noise * torch.randn(part.shape, generator=generator)
     if dropout > 0:
         keep = torch.rand(part.shape, generator=generator) >= dropout
         part = part * keep
-    v[:, lo:] = part
+    v[:, lo:hi] = part
     return v
 
 
@@ -125,16 +130,17 @@ class ContrastiveObjective:
 
     calibrates = False
 
-    def __init__(self, options: PretrainOptions, n_theta: int) -> None:
+    def __init__(self, options: PretrainOptions, n_theta: int, n_aux: int = 0) -> None:
         self.o = options
         self.n_theta = n_theta
+        self.n_aux = n_aux
 
     def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_prior: float,
              rng: np.random.Generator) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         o = self.o
-        v1 = make_views(x, self.n_theta, o.noise, o.dropout, g, o.perturb_theta)
-        v2 = make_views(x, self.n_theta, o.noise, o.dropout, g, o.perturb_theta)
+        v1 = make_views(x, self.n_theta, o.noise, o.dropout, g, o.perturb_theta, self.n_aux)
+        v2 = make_views(x, self.n_theta, o.noise, o.dropout, g, o.perturb_theta, self.n_aux)
         z = model(torch.cat([v1, v2]))
         if o.kind == "infonce":
             return infonce_loss(z[: len(x)], z[len(x):], o.temperature)
@@ -147,11 +153,12 @@ class ContrastiveObjective:
 
 
 def pretrain(encoder: torch.nn.Module, emb_dim: int, x: torch.Tensor, y: np.ndarray, options: PretrainOptions, *,
-             seed: int = 0, n_theta: int = 0, workdir: Path | None = None) -> TrainRecord:
+             seed: int = 0, n_theta: int = 0, n_aux: int = 0, workdir: Path | None = None) -> TrainRecord:
     """Train ``encoder`` (features (B, d) → embedding (B, ``emb_dim``)) contrastively, in place.
 
     A projection head is built (seeded by ``seed``) and discarded afterwards. Checkpoints
-    and TensorBoard logs go to ``workdir`` (resumable), as in :func:`train_model`.
+    and TensorBoard logs go to ``workdir`` (resumable), as in :func:`train_model`. The last
+    ``n_aux`` columns of ``x`` are auxiliary inputs that views leave unchanged.
     """
     gen_state = torch.get_rng_state()
     torch.manual_seed(seed + 7919)
@@ -161,7 +168,7 @@ def pretrain(encoder: torch.nn.Module, emb_dim: int, x: torch.Tensor, y: np.ndar
                                      "max_reuse": options.max_reuse}],
                          batch_size=options.batch_size, batches_per_epoch=options.batches_per_epoch, lr=options.lr,
                          early_stopping={"enabled": False})
-    rec = train_model(model, ContrastiveObjective(options, n_theta), x, y, options=topts, seed=seed,
+    rec = train_model(model, ContrastiveObjective(options, n_theta, n_aux), x, y, options=topts, seed=seed,
                       n_theta=n_theta, workdir=workdir, tag="pretrain")
     encoder.train()
     return rec

@@ -131,7 +131,8 @@ class TorchBackend:
             if enc is None:
                 raise InputError(f"{self.name}: this backend has no encoder to pretrain")
             self.pretrain_record = pretrain(enc[0], enc[1], xt, y, self.options.pretrain, seed=self.seed,
-                                            n_theta=nt, workdir=None if workdir is None else workdir / "pretrain")
+                                            n_theta=nt, n_aux=xt.shape[1] - x.shape[1],
+                                            workdir=None if workdir is None else workdir / "pretrain")
         xv = yv = None
         if val is not None and len(val):
             xv, yv = self.features(val.x), np.asarray(val.y, dtype=np.float32)
