@@ -8,7 +8,7 @@ into ``RUN_DIR/report/``:
   ±1σ error bars, by fidelity and origin (initial design or loop); the estimated Pareto
   front (posterior means ± 1σ, line); the reference point;
 * ``front_designs.png`` — each design parameter along the estimated front, against the
-  first objective (one panel per parameter);
+  first objective (one panel per parameter, over the parameter's whole range);
 * ``hypervolume.png`` — the predicted front's hypervolume before each loop iteration;
 * ``index.html`` — the front as a table (θ and objectives ± σ) and the plots.
 """
@@ -81,7 +81,17 @@ def _pareto_plot(result: dict[str, Any], frame: pd.DataFrame | None, path: Path)
     return _save(fig, path)
 
 
-def _front_designs(result: dict[str, Any], path: Path) -> Path:
+def _bounds(run_dir: Path) -> dict[str, tuple[float, float]]:
+    """Design-parameter bounds from the run directory's config (empty when it cannot be read)."""
+    try:
+        from ..config import load_config
+
+        return {p.name: (p.low, p.high) for p in load_config(run_dir / "config.yaml").space.build().parameters}
+    except Exception:  # the plot is still useful without the ranges
+        return {}
+
+
+def _front_designs(result: dict[str, Any], path: Path, bounds: dict[str, tuple[float, float]]) -> Path:
     front = result["pareto_set"]
     o1 = result["objectives"][0]
     names = list(front[0]["theta"]) if front else []
@@ -95,6 +105,12 @@ def _front_designs(result: dict[str, Any], path: Path) -> Path:
         ax.plot(x, [p["theta"][name] for p in front], "o-", color="tab:red")
         ax.set_ylabel(name)
         ax.set_xlabel(_label(o1))
+        if name in bounds:  # the whole designer range, so that a parameter pinned at a bound shows as such
+            lo, hi = bounds[name]
+            pad = 0.04 * (hi - lo)
+            ax.set_ylim(lo - pad, hi + pad)
+            ax.axhspan(lo - pad, lo, color="0.9")
+            ax.axhspan(hi, hi + pad, color="0.9")
         ax.grid(alpha=0.3)
     for k in range(len(names), nrow * ncol):
         axes[k // ncol, k % ncol].axis("off")
@@ -132,7 +148,7 @@ def pareto_report(run_dir: str | os.PathLike[str]) -> Path:
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     _pareto_plot(result, frame, out / "pareto.png")
-    _front_designs(result, out / "front_designs.png")
+    _front_designs(result, out / "front_designs.png", _bounds(run_dir))
     _hv_plot(records, result, out / "hypervolume.png")
     objs = [o["name"] for o in result["objectives"]]
     theta_names = list(result["pareto_set"][0]["theta"]) if result["pareto_set"] else []
