@@ -156,3 +156,27 @@ def test_unphysical_space_fails_before_any_run(tmp_path):
     with pytest.raises(InputError, match="drift_field = -50 V/cm is outside NEST's physical range"):
         rarefy.simulate(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "events").exists()
+
+
+def test_rarefy_run_with_a_negative_field_exits_2_before_any_run(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from rarefy.cli import app
+
+    raw = {
+        "space": {"parameters": {"drift_field": {"low": -100, "high": 600}, "gas_field": {"low": 6, "high": 11},
+                                 "g1": {"low": 0.08, "high": 0.2}, "e_lifetime": {"low": 2000, "high": 20000}}},
+        "fidelities": [{"name": "hf", "value": "rate", "filter": {"fidelity": "hf"}, "events": 100}],
+        "simulator": {"kind": "builtin", "name": "xlzd"},
+        "campaign": {"runs": [{"fidelity": "hf", "runs": 2}], "executor": "sync"},
+        "objectives": [{"name": "leakage", "statistic": "rate", "log10": True},
+                       {"name": "resolution", "statistic": "rel_std", "column": "e_qbb_kev"}],
+        "loop": {"iterations": 1, "batch": 1},
+    }
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert "drift_field = -100 V/cm is outside NEST's physical range" in res.output
+    assert not (tmp_path / "run" / "events").exists() and not (tmp_path / "run" / "catalog.sqlite").exists()
