@@ -180,7 +180,8 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
     post = make_posterior(cfg, sur)
     seed = cfg.seed if icfg.seed is None else icfg.seed
     rng = np.random.default_rng(seed)
-    res = run_emcee(post, post.names, post.initial(icfg.walkers, rng), icfg.steps, icfg.burn, icfg.thin, seed=seed)
+    res = run_emcee(post, post.names, post.initial(icfg.walkers, rng), icfg.steps, icfg.burn, icfg.thin, seed=seed,
+                    moves=icfg.moves)
     flat = res.chains.reshape(-1, len(post.names))
     samples = {n: flat[:, i] for i, n in enumerate(post.names)}
     if "log10_z" in samples:
@@ -192,7 +193,8 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
         "max_rhat": max(res.rhat.values()), "acceptance": res.acceptance,
         "predicted_rate_gpc3_yr": credible_summary({"R": r_mean})["R"],
         "observation": icfg.observation.model_dump(), "walkers": icfg.walkers, "steps": icfg.steps,
-        "burn": icfg.burn, "thin": icfg.thin, "seed": seed, "surrogate_kind": type(sur).__name__,
+        "burn": icfg.burn, "thin": icfg.thin, "moves": icfg.moves, "seed": seed, "rate_model": icfg.rate_model,
+        "surrogate_kind": type(sur).__name__,
         "sampling_seconds": res.seconds,
     }
     with staged_run_dir(out) as stage:

@@ -90,7 +90,8 @@ RHO_BOUNDS = (-5.0, 5.0)
 HYPER_EVERY = 4       # update (ρ, τ) every this many ARD iterations
 CV_MAX_ITER = 60      # outer iterations of the fits inside the degree cross-validation
 PQL_MAX_ITER = 40     # fixed-point iterations of the Poisson (PQL) fit
-PQL_TOL = 1e-4        # stop when no log rate moves more than this
+PQL_TOL = 1e-3        # stop when no expected count moves by more than this many Poisson sds
+PQL_RELAX_AFTER = 10  # halve the PQL steps after this many iterations
 HERMITE_NODES = 32    # Gauss–Hermite nodes of the Poisson predictive probability
 OUTPUTS = ("identity", "log", "poisson")
 
@@ -397,9 +398,13 @@ class PCESurrogate:
             m = m_std * state["y_std"][fid] + state["y_mean"][fid]
             tau = state["tau"][fid] * state["y_std"][fid] ** 2
             new = m + tau / (tau + wv) * (z - m)          # fixed part + random-effect estimate
-            new = np.clip(new, eta - 3.0, eta + 3.0)      # damp the first, largest steps
-            step = float(np.max(np.abs(new - eta)))
-            eta = new
+            delta = np.clip(new - eta, -3.0, 3.0)         # damp the first, largest steps
+            if pql > PQL_RELAX_AFTER:                     # under-relax if the fixed point oscillates
+                delta *= 0.5
+            # converged when no expected count moves by more than PQL_TOL of its Poisson sd
+            # (a run whose expected count is far below 1 may drift in log rate: it says little)
+            step = float(np.max(np.abs(delta) * np.minimum(1.0, np.sqrt(mu_c))))
+            eta = eta + delta
             if step < PQL_TOL:
                 break
         assert state is not None
