@@ -37,11 +37,15 @@ def test_pair_loss_hand_case():
     x = torch.tensor([[1.0], [2.0], [-1.0]])
     y = torch.tensor([1.0, 0.0, 0.0])
     perm = np.random.default_rng(4).permutation(3)
-    loss = NREObjective().loss(_Hand(), x, y, batch_prior=0.3, rng=np.random.default_rng(4))
     xs, ys = [1.0, 2.0, -1.0], [1.0, 0.0, 0.0]
     joint = [_bce(xs[i] * (2 * ys[i] - 1) + 0.5, 1) for i in range(3)]
+    loss = NREObjective(marginal="shuffle").loss(_Hand(), x, y, batch_prior=0.3, rng=np.random.default_rng(4))
     marg = [_bce(xs[i] * (2 * ys[perm[i]] - 1) + 0.5, 0) for i in range(3)]
-    assert float(loss) == pytest.approx((sum(joint) + sum(marg)) / 6, rel=1e-6)
+    assert float(loss.detach()) == pytest.approx((sum(joint) + sum(marg)) / 6, rel=1e-6)
+    # exact marginal: each x with y'=1 (weight 1/3, the batch's signal fraction) and y'=0 (weight 2/3)
+    loss = NREObjective().loss(_Hand(), x, y, batch_prior=0.3, rng=np.random.default_rng(4))
+    marg = [_bce(xs[i] + 0.5, 0) / 3 + 2 * _bce(-xs[i] + 0.5, 0) / 3 for i in range(3)]
+    assert float(loss.detach()) == pytest.approx(0.5 * (sum(joint) / 3 + sum(marg) / 3), rel=1e-6)
 
 
 def test_probability_is_ratio_of_ratios_plus_prior():
