@@ -15,12 +15,14 @@ target events, ``dx = dθ + dφ`` (normalised θ and φ concatenated).
 predictive probability is ``p̄ = E[sigmoid(z)] ≈ sigmoid(μ / sqrt(1 + πσ²/8))`` and its
 1σ is ``σ_p ≈ sigmoid(μ)(1 - sigmoid(μ)) σ`` (delta method), see
 :func:`rarefy.denoise.losses.predictive`. A buffer ``logit_offset`` (set by the trainer,
-0 by default) is added to ``μ`` by :meth:`CNP.predict` to undo the prior shift of
-oversampling / logit adjustment, so scores are calibrated probabilities per event.
+0 by default) shifts the moderated logit (:meth:`CNP.calibrate`, used by
+:meth:`CNP.predict` and scoring) to undo the prior shift of oversampling / logit
+adjustment, so scores are calibrated probabilities per event.
 """
 
 from __future__ import annotations
 
+import math
 import math
 from typing import Sequence
 
@@ -105,12 +107,22 @@ class CNP(nn.Module):
         rep = self.pool(h, ctx_mask)
         return self.decode(self.target_features(h, ctx_x, ctx_mask, rep, tgt_x, tgt_group))
 
+    def calibrate(self, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """Calibrated logit mean ``μ + logit_offset·sqrt(1 + πσ²/8)``.
+
+        The losses act on the moderated logit ``κ = μ / sqrt(1 + πσ²/8)``, so the prior
+        shift must move ``κ`` by ``logit_offset``; scaling the offset by the moderation
+        factor does exactly that (adding it to ``μ`` unscaled would shrink it for events
+        with a large σ, a per-event miscalibration).
+        """
+        return mu + self.logit_offset * torch.sqrt(1.0 + (math.pi / 8.0) * torch.exp(log_var))
+
     @torch.no_grad()
     def predict(self, ctx_x: torch.Tensor, ctx_y: torch.Tensor, ctx_mask: torch.Tensor,
                 tgt_x: torch.Tensor, tgt_group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Calibrated heads: ``(μ + logit_offset, log σ²)``."""
+        """Calibrated heads: ``(calibrate(μ, log σ²), log σ²)`` (see :meth:`calibrate`)."""
         mu, log_var = self(ctx_x, ctx_y, ctx_mask, tgt_x, tgt_group)
-        return mu + self.logit_offset, log_var
+        return self.calibrate(mu, log_var), log_var
 
 
 class AttentiveCNP(CNP):

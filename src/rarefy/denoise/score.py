@@ -76,7 +76,6 @@ def _score_chunk(model: CNP, norm: Normalizer, data: EventData, context_size: in
     theta_n = norm.theta(data.theta).to(device)
     phi_t = torch.from_numpy(data.phi)
     y_t = torch.from_numpy(data.y)
-    offset = model.logit_offset.to(device)
     for tmask, bank in fold_banks(data.run_starts, data.run_ids, context_size, seed, folds, targets):
         for r0 in range(0, data.n_runs, _RUN_BLOCK):
             r1 = min(r0 + _RUN_BLOCK, data.n_runs)
@@ -99,7 +98,7 @@ def _score_chunk(model: CNP, norm: Normalizer, data: EventData, context_size: in
                 t_t = torch.from_numpy(t)
                 x = torch.cat([theta_n.index_select(0, group + r0), norm.phi(phi_t.index_select(0, t_t)).to(device)], -1)
                 mu, lv = model.decode(model.target_features(h, ctx_x, valid, rep, x, group))
-                mu_out[t] = (mu + offset).cpu().numpy()
+                mu_out[t] = model.calibrate(mu, lv).cpu().numpy()
                 lv_out[t] = lv.cpu().numpy()
     return mu_out, lv_out
 
