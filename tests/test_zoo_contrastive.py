@@ -10,6 +10,8 @@ import torch
 
 from rarefy.zoo.contrastive import PretrainOptions, infonce_loss, make_views, pretrain, supcon_loss
 
+from zoo_synth import FAST, separable
+
 torch.set_num_threads(1)
 
 
@@ -80,3 +82,22 @@ def test_pretraining_lowers_the_contrastive_loss(kind, tmp_path):
     assert rec.history[-1]["train_loss"] < rec.history[0]["train_loss"]
     assert rec.history[0]["positives_seen"] >= 20 * 32          # 25% of each batch oversampled
     assert (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("path", ["rarefy.zoo.vae:VAEBackend", "rarefy.zoo.ft_transformer:FTTransformerBackend",
+                                  "rarefy.zoo.nre:NREBackend"])
+def test_every_encoder_backend_pretrains(path):
+    import importlib
+
+    mod, name = path.split(":")
+    cls = getattr(importlib.import_module(mod), name)
+    tr, te = separable(seed=0, n_bkg=1000, n_sig=50), separable(seed=2, n_bkg=300, n_sig=20)
+    small = {"d_token": 8, "n_layers": 1} if "FT" in name else {}
+    opts = {**FAST, "epochs": 1, "batches_per_epoch": 3, **small}
+    if "FT" in name or "NRE" in name:
+        opts["imbalance"] = [{"epochs": 1, "positive_ratio": 0.1}]
+    plain = cls(seed=0, **opts).fit(tr).score(te)
+    pre = cls(seed=0, **opts, pretrain={"kind": "supcon", "epochs": 1, "batches_per_epoch": 3, "batch_size": 64})
+    s = pre.fit(tr).score(te)
+    assert pre.pretrain_record.finished and np.isfinite(s).all()
+    assert not np.allclose(s, plain)          # the backend started from the pretrained encoder
