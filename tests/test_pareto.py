@@ -97,3 +97,15 @@ def test_tiny_multiobjective_run_writes_front_report_and_resumes(tmp_path):
     assert (tmp_path / "run" / "surrogates" / "leakage" / "model.json").exists()
     again = rarefy.run(cfg, tmp_path / "run", progress=False)  # finished: nothing is simulated again
     assert again.executed == 0 and res.executed == 10
+    # qLogNParEGO on the same surrogates (loaded back from the run directory): feasible, distinct proposals
+    from rarefy.pareto import propose_pareto
+    from rarefy.surrogate import AR1Surrogate
+
+    surs = {o.name: AR1Surrogate.load(tmp_path / "run" / "surrogates" / o.name) for o in cfg.objectives}
+    settings = cfg.pareto.model_copy(update={"acquisition": "qparego"})
+    frame = __import__("pandas").read_parquet(tmp_path / "run" / "objectives.parquet")
+    observed = frame[space.names].to_numpy(float)
+    props = propose_pareto(surs, cfg.objectives, space, "hf", observed, np.array([-1.0, 2.0]), q=2,
+                           settings=settings, seed=1)
+    xs = np.stack([x for x, _ in props])
+    assert len(props) == 2 and space.is_feasible(xs).all() and not np.allclose(xs[0], xs[1])
