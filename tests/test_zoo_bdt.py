@@ -87,3 +87,15 @@ def test_pretraining_leaves_the_leaf_columns_alone():
                                            "noise": 1.0, "dropout": 0.5})
     be.fit(tr)            # noisy leaf indices would index outside the tables and raise
     assert be.pretrain_record.finished
+
+
+def test_refit_in_the_same_workdir_resumes_from_the_checkpoints(tmp_path):
+    tr, te = separable(seed=0, n_bkg=1500, n_sig=80), separable(seed=2, n_bkg=300, n_sig=20)
+    opts = {**FAST, "checkpoint": True, "epochs": 2, "d_token": 8, "n_layers": 1, "n_trees": 3, "num_leaves": 4,
+            "pretrain": {"kind": "infonce", "epochs": 1, "batches_per_epoch": 3, "batch_size": 64}}
+    first = BDTFTTransformerBackend(seed=4, **opts).fit(tr, workdir=tmp_path)
+    assert (tmp_path / "pretrain" / "checkpoint.pt").exists() and (tmp_path / "fit" / "checkpoint.pt").exists()
+    again = BDTFTTransformerBackend(seed=4, **opts).fit(tr, workdir=tmp_path)   # nothing left to train
+    assert np.array_equal(first.score(te), again.score(te))
+    with pytest.raises(InputError, match="other data"):
+        BDTFTTransformerBackend(seed=5, **opts).fit(tr, workdir=tmp_path)
