@@ -92,6 +92,7 @@ CV_MAX_ITER = 60      # outer iterations of the fits inside the degree cross-val
 PQL_MAX_ITER = 40     # fixed-point iterations of the Poisson (PQL) fit
 PQL_TOL = 1e-3        # stop when no expected count moves by more than this many Poisson sds
 PQL_RELAX_AFTER = 10  # halve the PQL steps after this many iterations
+PQL_INNER_ITER = 15   # evidence iterations of each warm-started fit inside the PQL loop
 HERMITE_NODES = 32    # Gauss–Hermite nodes of the Poisson predictive probability
 OUTPUTS = ("identity", "log", "poisson")
 
@@ -393,7 +394,9 @@ class PCESurrogate:
             mu_c = n * np.exp(eta)
             z = eta + (k - mu_c) / mu_c                   # working response (log rate)
             wv = 1.0 / mu_c                               # its variance
-            state, ev, it = self._fit_gaussian(u, fid, z, wv, degree, max_iter, warm=state)
+            # warm-started, short inner fits while η̂ moves; a full one at the fixed point (below)
+            inner = min(PQL_INNER_ITER, max_iter or self.settings.max_iter)
+            state, ev, it = self._fit_gaussian(u, fid, z, wv, degree, inner, warm=state)
             m_std, _ = _predict_state(state, u, fid, observed=False)
             m = m_std * state["y_std"][fid] + state["y_mean"][fid]
             tau = state["tau"][fid] * state["y_std"][fid] ** 2
@@ -408,6 +411,8 @@ class PCESurrogate:
             if step < PQL_TOL:
                 break
         assert state is not None
+        mu_c = n * np.exp(eta)
+        state, ev, it = self._fit_gaussian(u, fid, eta + (k - mu_c) / mu_c, 1.0 / mu_c, degree, max_iter, warm=state)
         return state, ev, it, pql
 
     def _fit_gaussian(self, u: np.ndarray, fid: np.ndarray, y: np.ndarray, v: np.ndarray, degree: int,
