@@ -16,7 +16,7 @@ from rarefy.acquire import Acquisition, FidelityPlan, proposals_frame
 from rarefy.config import OptimizeConfig
 from rarefy.errors import InputError
 from rarefy.optimize import Baseline, optimize_design
-from rarefy.search import feasible_pool, maximize
+from rarefy.search import feasible_pool, local_pool, maximize
 
 FAST = AR1Settings(restarts=1, max_iter=40)
 
@@ -200,3 +200,51 @@ def test_property_proposals_satisfy_constraints(c, k, w_int, kind, cost_aware, q
     assert space.is_feasible(frame).all()
     if w_int:
         assert all(float(v).is_integer() for v in frame["m"])
+    # θ* too: the design optimiser (mean or UCB, Sobol + observed + local candidates, gradient refinement)
+    opt = optimize_design(sur, "hf", OptimizeConfig(objective="ucb" if seed % 2 else "mean", candidates=32, starts=2,
+                                                    steps=8), seed=seed, observed=table.designs())
+    assert space.is_feasible(pd.DataFrame([opt.theta])).all()
+    if w_int:
+        assert float(opt.theta["m"]).is_integer()
+
+
+def test_local_pool_is_feasible_and_near_its_centres():
+    space = DesignSpace([Parameter("a", 0.0, 1.0), Parameter("n", 1, 20, integer=True)], constraints=["a * n <= 6"])
+    centres = np.array([[0.3, 10.0], [0.9, 3.0]])
+    pool = local_pool(space, centres, 200, seed=1, scale=0.05)
+    assert 100 < len(pool) <= 200 and space.is_feasible(pool).all()
+    assert np.all(np.isclose(pool[:, 1], np.round(pool[:, 1])))
+    u = space.to_unit(pool)[:, None, :] - space.to_unit(centres)[None, :, :]
+    assert np.all(np.min(np.abs(u).max(-1), axis=1) < 0.3)  # every point is near one of the centres
+    np.testing.assert_array_equal(pool, local_pool(space, centres, 200, seed=1, scale=0.05))
+
+
+def test_opportunity_cost_of_a_run_slot(fitted):
+    """With budget to spare per run slot, cheap runs are divided by the slot's cost, not their own."""
+    space, sur, table = fitted
+    acq = Acquisition(sur, PLANS, kind="maxvar", cost_aware=True, observed=table.designs())
+    x = torch.tensor(table.designs()[:3], dtype=torch.float64)
+    base_lf, base_hf = acq.value(x, "lf"), acq.value(x, "hf")
+    acq.slot_cost_cpu_h = 10.0  # between the LF (1) and HF (20) run costs
+    torch.testing.assert_close(acq.value(x, "lf"), base_lf / 10.0)
+    torch.testing.assert_close(acq.value(x, "hf"), base_hf)
+
+
+def test_denoised_fidelity_plan_simulates_its_base():
+    from rarefy.acquire import fidelity_plans
+    from rarefy.config import config_from_dict
+    import yaml
+    from pathlib import Path
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "moderator" / "run.yaml").read_text())
+    raw["fidelities"].insert(1, {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"}})
+    raw["denoise"] = {}
+    plans = fidelity_plans(config_from_dict(raw), rarefy_simulator())
+    assert plans["lf-cnp"].simulated == "lf" and plans["lf-cnp"].events == plans["lf"].events
+    assert plans["lf-cnp"].cost_cpu_h == plans["lf"].cost_cpu_h and plans["hf"].simulated == "hf"
+
+
+def rarefy_simulator():
+    import rarefy
+
+    return rarefy.simulators.get("moderator")

@@ -79,8 +79,13 @@ def test_run_writes_result(loop_run):
         assert len(rec["proposals"]) == 2
     assert (out / "surrogate" / "model.pt").exists()
     page = (out / "report" / "index.html").read_text()
-    assert "convergence.png" in page and "designs.png" in page
-    assert (out / "report" / "convergence.png").stat().st_size > 10_000
+    for png in ("convergence", "designs", "slices", "map", "calibration", "acquisition", "cost"):
+        assert f'src="{png}.png"' in page
+        assert (out / "report" / f"{png}.png").stat().st_size > 10_000
+    # the report's calibration plot comes from the loop's cross-validation over the HF runs
+    cv = pd.read_csv(out / "loop" / "cv_predictions.csv")
+    assert len(cv) == (runs["fidelity"] == "hf").sum() - 1  # every HF run but the verification run
+    assert {"mse", "coverage_2sigma"} <= set(result["cv"])
     res = runner.invoke(app, ["report", str(out)])
     assert res.exit_code == 0, res.output
 
@@ -251,6 +256,7 @@ TINY_CNP = {"model": {"kind": "cnp", "encoder": [8], "decoder": [8]}, "epochs": 
             "phi": ["r0_cm", "z0_cm", "phi0_rad", "e0_mev", "psi_rad", "cosz"]}
 
 
+@pytest.mark.slow  # trains a (tiny) CNP inside a loop: about a minute on idle cores
 def test_loop_with_the_cnp_denoiser(tmp_path):
     """denoise section + lf-cnp in the chain: the CNP is trained once, every run is scored, lf-cnp enters the fit."""
     cfg = yaml.safe_load(tiny_config(tmp_path).read_text())

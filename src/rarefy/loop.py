@@ -58,6 +58,7 @@ from .runs import write_json
 from .rundata import cost_by_fidelity, denoised_fidelities, simulated_rows, training_table, update_denoised
 from .simulators import from_config as simulator_from_config
 from .space import DesignSpace
+from .validate import cross_validate
 
 __all__ = ["LoopResult", "run", "loop_request_id"]
 
@@ -97,6 +98,36 @@ def _pooled(rates: pd.DataFrame, prefix: str) -> tuple[float, float, int, int]:
 
 def _theta_list(theta: dict[str, float], space: DesignSpace) -> dict[str, float]:
     return {p.name: (float(round(theta[p.name])) if p.integer else float(theta[p.name])) for p in space.parameters}
+
+
+def _cross_validate(cfg: RunConfig, out: Path, space: DesignSpace, iterations: int) -> dict[str, Any] | None:
+    """K-fold CV of the final surrogate over the target runs (``loop.cv_folds``), for the report; cached.
+
+    Writes ``RUN_DIR/loop/cv_predictions.csv`` (held-out ``rate``, ``mean``, ``sigma``) and
+    ``RUN_DIR/loop/cv.json`` (metrics: RMSE, coverage, ...); a rerun with the same number of
+    iterations reads them back. Returns the metrics, or None (no CV asked, or too few target runs).
+    """
+    assert cfg.loop is not None
+    k = cfg.loop.cv_folds
+    path = out / "loop" / "cv.json"
+    if k < 2:
+        return None
+    if path.exists():
+        rec = json.loads(path.read_text())
+        if rec.get("iterations") == iterations:
+            return rec["metrics"]
+    table = RateTable.read_parquet(out / "training_rates.parquet", space)
+    try:
+        res = cross_validate(lambda: build_surrogate(cfg), table, str(cfg.target), k=k, seed=cfg.seed,
+                             tolerance=cfg.cv_design_tolerance)
+    except ValueError as exc:  # e.g. fewer than 2 target runs
+        log.info("no cross-validation: %s", exc)
+        return None
+    with atomic_path(out / "loop" / "cv_predictions.csv") as tmp:
+        res.predictions.to_csv(tmp, index=False)
+    metrics = {key: float(v) for key, v in res.metrics.items()}
+    write_json(path, {"iterations": iterations, "folds": k, "metrics": metrics})
+    return metrics
 
 
 def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *, progress: bool = True,
@@ -263,6 +294,9 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         result["reduction_sigma"] = math.sqrt((sig / b_rate) ** 2 + (rate * (b_sigma or 0.0) / b_rate**2) ** 2)
     if hasattr(sim, "expected_rate"):  # a simulator that knows its exact expectation (e.g. the moderator)
         result["expected_rate"] = float(sim.expected_rate(theta_star, target))
+    cv = _cross_validate(cfg, out, space, done_iterations)
+    if cv is not None:
+        result["cv"] = cv
     write_json(out / "result.json", result)
     try:
         loop_report(out)

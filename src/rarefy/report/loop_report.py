@@ -9,6 +9,12 @@ reads ``result.json``, ``loop/iter-*.json`` and ``rates.parquet`` and writes int
   CPU-hours spent on the second axis;
 * ``designs.png`` — every simulated design in each pair of parameters, by fidelity and
   origin (initial design, loop, verification), with θ* marked;
+* ``slices.png`` — the surrogate's target prediction along each parameter through θ*
+  (±1σ, ±2σ, the simulated runs), ``map.png`` — a 2-D map over the two most influential
+  parameters (see :mod:`rarefy.report.surrogate_plots`), from ``RUN_DIR/surrogate``;
+* ``calibration.png`` — the loop's cross-validation (``loop/cv_predictions.csv``);
+* ``acquisition.png`` — the acquisition value of every proposed run; ``cost.png`` — nominal
+  CPU-hours per fidelity, cumulative over the iterations;
 * ``index.html`` — the result table, the per-iteration table and the plots (relative links).
 """
 
@@ -117,6 +123,45 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _surrogate_sections(run_dir: Path, result: dict[str, Any], records: list[dict[str, Any]], rates: pd.DataFrame,
+                        out: Path) -> str:
+    """Slices through θ*, the 2-D map, CV calibration, acquisition history and cost plots, as HTML."""
+    from .calibration import calibration_plot
+    from .surrogate_plots import acquisition_plot, cost_plot, influence, map_plot, slices_plot
+
+    parts = []
+    sim_rows = rates[~rates["fidelity"].astype(str).str.endswith("-cnp")]
+    target = str(result.get("target"))
+    if (run_dir / "surrogate" / "model.json").exists():
+        from ..surrogate.load import load_surrogate
+
+        sur = load_surrogate(run_dir / "surrogate")
+        fit_rows = rates[~rates["run_id"].astype(str).str.match(r"^(verify|baseline)-")] if "run_id" in rates else rates
+        slices_plot(sur, target, result["optimum"], fit_rows, out / "slices.png")
+        parts.append('<h2>Surrogate through θ*</h2><img src="slices.png" alt="slices">')
+        infl = influence(sur, target, result["optimum"])
+        pair = sorted(infl, key=lambda n: -infl[n])[:2]
+        if len(pair) == 2:
+            map_plot(sur, target, result["optimum"], pair, fit_rows, out / "map.png")
+            ranked = ", ".join(f"{n} {v:.3g}" for n, v in sorted(infl.items(), key=lambda kv: -kv[1]))
+            parts.append(f'<h2>The two most influential parameters</h2><p>Range of the predicted {html.escape(target)} '
+                         f'mean along each slice through θ* (feasible part): {html.escape(ranked)}.</p>'
+                         '<img src="map.png" alt="2-D map">')
+    cv_path = run_dir / "loop" / "cv_predictions.csv"
+    if cv_path.exists():
+        pred = pd.read_csv(cv_path)
+        calibration_plot(pred, out / "calibration.png", title=f"cross-validation over the {target} runs")
+        cv = result.get("cv") or {}
+        parts.append("<h2>Calibration (cross-validation)</h2>" + (_table([(k, _fmt(v)) for k, v in cv.items()]) if cv
+                                                                   else "") + '<img src="calibration.png" alt="calibration">')
+    if records:
+        acquisition_plot(records, out / "acquisition.png")
+        parts.append('<h2>Acquisition history</h2><img src="acquisition.png" alt="acquisition history">')
+    cost_plot(records, sim_rows, out / "cost.png")
+    parts.append('<h2>Cost per fidelity</h2><img src="cost.png" alt="cost per fidelity">')
+    return "\n".join(parts)
+
+
 def loop_report(run_dir: str | os.PathLike[str]) -> Path:
     """Write ``RUN_DIR/report/`` (PNG plots + ``index.html``) for a closed-loop run; returns the HTML path."""
     run_dir = Path(run_dir)
@@ -138,6 +183,7 @@ def loop_report(run_dir: str | os.PathLike[str]) -> Path:
     out.mkdir(exist_ok=True)
     _convergence(result, records, out / "convergence.png")
     _designs(rates, names, result["optimum"], out / "designs.png")
+    surrogate_html = _surrogate_sections(run_dir, result, records, rates, out)
     keys = ["target", "objective", "predicted_rate", "predicted_sigma", "verified_rate", "verified_sigma",
             "expected_rate", "baseline_rate", "baseline_source", "reduction", "reduction_sigma",
             "predicted_reduction", "cost_cpu_h", "runs", "iterations"]
@@ -159,6 +205,7 @@ Costs are nominal CPU-hours (the fidelities' cost per event × events).</p>
 <table><tr><th>iteration</th><th>CPU-h spent before</th><th>runs fitted</th><th>proposed runs</th>
 <th>predicted optimum</th></tr>{iters}</table>
 <h2>Convergence</h2><img src="convergence.png" alt="convergence">
+{surrogate_html}
 <h2>Designs</h2><img src="designs.png" alt="designs">
 </body></html>
 """
