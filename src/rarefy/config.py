@@ -356,7 +356,10 @@ class DenoiseConfig(_Model):
     ``test_blocks`` the (0-based) ``campaign.runs`` blocks whose runs are held out as
     ``split == "test"`` (never trained or validated on; ``split`` then divides the other
     runs); ``stream`` reads the event shards from disk every epoch instead of loading
-    them into memory once.
+    them into memory once. ``phi_log`` log-transforms φ columns before standardising:
+    ``auto`` picks the strictly positive, right-skewed ones on the training runs
+    (:meth:`rarefy.denoise.normalize.PhiMoments.log_mask`), a list names them, ``none``
+    (default) logs none.
     """
 
     model: DenoiseModelConfig = Field(default_factory=DenoiseModelConfig)
@@ -384,6 +387,7 @@ class DenoiseConfig(_Model):
     phi: list[str] | None = Field(default=None, min_length=1)
     test_blocks: list[int] = Field(default_factory=list)
     stream: bool = False
+    phi_log: Literal["auto", "none"] | list[str] = "none"
 
     @model_validator(mode="after")
     def _epochs(self) -> "DenoiseConfig":

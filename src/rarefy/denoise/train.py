@@ -168,6 +168,24 @@ class _Setup:
     fingerprint: str
 
 
+def _phi_log_mask(cfg: DenoiseConfig, moments: PhiMoments, names: list[str]) -> np.ndarray:
+    """The φ columns to log-transform (``denoise.phi_log``), checked against the training data."""
+    if cfg.phi_log == "none":
+        return np.zeros(len(names), bool)
+    if cfg.phi_log == "auto":
+        return moments.log_mask()
+    unknown = [c for c in cfg.phi_log if c not in names]
+    if unknown:
+        raise InputError(f"denoise.phi_log names {unknown}, which are not φ columns (φ: {', '.join(names)})",
+                         column=str(unknown[0]))
+    mask = np.array([n in set(cfg.phi_log) for n in names])
+    bad = [n for n, m, pos in zip(names, mask, moments.positive) if m and not pos]
+    if bad:
+        raise InputError(f"denoise.phi_log: φ column {bad[0]!r} has values <= 0 in the training runs; "
+                         "it cannot be log-transformed", column=bad[0])
+    return mask
+
+
 def _setup(source: Source, cfg: DenoiseConfig, seed: int, space: DesignSpace | None, device: torch.device,
            split: tuple[list[str], list[str], list[str]] | None = None) -> _Setup:
     runs = _scan(source)
@@ -235,8 +253,11 @@ def _setup(source: Source, cfg: DenoiseConfig, seed: int, space: DesignSpace | N
                 val_run.append(np.full(len(idx), c))
     if n_train == 0:
         raise InputError("no training events (every training run is used up by its context bank)")
-    mean, std = moments.mean_std()
-    norm = Normalizer(lo, hi, mean, std)
+    log_mask = _phi_log_mask(cfg, moments, runs.phi_names)
+    mean, std = moments.mean_std(log_mask)
+    norm = Normalizer(lo, hi, mean, std, log_mask)
+    if log_mask.any():
+        log.info("log-transformed φ columns: %s", [n for n, m in zip(runs.phi_names, log_mask) if m])
     theta_n = norm.theta(runs.theta)
 
     def x_of(phi: np.ndarray, run: np.ndarray) -> torch.Tensor:
