@@ -144,14 +144,18 @@ class SurrogateConfig(_Model):
     restarts: int = Field(default=5, ge=1)
     max_iter: int = Field(default=200, ge=1)
     output: Literal["identity", "log", "poisson"] = "identity"
-    rho_prior: float | None = Field(default=None, gt=0, description="ar1: scale s of a Normal(1, s) prior on each "
-                                    "constant ρ, in standardised output units (None: flat)")
+    rho_prior: float | None = Field(default=None, gt=0, description="ar1 and pce: scale s of a Normal(1, s) prior on "
+                                    "each constant ρ, in standardised output units (None: flat)")
     degree: int | None = Field(default=None, ge=0, description="pce: fixed total degree (default: by cross-validation)")
     max_degree: int = Field(default=4, ge=1, description="pce: highest total degree tried by the cross-validation")
     cv_folds: int = Field(default=5, ge=2, description="pce: folds of the degree cross-validation")
+    prior: Literal["ard", "degree"] = Field(
+        default="ard", description="pce: coefficient prior — 'ard' (one precision per term) or 'degree' (one "
+                                   "precision per fidelity level and total degree; better calibrated intervals)")
 
     AR1_FIELDS: ClassVar[tuple[str, ...]] = ("kernel", "rho", "nugget", "restarts", "max_iter", "output", "rho_prior")
-    PCE_FIELDS: ClassVar[tuple[str, ...]] = ("degree", "max_degree", "cv_folds", "nugget", "max_iter", "output")
+    PCE_FIELDS: ClassVar[tuple[str, ...]] = ("degree", "max_degree", "cv_folds", "nugget", "max_iter", "output",
+                                             "prior", "rho_prior")
 
     @model_validator(mode="after")
     def _poisson_is_pce(self) -> "SurrogateConfig":

@@ -85,6 +85,7 @@ __all__ = ["PCESettings", "PCESurrogate", "total_degree_indices", "legendre_basi
 DTYPE = torch.float64
 ALPHA_MAX = 1e10      # coefficients whose prior precision exceeds this are pruned
 ALPHA_INIT = 1.0      # initial prior precision (prior std 1 in standardised output units)
+ALPHA_FREE = 1e-6     # precision of the unshrunk constant term (prior std 1000)
 TAU_BOUNDS = (1e-8, 10.0)
 RHO_BOUNDS = (-5.0, 5.0)
 HYPER_EVERY = 4       # update (ρ, τ) every this many ARD iterations
@@ -95,6 +96,7 @@ PQL_RELAX_AFTER = 10  # halve the PQL steps after this many iterations
 PQL_INNER_ITER = 15   # evidence iterations of each warm-started fit inside the PQL loop
 HERMITE_NODES = 32    # Gauss–Hermite nodes of the Poisson predictive probability
 OUTPUTS = ("identity", "log", "poisson")
+PRIORS = ("ard", "degree")
 
 
 @dataclass
@@ -105,7 +107,15 @@ class PCESettings:
     cross-validation among 1 … ``max_degree``. ``nugget``: learn τ_f per fidelity.
     ``max_iter``: outer evidence iterations. ``output``: ``identity``, ``log`` (log of a
     positive rate, delta-method variance) or ``poisson`` (log-rate model of the counts
-    ``k`` of ``n`` events; needs both columns, see the module docstring).
+    ``k`` of ``n`` events; needs both columns, see the module docstring). ``prior``:
+    ``ard`` — one prior precision per coefficient (sparsest; the pruned terms' uncertainty
+    is lost, so predictive intervals can be too narrow away from the data); ``degree`` —
+    one precision shared by all terms of the same total degree and fidelity level (a
+    hierarchical prior that shrinks whole orders, prunes less and keeps wider, better
+    calibrated intervals). ``rho_prior``: sd s of a Normal(1, s) prior on each ρ_f in
+    standardised units (MAP instead of type-II ML; ρ's own uncertainty is not
+    propagated, so where fidelities differ only in Monte-Carlo noise, as the BBH runs
+    do, a tight prior keeps a poorly determined ρ from biasing the target); None: flat.
     """
 
     degree: int | None = None
@@ -114,8 +124,14 @@ class PCESettings:
     nugget: bool = True
     max_iter: int = 200
     output: str = "identity"
+    prior: str = "ard"
+    rho_prior: float | None = None
 
     def __post_init__(self) -> None:
+        if self.rho_prior is not None and not self.rho_prior > 0:
+            raise ValueError(f"rho_prior must be positive, got {self.rho_prior}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         if self.degree is not None and self.degree < 0:
             raise ValueError(f"degree must be >= 0, got {self.degree}")
         if self.max_degree < 1:
@@ -182,13 +198,22 @@ class _Fit:
     """Evidence maximisation for one degree on standardised data (numpy)."""
 
     def __init__(self, psi: np.ndarray, fid: np.ndarray, z: np.ndarray, v: np.ndarray, levels: int,
-                 nugget: bool, max_iter: int, warm: dict[str, np.ndarray] | None = None) -> None:
+                 nugget: bool, max_iter: int, warm: dict[str, np.ndarray] | None = None,
+                 groups: np.ndarray | None = None, rho_prior: float | None = None) -> None:
         self.psi, self.fid, self.z, self.v = psi, fid, z, v
+        self.groups = groups                  # None: one precision per coefficient (ARD)
+        self.rho_prior = rho_prior            # sd of a Normal(1, sd) prior on each ρ (None: flat)
         self.levels, self.nugget, self.max_iter = levels, nugget, max_iter
         self.T = psi.shape[1]
         self.alpha = np.full(levels * self.T, ALPHA_INIT)
         self.rho = np.ones(levels)            # entry 0 unused
         self.tau = np.full(levels, 1e-2 if nugget else 0.0)
+        # the constant of the lowest level is not shrunk (flat prior): shrinking it towards the
+        # mean of the standardised data biases the overall level (e.g. the working responses of
+        # zero counts in the Poisson mode lie below the true log rate)
+        self.free = np.zeros(levels * self.T, dtype=bool)
+        self.free[0] = True
+        self.alpha[self.free] = ALPHA_FREE
         if warm is not None:                  # start from an earlier fit (PQL iterations)
             self.alpha = np.minimum(warm["alpha"].copy(), ALPHA_MAX * 0.1)
             self.rho = warm["rho"].copy()
@@ -248,9 +273,16 @@ class _Fit:
             mu, sigma, ev = self._posterior(phi, self.tau, active)
             # MacKay fixed-point update of the ARD precisions
             gamma = np.clip(1.0 - self.alpha[active] * np.diag(sigma), 1e-12, 1.0)
-            new = np.minimum(gamma / np.maximum(mu**2, 1e-300), ALPHA_MAX * 10)
+            if self.groups is None:
+                new = np.minimum(gamma / np.maximum(mu**2, 1e-300), ALPHA_MAX * 10)
+            else:   # one precision per group: α_g = Σ_g γ_k / Σ_g μ_k²
+                g = self.groups[active]
+                num = np.bincount(g, weights=gamma, minlength=self.groups.max() + 1)
+                den = np.bincount(g, weights=mu**2, minlength=self.groups.max() + 1)
+                new = np.minimum(num[g] / np.maximum(den[g], 1e-300), ALPHA_MAX * 10)
             change = float(np.max(np.abs(np.log(new) - np.log(self.alpha[active]))))
             self.alpha[active] = new
+            self.alpha[self.free] = ALPHA_FREE
             active = self.alpha < ALPHA_MAX
             if not active.any():
                 active[np.argmin(self.alpha)] = True
@@ -263,7 +295,9 @@ class _Fit:
                         trial = h.copy()
                         trial[k] = val
                         self._set_hyper(trial)
-                        return -self._posterior(self.design(self.rho), self.tau, active, want_sigma=False)[2]
+                        pen = 0.0 if self.rho_prior is None else 0.5 * float(np.sum(((self.rho[1:] - 1.0)
+                                                                                     / self.rho_prior) ** 2))
+                        return pen - self._posterior(self.design(self.rho), self.tau, active, want_sigma=False)[2]
 
                     f0 = neg_ev(h[k])
                     res = minimize_scalar(neg_ev, bounds=(lo, hi), method="bounded", options={"xatol": 1e-3, "maxiter": 25})
@@ -435,7 +469,12 @@ class PCESurrogate:
             warm["tau"] = warm["tau"] * warm["y_std"] ** 2 / stds**2
             warm["rho"] = warm["rho"].copy()
             warm["rho"][1:] = warm["rho"][1:] * (warm["y_std"][1:] / warm["y_std"][:-1]) * (stds[:-1] / stds[1:])
-        fit = _Fit(psi, fid, z, vz, L, self.settings.nugget, max_iter or self.settings.max_iter, warm=warm)
+        groups = None
+        if self.settings.prior == "degree":   # one precision per (fidelity level, total degree)
+            order = indices.sum(axis=1)
+            groups = (np.arange(L)[:, None] * (degree + 1) + order[None, :]).ravel()
+        fit = _Fit(psi, fid, z, vz, L, self.settings.nugget, max_iter or self.settings.max_iter, warm=warm,
+                   groups=groups, rho_prior=self.settings.rho_prior)
         mu, sigma, active, ev, it = fit.run()
         state = {"indices": indices, "mu": mu, "sigma": sigma, "active": active, "alpha": fit.alpha.copy(),
                  "rho": fit.rho.copy(), "tau": fit.tau.copy(), "y_mean": means, "y_std": stds}
