@@ -147,7 +147,8 @@ def test_kill_9_during_the_loop_then_resume(tmp_path):
     assert RESULT_KEYS <= set(resumed.result)
     # the same catalog rows as an uninterrupted loop: deterministic ids, designs and seeds
     clean = tmp_path / "clean"
-    rarefy.run(cfg, clean, progress=False)
+    uninterrupted = rarefy.run(cfg, clean, progress=False)
+    assert resumed.result == uninterrupted.result  # the same result.json as a loop that was never killed
     with EventStore(killed) as a, EventStore(clean) as b:
         ra, rb = a.requests(), b.requests()
     assert [r.run_id for r in ra] == [r.run_id for r in rb]
