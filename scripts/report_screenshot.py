@@ -56,7 +56,7 @@ def screenshot(run_dir: Path, out: Path | None = None, width: int = 1400, height
         raise SystemExit("error: no Chromium found (apt-get install chromium chromium-driver, or --browser PATH)")
     out = (out or page.parent / "screenshot.png").absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    height = height or 4000  # CSS pixels: taller than the report; the rest is blank page
+    height = height or 6500  # CSS pixels: taller than the report (about 6000); the rest is blank page
     with tempfile.TemporaryDirectory() as profile:
         cmd = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                f"--user-data-dir={profile}", f"--window-size={width},{height}", f"--screenshot={out}",
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--width", type=int, default=1400)
-    ap.add_argument("--height", type=int, default=None, help="window height in pixels (default 4000)")
+    ap.add_argument("--height", type=int, default=None, help="window height in pixels (default 6500)")
     ap.add_argument("--browser", default=None)
     args = ap.parse_args()
     path = screenshot(args.run_dir, args.out, args.width, args.height, args.browser)
