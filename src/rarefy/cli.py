@@ -215,6 +215,7 @@ def run(
                       f"± {100 * r['reduction_sigma']:.1f}%")
     console.print(f"{result.iterations} iterations, {r['cost_cpu_h']['total']:.4g} CPU-h nominal, "
                   f"{result.wall_s:.1f} s -> {Path(out) / 'result.json'}")
+    console.print(f"report: {Path(out) / 'report' / 'index.html'}")
 
 
 @app.command()
