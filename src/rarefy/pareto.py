@@ -157,7 +157,7 @@ def objective_frame(run_dir: str | os.PathLike[str], cfg: RunConfig, space: Desi
 
 
 def objective_tables(frame: pd.DataFrame, cfg: RunConfig, space: DesignSpace) -> dict[str, RateTable]:
-    """A :class:`RateTable` per objective (``rate`` = the objective's value, ``var`` its noise) from :func:`objective_frame`."""
+    """A :class:`RateTable` per objective (``rate``: its value, ``var``: its noise) from :func:`objective_frame`."""
     tables = {}
     for obj in cfg.objectives:
         sel = frame[np.isfinite(frame[obj.name]) & np.isfinite(frame[f"{obj.name}_var"])]

@@ -74,7 +74,8 @@ from ..errors import InputError
 from ..space import DesignSpace, Parameter
 from .base import Fidelities, Fidelity
 
-__all__ = ["XLZD", "xlzd_space", "physical_space", "check_theta", "check_space", "band_at", "band_median", "relative_std", "THETA_NAMES", "PHI_COLUMNS", "PHYSICAL_RANGES",
+__all__ = ["XLZD", "xlzd_space", "physical_space", "check_theta", "check_space", "band_at", "band_median",
+           "relative_std", "THETA_NAMES", "PHI_COLUMNS", "PHYSICAL_RANGES",
            "Q_BB_KEV"]
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ class XLZD:
         return events, {"cpu_s": cpu_s}
 
     def simulate(self, theta: Mapping[str, float], n: int, fidelity: str, seed: int) -> EventTable:
-        """One run: ``n`` ER window events (outcome: leaked below the NR median) with Qββ energies as ``e_qbb_kev``."""
+        """One run: ``n`` ER window events (outcome: below the NR median), Qββ energies in ``e_qbb_kev``."""
         return self.simulate_detailed(theta, n, fidelity, seed)[0]
 
     # ---------------------------------------------------------- objectives
