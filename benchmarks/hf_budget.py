@@ -117,9 +117,15 @@ class World:
 
 
 def rate_table(rows: list[dict[str, Any]], space: Any) -> RateTable:
+    """Rows as a RateTable: counted runs get rate = k/n with count noise; denoised rows keep their rate and var."""
     frame = pd.DataFrame(rows)
-    frame["rate"] = frame["k"] / frame["n"]
-    frame["var"] = count_variance(frame["rate"].to_numpy(), frame["k"].to_numpy(), frame["n"].to_numpy())
+    if "rate" not in frame:
+        frame["rate"] = np.nan
+        frame["var"] = np.nan
+    raw = frame["rate"].isna().to_numpy()
+    k, n = frame["k"].to_numpy(float)[raw], frame["n"].to_numpy(float)[raw]
+    frame.loc[raw, "rate"] = k / n
+    frame.loc[raw, "var"] = count_variance(k / n, k, n)
     return RateTable(frame, space)
 
 
