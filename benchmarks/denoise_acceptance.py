@@ -14,12 +14,18 @@ then compares, on the held-out LF runs (``split == "test"``), the denoised rate
 - ``mse_cnp`` / ``mse_raw``: mean squared error against the expected rate after an affine
   map ``a + b·estimate`` fitted (least squares) on the ``split == "train"`` runs;
   ``mse_ratio = mse_raw / mse_cnp``;
+- ``pearson_oracle`` / ``mse_oracle`` / ``mse_ratio_oracle``: the same for the *oracle*
+  rate, the exact per-event capture probability ``t(θ, φ)`` averaged over each run's own
+  events — what a perfect denoiser would output, so the bound for any learner (it keeps
+  only the φ-sampling noise of the run's events);
 - ``wall_simulate_s``, ``wall_train_s``, ``wall_denoise_s``, ``wall_total_s``: seconds per
   step (the expected rates, ~0.1 s per design, are not counted);
 - ``loadavg_start`` / ``loadavg_end``: 1-minute load average of the machine (shared cores).
 
 Usage: ``python benchmarks/denoise_acceptance.py [--out DIR] [--config PATH] [--threads 2]``
-(``--out`` of an existing run resumes: finished steps are cheap to repeat).
+(``--out`` of an existing run resumes: finished steps are cheap to repeat;
+``--evaluate-only --out DIR`` scores an existing, denoised run directory without re-running
+any step, and prints no timings).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 import rarefy
 from rarefy import simulators
@@ -49,8 +56,20 @@ def _affine_mse(est_fit: np.ndarray, truth_fit: np.ndarray, est: np.ndarray, tru
     return float(np.mean((a + b * est - truth) ** 2))
 
 
+def oracle_rates(run_dir: Path, frame: pd.DataFrame) -> np.ndarray:
+    """Exact ``t(θ, φ)`` averaged over each run's own events (rows of ``frame``: θ columns, ``run_id``)."""
+    sim = simulators.get("moderator")
+    names = list(sim.space.names)
+    out = []
+    for rid, theta in zip(frame.index.astype(str), frame[names].to_numpy(float)):
+        table = pq.read_table(rarefy.EventStore.shard_path(run_dir, rid), columns=list(sim.phi_names))
+        phi = {c: table.column(c).to_numpy().astype(np.float64) for c in sim.phi_names}
+        out.append(float(np.mean(sim.capture_probability(dict(zip(names, theta)), phi))))
+    return np.asarray(out)
+
+
 def evaluate(run_dir: Path, fidelity: str = "lf") -> dict[str, float]:
-    """Pearson r and affine-mapped MSE of ``<fidelity>-cnp`` and raw k/n against the exact expected rate."""
+    """Pearson r and affine-mapped MSE of ``<fidelity>-cnp``, raw k/n and the oracle against the exact expected rate."""
     frame = pd.read_parquet(run_dir / "rates.parquet")
     sim = simulators.get("moderator")
     raw = frame[frame["fidelity"] == fidelity].set_index("run_id")
@@ -62,11 +81,13 @@ def evaluate(run_dir: Path, fidelity: str = "lf") -> dict[str, float]:
     split = raw["split"].to_numpy()
     test, train = split == "test", split == "train"
     out: dict[str, float] = {"n_test": int(test.sum()), "n_train": int(train.sum())}
-    for key, est in (("cnp", cnp["rate"].to_numpy(float)), ("raw", raw["rate"].to_numpy(float))):
+    for key, est in (("cnp", cnp["rate"].to_numpy(float)), ("raw", raw["rate"].to_numpy(float)),
+                     ("oracle", oracle_rates(run_dir, raw))):
         out[f"pearson_{key}"] = float(np.corrcoef(est[test], truth[test])[0, 1])
         out[f"mse_{key}"] = _affine_mse(est[train], truth[train], est[test], truth[test])
         out[f"pearson_{key}_train"] = float(np.corrcoef(est[train], truth[train])[0, 1])
     out["mse_ratio"] = out["mse_raw"] / out["mse_cnp"]
+    out["mse_ratio_oracle"] = out["mse_raw"] / out["mse_oracle"]
     out["truth_mean"] = float(truth[test].mean())
     out["truth_cv"] = float(truth[test].std() / truth[test].mean())
     return out
@@ -77,7 +98,14 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "examples" / "moderator" / "denoise.yaml"))
     ap.add_argument("--out", default=None, help="run directory (default: a fresh temporary folder)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training and scoring")
+    ap.add_argument("--evaluate-only", action="store_true", help="only score the existing run directory --out")
     args = ap.parse_args()
+    if args.evaluate_only:
+        if not args.out:
+            ap.error("--evaluate-only needs --out")
+        result = {"run_dir": args.out, **evaluate(Path(args.out))}
+        print(json.dumps({k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in result.items()}))
+        return
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)   # the LocalCluster is chatty
     import torch
