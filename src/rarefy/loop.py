@@ -16,7 +16,10 @@
    minimise the predicted target rate (``optimize`` settings) → θ*.
 4. **Verification.** ``loop.verify.runs`` target-fidelity runs at θ* (and at the baseline
    design, when the baseline is a design), pooled: ``k/n ± sqrt(k)/n``.
-5. ``RUN_DIR/result.json``: ``optimum``, ``predicted_rate``, ``predicted_sigma``,
+5. **Cross-validation** (``loop.cv_folds``, default 5) of the final surrogate over the
+   target runs -> ``RUN_DIR/loop/cv_predictions.csv``, ``loop/cv.json`` and ``cv`` in
+   ``result.json`` (the report's calibration plot).
+6. ``RUN_DIR/result.json``: ``optimum``, ``predicted_rate``, ``predicted_sigma``,
    ``verified_rate``, ``verified_sigma``, ``baseline_rate``, ``reduction`` (from the
    verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), and more;
    ``RUN_DIR/report/`` (``index.html`` + PNG plots, :func:`rarefy.report.loop_report.loop_report`).
