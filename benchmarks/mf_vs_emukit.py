@@ -12,6 +12,10 @@ Prints one JSON line: rarefy_fit_s, emukit_fit_s (mean seconds per fit),
 rarefy_predict_s, emukit_predict_s (seconds to predict 1,000 designs), speedup
 (emukit_fit_s / rarefy_fit_s), rarefy_cv_mse, emukit_cv_mse.
 
+Both run single-threaded (BLAS via OMP/OPENBLAS/MKL_NUM_THREADS=1 unless already set, torch
+via rarefy's own one-thread fits), so the ratio compares the algorithms, not thread counts on
+a shared machine.
+
 Run: ``pip install -e ".[bench]" && python benchmarks/mf_vs_emukit.py [--restarts 5] [--folds 10]``
 """
 
@@ -20,12 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # before numpy/GPy load BLAS
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
