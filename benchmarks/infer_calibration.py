@@ -76,7 +76,8 @@ def main() -> None:
         rhat[c] = max(res.rhat.values())
     out = {
         "cases": args.cases, "steps": args.steps, "burn": args.burn, "walkers": icfg.walkers, "moves": icfg.moves,
-        "rate_model": icfg.rate_model, "surrogate": f"{icfg and cfg.surrogate.kind}/{cfg.surrogate.output}",
+        "rate_model": icfg.rate_model,
+        "surrogate": f"{cfg.surrogate.kind}/{cfg.surrogate.output}/{cfg.surrogate.prior}",
         "coverage68": {n: float(inside68[:, i].mean()) for i, n in enumerate(names)},
         "coverage95": {n: float(inside95[:, i].mean()) for i, n in enumerate(names)},
         "coverage68_pooled": float(inside68.mean()), "coverage95_pooled": float(inside95.mean()),
