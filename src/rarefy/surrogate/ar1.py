@@ -134,8 +134,21 @@ class _AR1Module(gpytorch.Module):
 
     def covariance(self, x1: torch.Tensor, f1: torch.Tensor, x2: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
         a1, a2 = self.loadings(x1, f1), self.loadings(x2, f2)
+        # For plain (n, d) inputs with one fidelity per row, level j only touches rows of
+        # fidelity >= j: evaluate its kernel on those rows alone (the higher levels usually
+        # hold a few runs, so this skips most of the kernel work and its gradient).
+        flat = x1.dim() == 2 and x2.dim() == 2 and f1.shape == x1.shape[:1] and f2.shape == x2.shape[:1]
         K = 0.0
         for j in range(self.levels):
+            if flat and j > 0:
+                i1, i2 = torch.nonzero(f1 >= j).squeeze(-1), torch.nonzero(f2 >= j).squeeze(-1)
+                if len(i1) == len(x1) and len(i2) == len(x2):
+                    K = K + a1[:, j, None] * a2[None, :, j] * self.kernels[j](x1, x2).to_dense()
+                elif len(i1) and len(i2):
+                    sub = a1[i1, j, None] * a2[None, i2, j] * self.kernels[j](x1[i1], x2[i2]).to_dense()
+                    block = torch.zeros(len(x1), len(x2), dtype=sub.dtype)
+                    K = K + block.index_put((i1[:, None], i2[None, :]), sub)
+                continue
             kj = self.kernels[j](x1, x2).to_dense()
             K = K + a1[..., :, j, None] * a2[..., None, :, j] * kj
         return K
