@@ -10,7 +10,9 @@ the per-point noise of the config.
 
 Prints one JSON line: rarefy_fit_s, emukit_fit_s (mean seconds per fit),
 rarefy_predict_s, emukit_predict_s (seconds to predict 1,000 designs), speedup
-(emukit_fit_s / rarefy_fit_s), rarefy_cv_mse, emukit_cv_mse.
+(emukit_fit_s / rarefy_fit_s), rarefy_cv_mse, emukit_cv_mse, and the paired bootstrap of
+their difference over the held-out runs (mse_diff = rarefy − emukit, mse_diff_se,
+p_rarefy_lower).
 
 Both run single-threaded (BLAS via OMP/OPENBLAS/MKL_NUM_THREADS=1 unless already set, torch
 via rarefy's own one-thread fits), so the ratio compares the algorithms, not thread counts on
@@ -136,6 +138,10 @@ def main(argv: list[str] | None = None) -> dict:
     y = np.concatenate(y_all)
     r_m = metrics(y, np.concatenate(r_mu), np.concatenate(r_sd))
     e_m = metrics(y, np.concatenate(e_mu), np.concatenate(e_sd))
+    # paired bootstrap over the held-out runs: is the MSE difference distinguishable from 0?
+    diff = (np.concatenate(r_mu) - y) ** 2 - (np.concatenate(e_mu) - y) ** 2
+    draws = np.random.default_rng(0).integers(0, len(diff), (4000, len(diff)))
+    boot = diff[draws].mean(axis=1)
     out = {
         "rarefy_fit_s": round(float(np.mean(res["r_fit"])), 4),
         "emukit_fit_s": round(float(np.mean(res["e_fit"])), 4),
@@ -144,6 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup": round(float(np.mean(res["e_fit"]) / np.mean(res["r_fit"])), 2),
         "rarefy_cv_mse": r_m["mse"],
         "emukit_cv_mse": e_m["mse"],
+        "mse_diff": float(diff.mean()),
+        "mse_diff_se": float(boot.std(ddof=1)),
+        "p_rarefy_lower": float(np.mean(boot < 0)),
         "rarefy_cv_coverage_2sigma": r_m["coverage_2sigma"],
         "emukit_cv_coverage_2sigma": e_m["coverage_2sigma"],
         "restarts": args.restarts,
