@@ -91,6 +91,17 @@ def loop_request_id(iteration: int, j: int) -> tuple[str, int]:
     return f"loop-{iteration:03d}-{j:02d}", LOOP_BASE + 1000 * iteration + j
 
 
+def iteration_requests(iteration: int, proposals: list[dict[str, Any]], space: DesignSpace,
+                       seed: int) -> list[RunRequest]:
+    """The campaign requests of one loop iteration's recorded proposals (θ, fidelity, events, cost)."""
+    requests = []
+    for j, p in enumerate(proposals):
+        run_id, idx = loop_request_id(iteration, j)
+        requests.append(RunRequest(run_id, idx, p["fidelity"], _theta_list(p["theta"], space), int(p["events"]),
+                                   run_seed(seed, idx), float(p["cost_cpu_h"])))
+    return requests
+
+
 def _pooled(rates: pd.DataFrame, prefix: str) -> tuple[float, float, int, int]:
     rows = rates[rates["run_id"].astype(str).str.startswith(prefix)]
     k, n = float(rows["k"].sum()), float(rows["n"].sum())
@@ -222,12 +233,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         if not record["proposals"]:
             log.info("iteration %d: nothing affordable left to propose", i)
             break
-        requests = []
-        for j, p in enumerate(record["proposals"]):
-            run_id, idx = loop_request_id(i, j)
-            requests.append(RunRequest(run_id, idx, p["fidelity"], _theta_list(p["theta"], space), int(p["events"]),
-                                       run_seed(cfg.seed, idx), float(p["cost_cpu_h"])))
-        simulate(requests)
+        simulate(iteration_requests(i, record["proposals"], space, cfg.seed))
         records.append(record)
         done_iterations = i
         log.info("iteration %d: %s", i, ", ".join(f"{p['fidelity']}" for p in record["proposals"]))

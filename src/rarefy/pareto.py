@@ -366,9 +366,9 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
     """The multi-objective closed loop (see the module docstring); called by :func:`rarefy.run`."""
     from .acquire import fidelity_plans
     from .atomic import atomic_path
-    from .campaign import plan_requests, run_campaign, run_seed
+    from .campaign import plan_requests, run_campaign
     from .config import dump_config
-    from .loop import LoopResult, _theta_list, loop_request_id
+    from .loop import LoopResult, _theta_list, iteration_requests
     from .report.pareto_report import pareto_report
     from .runs import write_json
     from .simulators import from_config as simulator_from_config
@@ -440,11 +440,7 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
             write_json(path, record)  # before simulating: a resumed loop reuses these proposals
         if not record["proposals"]:
             break
-        requests = []
-        for j, p in enumerate(record["proposals"]):
-            run_id, idx = loop_request_id(i, j)
-            requests.append(RunRequest(run_id, idx, p["fidelity"], _theta_list(p["theta"], space), int(p["events"]),
-                                       run_seed(cfg.seed, idx), float(p["cost_cpu_h"])))
+        requests = iteration_requests(i, record["proposals"], space, cfg.seed)
         simulate(requests)
         records.append(record)
         done = i

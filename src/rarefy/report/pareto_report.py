@@ -30,17 +30,9 @@ import pandas as pd  # noqa: E402
 
 from ..atomic import atomic_path  # noqa: E402
 from ..errors import InputError  # noqa: E402
+from .loop_report import _COLORS, _save  # noqa: E402
 
 __all__ = ["pareto_report"]
-
-_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
-
-
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def _label(obj: dict[str, Any]) -> str:
