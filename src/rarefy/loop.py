@@ -102,6 +102,36 @@ def iteration_requests(iteration: int, proposals: list[dict[str, Any]], space: D
     return requests
 
 
+class LoopWorkspace:
+    """RUN_DIR of a closed loop: the folders, the resolved config, the simulator and a campaign runner.
+
+    Calling it runs campaign requests into RUN_DIR; :attr:`executed` counts the runs actually
+    simulated (finished runs of a resumed loop are not repeated).
+    """
+
+    def __init__(self, cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool) -> None:
+        self.cfg, self.progress = cfg, progress
+        self.out = Path(out).absolute()
+        (self.out / "loop").mkdir(parents=True, exist_ok=True)
+        self.space = cfg.space.build()
+        scratch = str(self.out / "scratch")
+        self.spec = {"simulator": cfg.simulator.model_dump(mode="json"), "config_dir": str(config_dir),
+                     "scratch_dir": scratch, "timeout_s": cfg.campaign.timeout_s}
+        self.simulator = simulator_from_config(cfg.simulator, config_dir=config_dir, scratch_dir=scratch,
+                                               timeout_s=cfg.campaign.timeout_s)
+        self.executed = 0
+
+    def save_config(self) -> None:
+        """Write the resolved config to RUN_DIR/config.yaml (atomically)."""
+        with atomic_path(self.out / "config.yaml") as tmp:
+            dump_config(self.cfg, tmp)
+
+    def __call__(self, requests: list[RunRequest]) -> None:
+        res = run_campaign(requests, self.spec, self.out, self.space, campaign=self.cfg.campaign,
+                           progress=self.progress)
+        self.executed += res.n_executed
+
+
 def _pooled(rates: pd.DataFrame, prefix: str) -> tuple[float, float, int, int]:
     rows = rates[rates["run_id"].astype(str).str.startswith(prefix)]
     k, n = float(rows["k"].sum()), float(rows["n"].sum())
@@ -165,17 +195,11 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration,
                           source=None if isinstance(config, RunConfig) else config)
     loop = cfg.loop
-    out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "loop").mkdir(exist_ok=True)
-    space = cfg.space.build()
     use_cnp = bool(denoised_fidelities(cfg))  # fails early (before any simulation) for -cnp names without 'denoise'
     if cfg.denoise is not None and not use_cnp:
         log.warning("the config has a 'denoise' section but no '<fidelity>-cnp' fidelity: the loop fits raw rates")
-    spec = {"simulator": cfg.simulator.model_dump(mode="json"), "config_dir": str(config_dir),
-            "scratch_dir": str(out / "scratch"), "timeout_s": cfg.campaign.timeout_s}
-    sim = simulator_from_config(cfg.simulator, config_dir=config_dir, scratch_dir=str(out / "scratch"),
-                                timeout_s=cfg.campaign.timeout_s)
+    simulate = LoopWorkspace(cfg, config_dir, out, progress)
+    out, space, sim = simulate.out, simulate.space, simulate.simulator
     plans = fidelity_plans(cfg, sim)
     target = str(cfg.target)
     v_events = loop.verify.events or plans[target].events
@@ -184,15 +208,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     v_cost = plans[target].cost_cpu_h / plans[target].events * v_events if plans[target].events else float("nan")
     n_verify_sets = 2 if (cfg.baseline is not None and cfg.baseline.design is not None) else 1
     verify_cost = loop.verify.runs * n_verify_sets * (v_cost if math.isfinite(v_cost) else 0.0)
-    with atomic_path(out / "config.yaml") as tmp:
-        dump_config(cfg, tmp)
-
-    executed = 0
-
-    def simulate(requests: list[RunRequest]) -> None:
-        nonlocal executed
-        res = run_campaign(requests, spec, out, space, campaign=cfg.campaign, progress=progress)
-        executed += res.n_executed
+    simulate.save_config()
 
     def table_now() -> RateTable:
         """The training table; with -cnp fidelities, train the CNP once and score the new runs first."""
@@ -315,4 +331,4 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     log.info("closed loop: %d iterations, θ* = %s, predicted %.4g ± %.2g, verified %s, %.4g CPU-h nominal, %.1f s",
              done_iterations, theta_star, result["predicted_rate"], result["predicted_sigma"],
              "-" if v_n == 0 else f"{v_rate:.4g} ± {v_sigma:.2g}", result["cost_cpu_h"]["total"], wall)
-    return LoopResult(result, out, done_iterations, wall, executed, records)
+    return LoopResult(result, out, done_iterations, wall, simulate.executed, records)

@@ -58,7 +58,7 @@ import torch
 
 from .config import ObjectiveConfig, ParetoConfig, RunConfig
 from .data.rates import RateTable, count_variance
-from .data.store import EventStore, RunRequest
+from .data.store import EventStore
 from .errors import InputError
 from .rundata import INGESTED, cost_by_fidelity
 from .search import feasible_pool, maximize
@@ -365,42 +365,26 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
                on_iteration: Callable[[int, int], None] | None = None, source: Any = None) -> Any:
     """The multi-objective closed loop (see the module docstring); called by :func:`rarefy.run`."""
     from .acquire import fidelity_plans
-    from .atomic import atomic_path
-    from .campaign import plan_requests, run_campaign
-    from .config import dump_config
-    from .loop import LoopResult, _theta_list, iteration_requests
+    from .campaign import plan_requests
+    from .loop import LoopResult, LoopWorkspace, _theta_list, iteration_requests
     from .report.pareto_report import pareto_report
     from .runs import write_json
-    from .simulators import from_config as simulator_from_config
 
     t0 = time.perf_counter()
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
         raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",
                          file=source)
     loop = cfg.loop
-    out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "loop").mkdir(exist_ok=True)
-    space = cfg.space.build()
+    simulate = LoopWorkspace(cfg, config_dir, out, progress)
+    out, space, sim = simulate.out, simulate.space, simulate.simulator
     objectives = list(cfg.objectives)
     fidelity = cfg.pareto.fidelity or str(cfg.target)
-    spec = {"simulator": cfg.simulator.model_dump(mode="json"), "config_dir": str(config_dir),
-            "scratch_dir": str(out / "scratch"), "timeout_s": cfg.campaign.timeout_s}
-    sim = simulator_from_config(cfg.simulator, config_dir=config_dir, scratch_dir=str(out / "scratch"),
-                                timeout_s=cfg.campaign.timeout_s)
     plans = fidelity_plans(cfg, sim)
     plan = plans[fidelity]
     if plan.events < 1:
         raise InputError(f"pareto.fidelity {fidelity!r} has no events per run: set the fidelity's 'events'")
     initial = plan_requests(cfg, sim, space)  # checks the space against the simulator before any run
-    with atomic_path(out / "config.yaml") as tmp:
-        dump_config(cfg, tmp)
-    executed = 0
-
-    def simulate(requests: list[RunRequest]) -> None:
-        nonlocal executed
-        res = run_campaign(requests, spec, out, space, campaign=cfg.campaign, progress=progress)
-        executed += res.n_executed
+    simulate.save_config()
 
     simulate(initial)
     records: list[dict[str, Any]] = []
@@ -489,4 +473,4 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
     wall = time.perf_counter() - t0
     log.info("multi-objective loop: %d iterations, %d front points, hypervolume %.4g, %.4g CPU-h nominal, %.1f s",
              done, len(front), result["hypervolume"], result["cost_cpu_h"]["total"], wall)
-    return LoopResult(result, out, done, wall, executed, records)
+    return LoopResult(result, out, done, wall, simulate.executed, records)
