@@ -98,6 +98,19 @@ class Posterior:
             lp[ok] = lp[ok] + self.likelihood.loglike(r_mean, r_std)
         return lp
 
+    def prior_ppf(self, u: np.ndarray) -> np.ndarray:
+        """Map points ``u`` of the unit cube (n, d) to θ by each parameter's prior inverse CDF.
+
+        The priors are independent, so a stratified ``u`` (e.g. a Latin hypercube) gives
+        prior draws whose marginals are evenly covered.
+        """
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        x = self.lo + u * (self.hi - self.lo)
+        for i, (mu, sd) in self.normal.items():
+            a, b = (self.lo[i] - mu) / sd, (self.hi[i] - mu) / sd
+            x[:, i] = truncnorm.ppf(u[:, i], a, b, loc=mu, scale=sd)
+        return x
+
     def initial(self, walkers: int, rng: np.random.Generator) -> np.ndarray:
         """Starting points: draws from the prior."""
         p0 = rng.uniform(self.lo, self.hi, size=(walkers, len(self.names)))
