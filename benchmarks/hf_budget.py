@@ -67,7 +67,8 @@ from rarefy.data.rates import count_variance
 from rarefy.surrogate.linalg import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
-PHI = ["r0_cm", "z0_cm", "phi0_rad", "e0_mev", "psi_rad", "cosz"]
+DENOISE = yaml.safe_load((ROOT / "examples" / "moderator" / "denoise.yaml").read_text())["denoise"]
+PHI = list(DENOISE["phi"])  # birth φ and the track record (docs/moderator.md), as the acceptance run
 log = logging.getLogger("hf_budget")
 
 
@@ -133,9 +134,9 @@ class CNPStage:
     """Train the CNP once on LF events; score each LF run -> an lf-cnp row (rarefy.denoise public functions)."""
 
     def __init__(self, seed: int, workdir: Path) -> None:
-        raw = yaml.safe_load((ROOT / "examples" / "moderator" / "denoise.yaml").read_text())["denoise"]
+        raw = dict(DENOISE)
         raw.update(progress=False, tensorboard=False, device="cpu", checkpoint=False, test_blocks=[],
-                   split=[0.9, 0.1, 0.0], phi=PHI)
+                   split=[0.9, 0.1, 0.0])
         self.cfg = DenoiseConfig.model_validate(raw)
         self.seed = seed
         self.workdir = workdir

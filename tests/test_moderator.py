@@ -136,3 +136,21 @@ def test_interactions_between_parameters(sim):
     near = r(radius=95, thickness=12) / r(radius=95, thickness=3)
     far = r(radius=200, thickness=12) / r(radius=200, thickness=3)
     assert abs(near - far) > 0.1
+
+
+def test_track_record_is_consistent_with_the_birth_level_probability(sim):
+    """ncross/thermalised/escaped are a track record: averaged over them, t is t(θ, φ_birth)."""
+    ev = sim.simulate(MID, 400_000, "lf", seed=4, with_truth=True)
+    frame = ev.to_pandas()
+    assert {"ncross", "thermalised", "escaped"} <= set(ev.phi_names)
+    assert set(np.unique(frame.thermalised)) <= {0, 1} and (frame.escaped <= frame.thermalised).all()
+    assert (frame.thermalised[frame.ncross == 0] == 0).all()          # no panel crossed, never thermalised
+    assert 0.01 < frame.thermalised.mean() < 0.99
+    birth = {k: frame[k].to_numpy() for k in mod.BIRTH_COLUMNS}
+    t_birth = sim.capture_probability(MID, birth)
+    # the per-event truth given the track averages (over the track draws) to the birth-level t
+    assert frame.t_true.mean() == pytest.approx(t_birth.mean(), rel=0.03)
+    assert frame.t_true.mean() == pytest.approx(sim.expected_rate(MID, "lf"), rel=0.03)
+    # given the track, the design's effect is visible in every event: thermalised, non-escaped ones never capture
+    stuck = (frame.thermalised == 1) & (frame.escaped == 0)
+    assert stuck.any() and frame.t_true[stuck].max() == 0.0 and frame.outcome[stuck].sum() == 0

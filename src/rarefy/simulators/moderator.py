@@ -15,6 +15,11 @@ described in ``docs/moderator.md``; in short:
   leaks out of the panel towards the array is shared between capture on argon and Ge-76.
 * A neutron that is not thermalised by a panel reaches the array fast, thermalises in the
   argon and is captured on Ge-76 with an energy-dependent share.
+* Like a Geant4 track record (LEGEND's ``r_t``, ``L_t``, ``ln(E0vsET)``, ``nsec``), every
+  event also records what happened on its way in: ``ncross``, the number of panels its
+  path crossed, and ``thermalised``, 1 if a panel thermalised it. These are observed for
+  every event, not only the rare captures; the capture given them is
+  ``fast`` (not thermalised) or ``thermal`` (thermalised).
 
 The per-event capture probability is ``t(θ, φ)``; the outcome is Bernoulli(``t``). The
 expected rate ``E_φ[t]`` is computed with the azimuth integrated analytically and the
@@ -43,7 +48,9 @@ __all__ = ["Moderator", "PHI_COLUMNS", "THETA_NAMES", "moderator_space"]
 log = logging.getLogger(__name__)
 
 THETA_NAMES = ("radius", "thickness", "npanels", "theta", "length")
-PHI_COLUMNS = ("r0_cm", "z0_cm", "phi0_rad", "e0_mev", "psi_rad", "cosz", "t0_ms")
+BIRTH_COLUMNS = ("r0_cm", "z0_cm", "phi0_rad", "e0_mev", "psi_rad", "cosz", "t0_ms")
+TRACK_COLUMNS = ("ncross", "thermalised", "escaped")
+PHI_COLUMNS = BIRTH_COLUMNS + TRACK_COLUMNS
 
 # ---------------------------------------------------------------- constants
 R_ARRAY = 45.0          # cm, radius of the germanium array region
@@ -113,6 +120,7 @@ class _Transport:
     thermal: np.ndarray  # G(φ) * leak * Ge share of a leaking thermal neutron
     w: np.ndarray        # expected number of panels crossed (interval length in lattice units)
     q: np.ndarray        # probability that one crossing thermalises the neutron
+    escape: float | np.ndarray = 0.0  # probability that a thermalised neutron leaks out of its panel
 
 
 @dataclass
@@ -234,18 +242,35 @@ class Moderator:
             gamma = np.minimum(gamma, math.pi - gamma)
             path = np.minimum(thick / np.maximum(np.sin(gamma), 1e-9), length / np.maximum(np.cos(gamma), 1e-9))
         q = 1.0 - np.exp(-path / (LAMBDA_PE * (1.0 + e0) ** LAMBDA_PE_EXP))
-        leak = 0.5 * math.exp(-thick / D_H) * math.exp(-(radius - R_ARRAY) / L_THERMAL)
+        escape = 0.5 * math.exp(-thick / D_H)                 # thermal neutron leaves its panel ...
+        leak = escape * math.exp(-(radius - R_ARRAY) / L_THERMAL)  # ... and survives the argon to the array
         thermal = geo * leak * F_GE_THERMAL
-        return _Transport(fast, thermal, w, q)
+        return _Transport(fast, thermal, w, q, escape)
 
-    def capture_probability(self, theta: Mapping[str, float] | None, phi: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Per-event probability ``t(θ, φ)`` of a Ge-76 capture (Ge-77 production); θ None = no moderator."""
+    def _crossings(self, theta: Mapping[str, float] | None, phi: Mapping[str, np.ndarray]
+                   ) -> tuple[_Transport, np.ndarray, np.ndarray]:
+        """Transport pieces, panels crossed ``m`` and the probability ``(1 − q)^m`` of crossing them all fast."""
         tr = self._transport(theta, phi)
         lattice = np.mod(phi["phi0_rad"], 2.0 * math.pi) / (2.0 * math.pi)
         npan = 0.0 if theta is None else float(theta["npanels"])
         u = np.mod(lattice * npan, 1.0)                     # offset of the path in the panel lattice
         m = np.floor(u + tr.w)                                 # number of panels crossed
-        survive = (1.0 - tr.q) ** m
+        return tr, m, (1.0 - tr.q) ** m
+
+    def capture_probability(self, theta: Mapping[str, float] | None, phi: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Per-event probability ``t(θ, φ)`` of a Ge-76 capture (Ge-77 production); θ None = no moderator.
+
+        With a ``thermalised`` column in ``phi`` (a simulated track record), the probability
+        given it: the fast share where 0, the leaking-thermal share where 1. Without it,
+        averaged over thermalisation: ``fast·(1−q)^m + thermal·(1 − (1−q)^m)``.
+        """
+        tr, _, survive = self._crossings(theta, phi)
+        if "thermalised" in phi:
+            therm = np.asarray(phi["thermalised"]) > 0
+            if "escaped" in phi:
+                esc = np.asarray(phi["escaped"]) > 0
+                return np.where(therm, np.where(esc, tr.thermal / np.maximum(tr.escape, 1e-300), 0.0), tr.fast)
+            return np.where(therm, tr.thermal, tr.fast)
         return tr.fast * survive + tr.thermal * (1.0 - survive)
 
     # ------------------------------------------------------------ protocol
@@ -253,13 +278,22 @@ class Moderator:
                  with_truth: bool = False) -> EventTable:
         """Throw ``n`` neutrons of ``fidelity`` at design ``theta``; one row per neutron.
 
-        The outcome is 1 for a Ge-76 capture. With ``with_truth`` the per-event capture
-        probability is added as the auxiliary column ``t_true`` (not a φ column).
+        The outcome is 1 for a Ge-76 capture. Each neutron's track is simulated first: it
+        crosses ``ncross`` panels and is thermalised by one of them (``thermalised`` = 1)
+        with probability ``1 − (1−q)^ncross``; the capture is then Bernoulli with the fast or
+        the thermal share. Averaged over thermalisation this is Bernoulli(t(θ, φ_birth)), so
+        the expected rate is unchanged by recording the track. With ``with_truth`` the
+        per-event capture probability given every recorded column is added as the
+        auxiliary column ``t_true`` (not a φ column).
         """
         if n < 0:
             raise InputError(f"number of events must be >= 0, got {n}")
         rng = np.random.default_rng(seed)
         phi = self.sample_phi(int(n), fidelity, rng)
+        tr, m, survive = self._crossings(theta, phi)
+        phi["ncross"] = m.astype(np.int16)
+        phi["thermalised"] = (rng.random(n) >= survive).astype(np.int8)
+        phi["escaped"] = (phi["thermalised"] * (rng.random(n) < tr.escape)).astype(np.int8)
         t = self.capture_probability(theta, phi)
         outcome = (rng.random(n) < t).astype(np.int8)
         ordered = {k: phi[k] for k in PHI_COLUMNS}
