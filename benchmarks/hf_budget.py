@@ -51,6 +51,7 @@ import logging
 import math
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -99,12 +100,13 @@ class World:
         k = int(np.random.default_rng(run_seed).binomial(self.n_hf, p))
         return {**dict(zip(self.names, x)), "fidelity": "hf", "k": k, "n": self.n_hf, "cost_cpu_h": self.hf_cost}
 
-    def lf_run(self, x: np.ndarray, run_seed: int, run_id: str) -> tuple[dict[str, Any], Any]:
+    def lf_run(self, x: np.ndarray, run_seed: int, run_id: str) -> tuple[dict[str, Any], "LFEvents"]:
         ev = self.sim.simulate(dict(zip(self.names, map(float, x))), self.n_lf, "lf", seed=run_seed)
         k = int(ev.k)
         row = {**dict(zip(self.names, x)), "fidelity": "lf", "k": k, "n": self.n_lf, "cost_cpu_h": self.lf_cost,
                "run_id": run_id}
-        return row, ev.with_run(fidelity="lf", run_id=run_id)
+        phi = np.column_stack([ev.table.column(c).to_numpy(zero_copy_only=False) for c in PHI]).astype(np.float32)
+        return row, LFEvents(run_id, np.asarray(x, dtype=float), phi, ev.outcome.astype(np.float32))
 
     def score(self, sur: Any, target: str = "hf") -> tuple[float, float]:
         with torch_threads(1), torch.no_grad():
@@ -130,6 +132,27 @@ def rate_table(rows: list[dict[str, Any]], space: Any) -> RateTable:
     return RateTable(frame, space)
 
 
+@dataclass
+class LFEvents:
+    """One LF run's events, kept compact (float32 φ, no per-event strings) so that 1,000+ runs fit in memory."""
+
+    run_id: str
+    theta: np.ndarray
+    phi: np.ndarray
+    y: np.ndarray
+
+
+def event_data(runs: list[LFEvents], theta_names: list[str]) -> Any:
+    """The runs as one rarefy.denoise EventData (runs in run-id order, as EventData.from_arrays sorts them)."""
+    from rarefy.denoise.data import EventData
+
+    runs = sorted(runs, key=lambda r: r.run_id)
+    starts = np.concatenate([[0], np.cumsum([len(r.y) for r in runs])])
+    return EventData(np.stack([r.theta for r in runs]), np.concatenate([r.phi for r in runs]),
+                     np.concatenate([r.y for r in runs]), starts, [r.run_id for r in runs], list(theta_names),
+                     list(PHI), ["lf"] * len(runs), None)
+
+
 class CNPStage:
     """Train the CNP once on LF events; score each LF run -> an lf-cnp row (rarefy.denoise public functions)."""
 
@@ -142,21 +165,22 @@ class CNPStage:
         self.workdir = workdir
         self.result: Any = None
 
-    def train(self, events: list[Any], space: Any) -> float:
-        from rarefy.denoise import from_event_table, train
+    def train(self, events: list[LFEvents], space: Any) -> float:
+        from rarefy.denoise import train
 
         t0 = time.perf_counter()
-        data = from_event_table(rarefy.EventTable.concat(events), phi=PHI)
+        data = event_data(events, space.names)
         self.result = train(data, self.cfg, out=self.workdir / "cnp", space=space, seed=self.seed)
         return time.perf_counter() - t0
 
-    def rows(self, events: list[Any]) -> list[dict[str, Any]]:
-        from rarefy.denoise import aggregate_frame, from_event_table, score
+    def rows(self, events: list[LFEvents], space: Any, chunk: int = 100) -> list[dict[str, Any]]:
+        from rarefy.denoise import aggregate_frame, score
 
-        data = from_event_table(rarefy.EventTable.concat(events), phi=PHI)
-        sc = score(self.result, data, seed=self.seed)
-        frame = aggregate_frame(sc, suffix="-cnp")
-        return frame.to_dict(orient="records")
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(events), chunk):
+            sc = score(self.result, event_data(events[i:i + chunk], space.names), seed=self.seed)
+            out.extend(aggregate_frame(sc, suffix="-cnp").to_dict(orient="records"))
+        return out
 
 
 def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[str, Any]]], cap_cpu_h: float,
@@ -165,7 +189,7 @@ def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[st
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     cnp_rows: list[dict[str, Any]] = []
-    events: dict[str, Any] = {}
+    events: list[LFEvents] = []   # kept until the CNP is trained, then dropped
     n_lf = 0
 
     def add(new: list[dict[str, Any]]) -> None:
@@ -177,15 +201,17 @@ def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[st
                 row, ev = world.lf_run(np.array([r[n] for n in world.names]), seed * 1_000_003 + n_lf, rid)
                 n_lf += 1
                 rows.append(row)
-                events[rid] = ev
                 fresh.append(ev)
+                if cnp is not None and cnp.result is None:
+                    events.append(ev)
             else:
                 rows.append(world.hf_run(np.array([r[n] for n in world.names]), seed * 1_000_003 + 500_000 + len(rows)))
         if cnp is not None and fresh:
             if cnp.result is None:
-                sec = cnp.train(list(events.values()), world.space)
+                sec = cnp.train(events, world.space)
                 log.warning("CNP trained on %d LF runs in %.0f s", len(events), sec)
-            cnp_rows.extend(cnp.rows(fresh))
+                events.clear()
+            cnp_rows.extend(cnp.rows(fresh, world.space))
 
     add(initial())
     history = []
