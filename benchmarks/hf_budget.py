@@ -41,6 +41,9 @@ Keys: ``<s>_cpu_h`` (compute at which the criteria were first met, or null),
 ``hf_run_cpu_h``, ``lf_run_cpu_h``, ``d_cpu_h``; ``a_over_b`` and ``a_over_c``.
 
 Run: ``python benchmarks/hf_budget.py [--strategies a b c d] [--cap 0.25] [--rounds 25]``.
+``--output log`` fits the AR1 surrogates of (a), (c) and (d) to the log rate ((b) keeps the
+identity output: its raw LF counts include k = 0 runs). ``--lf0 500 --hf0 8 --batch 4
+--rounds 80 --output log`` is the large-LF variant quoted in the README.
 """
 
 from __future__ import annotations
@@ -184,7 +187,8 @@ class CNPStage:
 
 
 def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[str, Any]]], cap_cpu_h: float,
-         rounds: int, batch: int, seed: int, cnp: CNPStage | None = None, restarts: int = 2) -> dict[str, Any]:
+         rounds: int, batch: int, seed: int, cnp: CNPStage | None = None, restarts: int = 2,
+         output: str = "identity") -> dict[str, Any]:
     """Fit -> check -> propose (cost-aware IVR over the allowed fidelities) -> simulate, until reached or capped."""
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -221,7 +225,8 @@ def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[st
     for r in range(rounds + 1):
         frame_rows = [x for x in rows if x["fidelity"] in fidelities] + [x for x in cnp_rows if x["fidelity"] in fidelities]
         table = rate_table(frame_rows, world.space)
-        settings = AR1Settings(restarts=restarts if r == 0 else 1, rho_prior=0.5 if len(fidelities) > 1 else None)
+        settings = AR1Settings(restarts=restarts if r == 0 else 1, rho_prior=0.5 if len(fidelities) > 1 else None,
+                               output=output)
         sur = AR1Surrogate(world.space, fidelities, settings, seed=seed + r).fit(table)
         rmse, cov = world.score(sur)
         spent = float(sum(x["cost_cpu_h"] for x in rows))
@@ -261,6 +266,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--cap", type=float, default=0.25, help="compute cap of (a)-(c) as a fraction of (d)'s")
+    ap.add_argument("--output", choices=["identity", "log"], default="identity",
+                    help="the AR1 surrogates' output transform (rarefy's surrogate.output)")
     ap.add_argument("--history", type=Path, default=None, help="write every round's RMSE/coverage here (JSON)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -284,19 +291,21 @@ def main() -> None:
                 t0 = time.perf_counter()
                 xd = world.space.sample(310, method="sobol", seed=args.seed + 1).to_numpy(float)
                 rows = [world.hf_run(x, args.seed * 7 + i) for i, x in enumerate(xd)]
-                sur = AR1Surrogate(world.space, ["hf"], AR1Settings(restarts=2), seed=args.seed).fit(
+                sur = AR1Surrogate(world.space, ["hf"], AR1Settings(restarts=2, output=args.output), seed=args.seed).fit(
                     rate_table(rows, world.space))
                 rmse, cov = world.score(sur)
                 res = {"cpu_h": d_cpu_h, "rmse": rmse, "coverage2": cov, "hf_runs": 310, "lf_runs": 0,
                        "reached": world.reached(rmse, cov), "wall_s": time.perf_counter() - t0}
             elif s == "a":
                 res = loop(world, ["lf-cnp", "hf"], mf_initial, cap, args.rounds, args.batch, args.seed,
-                           cnp=CNPStage(args.seed, Path(tmp)))
+                           cnp=CNPStage(args.seed, Path(tmp)), output=args.output)
             elif s == "b":
+                # raw LF counts include k = 0 runs (~1.8 captures per run), which a log output cannot
+                # take, so (b) keeps the identity output
                 res = loop(world, ["lf", "hf"], mf_initial, cap, args.rounds, args.batch, args.seed)
             else:
                 res = loop(world, ["hf"], lambda: design(sobol[:args.hf0c], "hf"), cap, args.rounds,
-                           max(args.batch // 4, 1), args.seed)
+                           max(args.batch // 4, 1), args.seed, output=args.output)
             name = {"a": "a_full", "b": "b_raw", "c": "c_hf", "d": "d_brute"}[s]
             hist[name] = res.pop("history", None)
             for k, v in res.items():
