@@ -17,9 +17,10 @@ described in ``docs/moderator.md``; in short:
   argon and is captured on Ge-76 with an energy-dependent share.
 * Like a Geant4 track record (LEGEND's ``r_t``, ``L_t``, ``ln(E0vsET)``, ``nsec``), every
   event also records what happened on its way in: ``ncross``, the number of panels its
-  path crossed, and ``thermalised``, 1 if a panel thermalised it. These are observed for
-  every event, not only the rare captures; the capture given them is
-  ``fast`` (not thermalised) or ``thermal`` (thermalised).
+  path crossed, ``thermalised``, 1 if a panel thermalised it, and ``escaped``, 1 if that
+  thermal neutron then leaked out of its panel towards the array. These are observed for
+  every event, not only the rare captures; the capture given them is the fast share (not
+  thermalised), the thermal share (escaped) or impossible (thermalised, kept in the panel).
 
 The per-event capture probability is ``t(θ, φ)``; the outcome is Bernoulli(``t``). The
 expected rate ``E_φ[t]`` is computed with the azimuth integrated analytically and the
@@ -266,12 +267,17 @@ class Moderator:
         """
         tr, _, survive = self._crossings(theta, phi)
         if "thermalised" in phi:
-            therm = np.asarray(phi["thermalised"]) > 0
-            if "escaped" in phi:
-                esc = np.asarray(phi["escaped"]) > 0
-                return np.where(therm, np.where(esc, tr.thermal / np.maximum(tr.escape, 1e-300), 0.0), tr.fast)
-            return np.where(therm, tr.thermal, tr.fast)
+            return self._given_track(tr, phi)
         return tr.fast * survive + tr.thermal * (1.0 - survive)
+
+    @staticmethod
+    def _given_track(tr: _Transport, phi: Mapping[str, np.ndarray]) -> np.ndarray:
+        """t given the track record: fast share, escaped-thermal share, or 0 for a thermal neutron kept in its panel."""
+        therm = np.asarray(phi["thermalised"]) > 0
+        if "escaped" not in phi:                               # thermal share averaged over escaping
+            return np.where(therm, tr.thermal, tr.fast)
+        esc = np.asarray(phi["escaped"]) > 0
+        return np.where(therm, np.where(esc, tr.thermal / np.maximum(tr.escape, 1e-300), 0.0), tr.fast)
 
     # ------------------------------------------------------------ protocol
     def simulate(self, theta: Mapping[str, float] | None, n: int, fidelity: str, seed: int,
@@ -294,7 +300,7 @@ class Moderator:
         phi["ncross"] = m.astype(np.int16)
         phi["thermalised"] = (rng.random(n) >= survive).astype(np.int8)
         phi["escaped"] = (phi["thermalised"] * (rng.random(n) < tr.escape)).astype(np.int8)
-        t = self.capture_probability(theta, phi)
+        t = self._given_track(tr, phi)
         outcome = (rng.random(n) < t).astype(np.int8)
         ordered = {k: phi[k] for k in PHI_COLUMNS}
         design = {k: float(theta[k]) for k in THETA_NAMES} if theta is not None else {}
