@@ -11,7 +11,7 @@ from rarefy.denoise import build_model
 from rarefy.denoise.losses import moderated_logit, predictive
 
 
-@pytest.mark.parametrize("kind", ["cnp", "attentive"])
+@pytest.mark.parametrize("kind", ["cnp", "attentive", "factorised"])
 def test_offset_shifts_the_moderated_logit_for_any_sigma(kind: str) -> None:
     torch.manual_seed(3)
     model = build_model(kind, 2, 3, [16], [16]).eval()

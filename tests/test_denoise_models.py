@@ -101,3 +101,39 @@ def test_no_leakage_with_folds() -> None:
     got = score(model, changed, norm, context_size=32, folds=2, seed=9)
     np.testing.assert_array_equal(got.p[fold0], ref.p[fold0])
     assert not np.allclose(got.p[~fold0], ref.p[~fold0])  # fold 1 is scored from fold 0's labels
+
+
+def test_factorised_logit_is_phi_part_plus_low_rank_design_part() -> None:
+    """μ = a(φ) + u(θ)·v(φ): with rank 1 and a linear u, μ is affine in θ at fixed φ, and reads no context."""
+    torch.manual_seed(4)
+    model = build_model("factorised", 3, 2, [16], [16, 16], rank=1).eval()
+    ctx_x, ctx_y = torch.randn(1, 6, 5), torch.zeros(1, 6)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    phi = torch.randn(1, 2).expand(5, -1)
+    t = torch.linspace(-1, 1, 5)[:, None]
+    theta = torch.cat([t, 0.3 * t, torch.full_like(t, 0.5)], dim=1)   # a straight line through θ space
+    grp = torch.zeros(5, dtype=torch.long)
+    mu, lv = model(ctx_x, ctx_y, mask, torch.cat([theta, phi], dim=1), grp)
+    torch.testing.assert_close(mu[2:] - 2 * mu[1:-1] + mu[:-2], torch.zeros(3), atol=1e-5, rtol=0)
+    assert (mu.max() - mu.min()) > 1e-4                      # ... and θ does move it
+    assert torch.allclose(lv, lv[0].expand_as(lv))            # σ depends on φ only
+    mu2, _ = model(ctx_x + 3.0, 1 - ctx_y, mask, torch.cat([theta, phi], dim=1), grp)
+    torch.testing.assert_close(mu2, mu)                       # the context does not enter
+    other = torch.randn(5, 2)
+    mu3, _ = model(ctx_x, ctx_y, mask, torch.cat([theta, other], dim=1), grp)
+    assert not torch.allclose(mu3, mu)
+
+
+@pytest.mark.parametrize("kind", ["cnp", "attentive", "factorised"])
+def test_init_prior_starts_the_predictive_probability_at_the_prior(kind: str) -> None:
+    from rarefy.denoise.losses import predictive
+
+    torch.manual_seed(5)
+    model = build_model(kind, 2, 3, [16, 16], [16, 16]).eval()
+    model.init_prior(1e-4)
+    ctx_x, ctx_y = torch.randn(2, 8, 5), torch.zeros(2, 8)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    with torch.no_grad():
+        mu, lv = model(ctx_x, ctx_y, mask, torch.randn(400, 5), torch.randint(0, 2, (400,)))
+    med = float(predictive(mu, lv)[0].median())
+    assert 2e-5 < med < 5e-4, med

@@ -177,3 +177,33 @@ def test_streaming_training_writes_model_and_split(simulated, tmp_path):
     assert res.train.finished and res.model_path.exists() and res.n_events == 8 * 1500
     split = pd.read_parquet(run / "rates.parquet").set_index("run_id")["split"]
     assert (split == "train").sum() == 6 and (split == "val").sum() == 2 and (split == "test").sum() == 5
+
+
+def test_ensemble_members_train_on_their_own_splits_and_are_averaged(simulated, tmp_path):
+    from rarefy.denoise import Scores, average_scores, load_model
+
+    raw = config(ensemble=2, model={"kind": "factorised", "encoder": [8], "decoder": [16, 16]})
+    cfg = write(tmp_path / "ens.yaml", raw)
+    run = fresh_copy(simulated, tmp_path)
+    res = rarefy.train_denoiser(cfg, run)
+    members = [run / "denoise" / f"member-{i}" for i in (0, 1)]
+    assert res.model_path == members[0] / "model.pt" and all((m / "model.pt").exists() for m in members)
+    splits = [json.loads((m / "split.json").read_text()) for m in members]
+    assert splits[0]["val"] != splits[1]["val"]                      # bagging over runs
+    assert sorted(splits[0]["train"] + splits[0]["val"]) == sorted(splits[1]["train"] + splits[1]["val"])
+    held = {"run-00008", "run-00009", "run-00010"}
+    assert not held & set(splits[0]["train"] + splits[0]["val"] + splits[1]["train"] + splits[1]["val"])
+    out = rarefy.denoise_run(run, fidelities=["lf"])
+    assert out.n_events == 11 * 1500
+    # the written rate of a run is the mean over events of the members' average probability
+    frame = out.table.frame.set_index("run_id")
+    models = [load_model(m) for m in members]
+    assert models[0][2].model.kind == "factorised"
+    p = np.array([1e-3, 2e-3]), np.array([3e-3, 2e-3])
+    s = [Scores(p=x, sigma=np.full(2, 1e-3), mu=np.zeros(2), log_var=np.zeros(2), y=np.zeros(2),
+                run_starts=np.array([0, 2]), run_ids=["r"], theta=np.zeros((1, 2)), theta_names=["x", "y"],
+                fidelity=["lf"]) for x in p]
+    avg = average_scores(s)
+    np.testing.assert_allclose(avg.p, [2e-3, 2e-3])
+    np.testing.assert_allclose(avg.sigma, np.sqrt([1e-6 + 1e-6, 1e-6]))
+    assert np.all(frame["rate"] > 0) and np.all(frame["var"] > 0)

@@ -69,6 +69,22 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert cfg.mixup.enabled and (tmp_path / "a" / "history.json").exists()
 
 
+def test_cosine_schedule_of_a_factorised_model_resumes_exactly(tmp_path: Path) -> None:
+    data = synth()
+    cfg = config(epochs=4, lr=0.01, lr_schedule="cosine", early_stopping={"enabled": False},
+                 model={"kind": "factorised", "encoder": [8], "decoder": [16], "rank": 2, "design_widths": [4]})
+    full = train(data, cfg, out=tmp_path / "a", space=SPACE, seed=5)
+    assert [r["lr"] for r in full.history] == pytest.approx([0.01, 0.01 * (1 + 2 ** -0.5) / 2, 0.005,
+                                                             0.01 * (1 - 2 ** -0.5) / 2])
+    train(data, cfg, out=tmp_path / "b", space=SPACE, seed=5, stop_after_epochs=1)
+    resumed = train(data, cfg, out=tmp_path / "b", space=SPACE, seed=5)
+    assert resumed.finished and resumed.best_epoch == 3           # no early stopping: the last weights
+    assert_same(weights(resumed.model), weights(full.model))
+    model, _, loaded = load_model(tmp_path / "a")
+    assert loaded.model.kind == "factorised" and loaded.model.design_widths == [4]
+    assert_same(weights(model), weights(full.model))
+
+
 def test_deterministic_for_a_seed() -> None:
     data = synth(4, 200)
     cfg = config(epochs=2, early_stopping={"enabled": False})

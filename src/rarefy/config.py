@@ -267,21 +267,25 @@ class CampaignConfig(_Model):
 
 
 class DenoiseModelConfig(_Model):
-    """The CNP (``kind: cnp``) or attentive CNP (``kind: attentive``); hidden widths of encoder and decoder.
+    """The CNP (``kind: cnp``), attentive CNP (``attentive``) or factorised CNP (``factorised``).
 
     Defaults are RESuM-size (≈1e5 parameters). ``rep_dim`` is the representation size
-    (default: last encoder width); ``heads`` the attention heads of the attentive variant.
+    (default: last encoder width); ``heads`` the attention heads of the attentive variant;
+    ``rank`` and ``design_widths`` the low-rank design interaction of the factorised one
+    (:class:`rarefy.denoise.FactorisedCNP`; ``design_widths: []`` makes it linear in θ).
     """
 
-    kind: Literal["cnp", "attentive"] = "cnp"
+    kind: Literal["cnp", "attentive", "factorised"] = "cnp"
     encoder: list[int] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32])
     decoder: list[int] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32])
     rep_dim: int | None = Field(default=None, ge=1)
     heads: int = Field(default=4, ge=1)
+    rank: int = Field(default=1, ge=1)
+    design_widths: list[int] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _widths(self) -> "DenoiseModelConfig":
-        if any(w < 1 for w in (*self.encoder, *self.decoder)):
+        if any(w < 1 for w in (*self.encoder, *self.decoder, *self.design_widths)):
             raise ValueError("layer widths must be >= 1")
         rep = self.rep_dim or (self.encoder[-1] if self.encoder else 32)
         if self.kind == "attentive" and rep % self.heads:
@@ -347,7 +351,8 @@ class DenoiseConfig(_Model):
     """Event-level denoiser (CNP) training; see :func:`rarefy.denoise.train`.
 
     ``epochs`` applies without an ``imbalance`` schedule (default 20); with one, training
-    runs the phases' epochs. ``batches_per_epoch`` caps an epoch (default: one pass over
+    runs the phases' epochs. ``lr_schedule: cosine`` anneals the learning rate from ``lr``
+    towards 0 over those epochs (epoch ``e`` of ``E`` uses ``lr·(1 + cos(πe/E))/2``). ``batches_per_epoch`` caps an epoch (default: one pass over
     the training targets). ``context_size`` is the per-run context bank, ``context_per_batch``
     the budget of context events encoded per batch (at least ``min_context`` per run).
     ``val_events_per_run`` caps the validation targets per run (they are held in memory:
@@ -363,7 +368,9 @@ class DenoiseConfig(_Model):
     them into memory once. ``phi_log`` log-transforms φ columns before standardising:
     ``auto`` picks the strictly positive, right-skewed ones on the training runs
     (:meth:`rarefy.denoise.normalize.PhiMoments.log_mask`), a list names them, ``none``
-    (default) logs none.
+    (default) logs none. ``ensemble: K`` trains K denoisers, member ``i`` with seed
+    ``seed + i`` and so its own random train/validation split of the same non-test runs
+    (bagging over runs), and ``rarefy denoise`` averages their probabilities.
     """
 
     model: DenoiseModelConfig = Field(default_factory=DenoiseModelConfig)
@@ -375,6 +382,7 @@ class DenoiseConfig(_Model):
     batch_size: int = Field(default=3000, ge=1)
     batches_per_epoch: int | None = Field(default=None, ge=1)
     lr: float = Field(default=1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(default=0.0, ge=0)
     split: list[float] = Field(default_factory=lambda: [0.8, 0.1, 0.1], min_length=3, max_length=3)
     context_size: int = Field(default=64, ge=1)
@@ -392,6 +400,7 @@ class DenoiseConfig(_Model):
     test_blocks: list[int] = Field(default_factory=list)
     stream: bool = False
     phi_log: Literal["auto", "none"] | list[str] = "none"
+    ensemble: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _epochs(self) -> "DenoiseConfig":

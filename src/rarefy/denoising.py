@@ -20,7 +20,9 @@ saw their events). The same mapping is kept in ``RUN_DIR/denoise/pipeline.json``
 
 **Files.** ``RUN_DIR/denoise/`` holds the trainer's ``checkpoint.pt`` (re-running
 ``rarefy train`` resumes), ``model.pt``, ``history.json``, ``split.json``,
-``tensorboard/``, plus ``config.yaml`` (the resolved config of the training run),
+``tensorboard/`` (with ``denoise.ensemble: K`` > 1, one ``member-<i>/`` folder of these
+per member; ``rarefy denoise`` averages the members, :func:`rarefy.denoise.average_scores`,
+and the ``split`` column is member 0's), plus ``config.yaml`` (the resolved config of the training run),
 ``pipeline.json`` (fidelities, φ columns, seed, per-run split) and, after
 ``rarefy denoise``, ``rates_cnp.parquet`` (the denoised rows alone). Every file,
 ``rates.parquet`` included, is written atomically; re-running ``rarefy denoise`` replaces
@@ -264,21 +266,26 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
 
         out = run_dir / DENOISE_DIR
         out.mkdir(parents=True, exist_ok=True)
-        total = sum(p.epochs for p in dcfg.imbalance) if dcfg.imbalance else (dcfg.epochs or 20)
+        per_member = sum(p.epochs for p in dcfg.imbalance) if dcfg.imbalance else (dcfg.epochs or 20)
+        total = per_member * dcfg.ensemble
         train_cfg = dcfg.model_copy(update={"progress": False}) if progress is not None else dcfg
-
-        def on_epoch(row: dict[str, Any]) -> None:
-            if progress is not None:
-                progress(int(row["epoch"]) + 1, total)
-
+        results = []
         if progress is not None:
             progress(0, total)
+        for i, member_out in enumerate(member_dirs(out, dcfg.ensemble)):
+            def on_epoch(row: dict[str, Any], done: int = i * per_member) -> None:
+                if progress is not None:
+                    progress(done + int(row["epoch"]) + 1, total)
 
-        result = train_cnp(data, train_cfg, out=out, space=space, seed=seed, on_epoch=on_epoch)
+            if dcfg.ensemble > 1:
+                log.info("ensemble member %d of %d (seed %d)", i + 1, dcfg.ensemble, seed + i)
+            results.append(train_cnp(data, train_cfg, out=member_out, space=space, seed=seed + i,
+                                     on_epoch=on_epoch))
+        result = results[0]
         if progress is not None:
             progress(total, total)
 
-        split = {r: "test" for r in fid_of}
+        split = {r: "test" for r in fid_of}     # member 0's split (the others differ in train / val only)
         for name, ids in zip(("train", "val", "test"), result.split):
             for r in ids:
                 split[r] = name
@@ -295,8 +302,13 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
     counts = pd.Series(split).value_counts().to_dict()
     log.info("denoiser trained (best epoch %d of %d, val loss %.5g); split %s", result.best_epoch,
              result.epochs_run, result.best_val_loss, counts)
-    return DenoiseTrainResult(run_dir, out / "model.pt", rates_path, fids, phi, split, result, n_events,
+    return DenoiseTrainResult(run_dir, member_dirs(out, dcfg.ensemble)[0] / "model.pt", rates_path, fids, phi, split, result, n_events,
                               time.perf_counter() - t0)
+
+
+def member_dirs(out: Path, ensemble: int) -> list[Path]:
+    """Training folders of the denoiser's members: ``out`` itself for one, ``out/member-<i>`` for an ensemble."""
+    return [out] if ensemble <= 1 else [out / f"member-{i}" for i in range(ensemble)]
 
 
 # -------------------------------------------------------------------- score
@@ -323,8 +335,7 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
     store = _open_store(run_dir)
     try:
         out = run_dir / DENOISE_DIR
-        model_path = out / "model.pt"
-        if not model_path.exists() or not (out / PIPELINE).exists():
+        if not (out / PIPELINE).exists() or not (out / "config.yaml").exists():
             raise InputError("no trained denoiser here; run 'rarefy train CONFIG --run RUN_DIR' first", file=run_dir)
         cfg = load_config(out / "config.yaml")
         meta = json.loads((out / PIPELINE).read_text())
@@ -342,10 +353,16 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
         phi = list(meta["phi"])
         _check_phi(store, todo, phi)
 
-        from .denoise import aggregate_frame, load_model, score
+        from .denoise import aggregate_frame, average_scores, load_model, score
         from .denoise.train import resolve_device
 
-        model, norm, dcfg = load_model(model_path)
+        ensemble = (cfg.denoise or DenoiseConfig()).ensemble
+        paths = [d / "model.pt" for d in member_dirs(out, ensemble)]
+        missing = [p for p in paths if not p.exists()]
+        if missing:
+            raise InputError("no trained denoiser here; run 'rarefy train CONFIG --run RUN_DIR' first", file=missing[0])
+        members = [load_model(p) for p in paths]
+        dcfg = members[0][2]
         device = str(resolve_device(dcfg.device))
         seed = int(meta["seed"])
         frames, n_events = [], 0
@@ -353,8 +370,8 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
             progress(0, len(todo))
         for i, rid in enumerate(todo):
             data = _run_events(store, rid, fid_of[rid], phi)
-            scores = score(model, data, norm, context_size=dcfg.context_size, folds=dcfg.score_folds, seed=seed,
-                           device=device)
+            scores = average_scores([score(model, data, norm, context_size=dcfg.context_size, folds=dcfg.score_folds,
+                                           seed=seed, device=device) for model, norm, _ in members])
             frames.append(aggregate_frame(scores, suffix=SUFFIX))
             n_events += data.n
             if progress is not None:

@@ -17,15 +17,15 @@ from .data import (ChunkSource, EventData, from_event_store, from_event_table, i
                    split_runs)
 from .losses import LOSSES, get_loss, loss_names, predictive
 from .mixup import Mixup
-from .models import CNP, RESUM_WIDTHS, AttentiveCNP, build_model
+from .models import CNP, RESUM_WIDTHS, AttentiveCNP, FactorisedCNP, build_model
 from .normalize import Normalizer
 from .sampling import Phase, Schedule
-from .score import Scores, score
+from .score import Scores, average_scores, score
 from .train import TrainResult, denoise_config, load_model, save_model, train
 
 __all__ = [
-    "AttentiveCNP", "CNP", "ChunkSource", "ContextBank", "EventData", "LOSSES", "Mixup", "Normalizer", "Phase",
-    "RESUM_WIDTHS", "Schedule", "Scores", "TrainResult", "aggregate", "aggregate_frame", "build_model",
+    "AttentiveCNP", "CNP", "ChunkSource", "ContextBank", "EventData", "FactorisedCNP", "LOSSES", "Mixup", "Normalizer", "Phase",
+    "RESUM_WIDTHS", "Schedule", "Scores", "TrainResult", "aggregate", "aggregate_frame", "average_scores", "build_model",
     "denoise_config", "draw_bank", "fold_banks", "from_event_store", "from_event_table", "get_loss",
     "iter_chunks", "load_model", "loss_names", "parquet_shards", "predictive", "save_model", "score",
     "split_runs", "train",

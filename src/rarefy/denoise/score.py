@@ -23,7 +23,7 @@ from .losses import predictive
 from .models import CNP
 from .normalize import Normalizer
 
-__all__ = ["Scores", "score"]
+__all__ = ["Scores", "score", "average_scores"]
 
 _RUN_BLOCK = 256
 
@@ -51,6 +51,32 @@ class Scores:
     @property
     def n(self) -> int:
         return len(self.p)
+
+
+def average_scores(members: list[Scores]) -> Scores:
+    """The ensemble of several models' :class:`Scores` of the same events.
+
+    ``p`` is the members' mean probability; ``sigma² = mean(σ_m²) + var(p_m)`` (law of total
+    variance: each member's own uncertainty plus the members' disagreement, ddof 0);
+    ``mu``/``log_var`` are the logit of ``p`` and the members' mean ``log_var``. One member
+    is returned unchanged.
+    """
+    if not members:
+        raise ValueError("average_scores needs at least one member")
+    if len(members) == 1:
+        return members[0]
+    first = members[0]
+    if any(m.n != first.n or not np.array_equal(m.run_starts, first.run_starts) for m in members):
+        raise ValueError("ensemble members scored different events")
+    ps = np.stack([m.p for m in members])
+    p = ps.mean(axis=0)
+    sigma = np.sqrt(np.mean(np.stack([m.sigma for m in members]) ** 2, axis=0) + ps.var(axis=0))
+    pc = np.clip(p, 1e-30, 1 - 1e-7)
+    return Scores(p=p.astype(first.p.dtype), sigma=sigma.astype(first.sigma.dtype),
+                  mu=np.log(pc / (1 - pc)).astype(first.mu.dtype),
+                  log_var=np.mean(np.stack([m.log_var for m in members]), axis=0).astype(first.log_var.dtype),
+                  y=first.y, run_starts=first.run_starts, run_ids=first.run_ids, theta=first.theta,
+                  theta_names=first.theta_names, fidelity=first.fidelity)
 
 
 def _resolve(model: object, normalizer: Normalizer | None) -> tuple[CNP, Normalizer, int, int]:

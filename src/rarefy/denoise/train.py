@@ -62,7 +62,8 @@ from .models import CNP, build_model
 from .normalize import Normalizer, PhiMoments
 from .sampling import Phase, PositiveStream, Schedule, regular_batches
 
-__all__ = ["train", "TrainResult", "denoise_config", "resolve_device", "load_model", "save_model"]
+__all__ = ["train", "TrainResult", "denoise_config", "resolve_device", "load_model", "save_model", "model_from_config",
+           "epoch_lr"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,19 @@ def resolve_device(device: str) -> torch.device:
 def _logit(p: float) -> float:
     p = min(max(p, 1e-12), 1 - 1e-12)
     return math.log(p / (1 - p))
+
+
+def model_from_config(cfg: DenoiseConfig, dim_theta: int, dim_phi: int) -> CNP:
+    """The untrained model ``cfg.model`` describes, for ``dim_theta`` θ and ``dim_phi`` φ features."""
+    m = cfg.model
+    return build_model(m.kind, dim_theta, dim_phi, m.encoder, m.decoder, m.rep_dim, m.heads, m.rank, m.design_widths)
+
+
+def epoch_lr(cfg: DenoiseConfig, epoch: int, total: int) -> float:
+    """Learning rate of (0-based) ``epoch`` of ``total``: ``lr``, or its cosine annealing (``lr_schedule``)."""
+    if cfg.lr_schedule == "cosine" and total > 0:
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / total))
+    return cfg.lr
 
 
 def _schedule(cfg: DenoiseConfig) -> Schedule:
@@ -370,8 +384,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[CNP, Normalizer, DenoiseCo
         raise InputError("denoiser model not found", file=path)
     payload = torch.load(path, map_location="cpu", weights_only=True)
     cfg = DenoiseConfig.model_validate_json(payload["config"])
-    model = build_model(cfg.model.kind, *payload["dims"], cfg.model.encoder, cfg.model.decoder, cfg.model.rep_dim,
-                        cfg.model.heads)
+    model = model_from_config(cfg, *payload["dims"])
     model.load_state_dict(payload["model"])
     model.eval()
     return model, Normalizer.from_state_dict(payload["normalizer"]), cfg
@@ -453,10 +466,12 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
         log.warning("no signal events in the training runs: positive oversampling has nothing to draw from")
 
     torch.manual_seed(seed)
-    model = build_model(cfg.model.kind, len(s.runs.theta_names), len(s.runs.phi_names), cfg.model.encoder,
-                        cfg.model.decoder, cfg.model.rep_dim, cfg.model.heads).to(device)
+    model = model_from_config(cfg, len(s.runs.theta_names), len(s.runs.phi_names)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     pi_data = (s.k_train_targets + 0.5) / (s.n_train_targets + 1.0)
+    first = schedule.phases[0]
+    pool_share = first.n_pool(cfg.batch_size) / cfg.batch_size if len(s.pool_run) else 0.0
+    model.init_prior(pi_data * (1.0 - pool_share) + pool_share)   # the first phase's batch prior
 
     history: list[dict[str, Any]] = []
     best = {"val_loss": math.inf, "epoch": -1, "state": None, "offset": 0.0}
@@ -489,6 +504,8 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
             if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
                 break
             phase_i, phase = schedule.at(epoch)
+            for group in opt.param_groups:
+                group["lr"] = epoch_lr(cfg, epoch, schedule.total_epochs)
             row = _train_epoch(model, opt, s, cfg, source, phase, epoch, seed, loss_fn, mix, device, pi_data)
             if not np.isfinite(row["train_loss"]):
                 raise FloatingPointError(f"training loss is not finite at epoch {epoch}; lower the learning rate")
@@ -500,7 +517,7 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
             offset = _logit(pi_data) - _logit(row["batch_prior"]) + shift
             model.logit_offset.fill_(offset)
             row.update(_validate(model, s, val_loss_fn))
-            row.update(epoch=epoch, phase=phase_i, logit_offset=offset)
+            row.update(epoch=epoch, phase=phase_i, logit_offset=offset, lr=opt.param_groups[0]["lr"])
             improved = row["val_loss"] < best["val_loss"] - cfg.early_stopping.min_delta
             if improved or not cfg.early_stopping.enabled:
                 best = {"val_loss": row["val_loss"], "epoch": epoch,
