@@ -207,3 +207,21 @@ def test_ensemble_members_train_on_their_own_splits_and_are_averaged(simulated, 
     np.testing.assert_allclose(avg.p, [2e-3, 2e-3])
     np.testing.assert_allclose(avg.sigma, np.sqrt([1e-6 + 1e-6, 1e-6]))
     assert np.all(frame["rate"] > 0) and np.all(frame["var"] > 0)
+
+
+@pytest.mark.parametrize("ensemble", [1, 2])
+def test_the_loop_trains_the_denoiser_once(simulated, tmp_path, monkeypatch, ensemble):
+    """rundata.update_denoised (called by the loop every round) trains only while some member's model is missing."""
+    import rarefy.denoising as denoising
+    from rarefy.rundata import update_denoised
+
+    raw = config(ensemble=ensemble)
+    raw["fidelities"] = [FIDS[0], {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"},
+                                   "noise": {"variance": "var"}}, FIDS[1]]
+    cfg = rarefy.load_config(write(tmp_path / "loop.yaml", raw))
+    run = fresh_copy(simulated, tmp_path)
+    calls = []
+    real = denoising.train_denoiser
+    monkeypatch.setattr(denoising, "train_denoiser", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert len(update_denoised(cfg, run)) == 11                # trained, then every LF run scored
+    assert update_denoised(cfg, run) == [] and len(calls) == 1  # nothing new: neither trained nor scored

@@ -258,18 +258,20 @@ TINY_CNP = {"model": {"kind": "cnp", "encoder": [8], "decoder": [8]}, "epochs": 
 
 
 @pytest.mark.slow  # trains a (tiny) CNP inside a loop: about a minute on idle cores
-def test_loop_with_the_cnp_denoiser(tmp_path):
+@pytest.mark.parametrize("ensemble", [1, 2])
+def test_loop_with_the_cnp_denoiser(tmp_path, ensemble):
     """denoise section + lf-cnp in the chain: the CNP is trained once, every run is scored, lf-cnp enters the fit."""
     cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
     lf, hf = cfg["fidelities"]
     cfg["fidelities"] = [lf, {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"}}, hf]
-    cfg["denoise"] = TINY_CNP
+    cfg["denoise"] = {**TINY_CNP, "ensemble": ensemble}
     cfg["acquisition"]["fidelities"] = ["lf-cnp", "hf"]  # an LF run is valued by its denoised rate
     path = tmp_path / "cnp.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = tmp_path / "run"
     res = rarefy.run(path, out, progress=False)
-    assert (out / "denoise" / "model.pt").exists()
+    model_pt = out / "denoise" / ("model.pt" if ensemble == 1 else f"member-{ensemble - 1}/model.pt")
+    assert model_pt.exists()
     cnp = pd.read_parquet(out / "denoise" / "rates_cnp.parquet")
     runs = pd.read_parquet(out / "rates.parquet")
     lf_runs = set(runs.loc[(runs["fidelity"] == "lf") & ~runs["run_id"].str.startswith("verify"), "run_id"])
@@ -286,10 +288,10 @@ def test_loop_with_the_cnp_denoiser(tmp_path):
     # costs count the simulated runs only (a denoised row costs nothing more)
     assert set(res.result["cost_cpu_h"]) == {"lf", "hf", "total"}
     assert res.result["cost_cpu_h"]["lf"] == pytest.approx((runs["fidelity"] == "lf").sum() * 20_000 * 3e-6)
-    mtime = (out / "denoise" / "model.pt").stat().st_mtime_ns
+    mtime = model_pt.stat().st_mtime_ns
     again = rarefy.run(path, out, progress=False)  # resumes: nothing simulated, the CNP is not retrained
     assert again.executed == 0 and again.result == res.result
-    assert (out / "denoise" / "model.pt").stat().st_mtime_ns == mtime
+    assert model_pt.stat().st_mtime_ns == mtime
 
 
 def test_optimize_command_on_a_loop_run(loop_run, tmp_path):

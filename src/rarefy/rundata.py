@@ -60,7 +60,7 @@ def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = Fal
     :func:`rarefy.denoise_run` (deterministic for the seed), which writes
     ``RUN_DIR/denoise/rates_cnp.parquet``. The model is not retrained as runs arrive.
     """
-    from .denoising import DENOISE_DIR, PIPELINE, denoise_run, train_denoiser
+    from .denoising import DENOISE_DIR, PIPELINE, denoise_run, member_dirs, train_denoiser
 
     cnp = denoised_fidelities(cfg)
     if not cnp or cfg.denoise is None:
@@ -68,7 +68,8 @@ def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = Fal
     run_dir = Path(run_dir)
     bases = sorted(set(cnp.values()))
     ddir = run_dir / DENOISE_DIR
-    if not ((ddir / PIPELINE).exists() and (ddir / "model.pt").exists()):
+    trained = all((d / "model.pt").exists() for d in member_dirs(ddir, cfg.denoise.ensemble))
+    if not ((ddir / PIPELINE).exists() and trained):
         dcfg = cfg.denoise if cfg.denoise.fidelities else cfg.denoise.model_copy(update={"fidelities": bases})
         train_denoiser(cfg.model_copy(update={"denoise": dcfg}), run_dir,
                        progress=None if progress else (lambda done, total: None))
