@@ -22,7 +22,8 @@ saw their events). The same mapping is kept in ``RUN_DIR/denoise/pipeline.json``
 ``rarefy train`` resumes), ``model.pt``, ``history.json``, ``split.json``,
 ``tensorboard/`` (with ``denoise.ensemble: K`` > 1, one ``member-<i>/`` folder of these
 per member; ``rarefy denoise`` averages the members, :func:`rarefy.denoise.average_scores`,
-and the ``split`` column is member 0's), plus ``config.yaml`` (the resolved config of the training run),
+and the ``split`` column is member 0's), plus ``config.yaml`` (the resolved config of the
+training run),
 ``pipeline.json`` (fidelities, φ columns, seed, per-run split) and, after
 ``rarefy denoise``, ``rates_cnp.parquet`` (the denoised rows alone). Every file,
 ``rates.parquet`` included, is written atomically; re-running ``rarefy denoise`` replaces
@@ -302,7 +303,8 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
     counts = pd.Series(split).value_counts().to_dict()
     log.info("denoiser trained (best epoch %d of %d, val loss %.5g); split %s", result.best_epoch,
              result.epochs_run, result.best_val_loss, counts)
-    return DenoiseTrainResult(run_dir, member_dirs(out, dcfg.ensemble)[0] / "model.pt", rates_path, fids, phi, split, result, n_events,
+    model_path = member_dirs(out, dcfg.ensemble)[0] / "model.pt"
+    return DenoiseTrainResult(run_dir, model_path, rates_path, fids, phi, split, result, n_events,
                               time.perf_counter() - t0)
 
 
