@@ -21,13 +21,11 @@ import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
+from rarefy import EventStore, EventTable
 from rarefy.denoise import EventData, build_model, get_loss, parquet_shards, score, train
 
 
@@ -37,6 +35,15 @@ def _rate(fn, n_samples: int, repeats: int) -> float:
     for _ in range(repeats):
         fn()
     return n_samples * repeats / (time.perf_counter() - t)
+
+
+def _pipeline_rates(source: object, cfg: dict, n: int) -> tuple[float, float]:
+    """Samples/s of one training epoch of :func:`train` on ``source`` and of scoring its ``n`` events."""
+    res = train(source, cfg, seed=0)
+    h0 = res.history[0]
+    t = time.perf_counter()
+    score(res, source)
+    return h0["samples"] / h0["wall_s"], n / (time.perf_counter() - t)
 
 
 def main() -> None:
@@ -87,30 +94,17 @@ def main() -> None:
                      run_ids=[f"r{i:03d}" for i in range(args.runs)])
     cfg = {"epochs": 1, "batches_per_epoch": args.batches, "val_events_per_run": 1000, "progress": False,
            "tensorboard": False, "early_stopping": {"enabled": False}}
-    res = train(data, cfg, seed=0)
-    h0 = res.history[0]
-    e2e_train = h0["samples"] / h0["wall_s"]
-    t = time.perf_counter()
-    score(res, data)
-    e2e_score = n / (time.perf_counter() - t)
+    e2e_train, e2e_score = _pipeline_rates(data, cfg, n)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:   # one Parquet shard per run, as `rarefy simulate` writes them
         theta_cols, phi_cols = [f"t{j}" for j in range(d_theta)], [f"p{j}" for j in range(d_phi)]
         paths = []
-        for r in range(args.runs):
+        for r, rid in enumerate(data.run_ids):
             lo, hi = int(data.run_starts[r]), int(data.run_starts[r + 1])
-            cols = {c: np.full(hi - lo, data.theta[r, j]) for j, c in enumerate(theta_cols)}
-            cols.update({c: data.phi[lo:hi, j] for j, c in enumerate(phi_cols)})
-            cols["outcome"] = data.y[lo:hi].astype(np.int8)
-            paths.append(Path(tmp) / f"r{r:03d}.parquet")
-            pq.write_table(pa.table(cols), paths[-1])
-        source = parquet_shards(paths, theta_cols, phi_cols, run_id=None)
-        res_s = train(source, cfg, seed=0)
-        hs = res_s.history[0]
-        stream_train = hs["samples"] / hs["wall_s"]
-        t = time.perf_counter()
-        score(res_s, source)
-        stream_score = n / (time.perf_counter() - t)
+            table = EventTable.from_arrays(dict(zip(theta_cols, data.theta[r])), dict(zip(phi_cols, data.phi[lo:hi].T)),
+                                           data.y[lo:hi].astype(np.int8), run_id=rid)
+            paths.append(EventStore.write_shard(tmp, rid, table))
+        stream_train, stream_score = _pipeline_rates(parquet_shards(paths, theta_cols, phi_cols), cfg, n)
     print(json.dumps({
         "benchmark": "cnp_throughput", "threads": args.threads, "batch": batch,
         "params": sum(p.numel() for p in model.parameters()),

@@ -220,10 +220,17 @@ class FactorisedCNP(CNP):
                  decoder: Sequence[int] = RESUM_WIDTHS, rep_dim: int | None = None, rank: int = 1,
                  design_widths: Sequence[int] = ()) -> None:
         super().__init__(dim_theta, dim_phi, encoder, decoder, rep_dim)
+        # CNP.__init__ built an encoder; the factorised decoder reads no context, so drop it
+        # (built and dropped, not skipped, so the random initialisation stays as measured)
+        del self.encoder
         self.rank = int(rank)
         self.decoder = mlp(self.dim_phi, decoder, 2)                     # a(φ): (μ_a, log σ²)
         self.event_side = mlp(self.dim_phi, decoder, self.rank)          # v(φ)
         self.design_side = mlp(self.dim_theta, design_widths, self.rank)        # u(θ)
+
+    def encode(self, ctx_x: torch.Tensor, ctx_y: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+        """No encoder: the representation is zeros (U, m, rep_dim), since the decoder does not read it."""
+        return ctx_x.new_zeros(*ctx_mask.shape, self.rep_dim)
 
     def decode(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rep, theta, phi = feats.split([self.rep_dim, self.dim_theta, self.dim_phi], dim=-1)

@@ -265,9 +265,9 @@ class Moderator:
         given it: the fast share where 0, the leaking-thermal share where 1. Without it,
         averaged over thermalisation: ``fast·(1−q)^m + thermal·(1 − (1−q)^m)``.
         """
+        if "thermalised" in phi:                               # the track is recorded: no lattice needed
+            return self._given_track(self._transport(theta, phi), phi)
         tr, _, survive = self._crossings(theta, phi)
-        if "thermalised" in phi:
-            return self._given_track(tr, phi)
         return tr.fast * survive + tr.thermal * (1.0 - survive)
 
     @staticmethod
