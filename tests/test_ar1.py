@@ -175,3 +175,45 @@ def test_rho_prior_pulls_a_sign_flipped_link_towards_plus_one():
     assert abs(float(tight.module.rho0[1].detach()) - 1.0) < 0.2
     with pytest.raises(ValueError, match="rho_prior"):
         AR1Settings(rho_prior=0.0)
+
+
+def test_mean_uncertainty_is_the_vague_constant_mean_limit(space2d):
+    """One fidelity: the added variance is that of a constant mean with a flat prior (universal kriging),
+    i.e. the limit of adding c² to every kernel entry as c → ∞."""
+    table = two_fidelity_table(space2d).subset("hf")
+    sur = AR1Surrogate(space2d, ["hf"], AR1Settings(restarts=1, max_iter=100, mean_uncertainty=True), seed=0).fit(table)
+    plain = AR1Surrogate(space2d, ["hf"], AR1Settings(restarts=1, max_iter=100), seed=0).fit(table)
+    x = space2d.sample(5, method="random", seed=4).to_numpy()
+    m_mu, s_mu = sur.predict(x, "hf")
+    m_pl, s_pl = plain.predict(x, "hf")
+    torch.testing.assert_close(m_mu, m_pl)
+    m, d = sur.module, sur._data
+    with torch.no_grad():
+        c2 = 1e6
+        K = m.covariance(d.x, d.fid, d.x, d.fid) + torch.diag(d.v + m.nugget[d.fid]) + c2
+        xs = sur._x(x)
+        fid = torch.zeros(len(x), dtype=torch.long)
+        ks = m.covariance(xs, fid, d.x, d.fid) + c2
+        var = m.prior_variance(xs, fid) + c2 - (ks * torch.linalg.solve(K, ks.T).T).sum(-1)
+    expected = var * sur._y_std[0] ** 2
+    torch.testing.assert_close(s_mu**2, expected, rtol=1e-4, atol=0.0)
+    assert bool((s_mu > s_pl).all())
+
+
+def test_mean_uncertainty_widens_the_target_and_keeps_joint_consistent(space2d, tmp_path):
+    table = two_fidelity_table(space2d, n_hf=5)
+    plain = AR1Surrogate(space2d, ["lf", "hf"], FAST, seed=0).fit(table)
+    sur = AR1Surrogate(space2d, ["lf", "hf"], AR1Settings(restarts=2, max_iter=100, mean_uncertainty=True),
+                       seed=0).fit(table)
+    x = space2d.sample(20, method="random", seed=5).to_numpy()
+    m_mu, s_mu = sur.predict(x, "hf")
+    m_pl, s_pl = plain.predict(x, "hf")
+    torch.testing.assert_close(m_mu, m_pl)
+    assert bool((s_mu >= s_pl - 1e-12).all()) and float((s_mu / s_pl).max()) > 1.05
+    mean, cov = sur.joint(torch.tensor(x[:6]), torch.tensor([0, 1, 0, 1, 0, 1]))
+    torch.testing.assert_close(torch.diagonal(cov)[1::2], s_mu[:6][1::2] ** 2, rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(torch.diagonal(cov)[0::2], sur.predict(x[:6][0::2], "lf")[1] ** 2, rtol=1e-6,
+                               atol=1e-12)
+    assert torch.linalg.eigvalsh(cov).min() > -1e-8
+    loaded = AR1Surrogate.load(sur.save(tmp_path))
+    torch.testing.assert_close(loaded.predict(x, "hf")[1], s_mu)

@@ -146,6 +146,8 @@ class SurrogateConfig(_Model):
     output: Literal["identity", "log", "poisson"] = "identity"
     rho_prior: float | None = Field(default=None, gt=0, description="ar1 and pce: scale s of a Normal(1, s) prior on "
                                     "each constant ρ, in standardised output units (None: flat)")
+    mean_uncertainty: bool = Field(default=False, description="ar1: add the uncertainty of the target level's constant "
+                                   "mean and ρ to its predictive variance (universal kriging; for few target runs)")
     degree: int | None = Field(default=None, ge=0, description="pce: fixed total degree (default: by cross-validation)")
     max_degree: int = Field(default=4, ge=1, description="pce: highest total degree tried by the cross-validation")
     cv_folds: int = Field(default=5, ge=2, description="pce: folds of the degree cross-validation")
@@ -153,7 +155,8 @@ class SurrogateConfig(_Model):
         default="ard", description="pce: coefficient prior — 'ard' (one precision per term) or 'degree' (one "
                                    "precision per fidelity level and total degree; better calibrated intervals)")
 
-    AR1_FIELDS: ClassVar[tuple[str, ...]] = ("kernel", "rho", "nugget", "restarts", "max_iter", "output", "rho_prior")
+    AR1_FIELDS: ClassVar[tuple[str, ...]] = ("kernel", "rho", "nugget", "restarts", "max_iter", "output", "rho_prior",
+                                             "mean_uncertainty")
     PCE_FIELDS: ClassVar[tuple[str, ...]] = ("degree", "max_degree", "cv_folds", "nugget", "max_iter", "output",
                                              "prior", "rho_prior")
 

@@ -67,6 +67,9 @@ class AR1Settings:
     max_iter: int = 200
     output: str = "identity"
     rho_prior: float | None = None  # scale s of a Normal(1, s) prior on each constant ρ (standardised units)
+    # add the uncertainty of the target level's constant mean and ρ to its predictive
+    # variance (universal kriging with a flat prior on them; see AR1Surrogate.predict)
+    mean_uncertainty: bool = False
 
     def __post_init__(self) -> None:
         if self.kernel not in ("matern52", "rbf"):
@@ -351,6 +354,36 @@ class AR1Surrogate:
         self._L = safe_cholesky(K, quiet=False)
         r = (d.z - m.prior_mean(d.x, d.fid)).unsqueeze(-1)
         self._alpha = torch.cholesky_solve(r, self._L).squeeze(-1)
+        self._uk = None
+        if self.settings.mean_uncertainty:
+            H = self._basis(d.x, d.fid)
+            KinvH = torch.cholesky_solve(H, self._L)
+            G = H.T @ KinvH
+            self._uk = (KinvH, torch.linalg.pinv(G + 1e-10 * torch.eye(G.shape[0], dtype=DTYPE)))
+
+    def _basis(self, x: torch.Tensor, fid: torch.Tensor) -> torch.Tensor:
+        """Regression basis of the target level, (..., n, p): [1] for one fidelity, else [z_{F-1}(x), 1].
+
+        Rows of lower fidelities are 0: the target level's mean c and ρ act on the target
+        only. z_{F-1} is the next-lower level's latent posterior mean (standardised units),
+        the direction in which an error in ρ moves the target.
+        """
+        top = self.module.levels - 1
+        fid = fid.expand(x.shape[:-1])
+        on = (fid == top).to(DTYPE)
+        if top == 0:
+            return on.unsqueeze(-1)
+        m, d = self.module, self._data
+        below = torch.full(x.shape[:-1], top - 1, dtype=torch.long)
+        z_below = m.prior_mean(x, below) + m.covariance(x, below, d.x, d.fid) @ self._alpha
+        return torch.stack([on * z_below, on], dim=-1)
+
+    def _mean_cov(self, x: torch.Tensor, fid: torch.Tensor, Ks: torch.Tensor) -> torch.Tensor | None:
+        """U = h(x) − Ks K⁻¹ H (…, n, p): the part of the posterior that the mean/ρ uncertainty moves."""
+        if self._uk is None:
+            return None
+        KinvH, _ = self._uk
+        return self._basis(x, fid) - Ks @ KinvH
 
     # --------------------------------------------------------------- predict
     def predict(self, x: Any, fidelity: str | None = None, *, observed: bool = False,
@@ -375,6 +408,9 @@ class AR1Surrogate:
             mean = m.prior_mean(xs, fid) + Ks @ self._alpha
             w = torch.linalg.solve_triangular(self._L, Ks.transpose(-1, -2), upper=False)
             var = (m.prior_variance(xs, fid) - (w**2).sum(-2)).clamp_min(1e-12)
+            U = self._mean_cov(xs, fid, Ks)
+            if U is not None:
+                var = var + ((U @ self._uk[1]) * U).sum(-1)
             if observed:
                 var = var + m.nugget[g]
             mean = mean * self._y_std[g] + self._y_mean[g]
@@ -408,6 +444,9 @@ class AR1Surrogate:
             mean = m.prior_mean(xs, fid) + Ks @ self._alpha
             w = torch.linalg.solve_triangular(self._L, Ks.transpose(-1, -2), upper=False)
             cov = m.covariance(xs, fid, xs, fid) - w.transpose(-1, -2) @ w
+            U = self._mean_cov(xs, fid, Ks)
+            if U is not None:
+                cov = cov + U @ self._uk[1] @ U.transpose(-1, -2)
             scale = self._y_std[fid]
             mean = mean * scale + self._y_mean[fid]
             cov = cov * scale[..., :, None] * scale[..., None, :]
