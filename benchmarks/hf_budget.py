@@ -40,10 +40,16 @@ Keys: ``<s>_cpu_h`` (compute at which the criteria were first met, or null),
 ``<s>_hf_runs``/``<s>_lf_runs``, ``<s>_wall_s``; ``spread``, ``rmse_target``, ``n_hf``,
 ``hf_run_cpu_h``, ``lf_run_cpu_h``, ``d_cpu_h``; ``a_over_b`` and ``a_over_c``.
 
-Run: ``python benchmarks/hf_budget.py [--strategies a b c d] [--cap 0.25] [--rounds 25]``.
-``--output log`` fits the AR1 surrogates of (a), (c) and (d) to the log rate ((b) keeps the
-identity output: its raw LF counts include k = 0 runs). ``--lf0 500 --hf0 8 --batch 4
---rounds 80 --output log`` is the large-LF variant quoted in the README.
+Run: ``python benchmarks/hf_budget.py [--strategies a b c d] [--seed 11] [--cap 0.25]``.
+Defaults: 500 initial LF runs and 8 initial HF runs for (a)/(b) (LF runs cost 0.15 CPU-h,
+so 500 of them are 0.02% of (d)), 6 for (c), batches of 4 runs ((c): 1) for up to 80
+rounds, and ``--output log`` for (a), (c) and (d) ((b) keeps the identity output: its raw LF
+counts include k = 0 runs). Every GP adds the uncertainty of its target level's mean and ρ
+(``surrogate.mean_uncertainty``; ``--no-mean-uncertainty`` turns it off): with 8–10 HF runs
+the plug-in intervals are too narrow. The CNP is denoise.yaml's: an ensemble of 5 members
+(30 epochs each) trained once on the initial LF runs' events, with denoise.yaml's rule for
+the positive oversampling scaled to the number of runs (each training positive about once
+per epoch: 4 per batch for 500 runs instead of denoise.yaml's 1 for 200).
 """
 
 from __future__ import annotations
@@ -157,7 +163,12 @@ def event_data(runs: list[LFEvents], theta_names: list[str]) -> Any:
 
 
 class CNPStage:
-    """Train the CNP once on LF events; score each LF run -> an lf-cnp row (rarefy.denoise public functions)."""
+    """Train the CNP once on LF events; score each LF run -> an lf-cnp row (rarefy.denoise public functions).
+
+    With ``denoise.ensemble: K`` (denoise.yaml) K members are trained, member i with seed + i
+    (its own train/val split of the runs), and their scores averaged as ``rarefy denoise``
+    does (:func:`rarefy.denoise.average_scores`).
+    """
 
     def __init__(self, seed: int, workdir: Path) -> None:
         raw = dict(DENOISE)
@@ -166,29 +177,44 @@ class CNPStage:
         self.cfg = DenoiseConfig.model_validate(raw)
         self.seed = seed
         self.workdir = workdir
-        self.result: Any = None
+        self.members: list[Any] = []
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.members)
 
     def train(self, events: list[LFEvents], space: Any) -> float:
         from rarefy.denoise import train
+        from rarefy.denoising import member_dirs
 
         t0 = time.perf_counter()
         data = event_data(events, space.names)
-        self.result = train(data, self.cfg, out=self.workdir / "cnp", space=space, seed=self.seed)
+        # denoise.yaml's rule, scaled to this many runs: each training positive about once per
+        # epoch (there: ~300 positives, 1 per batch of 250 batches; here ~800 for 500 runs)
+        phase = self.cfg.imbalance[0]
+        positives = float(data.y.sum()) * self.cfg.split[0]
+        per_batch = max(1, round(positives / self.cfg.batches_per_epoch))
+        phase.positive_ratio = per_batch / self.cfg.batch_size
+        log.warning("CNP: %d positives in %d runs -> %d pool positives per batch", int(data.y.sum()), len(events),
+                    per_batch)
+        self.members = [train(data, self.cfg, out=d, space=space, seed=self.seed + i)
+                        for i, d in enumerate(member_dirs(self.workdir / "cnp", self.cfg.ensemble))]
         return time.perf_counter() - t0
 
     def rows(self, events: list[LFEvents], space: Any, chunk: int = 100) -> list[dict[str, Any]]:
-        from rarefy.denoise import aggregate_frame, score
+        from rarefy.denoise import aggregate_frame, average_scores, score
 
         out: list[dict[str, Any]] = []
         for i in range(0, len(events), chunk):
-            sc = score(self.result, event_data(events[i:i + chunk], space.names), seed=self.seed)
+            data = event_data(events[i:i + chunk], space.names)
+            sc = average_scores([score(m, data, seed=self.seed) for m in self.members])
             out.extend(aggregate_frame(sc, suffix="-cnp").to_dict(orient="records"))
         return out
 
 
 def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[str, Any]]], cap_cpu_h: float,
          rounds: int, batch: int, seed: int, cnp: CNPStage | None = None, restarts: int = 2,
-         output: str = "identity") -> dict[str, Any]:
+         output: str = "identity", mean_uncertainty: bool = True) -> dict[str, Any]:
     """Fit -> check -> propose (cost-aware IVR over the allowed fidelities) -> simulate, until reached or capped."""
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -206,12 +232,12 @@ def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[st
                 n_lf += 1
                 rows.append(row)
                 fresh.append(ev)
-                if cnp is not None and cnp.result is None:
+                if cnp is not None and not cnp.trained:
                     events.append(ev)
             else:
                 rows.append(world.hf_run(np.array([r[n] for n in world.names]), seed * 1_000_003 + 500_000 + len(rows)))
         if cnp is not None and fresh:
-            if cnp.result is None:
+            if not cnp.trained:
                 sec = cnp.train(events, world.space)
                 log.warning("CNP trained on %d LF runs in %.0f s", len(events), sec)
                 events.clear()
@@ -226,7 +252,7 @@ def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[st
         frame_rows = [x for x in rows if x["fidelity"] in fidelities] + [x for x in cnp_rows if x["fidelity"] in fidelities]
         table = rate_table(frame_rows, world.space)
         settings = AR1Settings(restarts=restarts if r == 0 else 1, rho_prior=0.5 if len(fidelities) > 1 else None,
-                               output=output)
+                               output=output, mean_uncertainty=mean_uncertainty)
         sur = AR1Surrogate(world.space, fidelities, settings, seed=seed + r).fit(table)
         rmse, cov = world.score(sur)
         spent = float(sum(x["cost_cpu_h"] for x in rows))
@@ -260,14 +286,16 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=200)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--lf-events", type=int, default=50_000)
-    ap.add_argument("--lf0", type=int, default=96, help="initial LF Sobol runs of (a) and (b)")
-    ap.add_argument("--hf0", type=int, default=4, help="initial HF runs of (a) and (b), at the first LF designs")
+    ap.add_argument("--lf0", type=int, default=500, help="initial LF Sobol runs of (a) and (b)")
+    ap.add_argument("--hf0", type=int, default=8, help="initial HF runs of (a) and (b), at the first LF designs")
     ap.add_argument("--hf0c", type=int, default=6, help="initial HF Sobol runs of (c)")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=80)
     ap.add_argument("--cap", type=float, default=0.25, help="compute cap of (a)-(c) as a fraction of (d)'s")
-    ap.add_argument("--output", choices=["identity", "log"], default="identity",
+    ap.add_argument("--output", choices=["identity", "log"], default="log",
                     help="the AR1 surrogates' output transform (rarefy's surrogate.output)")
+    ap.add_argument("--mean-uncertainty", action=argparse.BooleanOptionalAction, default=True,
+                    help="every GP adds the uncertainty of its target level's mean and ρ (surrogate.mean_uncertainty)")
     ap.add_argument("--history", type=Path, default=None, help="write every round's RMSE/coverage here (JSON)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -291,21 +319,25 @@ def main() -> None:
                 t0 = time.perf_counter()
                 xd = world.space.sample(310, method="sobol", seed=args.seed + 1).to_numpy(float)
                 rows = [world.hf_run(x, args.seed * 7 + i) for i, x in enumerate(xd)]
-                sur = AR1Surrogate(world.space, ["hf"], AR1Settings(restarts=2, output=args.output), seed=args.seed).fit(
+                sur = AR1Surrogate(world.space, ["hf"], AR1Settings(restarts=2, output=args.output, mean_uncertainty=args.mean_uncertainty),
+                                   seed=args.seed).fit(
                     rate_table(rows, world.space))
                 rmse, cov = world.score(sur)
                 res = {"cpu_h": d_cpu_h, "rmse": rmse, "coverage2": cov, "hf_runs": 310, "lf_runs": 0,
                        "reached": world.reached(rmse, cov), "wall_s": time.perf_counter() - t0}
             elif s == "a":
                 res = loop(world, ["lf-cnp", "hf"], mf_initial, cap, args.rounds, args.batch, args.seed,
-                           cnp=CNPStage(args.seed, Path(tmp)), output=args.output)
+                           cnp=CNPStage(args.seed, Path(tmp)), output=args.output,
+                           mean_uncertainty=args.mean_uncertainty)
             elif s == "b":
                 # raw LF counts include k = 0 runs (~1.8 captures per run), which a log output cannot
                 # take, so (b) keeps the identity output
-                res = loop(world, ["lf", "hf"], mf_initial, cap, args.rounds, args.batch, args.seed)
+                res = loop(world, ["lf", "hf"], mf_initial, cap, args.rounds, args.batch, args.seed,
+                           mean_uncertainty=args.mean_uncertainty)
             else:
                 res = loop(world, ["hf"], lambda: design(sobol[:args.hf0c], "hf"), cap, args.rounds,
-                           max(args.batch // 4, 1), args.seed, output=args.output)
+                           max(args.batch // 4, 1), args.seed, output=args.output,
+                           mean_uncertainty=args.mean_uncertainty)
             name = {"a": "a_full", "b": "b_raw", "c": "c_hf", "d": "d_brute"}[s]
             hist[name] = res.pop("history", None)
             for k, v in res.items():
