@@ -42,8 +42,9 @@ Keys: ``<s>_cpu_h`` (compute at which the criteria were first met, or null),
 
 Run: ``python benchmarks/hf_budget.py [--strategies a b c d] [--seed 11] [--cap 0.25]``.
 Defaults: 500 initial LF runs and 8 initial HF runs for (a)/(b) (LF runs cost 0.15 CPU-h,
-so 500 of them are 0.02% of (d)), 6 for (c), batches of 4 runs ((c): 1) for up to 80
-rounds, and ``--output log`` for (a), (c) and (d) ((b) keeps the identity output: its raw LF
+so 500 of them are 0.02% of (d)), 6 for (c), one run per round (the criteria are checked
+after every run, as for (c); bigger batches overstate a strategy's compute by up to a
+batch) for up to 320 rounds, and ``--output log`` for (a), (c) and (d) ((b) keeps the identity output: its raw LF
 counts include k = 0 runs). Every GP adds the uncertainty of its target level's mean and ρ
 (``surrogate.mean_uncertainty``; ``--no-mean-uncertainty`` turns it off): with 8–10 HF runs
 the plug-in intervals are too narrow. The CNP is denoise.yaml's: an ensemble of 5 members
@@ -289,8 +290,8 @@ def main() -> None:
     ap.add_argument("--lf0", type=int, default=500, help="initial LF Sobol runs of (a) and (b)")
     ap.add_argument("--hf0", type=int, default=8, help="initial HF runs of (a) and (b), at the first LF designs")
     ap.add_argument("--hf0c", type=int, default=6, help="initial HF Sobol runs of (c)")
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=80)
+    ap.add_argument("--batch", type=int, default=1, help="runs per round of (a) and (b); (c) takes batch // 4, at least 1")
+    ap.add_argument("--rounds", type=int, default=320)
     ap.add_argument("--cap", type=float, default=0.25, help="compute cap of (a)-(c) as a fraction of (d)'s")
     ap.add_argument("--output", choices=["identity", "log"], default="log",
                     help="the AR1 surrogates' output transform (rarefy's surrogate.output)")
