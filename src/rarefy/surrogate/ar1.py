@@ -396,6 +396,13 @@ class AR1Surrogate:
         ``noise_var`` (array of n, output units²) adds the points' own known noise.
         Means and stds are in the rate's units (for ``output: log``: the median
         ``exp(μ)`` and the delta-method std ``exp(μ)·σ``).
+
+        With ``settings.mean_uncertainty`` the variance also carries the uncertainty of
+        the target level's constant mean and ρ (universal kriging with a flat prior on
+        them): ``+ uᵀ (Hᵀ K⁻¹ H)⁻¹ u`` with ``u = h(x) − Hᵀ K⁻¹ k(x)`` and the basis
+        ``h = [z_{F-1}(x), 1]`` (``[1]`` for one fidelity), where z_{F-1} is the next-lower
+        level's posterior mean. It matters with few target runs (about 10); the mean is
+        unchanged.
         """
         if self.module is None:
             raise RuntimeError("call fit() before predict()")
