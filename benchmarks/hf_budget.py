@@ -44,13 +44,13 @@ Run: ``python benchmarks/hf_budget.py [--strategies a b c d] [--seed 11] [--cap 
 Defaults: 500 initial LF runs and 8 initial HF runs for (a)/(b) (LF runs cost 0.15 CPU-h,
 so 500 of them are 0.02% of (d)), 6 for (c), one run per round (the criteria are checked
 after every run, as for (c); bigger batches overstate a strategy's compute by up to a
-batch) for up to 320 rounds, and ``--output log`` for (a), (c) and (d) ((b) keeps the identity output: its raw LF
-counts include k = 0 runs). Every GP adds the uncertainty of its target level's mean and ρ
+batch) for up to 320 rounds, and ``--output log`` for (a), (c) and (d) ((b) keeps the
+identity output: its raw LF counts include k = 0 runs). Every GP adds the uncertainty of its target level's mean and ρ
 (``surrogate.mean_uncertainty``; ``--no-mean-uncertainty`` turns it off): with 8–10 HF runs
 the plug-in intervals are too narrow. The CNP is denoise.yaml's: an ensemble of 5 members
 (30 epochs each) trained once on the initial LF runs' events, with denoise.yaml's rule for
 the positive oversampling scaled to the number of runs (each training positive about once
-per epoch: 4 per batch for 500 runs instead of denoise.yaml's 1 for 200).
+per epoch: 3 per batch for 500 runs, instead of denoise.yaml's 1 for 200).
 """
 
 from __future__ import annotations
@@ -290,7 +290,8 @@ def main() -> None:
     ap.add_argument("--lf0", type=int, default=500, help="initial LF Sobol runs of (a) and (b)")
     ap.add_argument("--hf0", type=int, default=8, help="initial HF runs of (a) and (b), at the first LF designs")
     ap.add_argument("--hf0c", type=int, default=6, help="initial HF Sobol runs of (c)")
-    ap.add_argument("--batch", type=int, default=1, help="runs per round of (a) and (b); (c) takes batch // 4, at least 1")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="runs per round of (a) and (b); (c) takes batch // 4, at least 1")
     ap.add_argument("--rounds", type=int, default=320)
     ap.add_argument("--cap", type=float, default=0.25, help="compute cap of (a)-(c) as a fraction of (d)'s")
     ap.add_argument("--output", choices=["identity", "log"], default="log",
@@ -320,9 +321,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 xd = world.space.sample(310, method="sobol", seed=args.seed + 1).to_numpy(float)
                 rows = [world.hf_run(x, args.seed * 7 + i) for i, x in enumerate(xd)]
-                sur = AR1Surrogate(world.space, ["hf"], AR1Settings(restarts=2, output=args.output, mean_uncertainty=args.mean_uncertainty),
-                                   seed=args.seed).fit(
-                    rate_table(rows, world.space))
+                settings = AR1Settings(restarts=2, output=args.output, mean_uncertainty=args.mean_uncertainty)
+                sur = AR1Surrogate(world.space, ["hf"], settings, seed=args.seed).fit(rate_table(rows, world.space))
                 rmse, cov = world.score(sur)
                 res = {"cpu_h": d_cpu_h, "rmse": rmse, "coverage2": cov, "hf_runs": 310, "lf_runs": 0,
                        "reached": world.reached(rmse, cov), "wall_s": time.perf_counter() - t0}
