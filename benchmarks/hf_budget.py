@@ -50,7 +50,8 @@ identity output: its raw LF counts include k = 0 runs). Every GP adds the uncert
 the plug-in intervals are too narrow. The CNP is denoise.yaml's: an ensemble of 5 members
 (30 epochs each) trained once on the initial LF runs' events, with denoise.yaml's rule for
 the positive oversampling scaled to the number of runs (each training positive about once
-per epoch: 3 per batch for 500 runs, instead of denoise.yaml's 1 for 200).
+per epoch: 3 per batch for 500 runs, instead of denoise.yaml's 1 for 200). ``--cnp-rank K``
+overrides the rank of its design interaction (docs/denoise.md, "Extreme designs need rank ≥ 2").
 """
 
 from __future__ import annotations
@@ -171,8 +172,10 @@ class CNPStage:
     does (:func:`rarefy.denoise.average_scores`).
     """
 
-    def __init__(self, seed: int, workdir: Path) -> None:
+    def __init__(self, seed: int, workdir: Path, rank: int | None = None) -> None:
         raw = dict(DENOISE)
+        if rank is not None:
+            raw["model"] = {**raw["model"], "rank": rank}
         raw.update(progress=False, tensorboard=False, device="cpu", checkpoint=False, test_blocks=[],
                    split=[0.9, 0.1, 0.0])
         self.cfg = DenoiseConfig.model_validate(raw)
@@ -298,6 +301,8 @@ def main() -> None:
                     help="the AR1 surrogates' output transform (rarefy's surrogate.output)")
     ap.add_argument("--mean-uncertainty", action=argparse.BooleanOptionalAction, default=True,
                     help="every GP adds the uncertainty of its target level's mean and ρ (surrogate.mean_uncertainty)")
+    ap.add_argument("--cnp-rank", type=int, default=None,
+                    help="rank of the factorised CNP's design interaction (default: denoise.yaml's)")
     ap.add_argument("--history", type=Path, default=None, help="write every round's RMSE/coverage here (JSON)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -328,7 +333,7 @@ def main() -> None:
                        "reached": world.reached(rmse, cov), "wall_s": time.perf_counter() - t0}
             elif s == "a":
                 res = loop(world, ["lf-cnp", "hf"], mf_initial, cap, args.rounds, args.batch, args.seed,
-                           cnp=CNPStage(args.seed, Path(tmp)), output=args.output,
+                           cnp=CNPStage(args.seed, Path(tmp), args.cnp_rank), output=args.output,
                            mean_uncertainty=args.mean_uncertainty)
             elif s == "b":
                 # raw LF counts include k = 0 runs (~1.8 captures per run), which a log output cannot
