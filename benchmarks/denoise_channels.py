@@ -31,13 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 import rarefy
 from rarefy.denoise import average_scores, score
 from rarefy.denoise.data import EventData
 
 RADII = (92.0, 120.0, 150.0, 190.0, 230.0)
-PHI = ["r0_cm", "z0_cm", "phi0_rad", "e0_mev", "psi_rad", "cosz", "ncross", "thermalised", "escaped"]
+ROOT = Path(__file__).resolve().parents[1]
+PHI = list(yaml.safe_load((ROOT / "examples" / "moderator" / "denoise.yaml").read_text())["denoise"]["phi"])
 
 
 def main() -> None:
