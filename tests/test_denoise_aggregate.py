@@ -25,10 +25,15 @@ def test_rate_and_variance_by_hand() -> None:
     assert list(f["fidelity"]) == ["lf-cnp", "lf-cnp"] and list(f["run_id"]) == ["a", "b"]
     # run a: mean 0.2, sample variance ((-.1)² + .1² + 0²)/2 = 0.01, mean σ 0.02
     assert f["rate"][0] == pytest.approx(0.2, rel=1e-6)
-    assert f["var"][0] == pytest.approx(0.01 / 3 + 0.02**2, rel=1e-5)
-    # run b: a single event: no sampling term, only the model's σ
+    assert f["var"][0] == pytest.approx(0.01 / 3, rel=1e-5)
+    assert f["model_sigma"][0] == pytest.approx(0.02, rel=1e-5)
+    # run b: a single event: no sampling term; the model's σ is reported, not added
     assert f["rate"][1] == pytest.approx(0.05, rel=1e-6)
-    assert f["var"][1] == pytest.approx(0.04**2, rel=1e-5)
+    assert f["var"][1] == 0.0 and f["model_sigma"][1] == pytest.approx(0.04, rel=1e-5)
+    # the conservative bound on request: the model's σ̄ fully correlated, added to var
+    g = aggregate(scores, DesignSpace.from_bounds({"x": (0, 1)}), fidelity="lf", model_error=True).frame
+    assert g["var"][0] == pytest.approx(0.01 / 3 + 0.02**2, rel=1e-5)
+    assert g["var"][1] == pytest.approx(0.04**2, rel=1e-5)
     assert list(f["k"]) == [1, 0] and list(f["n"]) == [3, 1]
     assert math.isclose(f["x"][1], 0.7)
 
