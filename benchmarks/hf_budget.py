@@ -52,6 +52,20 @@ the plug-in intervals are too narrow. The CNP is denoise.yaml's: an ensemble of 
 the positive oversampling scaled to the number of runs (each training positive about once
 per epoch: 3 per batch for 500 runs, instead of denoise.yaml's 1 for 200). ``--cnp-rank K``
 overrides the rank of its design interaction (docs/denoise.md, "Extreme designs need rank ≥ 2").
+The lf-cnp rows carry the φ-sampling variance only (:func:`rarefy.denoise.aggregate_frame`;
+``--cnp-model-error`` adds the CNP's conservative model σ̄² as before stop 15).
+
+**Reusing a trained CNP.** The CNP depends only on ``--seed``, ``--cnp-rank`` and ``--lf0``,
+not on ``--hf0`` or the acquisition, and training it is ~90% of (a)'s wall time at 1 thread.
+``--cnp-cache DIR`` keeps the members in ``DIR/seed<S>-rank<R>-runs<N>/member-<i>`` and
+reuses them. ``--cnp-members I ...`` trains only those members into the cache and stops, so
+the members can be trained in parallel processes; ``--cnp-device cuda`` trains on a GPU
+(scores are always computed on the CPU). For example::
+
+    for m in 0 1 2 3 4; do python benchmarks/hf_budget.py --seed 12 --cnp-cache runs/cnp --cnp-members $m & done; wait
+    python benchmarks/hf_budget.py --strategies a --seed 12 --cnp-cache runs/cnp --hf0 3
+
+``--history FILE`` writes every round's RMSE/coverage and each strategy's HF runs (θ, k, n).
 """
 
 from __future__ import annotations
@@ -172,15 +186,19 @@ class CNPStage:
     does (:func:`rarefy.denoise.average_scores`).
     """
 
-    def __init__(self, seed: int, workdir: Path, rank: int | None = None) -> None:
+    def __init__(self, seed: int, workdir: Path, rank: int | None = None, cache: Path | None = None,
+                 device: str = "cpu", only: list[int] | None = None, model_error: bool = False) -> None:
         raw = dict(DENOISE)
         if rank is not None:
             raw["model"] = {**raw["model"], "rank": rank}
-        raw.update(progress=False, tensorboard=False, device="cpu", checkpoint=False, test_blocks=[],
+        raw.update(progress=False, tensorboard=False, device=device, checkpoint=False, test_blocks=[],
                    split=[0.9, 0.1, 0.0])
         self.cfg = DenoiseConfig.model_validate(raw)
         self.seed = seed
         self.workdir = workdir
+        self.cache = cache
+        self.only = only   # train just these members into the cache (parallel training), then stop
+        self.model_error = model_error   # add the model's σ̄² to each row's var (aggregate_frame)
         self.members: list[Any] = []
 
     @property
@@ -201,8 +219,23 @@ class CNPStage:
         phase.positive_ratio = per_batch / self.cfg.batch_size
         log.warning("CNP: %d positives in %d runs -> %d pool positives per batch", int(data.y.sum()), len(events),
                     per_batch)
-        self.members = [train(data, self.cfg, out=d, space=space, seed=self.seed + i)
-                        for i, d in enumerate(member_dirs(self.workdir / "cnp", self.cfg.ensemble))]
+        folder = self.workdir / "cnp"
+        if self.cache is not None:
+            # the CNP depends only on the seed, the initial LF runs and the model, not on --hf0
+            folder = self.cache / f"seed{self.seed}-rank{self.cfg.model.rank}-runs{len(events)}"
+        dirs = member_dirs(folder, self.cfg.ensemble)
+        if self.only is not None:
+            for i in self.only:
+                train(data, self.cfg, out=dirs[i], space=space, seed=self.seed + i)
+            return time.perf_counter() - t0
+        if self.cache is not None and all((d / "model.pt").exists() for d in dirs):
+            log.warning("CNP: reusing the %d members in %s", len(dirs), folder)
+            self.members = [str(d) for d in dirs]
+        else:
+            self.members = [train(data, self.cfg, out=d, space=space, seed=self.seed + i)
+                            for i, d in enumerate(dirs)]
+            if self.cfg.device != "cpu":
+                self.members = [str(d) for d in dirs]   # scored on the CPU from model.pt
         return time.perf_counter() - t0
 
     def rows(self, events: list[LFEvents], space: Any, chunk: int = 100) -> list[dict[str, Any]]:
@@ -212,7 +245,7 @@ class CNPStage:
         for i in range(0, len(events), chunk):
             data = event_data(events[i:i + chunk], space.names)
             sc = average_scores([score(m, data, seed=self.seed) for m in self.members])
-            out.extend(aggregate_frame(sc, suffix="-cnp").to_dict(orient="records"))
+            out.extend(aggregate_frame(sc, suffix="-cnp", model_error=self.model_error).to_dict(orient="records"))
         return out
 
 
@@ -279,7 +312,8 @@ def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[st
         if not props:
             break
         add([{**p.theta, "fidelity": p.fidelity} for p in props])
-    out["history"] = history
+    out["history"] = {"rounds": history, "hf_runs": [{n: float(x[n]) for n in world.names + ["k", "n"]}
+                                                      for x in rows if x["fidelity"] == "hf"]}
     out["wall_s"] = time.perf_counter() - t0
     return out
 
@@ -303,6 +337,13 @@ def main() -> None:
                     help="every GP adds the uncertainty of its target level's mean and ρ (surrogate.mean_uncertainty)")
     ap.add_argument("--cnp-rank", type=int, default=None,
                     help="rank of the factorised CNP's design interaction (default: denoise.yaml's)")
+    ap.add_argument("--cnp-cache", type=Path, default=None,
+                    help="keep the trained CNP members here and reuse them (they depend on seed, rank, --lf0 only)")
+    ap.add_argument("--cnp-device", default="cpu", help="torch device the CNP trains on (cpu, cuda)")
+    ap.add_argument("--cnp-model-error", action="store_true",
+                    help="add the CNP's conservative model σ̄² to each lf-cnp row's variance (before stop 15)")
+    ap.add_argument("--cnp-members", type=int, nargs="+", default=None,
+                    help="only train these CNP members into --cnp-cache and stop (to train them in parallel)")
     ap.add_argument("--history", type=Path, default=None, help="write every round's RMSE/coverage here (JSON)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -319,6 +360,14 @@ def main() -> None:
     def design(x: np.ndarray, fid: str) -> list[dict[str, Any]]:
         return [{**dict(zip(world.names, xi)), "fidelity": fid} for xi in x]
 
+    if args.cnp_members is not None:
+        if args.cnp_cache is None:
+            ap.error("--cnp-members needs --cnp-cache")
+        xs = sobol[:args.lf0]
+        events = [world.lf_run(x, args.seed * 1_000_003 + i, f"lf-{i:05d}")[1] for i, x in enumerate(xs)]
+        stage = CNPStage(args.seed, args.cnp_cache, args.cnp_rank, args.cnp_cache, args.cnp_device, args.cnp_members)
+        print(json.dumps({"seed": args.seed, "members": args.cnp_members, "train_s": stage.train(events, world.space)}))
+        return
     mf_initial = lambda: design(sobol[:args.lf0], "lf") + design(sobol[:args.hf0], "hf")  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         for s in args.strategies:
@@ -333,7 +382,8 @@ def main() -> None:
                        "reached": world.reached(rmse, cov), "wall_s": time.perf_counter() - t0}
             elif s == "a":
                 res = loop(world, ["lf-cnp", "hf"], mf_initial, cap, args.rounds, args.batch, args.seed,
-                           cnp=CNPStage(args.seed, Path(tmp), args.cnp_rank), output=args.output,
+                           cnp=CNPStage(args.seed, Path(tmp), args.cnp_rank, args.cnp_cache, args.cnp_device,
+                                        model_error=args.cnp_model_error), output=args.output,
                            mean_uncertainty=args.mean_uncertainty)
             elif s == "b":
                 # raw LF counts include k = 0 runs (~1.8 captures per run), which a log output cannot
