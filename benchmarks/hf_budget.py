@@ -58,9 +58,9 @@ overrides the rank of its design interaction (docs/denoise.md, "Extreme designs 
 The lf-cnp rows carry the φ-sampling variance only (:func:`rarefy.denoise.aggregate_frame`;
 ``--cnp-model-error`` adds the CNP's conservative model σ̄² as before stop 15).
 
-**Reusing a trained CNP.** The CNP depends only on ``--seed``, ``--cnp-rank`` and ``--lf0``,
-not on ``--hf0`` or the acquisition, and training it is ~90% of (a)'s wall time at 1 thread.
-``--cnp-cache DIR`` keeps the members in ``DIR/seed<S>-rank<R>-runs<N>/member-<i>`` and
+**Reusing a trained CNP.** The CNP depends only on ``--seed``, ``--cnp-rank``, ``--lf0`` and
+``--lf-events``, not on ``--hf0`` or the acquisition, and training it is ~90% of (a)'s wall time at 1 thread.
+``--cnp-cache DIR`` keeps the members in ``DIR/seed<S>-rank<R>-runs<N>x<events>/member-<i>`` and
 reuses them. ``--cnp-members I ...`` trains only those members into the cache and stops, so
 the members can be trained in parallel processes; ``--cnp-device cuda`` trains on a GPU
 (scores are always computed on the CPU). For example::
@@ -127,6 +127,10 @@ class World:
         p = self._exact(x)
         k = int(np.random.default_rng(run_seed).binomial(self.n_hf, p))
         return {**dict(zip(self.names, x)), "fidelity": "hf", "k": k, "n": self.n_hf, "cost_cpu_h": self.hf_cost}
+
+    def nth_lf_run(self, x: np.ndarray, i: int, seed: int) -> tuple[dict[str, Any], "LFEvents"]:
+        """The loop's i-th LF run (0-based): its simulation seed and run id follow from i and the loop's seed."""
+        return self.lf_run(x, seed * 1_000_003 + i, f"lf-{i:05d}")
 
     def lf_run(self, x: np.ndarray, run_seed: int, run_id: str) -> tuple[dict[str, Any], "LFEvents"]:
         ev = self.sim.simulate(dict(zip(self.names, map(float, x))), self.n_lf, "lf", seed=run_seed)
@@ -225,7 +229,8 @@ class CNPStage:
         folder = self.workdir / "cnp"
         if self.cache is not None:
             # the CNP depends only on the seed, the initial LF runs and the model, not on --hf0
-            folder = self.cache / f"seed{self.seed}-rank{self.cfg.model.rank}-runs{len(events)}"
+            per_run = len(data.y) // len(events)
+            folder = self.cache / f"seed{self.seed}-rank{self.cfg.model.rank}-runs{len(events)}x{per_run}"
         dirs = member_dirs(folder, self.cfg.ensemble)
         if self.only is not None:
             for i in self.only:
@@ -267,8 +272,7 @@ def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[st
         fresh = []
         for r in new:
             if r["fidelity"] == "lf":
-                rid = f"lf-{n_lf:05d}"
-                row, ev = world.lf_run(np.array([r[n] for n in world.names]), seed * 1_000_003 + n_lf, rid)
+                row, ev = world.nth_lf_run(np.array([r[n] for n in world.names]), n_lf, seed)
                 n_lf += 1
                 rows.append(row)
                 fresh.append(ev)
@@ -341,7 +345,7 @@ def main() -> None:
     ap.add_argument("--cnp-rank", type=int, default=None,
                     help="rank of the factorised CNP's design interaction (default: denoise.yaml's)")
     ap.add_argument("--cnp-cache", type=Path, default=None,
-                    help="keep the trained CNP members here and reuse them (they depend on seed, rank, --lf0 only)")
+                    help="keep the trained CNP members here and reuse them (they depend on seed, rank, --lf0, --lf-events only)")
     ap.add_argument("--cnp-device", default="cpu", help="torch device the CNP trains on (cpu, cuda)")
     ap.add_argument("--cnp-model-error", action="store_true",
                     help="add the CNP's conservative model σ̄² to each lf-cnp row's variance (before stop 15)")
@@ -367,7 +371,7 @@ def main() -> None:
         if args.cnp_cache is None:
             ap.error("--cnp-members needs --cnp-cache")
         xs = sobol[:args.lf0]
-        events = [world.lf_run(x, args.seed * 1_000_003 + i, f"lf-{i:05d}")[1] for i, x in enumerate(xs)]
+        events = [world.nth_lf_run(x, i, args.seed)[1] for i, x in enumerate(xs)]
         stage = CNPStage(args.seed, args.cnp_cache, args.cnp_rank, args.cnp_cache, args.cnp_device, args.cnp_members)
         print(json.dumps({"seed": args.seed, "members": args.cnp_members, "train_s": stage.train(events, world.space)}))
         return
