@@ -8,7 +8,7 @@ runs of data/rates_extra.parquet; test data: the 20 HF runs of rates_extra.parqu
 (split = test, their own Latin hypercube, never seen by any fit or by any tuning).
 Each model predicts the held-out HF rate; σ² = predictive variance (with the learned
 nugget) + the run's own count variance (k/n², 1/n² for k = 0), and coverage at kσ is
-the fraction of runs with |rate − mean| < kσ (rarefy.validate.metrics). Error bars:
+the fraction of runs with |rate − mean| < kσ (rarefy.diagnostics.validation.metrics). Error bars:
 bootstrap over the test runs (2,000 resamples; standard error).
 
 Models: ``pce_poisson`` — the Bayesian MF PCE on the counts (output: poisson, prior: degree; the
@@ -35,7 +35,7 @@ from rarefy.data.rates import RateTable
 from rarefy.surrogate import AR1Settings, AR1Surrogate
 from rarefy.surrogate.linalg import torch_threads
 from rarefy.surrogate.pce import PCESettings, PCESurrogate
-from rarefy.validate import bootstrap_metrics, metrics
+from rarefy.diagnostics.validation import bootstrap_metrics, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "bbh"
@@ -104,7 +104,7 @@ def main() -> None:
 
 
 def write_doc(out: dict) -> None:
-    from rarefy.atomic import atomic_path
+    from rarefy.io import atomic_path
 
     lines = [
         "# BBH surrogates: held-out coverage (examples/bbh)",

@@ -23,8 +23,8 @@ import pandas as pd
 from rarefy.config import load_config
 from rarefy.data.mapping import load_rate_table
 from rarefy.surrogate import AR1Settings, AR1Surrogate
-from rarefy.fitting import build_surrogate
-from rarefy.validate import cross_validate, metrics
+from rarefy.jobs.fit import build_surrogate
+from rarefy.diagnostics.validation import cross_validate, metrics
 
 CONFIG = Path(__file__).resolve().parents[1] / "examples" / "bbh" / "infer.yaml"
 

@@ -90,7 +90,7 @@ import yaml
 
 import rarefy
 from rarefy import AR1Settings, AR1Surrogate, RateTable
-from rarefy.acquire import Acquisition, FidelityPlan
+from rarefy.acquisition import Acquisition, FidelityPlan
 from rarefy.config import DenoiseConfig
 from rarefy.data.rates import count_variance
 from rarefy.surrogate.linalg import torch_threads
@@ -214,7 +214,7 @@ class CNPStage:
 
     def train(self, events: list[LFEvents], space: Any) -> float:
         from rarefy.denoise import train
-        from rarefy.denoising import member_dirs
+        from rarefy.jobs.denoise import member_dirs
 
         t0 = time.perf_counter()
         data = event_data(events, space.names)

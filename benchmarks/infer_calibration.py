@@ -34,7 +34,7 @@ from scipy.stats import qmc
 
 from rarefy.config import ObservationConfig, load_config
 from rarefy.data.mapping import load_rate_table
-from rarefy.fitting import build_surrogate
+from rarefy.jobs.fit import build_surrogate
 from rarefy.inference.likelihood import RateLikelihood
 from rarefy.inference.run import make_posterior
 from rarefy.inference.sampler import run_emcee

@@ -58,7 +58,7 @@ def variants(restarts: int, quick: bool) -> dict[str, dict]:
 
 def constant_predictor(table, target: str, tolerance: float, seed: int):
     """LOO predictions of the training-HF mean, σ² = sample variance + the point's own noise."""
-    from rarefy.validate import _design_groups, bootstrap_metrics, metrics
+    from rarefy.diagnostics.validation import _design_groups, bootstrap_metrics, metrics
 
     frame = table.frame
     groups = _design_groups(table, target, tolerance)
@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import rarefy
     from rarefy.config import config_from_dict
-    from rarefy.fitting import build_surrogate
-    from rarefy.validate import cross_validate
+    from rarefy.jobs.fit import build_surrogate
+    from rarefy.diagnostics.validation import cross_validate
 
     results: dict[str, dict] = {}
     sq_err: dict[str, np.ndarray] = {}

@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.WARNING)
 
     import rarefy
-    from rarefy.fitting import build_surrogate
-    from rarefy.validate import _design_groups, metrics
+    from rarefy.jobs.fit import build_surrogate
+    from rarefy.diagnostics.validation import _design_groups, metrics
 
     cfg = rarefy.load_config(args.config)
     cfg.surrogate.restarts = args.restarts

@@ -40,7 +40,7 @@ import rarefy  # noqa: E402
 from rarefy.campaign import run_campaign, run_seed  # noqa: E402
 from rarefy.config import load_config  # noqa: E402
 from rarefy.data.store import RunRequest  # noqa: E402
-from rarefy.pareto import (  # noqa: E402
+from rarefy.jobs.pareto import (  # noqa: E402
     estimate_front, fit_objectives, hypervolume, non_dominated, objective_frame, objective_tables,
 )
 from rarefy.simulators.xlzd import XLZD  # noqa: E402

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rarefy import AR1Settings, AR1Surrogate, DesignSpace, Parameter, RateTable
-from rarefy.acquire import Acquisition, FidelityPlan, proposals_frame
+from rarefy.acquisition import Acquisition, FidelityPlan, proposals_frame
 from rarefy.config import OptimizeConfig
 from rarefy.errors import InputError
-from rarefy.optimize import Baseline, optimize_design
-from rarefy.search import feasible_pool, local_pool, maximize
+from rarefy.jobs.optimize import Baseline, optimize_design
+from rarefy.optim.search import feasible_pool, local_pool, maximize
 
 FAST = AR1Settings(restarts=1, max_iter=40)
 
@@ -231,7 +231,7 @@ def test_opportunity_cost_of_a_run_slot(fitted):
 
 
 def test_denoised_fidelity_plan_simulates_its_base():
-    from rarefy.acquire import fidelity_plans
+    from rarefy.acquisition import fidelity_plans
     from rarefy.config import config_from_dict
     import yaml
     from pathlib import Path

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rarefy.denoise import build_model
-from rarefy.denoise.losses import moderated_logit, predictive
+from rarefy.nn.losses import moderated_logit, predictive
 
 
 @pytest.mark.parametrize("kind", ["cnp", "attentive", "factorised"])

@@ -14,7 +14,7 @@ import torch
 from denoise_synth import config, synth
 
 from rarefy.denoise import train
-from rarefy.denoise.checkpoint import load_checkpoint
+from rarefy.nn.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = config(epochs=4, early_stopping={"patience": 10})

@@ -126,7 +126,7 @@ def test_factorised_logit_is_phi_part_plus_low_rank_design_part() -> None:
 
 @pytest.mark.parametrize("kind", ["cnp", "attentive", "factorised"])
 def test_init_prior_starts_the_predictive_probability_at_the_prior(kind: str) -> None:
-    from rarefy.denoise.losses import predictive
+    from rarefy.nn.losses import predictive
 
     torch.manual_seed(5)
     model = build_model(kind, 2, 3, [16, 16], [16, 16]).eval()

@@ -9,7 +9,7 @@ from denoise_synth import config, synth
 
 from rarefy.denoise import Mixup, Phase, Schedule, score, split_runs, train
 from rarefy.denoise.metrics import expected_calibration_error, pr_auc
-from rarefy.denoise.sampling import PositiveStream, regular_batches
+from rarefy.nn.sampling import PositiveStream, regular_batches
 from rarefy.errors import InputError
 
 

@@ -212,8 +212,8 @@ def test_ensemble_members_train_on_their_own_splits_and_are_averaged(simulated, 
 @pytest.mark.parametrize("ensemble", [1, 2])
 def test_the_loop_trains_the_denoiser_once(simulated, tmp_path, monkeypatch, ensemble):
     """rundata.update_denoised (called by the loop every round) trains only while some member's model is missing."""
-    import rarefy.denoising as denoising
-    from rarefy.rundata import update_denoised
+    import rarefy.jobs.denoise as denoising
+    from rarefy.jobs.rundata import update_denoised
 
     raw = config(ensemble=ensemble)
     raw["fidelities"] = [FIDS[0], {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"},

@@ -12,7 +12,7 @@ from denoise_synth import config, synth
 
 from rarefy import DesignSpace
 from rarefy.denoise import EventData, aggregate, load_model, parquet_shards, score, split_runs, train
-from rarefy.denoise.checkpoint import load_checkpoint
+from rarefy.nn.checkpoint import load_checkpoint
 from rarefy.errors import InputError
 
 SPACE = DesignSpace.from_bounds({"t": (0.0, 1.0)})

@@ -92,7 +92,7 @@ def test_prior_ppf_maps_the_unit_cube_to_the_priors(tmp_path):
     from scipy.stats import truncnorm
 
     from rarefy.data.mapping import load_rate_table
-    from rarefy.fitting import build_surrogate
+    from rarefy.jobs.fit import build_surrogate
     from rarefy.inference.run import make_posterior
 
     raw = _config(tmp_path)

@@ -47,7 +47,7 @@ def tiny_config(tmp_path: Path, name: str = "loop.yaml", **over) -> Path:
 
 
 @pytest.fixture(scope="module")
-def loop_run(tmp_path_factory) -> tuple[Path, Path, rarefy.loop.LoopResult]:
+def loop_run(tmp_path_factory) -> tuple[Path, Path, rarefy.jobs.loop.LoopResult]:
     tmp = tmp_path_factory.mktemp("loop")
     cfg = tiny_config(tmp)
     out = tmp / "run"
@@ -181,7 +181,7 @@ def test_suggest_and_ingest_round_trip(loop_run, tmp_path):
     assert np.allclose(ing["rate"], ing["k"] / ing["n"])
     assert (ing["cost_cpu_h"] > 0).all()
     assert rarefy.ingest(out, [results]).n_new == 0  # idempotent
-    table = rarefy.rundata.training_table(out, rarefy.load_config(cfg))
+    table = rarefy.jobs.rundata.training_table(out, rarefy.load_config(cfg))
     assert set(ing["run_id"]) <= set(table.frame["run_id"])
     # the next suggestion uses them (fit on campaign + ingested rows)
     assert len(rarefy.suggest(out, 1, out=tmp_path / "again.csv")) == 1

@@ -9,10 +9,10 @@ import torch
 
 from rarefy.config import config_from_dict
 from rarefy.data.rates import RateTable
-from rarefy.fitting import build_surrogate
+from rarefy.jobs.fit import build_surrogate
 from rarefy.space import DesignSpace, Parameter
 from rarefy.surrogate import AR1Surrogate
-from rarefy.surrogate.load import load_surrogate
+from rarefy.surrogate.factory import load_surrogate
 from rarefy.surrogate.pce import PCESettings, PCESurrogate, legendre_basis, total_degree_indices
 
 SPACE = DesignSpace([Parameter("a", 0.0, 1.0), Parameter("b", -2.0, 2.0)])

@@ -10,7 +10,7 @@ import pytest
 
 from rarefy.config import config_from_dict
 from rarefy.data.mapping import load_rate_table
-from rarefy.fitting import build_surrogate
+from rarefy.jobs.fit import build_surrogate
 from rarefy.errors import InputError
 from rarefy.inference.cosmology import FlatLCDM, madau_dickinson_sfrd, madau_fragos_dlogz
 from rarefy.inference.rates import FullRateModel, SimpleRateModel

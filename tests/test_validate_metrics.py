@@ -1,6 +1,6 @@
 import numpy as np
 
-from rarefy.validate import bootstrap_metrics, metrics
+from rarefy.diagnostics.validation import bootstrap_metrics, metrics
 
 
 def test_metrics_against_hand_computed_values():

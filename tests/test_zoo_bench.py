@@ -80,10 +80,7 @@ def test_custom_import_path_kinds():
 
 
 # ------------------------------------------------------------------ config
-def test_config_rejects_unknown_backend_and_bad_paths(tmp_path):
-    with pytest.raises(InputError, match=r"bench\.backends\.0: .*unknown backend 'transformerz'") as exc:
-        load_config(write(tmp_path / "a.yaml", config([{"name": "transformerz"}])))
-    assert "\n" not in str(exc.value)
+def test_config_rejects_bad_backend_paths(tmp_path):
     with pytest.raises(InputError, match="needs an 'import_path'"):
         load_config(write(tmp_path / "b.yaml", config([{"name": "custom"}])))
     with pytest.raises(InputError, match="only for 'custom'"):
@@ -93,6 +90,7 @@ def test_config_rejects_unknown_backend_and_bad_paths(tmp_path):
 
 
 @pytest.mark.parametrize("backends, message", [
+    ([{"name": "transformerz"}], r"bench.backends.0 \(transformerz\): unknown backend 'transformerz'"),
     ([{"name": "isolation_forest"}, {"name": "custom", "import_path": "no_such_module_xyz:Net"}],
      r"bench.backends.1 \(custom\): cannot import module 'no_such_module_xyz'"),
     ([{"name": "isolation_forest", "options": {"n_trees": 5}}], r"bench.backends.0 \(isolation_forest\): .*bad options \['n_trees'\]"),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rarefy.atomic import atomic_path
+from rarefy.io import atomic_path
 from rarefy.simulators.cosmic import THETA_NAMES
 
 HERE = Path(__file__).resolve().parent

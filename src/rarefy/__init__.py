@@ -31,33 +31,33 @@ _EXPORTS = {
     "DesignSpace": ".space",
     "EventStore": ".data.store",
     "EventTable": ".data.events",
-    "DenoiseRunResult": ".denoising",
-    "DenoiseTrainResult": ".denoising",
+    "DenoiseRunResult": ".jobs.denoise",
+    "DenoiseTrainResult": ".jobs.denoise",
     "InputError": ".errors",
     "PCESettings": ".surrogate.pce",
     "PCESurrogate": ".surrogate.pce",
     "infer": ".inference.run",
-    "load_surrogate": ".surrogate.load",
+    "load_surrogate": ".surrogate.factory",
     "Parameter": ".space",
     "RateTable": ".data.rates",
     "RunConfig": ".config",
     "count_variance": ".data.rates",
-    "denoise_run": ".denoising",
-    "fit": ".fitting",
+    "denoise_run": ".jobs.denoise",
+    "fit": ".jobs.fit",
     "load_config": ".config",
     "load_rate_table": ".data.mapping",
     "read_events": ".data.event_readers",
     "read_frame": ".data.readers",
     "simulate": ".campaign",
-    "train_denoiser": ".denoising",
-    "validate": ".fitting",
-    "Acquisition": ".acquire",
-    "propose": ".acquire",
-    "optimize_design": ".optimize",
-    "optimize_run": ".optimize",
-    "run": ".loop",
-    "suggest": ".suggestions",
-    "ingest": ".ingestion",
+    "train_denoiser": ".jobs.denoise",
+    "validate": ".jobs.fit",
+    "Acquisition": ".acquisition",
+    "propose": ".acquisition",
+    "optimize_design": ".jobs.optimize",
+    "optimize_run": ".jobs.optimize",
+    "run": ".jobs.loop",
+    "suggest": ".jobs.suggest",
+    "ingest": ".jobs.ingest",
     "loop_report": ".report.loop_report",
     "bench": ".zoo.bench",
     "BenchResult": ".zoo.bench",
@@ -84,7 +84,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from . import simulators
-    from .campaign import CampaignResult, simulate
+    from .campaign.engine import CampaignResult, simulate
     from .config import RunConfig, load_config
     from .data.event_readers import read_events
     from .data.events import EventTable
@@ -92,15 +92,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .data.rates import RateTable, count_variance
     from .data.readers import read_frame
     from .data.store import EventStore
-    from .denoising import DenoiseRunResult, DenoiseTrainResult, denoise_run, train_denoiser
+    from .jobs.denoise import DenoiseRunResult, DenoiseTrainResult, denoise_run, train_denoiser
     from .errors import InputError
-    from .acquire import Acquisition, propose
-    from .fitting import fit, validate
-    from .ingestion import ingest
-    from .loop import run
+    from .acquisition.proposals import Acquisition, propose
+    from .jobs.fit import fit, validate
+    from .jobs.ingest import ingest
+    from .jobs.loop import run
     from .report.loop_report import loop_report
     from .zoo.bench import BenchResult, bench
-    from .optimize import optimize_design, optimize_run
-    from .suggestions import suggest
+    from .jobs.optimize import optimize_design, optimize_run
+    from .jobs.suggest import suggest
     from .space import DesignSpace, Parameter
     from .surrogate import AR1Settings, AR1Surrogate

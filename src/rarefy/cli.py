@@ -89,7 +89,7 @@ def fit(
     cv: Optional[int] = typer.Option(None, "--cv", help="Also run K-fold cross-validation over the target runs."),
 ) -> None:
     """Fit the multi-fidelity surrogate and save it with the resolved config."""
-    from .fitting import fit as fit_run
+    from .jobs.fit import fit as fit_run
 
     with progress_bar() as bar:
         task = bar.add_task("cross-validation folds", total=cv or 0, visible=cv is not None)
@@ -107,7 +107,7 @@ def validate(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON here."),
 ) -> None:
     """Score the surrogate's target-fidelity predictions on held-out runs."""
-    from .fitting import validate as validate_run
+    from .jobs.fit import validate as validate_run
 
     result = validate_run(run_dir, data, json_out)
     console.print(metrics_table(f"validation on {data.name}", result.metrics))
@@ -122,7 +122,7 @@ def simulate(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo runs that failed for good before."),
 ) -> None:
     """Run (or resume) a simulation campaign and write RUN_DIR/rates.parquet."""
-    from .campaign import simulate as simulate_run
+    from .campaign.engine import simulate as simulate_run
 
     result = simulate_run(config, out, retry_failed=retry_failed, progress=True)
     console.print(f"{result.n_done} runs done, {result.n_failed} failed of {result.n_runs} "
@@ -151,7 +151,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the denoiser's seed."),
 ) -> None:
     """Train the CNP denoiser on the events in RUN_DIR (resumes); write RUN_DIR/denoise and the split column."""
-    from .denoising import train_denoiser
+    from .jobs.denoise import train_denoiser
 
     bar, update = _lazy_progress("denoiser epochs")
     try:
@@ -171,7 +171,7 @@ def denoise(
     run_dir: Path = typer.Argument(..., help="Run directory with a trained denoiser ('rarefy train')."),
 ) -> None:
     """Score the events of every run and add the '<fidelity>-cnp' rows to RUN_DIR/rates.parquet."""
-    from .denoising import denoise_run
+    from .jobs.denoise import denoise_run
 
     bar, update = _lazy_progress("runs scored")
     try:
@@ -190,7 +190,7 @@ def run(
 ) -> None:
     """Closed loop: initial design, then fit -> acquire -> simulate rounds, optimum, HF verification."""
     from .config import load_config
-    from .loop import run as run_loop
+    from .jobs.loop import run as run_loop
 
     cfg = load_config(config)
     total = cfg.loop.iterations if cfg.loop is not None else 0
@@ -229,7 +229,7 @@ def suggest(
                                               help="Choose the fidelity by value per CPU-hour (default: config)."),
 ) -> None:
     """Propose the next runs (θ, fidelity, events) as CSV."""
-    from .suggestions import suggest as suggest_runs
+    from .jobs.suggest import suggest as suggest_runs
 
     frame = suggest_runs(run_dir, n, out=out, kind=kind, cost_aware=cost_aware)
     table = Table(title=f"{len(frame)} suggested runs")
@@ -248,7 +248,7 @@ def ingest(
     files: list[Path] = typer.Argument(..., help="CSV/Parquet files: runs (θ, fidelity, k, n) or events (θ, fidelity, outcome)."),
 ) -> None:
     """Add runs simulated elsewhere to RUN_DIR/ingested.parquet."""
-    from .ingestion import ingest as ingest_runs
+    from .jobs.ingest import ingest as ingest_runs
 
     result = ingest_runs(run_dir, files)
     console.print(f"{result.n_new} new runs ingested ({result.n_total} in all) -> {result.path}")
@@ -263,7 +263,7 @@ def optimize(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result here."),
 ) -> None:
     """Minimise the predicted target rate over the feasible designs; writes RUN_DIR/optimum.json."""
-    from .optimize import optimize_run
+    from .jobs.optimize import optimize_run
 
     r = optimize_run(run_dir, objective=objective, kappa=kappa, json_out=json_out)
     console.print(f"θ* = {r.theta}")

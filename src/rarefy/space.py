@@ -249,6 +249,11 @@ class DesignSpace:
         tol = rtol * (hi - lo)
         return np.all((x >= lo - tol) & (x <= hi + tol), axis=1)
 
+    def round_theta(self, theta: Mapping[str, Any]) -> dict[str, float]:
+        """θ as plain floats in parameter order, integer parameters rounded to the nearest integer."""
+        return {p.name: (float(round(float(theta[p.name]))) if p.integer else float(theta[p.name]))
+                for p in self.parameters}
+
     def is_feasible(self, designs: pd.DataFrame | Mapping[str, Any] | np.ndarray) -> np.ndarray:
         """Boolean mask: inside the bounds, integer where required, and all constraints satisfied."""
         x = self.as_array(designs)

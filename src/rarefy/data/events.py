@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from ..errors import InputError, fmt_value
 
 __all__ = ["EventTable", "OUTCOME", "WEIGHT", "FIDELITY", "RUN_ID"]

@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from ..errors import InputError, fmt_value
 from ..space import DesignSpace
 

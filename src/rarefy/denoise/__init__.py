@@ -15,11 +15,11 @@ from .aggregate import aggregate, aggregate_frame
 from .context import ContextBank, draw_bank, fold_banks
 from .data import (ChunkSource, EventData, from_event_store, from_event_table, iter_chunks, parquet_shards,
                    split_runs)
-from .losses import LOSSES, get_loss, loss_names, predictive
-from .mixup import Mixup
+from ..nn.losses import LOSSES, get_loss, loss_names, predictive
+from ..nn.mixup import Mixup
 from .models import CNP, RESUM_WIDTHS, AttentiveCNP, FactorisedCNP, build_model
 from .normalize import Normalizer
-from .sampling import Phase, Schedule
+from ..nn.sampling import Phase, Schedule
 from .score import Scores, average_scores, score
 from .train import TrainResult, denoise_config, load_model, save_model, train
 

@@ -19,7 +19,7 @@ import torch
 from ..errors import InputError
 from .context import fold_banks
 from .data import EventData, Source, iter_chunks
-from .losses import predictive
+from ..nn.losses import predictive
 from .models import CNP
 from .normalize import Normalizer
 

@@ -48,19 +48,19 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from ..config import DenoiseConfig
 from ..errors import InputError
 from ..space import DesignSpace
-from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from ..nn.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .context import draw_bank
 from .data import EventData, Source, iter_chunks, split_runs
-from .losses import Loss, get_loss
+from ..nn.losses import Loss, get_loss
 from .metrics import expected_calibration_error, pr_auc
-from .mixup import Mixup
+from ..nn.mixup import Mixup
 from .models import CNP, build_model
 from .normalize import Normalizer, PhiMoments
-from .sampling import Phase, PositiveStream, Schedule, regular_batches
+from ..nn.sampling import Phase, PositiveStream, Schedule, regular_batches
 
 __all__ = ["train", "TrainResult", "denoise_config", "resolve_device", "load_model", "save_model", "model_from_config",
            "epoch_lr"]
@@ -81,12 +81,12 @@ def denoise_config(config: DenoiseConfig | Mapping[str, Any] | None) -> DenoiseC
         return config
     from pydantic import ValidationError
 
-    from ..config import _format_validation_error
+    from ..config import format_validation_error
 
     try:
         return DenoiseConfig.model_validate(dict(config))
     except ValidationError as exc:
-        raise InputError("denoise: " + _format_validation_error(exc)) from None
+        raise InputError("denoise: " + format_validation_error(exc)) from None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -331,7 +331,7 @@ def _validate(model: CNP, s: _Setup, val_loss: Loss) -> dict[str, float]:
         mus.append(mu)
         lvs.append(lv)
     mu, lv = torch.cat(mus), torch.cat(lvs)
-    from .losses import predictive
+    from ..nn.losses import predictive
 
     p = predictive(mu, lv)[0].cpu().numpy()
     y = s.val_y.cpu().numpy()

@@ -24,7 +24,7 @@ from scipy.stats import truncnorm
 
 from ..config import InferConfig, RunConfig, dump_config, load_config
 from ..errors import InputError
-from ..runs import staged_run_dir, write_json
+from ..io import staged_run_dir, write_json
 from ..space import DesignSpace
 from .likelihood import RateLikelihood
 from .rates import FullRateModel, SimpleRateModel
@@ -159,11 +159,11 @@ def make_posterior(cfg: RunConfig, surrogate: Any) -> Posterior:
 def _surrogate(cfg: RunConfig) -> Any:
     icfg = cfg.infer
     if icfg is not None and icfg.surrogate is not None:
-        from ..surrogate.load import load_surrogate
+        from ..surrogate.factory import load_surrogate
 
         return load_surrogate(Path(icfg.surrogate) / "surrogate")
     from ..data.mapping import load_rate_table
-    from ..fitting import build_surrogate
+    from ..jobs.fit import build_surrogate
 
     return build_surrogate(cfg).fit(load_rate_table(cfg))
 
@@ -213,7 +213,7 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
     with staged_run_dir(out) as stage:
         dump_config(cfg, stage / "config.yaml")
         sur.save(stage / "surrogate")
-        from ..atomic import atomic_path
+        from ..io import atomic_path
 
         with atomic_path(stage / "posterior.nc") as tmp:
             res.idata.to_netcdf(str(tmp))

@@ -8,8 +8,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..atomic import atomic_path
-
 __all__ = ["credible_summary", "corner_plot"]
 
 
@@ -28,15 +26,11 @@ def corner_plot(samples: np.ndarray, names: list[str], path: str | os.PathLike[s
                 truths: list[float] | None = None, ranges: list[tuple[float, float]] | None = None) -> Path:
     """Corner plot of (n, dim) ``samples`` written atomically to ``path`` (PNG)."""
     import corner
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..report.figures import save_figure
 
-    fig = corner.corner(samples, labels=names, quantiles=[0.16, 0.5, 0.84], show_titles=True, truths=truths,
+    k = samples.shape[1]
+    fig = corner.corner(samples, fig=Figure(figsize=(2.2 * k, 2.2 * k)), labels=names, quantiles=[0.16, 0.5, 0.84], show_titles=True, truths=truths,
                         range=ranges, title_fmt=".3g")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90, tight=False)

@@ -5,14 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..atomic import atomic_path  # noqa: E402
+from .figures import save_figure, subplots
 
 __all__ = ["calibration_plot"]
 
@@ -25,7 +21,7 @@ def calibration_plot(pred: pd.DataFrame, path: str | os.PathLike[str], title: st
     """
     path = Path(path)
     y, mu, sd = (pred[c].to_numpy(float) for c in ("rate", "mean", "sigma"))
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.4), gridspec_kw={"width_ratios": [1.3, 1]})
+    fig, (ax, ax2) = subplots(1, 2, figsize=(10, 4.4), gridspec_kw={"width_ratios": [1.3, 1]})
     lo, hi = np.min([y, mu]), np.max([y, mu])
     pad = 0.05 * (hi - lo + 1e-300)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=1, ls="--", label="y = x")
@@ -56,7 +52,5 @@ def calibration_plot(pred: pd.DataFrame, path: str | os.PathLike[str], title: st
     ax2.legend(loc="lower right", fontsize=8)
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
     return path

@@ -26,30 +26,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..atomic import atomic_path  # noqa: E402
-from ..errors import InputError  # noqa: E402
+from ..io import atomic_path
+from .figures import COLORS, save_figure, subplots
+from ..errors import InputError
 
 __all__ = ["loop_report"]
 
-_COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
 
-
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def _convergence(result: dict[str, Any], records: list[dict[str, Any]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = subplots(figsize=(7.5, 4.2))
     it = [r["iteration"] for r in records if "predicted_optimum" in r]
     mu = np.array([r["predicted_optimum"]["rate"] for r in records if "predicted_optimum" in r])
     sd = np.array([r["predicted_optimum"]["sigma"] for r in records if "predicted_optimum" in r])
@@ -75,12 +65,12 @@ def _convergence(result: dict[str, Any], records: list[dict[str, Any]], path: Pa
     ax2.set_ylabel("nominal CPU-h spent", color="tab:green")
     ax.legend(fontsize=8, loc="best")
     ax.set_title("closed loop: predicted optimum per iteration")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _designs(rates: pd.DataFrame, names: list[str], theta_star: dict[str, float], path: Path) -> Path:
     d = len(names)
-    fig, axes = plt.subplots(d, d, figsize=(2.0 * d + 1, 2.0 * d + 1), squeeze=False)
+    fig, axes = subplots(d, d, figsize=(2.0 * d + 1, 2.0 * d + 1), squeeze=False)
     origin = np.where(rates["run_id"].astype(str).str.startswith("loop-"), "loop",
                       np.where(rates["run_id"].astype(str).str.match(r"^(verify|baseline)-"), "verification",
                                np.where(rates["run_id"].astype(str).str.startswith("ingest"), "ingested", "initial")))
@@ -97,7 +87,7 @@ def _designs(rates: pd.DataFrame, names: list[str], theta_star: dict[str, float]
                         sel = (rates["fidelity"].astype(str) == fid).to_numpy() & (origin == org)
                         if sel.any():
                             ax.scatter(rates.loc[sel, xj], rates.loc[sel, yi], s=12, marker=mk,
-                                       color=_COLORS[f_i % len(_COLORS)], label=f"{fid} {org}", alpha=0.8)
+                                       color=COLORS[f_i % len(COLORS)], label=f"{fid} {org}", alpha=0.8)
                 ax.plot([theta_star[xj]], [theta_star[yi]], "r*", ms=11)
             if i == d - 1:
                 ax.set_xlabel(xj, fontsize=8)
@@ -108,7 +98,7 @@ def _designs(rates: pd.DataFrame, names: list[str], theta_star: dict[str, float]
     if handles:
         fig.legend(handles, labels, loc="upper right", fontsize=8)
     fig.suptitle("simulated designs (red star: θ*)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -133,7 +123,7 @@ def _surrogate_sections(run_dir: Path, result: dict[str, Any], records: list[dic
     sim_rows = rates[~rates["fidelity"].astype(str).str.endswith("-cnp")]
     target = str(result.get("target"))
     if (run_dir / "surrogate" / "model.json").exists():
-        from ..surrogate.load import load_surrogate
+        from ..surrogate.factory import load_surrogate
 
         sur = load_surrogate(run_dir / "surrogate")
         fit_rows = rates[~rates["run_id"].astype(str).str.match(r"^(verify|baseline)-")] if "run_id" in rates else rates

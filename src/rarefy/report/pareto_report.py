@@ -21,16 +21,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..atomic import atomic_path  # noqa: E402
-from ..errors import InputError  # noqa: E402
-from .loop_report import _COLORS, _save  # noqa: E402
+from ..io import atomic_path
+from .figures import COLORS, save_figure, subplots
+from ..errors import InputError
 
 __all__ = ["pareto_report"]
 
@@ -43,7 +39,7 @@ def _label(obj: dict[str, Any]) -> str:
 def _pareto_plot(result: dict[str, Any], frame: pd.DataFrame | None, path: Path) -> Path:
     o1, o2 = result["objectives"][:2]
     n1, n2 = o1["name"], o2["name"]
-    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    fig, ax = subplots(figsize=(7.5, 5.2))
     if frame is not None and len(frame):
         origin = np.where(frame["run_id"].astype(str).str.startswith("loop-"), "loop", "initial")
         for f_i, fid in enumerate(dict.fromkeys(frame["fidelity"].astype(str))):
@@ -53,7 +49,7 @@ def _pareto_plot(result: dict[str, Any], frame: pd.DataFrame | None, path: Path)
                 if sel.any():
                     ax.errorbar(frame.loc[sel, n1], frame.loc[sel, n2], xerr=np.sqrt(frame.loc[sel, f"{n1}_var"]),
                                 yerr=np.sqrt(frame.loc[sel, f"{n2}_var"]), fmt=mk, ms=4, alpha=0.45, lw=0.6,
-                                color=_COLORS[f_i % len(_COLORS)], label=f"{fid} runs ({org})")
+                                color=COLORS[f_i % len(COLORS)], label=f"{fid} runs ({org})")
     front = result["pareto_set"]
     if front:
         x = np.array([p["objectives"][n1]["mean"] for p in front])
@@ -70,7 +66,7 @@ def _pareto_plot(result: dict[str, Any], frame: pd.DataFrame | None, path: Path)
     ax.set_title(f"Pareto front: hypervolume {result.get('hypervolume', float('nan')):.4g}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _bounds(run_dir: Path) -> dict[str, tuple[float, float]]:
@@ -90,7 +86,7 @@ def _front_designs(result: dict[str, Any], path: Path, bounds: dict[str, tuple[f
     d = max(len(names), 1)
     ncol = min(d, 2)
     nrow = int(np.ceil(d / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.0 * nrow), squeeze=False)
+    fig, axes = subplots(nrow, ncol, figsize=(5.2 * ncol, 3.0 * nrow), squeeze=False)
     x = np.array([p["objectives"][o1["name"]]["mean"] for p in front])
     for k, name in enumerate(names):
         ax = axes[k // ncol, k % ncol]
@@ -108,11 +104,11 @@ def _front_designs(result: dict[str, Any], path: Path, bounds: dict[str, tuple[f
         axes[k // ncol, k % ncol].axis("off")
     fig.suptitle("design parameters along the estimated Pareto front")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _hv_plot(records: list[dict[str, Any]], result: dict[str, Any], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = subplots(figsize=(6.5, 3.6))
     it = [r["iteration"] for r in records if "predicted_hypervolume" in r]
     hv = [r["predicted_hypervolume"] for r in records if "predicted_hypervolume" in r]
     if it:
@@ -122,7 +118,7 @@ def _hv_plot(records: list[dict[str, Any]], result: dict[str, Any], path: Path) 
     ax.set_ylabel("predicted hypervolume")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def pareto_report(run_dir: str | os.PathLike[str]) -> Path:

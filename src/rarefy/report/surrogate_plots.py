@@ -19,29 +19,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from ..atomic import atomic_path  # noqa: E402
-from ..space import DesignSpace  # noqa: E402
-from ..surrogate.linalg import torch_threads  # noqa: E402
+from .figures import COLORS, save_figure, subplots
+from ..space import DesignSpace
+from ..surrogate.linalg import torch_threads
 
 __all__ = ["slices_plot", "influence", "map_plot", "cost_plot", "acquisition_plot"]
 
-_COLORS = ["tab:orange", "tab:green", "tab:purple", "tab:blue", "tab:brown", "tab:pink"]
 
-
-def _save(fig: Any, path: Path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def _star(space: DesignSpace, theta_star: dict[str, float]) -> np.ndarray:
@@ -85,7 +73,7 @@ def slices_plot(sur: Any, target: str, theta_star: dict[str, float], runs: pd.Da
     d = space.dim
     cols = min(d, 3)
     rows = int(np.ceil(d / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False, sharey=True)
+    fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False, sharey=True)
     tr = runs[runs["fidelity"].astype(str) == target]
     for j, name in enumerate(space.names):
         ax = axes[j // cols, j % cols]
@@ -117,7 +105,7 @@ def slices_plot(sur: Any, target: str, theta_star: dict[str, float], runs: pd.Da
     fig.legend(h, lab, loc="lower right" if d < rows * cols else "upper right", fontsize=8)
     fig.suptitle(f"surrogate ({target}) along each parameter through θ*; grey: infeasible")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def map_plot(sur: Any, target: str, theta_star: dict[str, float], pair: Sequence[str], runs: pd.DataFrame,
@@ -138,14 +126,14 @@ def map_plot(sur: Any, target: str, theta_star: dict[str, float], pair: Sequence
     ok = space.is_feasible(x)
     M = np.where(ok, m, np.nan).reshape(A.shape)
     S = np.where(ok, s, np.nan).reshape(A.shape)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, (ax, ax2) = subplots(1, 2, figsize=(11, 4.4))
     im = ax.pcolormesh(A, B, M, shading="auto", cmap="viridis")
     fig.colorbar(im, ax=ax, label=f"predicted {target} rate")
     im2 = ax2.pcolormesh(A, B, S, shading="auto", cmap="magma")
     fig.colorbar(im2, ax=ax2, label="σ (rate units)")
     for axis, title in ((ax, "mean"), (ax2, "σ")):
         for i, (fid, grp) in enumerate(runs.groupby(runs["fidelity"].astype(str), sort=True)):
-            axis.scatter(grp[pair[0]], grp[pair[1]], s=8, color=_COLORS[i % len(_COLORS)], edgecolor="w",
+            axis.scatter(grp[pair[0]], grp[pair[1]], s=8, color=COLORS[i % len(COLORS)], edgecolor="w",
                          linewidth=0.3, label=fid)
         axis.plot(x0[a], x0[b], "*", color="tab:red", ms=14, mec="w", label="θ*")
         axis.set_xlabel(pair[0])
@@ -153,7 +141,7 @@ def map_plot(sur: Any, target: str, theta_star: dict[str, float], pair: Sequence
         axis.set_title(f"{title} (other parameters at θ*; blank: infeasible)", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cost_plot(records: list[dict[str, Any]], runs: pd.DataFrame, path: Path) -> Path:
@@ -170,28 +158,28 @@ def cost_plot(records: list[dict[str, Any]], runs: pd.DataFrame, path: Path) -> 
     frame["_c"] = cost.to_numpy()
     table = frame.pivot_table(index="_it", columns="fidelity", values="_c", aggfunc="sum", fill_value=0.0)
     table = table.reindex(range(0, last + 2), fill_value=0.0).cumsum()
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = subplots(figsize=(7, 3.8))
     bottom = np.zeros(len(table))
     labels = ["initial"] + [str(i) for i in range(1, last + 1)] + ["verify"]
     for i, fid in enumerate(table.columns):
-        ax.bar(labels, table[fid].to_numpy(), bottom=bottom, color=_COLORS[i % len(_COLORS)], label=str(fid))
+        ax.bar(labels, table[fid].to_numpy(), bottom=bottom, color=COLORS[i % len(COLORS)], label=str(fid))
         bottom = bottom + table[fid].to_numpy()
     ax.set_xlabel("after iteration")
     ax.set_ylabel("nominal CPU-h (cumulative)")
     ax.set_title("cost spent per fidelity")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def acquisition_plot(records: list[dict[str, Any]], path: Path) -> Path:
     """Acquisition value of each proposed run per iteration (log scale where positive), by fidelity."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = subplots(figsize=(7, 3.8))
     rows = [(r["iteration"], p.get("valued_as") or p["fidelity"], float(p.get("value", np.nan)), j)
             for r in records for j, p in enumerate(r.get("proposals", []))]
     frame = pd.DataFrame(rows, columns=["iteration", "fidelity", "value", "j"])
     for i, (fid, grp) in enumerate(frame.groupby("fidelity", sort=True)):
-        ax.scatter(grp["iteration"] + 0.05 * grp["j"], grp["value"], s=18, color=_COLORS[i % len(_COLORS)], label=fid)
+        ax.scatter(grp["iteration"] + 0.05 * grp["j"], grp["value"], s=18, color=COLORS[i % len(COLORS)], label=fid)
     if len(frame) and (frame["value"] > 0).all():
         ax.set_yscale("log")
     ax.set_xlabel("iteration (batch order left to right)")
@@ -200,4 +188,4 @@ def acquisition_plot(records: list[dict[str, Any]], path: Path) -> Path:
     if len(frame):
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

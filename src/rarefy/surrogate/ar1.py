@@ -43,7 +43,7 @@ from gpytorch.constraints import GreaterThan, Interval
 from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.priors import GammaPrior, LogNormalPrior
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from ..data.rates import RateTable
 from ..space import DesignSpace
 from .linalg import safe_cholesky, torch_threads

@@ -81,7 +81,7 @@ import torch
 from numpy.polynomial import legendre
 from scipy.optimize import minimize_scalar
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from ..data.rates import RateTable
 from ..space import DesignSpace
 

@@ -49,7 +49,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from ..config import BenchConfig, RunConfig, load_config
 from ..errors import InputError
 from .base import EventBatch
@@ -182,12 +182,9 @@ def _platt(val_score: np.ndarray, val_y: np.ndarray, score: np.ndarray) -> np.nd
 
 
 def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], prevalence: float, path: Path) -> None:
-    import matplotlib
+    from ..report.figures import save_figure, subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = subplots(figsize=(7, 5))
     for label, (rec, prec, ap) in curves.items():
         ax.step(rec, prec, where="post", label=f"{label} (PR-AUC {ap:.3g})")
     if prevalence > 0:
@@ -201,9 +198,7 @@ def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], prevalence: f
     ax.set_title("test events: precision–recall")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120, tight=False)
 
 
 def _prepare(cfg: RunConfig, source: str) -> tuple[BenchConfig, list[tuple[str, Any, dict[str, Any]]]]:
@@ -264,7 +259,7 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
 
     run_dir = Path(bc.run_dir) if bc.run_dir is not None else out / "events"
     if bc.run_dir is None:
-        from ..campaign import simulate
+        from ..campaign.engine import simulate
 
         log.info("bench: simulating the campaign into %s", run_dir)
         if progress is not None:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import zuko
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from .base import EventBatch
 
 __all__ = ["FlowRatioBackend", "fit_flow", "build_flow", "Standardizer"]

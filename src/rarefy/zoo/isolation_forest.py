@@ -19,7 +19,7 @@ import joblib
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from .base import EventBatch
 
 __all__ = ["IsolationForestBackend"]

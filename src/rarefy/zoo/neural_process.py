@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from ..config import DenoiseConfig
 from ..errors import InputError
 from .base import EventBatch

@@ -59,6 +59,8 @@ BUILTIN: dict[str, str] = {
 
 _REGISTRY: dict[str, str] = dict(BUILTIN)
 CUSTOM = "custom"
+#: the backend that wraps a custom torch module class
+TORCH_MODULE_WRAPPER = "rarefy.zoo.supervised:TorchModuleBackend"
 
 
 def register(name: str, path: str) -> None:
@@ -142,12 +144,12 @@ def resolve(name: str, import_path: str | None = None) -> tuple[type, Callable[.
     if _is_backend_class(obj):
         return obj, obj
     if _is_torch_module_class(obj):
-        from .supervised import TorchModuleBackend
+        wrapper = import_object(TORCH_MODULE_WRAPPER)  # by path: the registry imports no backend
 
-        def factory(seed: int = 0, **options: Any) -> TorchModuleBackend:
-            return TorchModuleBackend(seed=seed, module_path=import_path, **options)
+        def factory(seed: int = 0, **options: Any) -> Any:
+            return wrapper(seed=seed, module_path=import_path, **options)
 
-        return TorchModuleBackend, factory
+        return wrapper, factory
     raise InputError(f"custom import path {import_path!r} names {type(obj).__name__} {obj!r}, neither a backend "
                      "class (fit/score/save/load) nor a torch.nn.Module subclass")
 

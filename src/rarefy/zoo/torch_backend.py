@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from ..denoise.normalize import Normalizer
 from ..errors import InputError
 from .base import EventBatch

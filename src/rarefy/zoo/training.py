@@ -57,11 +57,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..config import DenoiseLossConfig, EarlyStoppingConfig, ImbalancePhaseConfig, MixupConfig, _format_validation_error
-from ..denoise.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from ..denoise.losses import get_loss
-from ..denoise.mixup import Mixup
-from ..denoise.sampling import Phase, PositiveStream, Schedule, regular_batches
+from ..config import DenoiseLossConfig, EarlyStoppingConfig, ImbalancePhaseConfig, MixupConfig, format_validation_error
+from ..nn.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from ..nn.losses import get_loss
+from ..nn.mixup import Mixup
+from ..nn.sampling import Phase, PositiveStream, Schedule, regular_batches
 from ..denoise.train import _Board
 from ..errors import InputError
 
@@ -114,7 +114,7 @@ def parse_options(model: type[BaseModel], options: dict[str, Any], what: str) ->
     try:
         return model.model_validate(dict(options))
     except ValidationError as exc:
-        raise InputError(f"{what} options: " + _format_validation_error(exc)) from None
+        raise InputError(f"{what} options: " + format_validation_error(exc)) from None
 
 
 def logit(p: float) -> float:
@@ -407,7 +407,7 @@ def train_model(model: torch.nn.Module, objective: Objective, x: torch.Tensor, y
     finally:
         board.close()
     if finished and workdir is not None:
-        from ..atomic import atomic_path
+        from ..io import atomic_path
 
         with atomic_path(workdir / "history.json") as tmp:
             tmp.write_text(json.dumps(history, indent=1, default=float))

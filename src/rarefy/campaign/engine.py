@@ -47,16 +47,16 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
-from .config import CampaignConfig, ExecutorConfig, RunConfig, dump_config, load_config
-from .data.events import EventTable
-from .data.rates import RateTable
-from .data.store import EventStore, RunRequest
-from .errors import InputError
-from .simulators import from_config as simulator_from_config
-from .simulators.base import as_event_table
-from .simulators.command import SimulatorTimeout
-from .space import DesignSpace
+from ..io import atomic_path
+from ..config import CampaignConfig, ExecutorConfig, RunConfig, dump_config, load_config
+from ..data.events import EventTable
+from ..data.rates import RateTable
+from ..data.store import EventStore, RunRequest
+from ..errors import InputError
+from ..simulators import from_config as simulator_from_config
+from ..simulators.base import as_event_table
+from ..simulators.command import SimulatorTimeout
+from ..space import DesignSpace
 
 __all__ = ["CampaignResult", "RunOutcome", "plan_requests", "run_campaign", "simulate", "run_seed", "execute_request"]
 
@@ -161,7 +161,7 @@ def _get_simulator(spec: Any) -> Any:
     with _SIM_LOCK:
         sim = _SIM_CACHE.get(key)
         if sim is None:
-            from .config import SimulatorConfig
+            from ..config import SimulatorConfig
 
             sim = simulator_from_config(SimulatorConfig.model_validate(spec["simulator"]),
                                         config_dir=spec["config_dir"], scratch_dir=spec["scratch_dir"],

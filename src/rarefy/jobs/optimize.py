@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import BaselineConfig, OptimizeConfig, RunConfig, load_config
-from .errors import InputError
-from .runs import write_json
-from .search import feasible_pool, local_pool, maximize
-from .space import DesignSpace
-from .surrogate.linalg import torch_threads
+from ..config import BaselineConfig, OptimizeConfig, RunConfig, load_config
+from ..errors import InputError
+from ..io import write_json
+from ..optim.search import feasible_pool, local_pool, maximize
+from ..space import DesignSpace
+from ..surrogate.linalg import torch_threads
 
 __all__ = ["Baseline", "OptimumResult", "baseline_of", "optimize_run", "optimize_design"]
 
@@ -138,7 +138,7 @@ def optimize_design(surrogate: Any, target: str | None = None, settings: Optimiz
     res = maximize(space, neg_objective, pool=pool, starts=settings.starts, steps=settings.steps)
     with torch_threads(1), torch.no_grad():
         mean, std = surrogate.predict(res.x[None, :], target)
-    theta = {p.name: (float(round(res.x[k])) if p.integer else float(res.x[k])) for k, p in enumerate(space.parameters)}
+    theta = space.round_theta(dict(zip(space.names, res.x)))
     out = OptimumResult(theta, float(mean[0]), float(std[0]), settings.objective, target)
     if baseline is not None:
         out.baseline_rate, out.baseline_sigma, out.baseline_source = baseline.rate, baseline.sigma, baseline.source
@@ -154,7 +154,7 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
     Uses the run's config (``optimize`` and ``baseline`` sections; ``objective`` and
     ``kappa`` override them) and writes ``RUN_DIR/optimum.json`` (and ``json_out`` if given).
     """
-    from .surrogate import AR1Surrogate
+    from ..surrogate import AR1Surrogate
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists() or not (run_dir / "surrogate" / "model.json").exists():
@@ -175,7 +175,7 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
     if cfg.baseline is not None and cfg.baseline.simulator:
         if cfg.simulator is None:
             raise InputError("baseline: simulator: true needs a 'simulator' section", file=run_dir / "config.yaml")
-        from .simulators import from_config
+        from ..simulators import from_config
 
         simulator = from_config(cfg.simulator, config_dir=run_dir)
     observed = _observed_designs(run_dir, sur.space)

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .data.rates import RateTable
+from ..data.rates import RateTable
 
 log = logging.getLogger(__name__)
 

@@ -47,90 +47,27 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .acquire import fidelity_plans, propose
-from .atomic import atomic_path
-from .campaign import plan_requests, run_campaign, run_seed
-from .config import RunConfig, dump_config, load_config
-from .data.rates import RateTable
-from .data.store import RunRequest
-from .errors import InputError
-from .fitting import build_surrogate
+from ..acquisition.proposals import fidelity_plans, propose
+from ..io import atomic_path
+from ..campaign.engine import plan_requests, run_campaign, run_seed
+from ..config import RunConfig, dump_config, load_config
+from ..data.rates import RateTable
+from ..data.store import RunRequest
+from ..errors import InputError
+from .fit import build_surrogate
 from .optimize import baseline_of, optimize_design
-from .report.loop_report import loop_report
-from .runs import write_json
+from ..report.loop_report import loop_report
+from ..io import write_json
+from .workspace import (BASELINE_BASE, LOOP_BASE, VERIFY_BASE, LoopResult, LoopWorkspace,
+                        iteration_requests, loop_request_id)
 from .rundata import cost_by_fidelity, denoised_fidelities, simulated_rows, training_table, update_denoised
-from .simulators import from_config as simulator_from_config
-from .space import DesignSpace
-from .validate import cross_validate
+from ..simulators import from_config as simulator_from_config
+from ..space import DesignSpace
+from ..diagnostics.validation import cross_validate
 
 __all__ = ["LoopResult", "run", "loop_request_id"]
 
 log = logging.getLogger(__name__)
-
-LOOP_BASE = 100_000            # catalog index of loop run (i, j): LOOP_BASE + 1000 * i + j
-VERIFY_BASE = 100_000_000      # verification run j at θ* after i iterations: VERIFY_BASE + 1000 * i + j
-BASELINE_BASE = 200_000_000    # the same at the baseline design
-
-
-@dataclass
-class LoopResult:
-    """What :func:`run` produced: the ``result.json`` content and the run directory."""
-
-    result: dict[str, Any]
-    run_dir: Path
-    iterations: int
-    wall_s: float
-    executed: int = 0
-    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
-
-
-def loop_request_id(iteration: int, j: int) -> tuple[str, int]:
-    """Run id and catalog index of run ``j`` of loop iteration ``iteration`` (1-based)."""
-    if not (0 <= j < 1000):
-        raise ValueError("at most 1000 runs per iteration")
-    return f"loop-{iteration:03d}-{j:02d}", LOOP_BASE + 1000 * iteration + j
-
-
-def iteration_requests(iteration: int, proposals: list[dict[str, Any]], space: DesignSpace,
-                       seed: int) -> list[RunRequest]:
-    """The campaign requests of one loop iteration's recorded proposals (θ, fidelity, events, cost)."""
-    requests = []
-    for j, p in enumerate(proposals):
-        run_id, idx = loop_request_id(iteration, j)
-        requests.append(RunRequest(run_id, idx, p["fidelity"], _theta_list(p["theta"], space), int(p["events"]),
-                                   run_seed(seed, idx), float(p["cost_cpu_h"])))
-    return requests
-
-
-class LoopWorkspace:
-    """RUN_DIR of a closed loop: the folders, the resolved config, the simulator and a campaign runner.
-
-    Calling it runs campaign requests into RUN_DIR; :attr:`executed` counts the runs actually
-    simulated (finished runs of a resumed loop are not repeated).
-    """
-
-    def __init__(self, cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool) -> None:
-        self.cfg, self.progress = cfg, progress
-        self.out = Path(out).absolute()
-        (self.out / "loop").mkdir(parents=True, exist_ok=True)
-        self.space = cfg.space.build()
-        scratch = str(self.out / "scratch")
-        self.spec = {"simulator": cfg.simulator.model_dump(mode="json"), "config_dir": str(config_dir),
-                     "scratch_dir": scratch, "timeout_s": cfg.campaign.timeout_s}
-        self.simulator = simulator_from_config(cfg.simulator, config_dir=config_dir, scratch_dir=scratch,
-                                               timeout_s=cfg.campaign.timeout_s)
-        self.executed = 0
-
-    def save_config(self) -> None:
-        """Write the resolved config to RUN_DIR/config.yaml (atomically)."""
-        with atomic_path(self.out / "config.yaml") as tmp:
-            dump_config(self.cfg, tmp)
-
-    def __call__(self, requests: list[RunRequest]) -> None:
-        res = run_campaign(requests, self.spec, self.out, self.space, campaign=self.cfg.campaign,
-                           progress=self.progress)
-        self.executed += res.n_executed
-
 
 def _pooled(rates: pd.DataFrame, prefix: str) -> tuple[float, float, int, int]:
     rows = rates[rates["run_id"].astype(str).str.startswith(prefix)]
@@ -138,10 +75,6 @@ def _pooled(rates: pd.DataFrame, prefix: str) -> tuple[float, float, int, int]:
     if n <= 0:
         return float("nan"), float("nan"), 0, 0
     return k / n, math.sqrt(max(k, 1.0)) / n, int(k), int(n)
-
-
-def _theta_list(theta: dict[str, float], space: DesignSpace) -> dict[str, float]:
-    return {p.name: (float(round(theta[p.name])) if p.integer else float(theta[p.name])) for p in space.parameters}
 
 
 def _cross_validate(cfg: RunConfig, out: Path, space: DesignSpace, iterations: int) -> dict[str, Any] | None:
@@ -273,7 +206,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         opt_rec = {"iterations": done_iterations, **opt.to_dict(),
                    "baseline_design": None if base is None else base.design}
         write_json(opt_path, opt_rec)
-    theta_star = _theta_list(opt_rec["theta"], space)
+    theta_star = space.round_theta(opt_rec["theta"])
 
     # ----------------------------------------------------------- verification
     verify: list[RunRequest] = []
@@ -285,7 +218,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         if opt_rec.get("baseline_design"):
             idx_b = BASELINE_BASE + 1000 * done_iterations + j
             verify.append(RunRequest(f"baseline-{tag}-{j:02d}", idx_b, target,
-                                     _theta_list(opt_rec["baseline_design"], space), int(v_events),
+                                     space.round_theta(opt_rec["baseline_design"]), int(v_events),
                                      run_seed(cfg.seed, idx_b), v_cost))
     if verify:
         simulate(verify)

@@ -56,14 +56,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import ObjectiveConfig, ParetoConfig, RunConfig
-from .data.rates import RateTable, count_variance
-from .data.store import EventStore
-from .errors import InputError
+from ..config import ObjectiveConfig, ParetoConfig, RunConfig
+from ..data.rates import RateTable, count_variance
+from ..data.store import EventStore
+from ..errors import InputError
 from .rundata import INGESTED, cost_by_fidelity
-from .search import feasible_pool, maximize
-from .space import DesignSpace
-from .surrogate.linalg import torch_threads
+from ..optim.search import feasible_pool, maximize
+from ..space import DesignSpace
+from ..surrogate.linalg import torch_threads
 
 __all__ = ["ObjectivesModel", "objective_tables", "fit_objectives", "propose_pareto", "estimate_front",
            "hypervolume", "reference_point", "run_pareto", "non_dominated"]
@@ -76,7 +76,7 @@ LN10 = math.log(10.0)
 # ------------------------------------------------------------------ objectives
 def _column_statistic(values: np.ndarray, statistic: str) -> tuple[float, float]:
     """(value, variance) of a per-event column statistic (NaNs skipped)."""
-    from .simulators.xlzd import relative_std
+    from ..simulators.xlzd import relative_std
 
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
@@ -173,7 +173,7 @@ def objective_tables(frame: pd.DataFrame, cfg: RunConfig, space: DesignSpace) ->
 
 def fit_objectives(tables: dict[str, RateTable], cfg: RunConfig, space: DesignSpace) -> dict[str, Any]:
     """One fitted :class:`rarefy.AR1Surrogate` per objective, over the config's fidelities that have runs."""
-    from .surrogate import AR1Settings, AR1Surrogate
+    from ..surrogate import AR1Settings, AR1Surrogate
 
     if cfg.surrogate.kind != "ar1":
         raise InputError("multi-objective runs use the AR1 surrogate (surrogate.kind: ar1)")
@@ -348,8 +348,7 @@ def estimate_front(surrogates: dict[str, Any], objectives: Sequence[ObjectiveCon
         idx = idx[np.unique(np.round(np.linspace(0, len(idx) - 1, settings.front_max)).astype(int))]
     front = []
     for i in idx:
-        theta = {p.name: (float(round(pool[i, k])) if p.integer else float(pool[i, k]))
-                 for k, p in enumerate(space.parameters)}
+        theta = space.round_theta(dict(zip(space.names, pool[i])))
         front.append({"theta": theta, "objectives": {o.name: {"mean": float(M[i, j]), "sigma": float(S[i, j])}
                                                      for j, o in enumerate(objectives)}})
     return front
@@ -364,11 +363,11 @@ def front_values(front: list[dict[str, Any]], objectives: Sequence[ObjectiveConf
 def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *, progress: bool = True,
                on_iteration: Callable[[int, int], None] | None = None, source: Any = None) -> Any:
     """The multi-objective closed loop (see the module docstring); called by :func:`rarefy.run`."""
-    from .acquire import fidelity_plans
-    from .campaign import plan_requests
-    from .loop import LoopResult, LoopWorkspace, _theta_list, iteration_requests
-    from .report.pareto_report import pareto_report
-    from .runs import write_json
+    from ..acquisition.proposals import fidelity_plans
+    from ..campaign.engine import plan_requests
+    from .workspace import LoopResult, LoopWorkspace, iteration_requests
+    from ..report.pareto_report import pareto_report
+    from ..io import write_json
 
     t0 = time.perf_counter()
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
@@ -416,7 +415,7 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
             record = {
                 "iteration": i, "spent_cpu_h": spent, "rows": len(frame), "reference_point": ref.tolist(),
                 "predicted_hypervolume": hypervolume(front_values(front, objectives), ref), "front_size": len(front),
-                "proposals": [{"theta": _theta_list(dict(zip(space.names, map(float, x))), space),
+                "proposals": [{"theta": space.round_theta(dict(zip(space.names, map(float, x)))),
                                "fidelity": fidelity, "events": plan.events, "cost_cpu_h": plan.cost_cpu_h,
                                "value": v} for x, v in props],
                 "seconds": time.perf_counter() - t_fit,

@@ -33,8 +33,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .space import DesignSpace
-from .surrogate.linalg import torch_threads
+from ..space import DesignSpace
+from ..surrogate.linalg import torch_threads
 
 __all__ = ["SearchResult", "maximize", "feasible_pool", "local_pool"]
 

@@ -1,8 +1,9 @@
-"""Run-directory helpers: atomic creation and atomic file writes.
+"""Files and run directories, written so that a reader never sees half of one.
 
-A run directory holds everything one run produced. Commands build their outputs in a
-temporary sibling folder and move them into place only when everything succeeded, so a
-failure (bad input, a crash) never leaves a half-written run directory behind.
+Atomic file writes: write to a temporary file in the target's folder, then ``os.replace``.
+
+A reader (or a process that is killed half-way) therefore sees either the old file or
+the complete new one, never a partial file.
 """
 
 from __future__ import annotations
@@ -15,9 +16,27 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .atomic import atomic_path
+__all__ = ["atomic_path", "staged_run_dir", "write_json", "write_text"]
 
-__all__ = ["staged_run_dir", "write_json", "write_text"]
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    The caller writes the whole file to the yielded path. On an exception the temporary
+    file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
 
 
 @contextlib.contextmanager

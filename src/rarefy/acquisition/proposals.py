@@ -68,10 +68,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import AcquisitionConfig, RunConfig
-from .errors import InputError
-from .search import feasible_pool, local_pool, maximize
-from .space import DesignSpace
+from ..config import AcquisitionConfig, RunConfig
+from ..errors import InputError
+from ..optim.search import feasible_pool, local_pool, maximize
+from ..space import DesignSpace
 
 __all__ = ["FidelityPlan", "Proposal", "Acquisition", "fidelity_plans", "propose", "proposals_frame"]
 
@@ -134,7 +134,7 @@ def fidelity_plans(cfg: RunConfig, simulator: Any = None) -> dict[str, FidelityP
     (see :mod:`rarefy.denoising`) without events of its own gets the plan of ``<base>``
     with ``simulate=<base>``: a run of ``base`` is what yields its observation.
     """
-    from .denoising import SUFFIX
+    from ..jobs.denoise import SUFFIX
 
     out = {}
     for f in cfg.fidelities:
@@ -346,7 +346,7 @@ class Acquisition:
                 break
             value, f, x = best
             noise = self.add_pending(x, f)
-            theta = {p.name: (float(round(x[k])) if p.integer else float(x[k])) for k, p in enumerate(self.space.parameters)}
+            theta = self.space.round_theta(dict(zip(self.space.names, x)))
             plan = self.plans[f]
             out.append(Proposal(theta, plan.simulated, plan.events, plan.cost_cpu_h, float(value), noise, valued_as=f))
             if math.isfinite(plan.cost_cpu_h):

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .acquire import proposals_frame, propose
-from .atomic import atomic_path
-from .config import load_config
-from .errors import InputError
-from .fitting import build_surrogate
-from .ingestion import _simulator
+from ..acquisition.proposals import proposals_frame, propose
+from ..io import atomic_path
+from ..config import load_config
+from ..errors import InputError
+from .fit import build_surrogate
+from .ingest import run_simulator
 from .rundata import training_table
 
 __all__ = ["suggest"]
@@ -55,7 +55,7 @@ def suggest(run_dir: str | os.PathLike[str], n: int = 1, *, out: str | os.PathLi
         sur = build_surrogate(cfg).fit(table)
     except ValueError as exc:  # e.g. a fidelity without rows
         raise InputError(f"cannot fit the surrogate: {exc}", file=run_dir) from None
-    props = propose(sur, cfg, q=n, simulator=_simulator(cfg, run_dir), observed=table.designs(), seed=seed,
+    props = propose(sur, cfg, q=n, simulator=run_simulator(cfg, run_dir), observed=table.designs(), seed=seed,
                     settings=settings)
     frame = proposals_frame(props, space)
     target = Path(out) if out is not None else run_dir / "suggestions.csv"

@@ -26,14 +26,14 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .acquire import fidelity_plans
-from .config import RunConfig, load_config
-from .data.rates import RateTable, count_variance
-from .data.readers import read_frame
-from .errors import InputError, fmt_value
+from ..acquisition.proposals import fidelity_plans
+from ..config import RunConfig, load_config
+from ..data.rates import RateTable, count_variance
+from ..data.readers import read_frame
+from ..errors import InputError, fmt_value
 from .rundata import INGESTED
 
-__all__ = ["IngestResult", "ingest"]
+__all__ = ["IngestResult", "ingest", "run_simulator"]
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,11 @@ def _read_runs(path: Path, names: list[str], fidelities: list[str]) -> pd.DataFr
     return out
 
 
-def _simulator(cfg: RunConfig, run_dir: Path) -> Any:
+def run_simulator(cfg: RunConfig, run_dir: Path) -> Any:
     """The config's simulator object (for its fidelities' nominal costs), or None."""
     if cfg.simulator is None:
         return None
-    from .simulators import from_config
+    from ..simulators import from_config
 
     return from_config(cfg.simulator, config_dir=run_dir, scratch_dir=str(run_dir / "scratch"))
 
@@ -133,7 +133,7 @@ def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[st
         raise InputError("give at least one file to ingest")
     cfg = load_config(run_dir / "config.yaml")
     space = cfg.space.build()
-    plans = fidelity_plans(cfg, _simulator(cfg, run_dir))
+    plans = fidelity_plans(cfg, run_simulator(cfg, run_dir))
     per_event = {f: (p.cost_cpu_h / p.events if p.events else float("nan")) for f, p in plans.items()}
     new_frames = []
     for file in files:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..io import atomic_path
 from ..errors import InputError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "restore_rng"]

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import RunConfig
-from .data.rates import RateTable
-from .errors import InputError
-from .space import DesignSpace
+from ..config import RunConfig
+from ..data.rates import RateTable
+from ..errors import InputError
+from ..space import DesignSpace
 
 __all__ = ["INGESTED", "training_table", "add_denoised_fidelities", "denoised_fidelities", "update_denoised",
            "cost_by_fidelity",
@@ -40,7 +40,7 @@ def denoised_fidelities(cfg: RunConfig) -> dict[str, str]:
     fidelities (or the simulator's); a ``denoise`` section in a loop needs at least one
     ``-cnp`` fidelity in the chain (else the CNP would be trained for nothing).
     """
-    from .denoising import SUFFIX
+    from .denoise import SUFFIX
 
     cnp = {f: f[: -len(SUFFIX)] for f in cfg.fidelity_names if f.endswith(SUFFIX)}
     if cnp and cfg.denoise is None:
@@ -60,7 +60,7 @@ def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = Fal
     :func:`rarefy.denoise_run` (deterministic for the seed), which writes
     ``RUN_DIR/denoise/rates_cnp.parquet``. The model is not retrained as runs arrive.
     """
-    from .denoising import DENOISE_DIR, PIPELINE, denoise_run, member_dirs, train_denoiser
+    from .denoise import DENOISE_DIR, PIPELINE, denoise_run, member_dirs, train_denoiser
 
     cnp = denoised_fidelities(cfg)
     if not cnp or cfg.denoise is None:
@@ -135,7 +135,7 @@ def simulated_rows(run_dir: str | Path) -> pd.DataFrame:
 
     What the nominal cost is counted on: a denoised row re-scores a run, it costs nothing more.
     """
-    from .denoising import SUFFIX
+    from .denoise import SUFFIX
 
     run_dir = Path(run_dir)
     frames = [pd.read_parquet(run_dir / name) for name in ("rates.parquet", INGESTED) if (run_dir / name).exists()]

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import RunConfig, dump_config, load_config
-from .data.mapping import load_rate_table
-from .data.rates import RateTable
-from .errors import InputError
-from .report.calibration import calibration_plot
-from .runs import staged_run_dir, write_json
-from .surrogate import AR1Settings, AR1Surrogate
-from .validate import CVResult, cross_validate, metrics, predict_table
+from ..config import RunConfig, dump_config, load_config
+from ..data.mapping import load_rate_table
+from ..data.rates import RateTable
+from ..errors import InputError
+from ..report.calibration import calibration_plot
+from ..io import staged_run_dir, write_json
+from ..surrogate import AR1Settings, AR1Surrogate
+from ..diagnostics.validation import CVResult, cross_validate, metrics, predict_table
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def build_surrogate(cfg: RunConfig) -> Any:
     """An unfitted surrogate as the config's ``surrogate`` section describes (``kind``: ar1 or pce)."""
     sc = cfg.surrogate
     if sc.kind == "pce":
-        from .surrogate.pce import PCESettings, PCESurrogate
+        from ..surrogate.pce import PCESettings, PCESurrogate
 
         pce = PCESettings(**{k: getattr(sc, k) for k in sc.PCE_FIELDS})
         return PCESurrogate(cfg.space.build(), cfg.fidelity_names, pce, seed=cfg.seed)
@@ -122,7 +122,7 @@ def validate(run_dir: str | os.PathLike[str], data: str | os.PathLike[str],
         raise InputError("not a fitted run directory (run 'rarefy fit' first)", file=run_dir)
     cfg = load_config(run_dir / "config.yaml")
     table = load_rate_table(cfg, paths=[Path(data)], fidelities=[cfg.target], strict=False)
-    from .surrogate.load import load_surrogate
+    from ..surrogate.factory import load_surrogate
 
     sur = load_surrogate(run_dir / "surrogate")
     pred = predict_table(sur, table, cfg.target)

@@ -46,16 +46,16 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path
-from .config import DenoiseConfig, RunConfig, dump_config, load_config
-from .data.events import EventTable
-from .data.rates import RateTable
-from .data.store import EventStore
-from .errors import InputError
-from .space import DesignSpace
+from ..io import atomic_path
+from ..config import DenoiseConfig, RunConfig, dump_config, load_config
+from ..data.events import EventTable
+from ..data.rates import RateTable
+from ..data.store import EventStore
+from ..errors import InputError
+from ..space import DesignSpace
 
 if TYPE_CHECKING:
-    from .denoise import EventData, TrainResult
+    from ..denoise import EventData, TrainResult
 
 __all__ = ["DenoiseTrainResult", "DenoiseRunResult", "train_denoiser", "denoise_run", "SUFFIX", "DENOISE_DIR"]
 
@@ -152,7 +152,7 @@ def _check_phi(store: EventStore, run_ids: Sequence[str], phi: list[str] | None)
 
 
 def _run_events(store: EventStore, rid: str, fidelity: str, phi: list[str]) -> "EventData":
-    from .denoise import from_event_table
+    from ..denoise import from_event_table
 
     table: EventTable = store.events(rid).with_run(fidelity=fidelity, run_id=rid)
     return from_event_table(table, phi=phi)
@@ -160,7 +160,7 @@ def _run_events(store: EventStore, rid: str, fidelity: str, phi: list[str]) -> "
 
 def _concat(parts: list["EventData"]) -> "EventData":
     """One in-memory EventData from per-run chunks (each sorted by run already)."""
-    from .denoise import EventData
+    from ..denoise import EventData
 
     sizes = np.concatenate([p.run_sizes for p in parts])
     fid: list[str] | None = []
@@ -247,8 +247,8 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
             raise InputError(f"event θ columns {theta_names} do not match the config's design space {space.names}",
                              file=EventStore.shard_path(run_dir, pool[0]))
 
-        from .denoise import split_runs
-        from .denoise import train as train_cnp
+        from ..denoise import split_runs
+        from ..denoise import train as train_cnp
 
         if dcfg.early_stopping.enabled and not split_runs(pool, dcfg.split, seed)[1]:
             raise InputError(f"early stopping needs validation runs, but denoise.split {dcfg.split} of {len(pool)} "
@@ -355,8 +355,8 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
         phi = list(meta["phi"])
         _check_phi(store, todo, phi)
 
-        from .denoise import aggregate_frame, average_scores, load_model, score
-        from .denoise.train import resolve_device
+        from ..denoise import aggregate_frame, average_scores, load_model, score
+        from ..denoise.train import resolve_device
 
         ensemble = (cfg.denoise or DenoiseConfig()).ensemble
         paths = [d / "model.pt" for d in member_dirs(out, ensemble)]

@@ -1,0 +1,1 @@
+"""Neural-network training parts shared by the denoiser and the model zoo."""
