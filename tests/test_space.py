@@ -78,3 +78,34 @@ def test_serialisation_round_trip(panels):
     again = DesignSpace.from_dict(panels.to_dict())
     df = panels.sample(5, seed=0)
     assert again.names == panels.names and again.is_feasible(df).all()
+
+
+def test_a_constraint_no_design_meets_is_named_and_sampling_stays_bounded():
+    import resource
+
+    from rarefy.errors import InputError
+
+    space = DesignSpace([Parameter("radius", 90, 250), Parameter("length", 1, 150)],
+                        constraints=["radius + length <= 400", "radius <= 10"])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError, match=r"constraint 'radius <= 10' is never met") as exc:
+        space.sample(10, seed=0)
+    assert "\n" not in str(exc.value)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 500
+
+
+def test_a_tiny_feasible_region_names_the_constraint_met_least_often():
+    from rarefy.errors import InputError
+
+    space = DesignSpace([Parameter("x", 0, 1), Parameter("y", 0, 1)], constraints=["x + y <= 0.01"])
+    with pytest.raises(InputError, match=r"only \d+ of 1000 feasible designs.*'x \+ y <= 0.01'"):
+        space.sample(1000, seed=0)
+
+
+@pytest.mark.parametrize("constraint", ["x <= 9**9**10", "x <= 1 / 0", "x <= 10.0**400"])
+def test_constant_parts_that_cannot_be_computed_are_refused(constraint):
+    from rarefy.errors import InputError
+
+    with pytest.raises(InputError, match="constant part cannot be computed"):
+        DesignSpace([Parameter("x", 0, 1)], constraints=[constraint])

@@ -100,6 +100,11 @@ class Constraint:
         self._check(tree.comparators[0], allowed, expression)
         self._lhs, self._rhs = tree.left, tree.comparators[0]
         self._upper = isinstance(tree.ops[0], (ast.LtE, ast.Lt))
+        try:  # constants are floats, so a constant such as 9**9**10 overflows here instead of hanging later
+            with np.errstate(all="ignore"):
+                self.slack({n: np.ones(1) for n in self._names})
+        except (OverflowError, ZeroDivisionError) as exc:
+            raise InputError(f"constraint {expression!r}: a constant part cannot be computed ({exc})") from None
 
     def _parse(self, text: str, allowed: set[str]) -> ast.AST:
         try:
@@ -126,7 +131,7 @@ class Constraint:
 
     def _eval(self, node: ast.AST, env: Mapping[str, Any], funcs: Mapping[str, Callable[..., Any]]) -> Any:
         if isinstance(node, ast.Constant):
-            return node.value
+            return float(node.value)
         if isinstance(node, ast.Name):
             return env[node.id]
         if isinstance(node, ast.UnaryOp):
@@ -282,36 +287,55 @@ class DesignSpace:
             )
 
     # --------------------------------------------------------------- sampling
-    def sample(self, n: int, method: str = "sobol", seed: int = 0, max_tries: int = 64) -> pd.DataFrame:
+    #: candidates drawn per batch while sampling, and at most in all (bounds memory and time)
+    SAMPLE_BATCH = 65_536
+    SAMPLE_BUDGET = 4_194_304
+
+    def sample(self, n: int, method: str = "sobol", seed: int = 0) -> pd.DataFrame:
         """Return ``n`` feasible designs as a DataFrame (columns = parameter names).
 
         ``method`` is ``"sobol"`` (scrambled Sobol), ``"lhs"`` (Latin hypercube) or ``"random"``.
-        Infeasible candidates are rejected; the sampler draws larger batches until it has
-        ``n`` feasible designs, and raises if the feasible region is too small to find them.
+        Infeasible candidates are rejected. The sampler draws batches of at most
+        :attr:`SAMPLE_BATCH` candidates, :attr:`SAMPLE_BUDGET` in all, so memory stays bounded;
+        when they hold fewer than ``n`` feasible designs it raises :class:`InputError` naming
+        the constraint that is met least often (or never).
         """
         if n < 0:
             raise ValueError("n must be >= 0")
         rng = np.random.default_rng(seed)
         out: list[np.ndarray] = []
-        have = 0
-        batch = max(8, n)
-        for _ in range(max_tries):
-            u = self._unit_points(batch, method, rng)
-            x = self.from_unit(u)
-            x = x[self.is_feasible(x)]
-            out.append(x)
-            have += len(x)
-            if have >= n:
-                break
-            batch *= 2
-        else:
-            raise RuntimeError(f"found only {have} of {n} feasible designs; are the constraints satisfiable?")
-        x = np.concatenate(out)[:n]
+        have = drawn = 0
+        batch = min(max(8, n), self.SAMPLE_BATCH)
+        met = np.zeros(len(self._constraints), dtype=np.int64)
+        while have < n and drawn < self.SAMPLE_BUDGET:
+            size = min(batch, self.SAMPLE_BUDGET - drawn)
+            x = self.from_unit(self._unit_points(size, method, rng))
+            drawn += len(x)
+            ok = self.is_feasible(x)
+            if self._constraints:
+                met += np.sum(np.nan_to_num(self.constraint_slacks(x), nan=-1.0) >= 0, axis=0)
+            out.append(x[ok])
+            have += int(ok.sum())
+            batch = min(2 * batch, self.SAMPLE_BATCH)
+        if have < n:
+            raise InputError(self._infeasible_message(n, have, drawn, met))
+        x = np.concatenate(out)[:n] if out else np.zeros((0, self.dim))
         df = pd.DataFrame(x, columns=self.names)
         for p in self.parameters:
             if p.integer:
                 df[p.name] = df[p.name].round().astype(int)
         return df
+
+    def _infeasible_message(self, n: int, have: int, drawn: int, met: np.ndarray) -> str:
+        if len(met) and met.min() == 0:
+            worst = self._constraints[int(np.argmin(met))].expression
+            return (f"constraint {worst!r} is never met: none of {drawn:,} designs drawn within the parameter bounds "
+                    "satisfies it")
+        if len(met):
+            worst = self._constraints[int(np.argmin(met))].expression
+            return (f"only {have} of {n} feasible designs among {drawn:,} drawn within the bounds; the constraints "
+                    f"leave too small a region (least often met: {worst!r}, by {int(met.min()):,} designs)")
+        return f"only {have} of {n} designs found among {drawn:,} drawn"
 
     def _unit_points(self, n: int, method: str, rng: np.random.Generator) -> np.ndarray:
         if method == "sobol":
