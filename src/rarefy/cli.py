@@ -122,7 +122,7 @@ def simulate(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo runs that failed for good before."),
 ) -> None:
     """Run (or resume) a simulation campaign and write RUN_DIR/rates.parquet."""
-    from .campaign.engine import simulate as simulate_run
+    from .jobs.simulate import simulate as simulate_run
 
     result = simulate_run(config, out, retry_failed=retry_failed, progress=True)
     console.print(f"{result.n_done} runs done, {result.n_failed} failed of {result.n_runs} "

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..campaign.engine import run_campaign, run_seed
-from ..config import RunConfig, dump_config
+from ..campaign import run_campaign, run_seed
+from ..config import RunConfig
+from ..data.rundata import LOOP_DIR, write_config
 from ..data.store import RunRequest
-from ..io import atomic_path
-from ..simulators import from_config as simulator_from_config
+from ..io import write_json
 from ..space import DesignSpace
+from .simulate import simulator_spec
 
 __all__ = ["LOOP_BASE", "VERIFY_BASE", "BASELINE_BASE", "LoopResult", "LoopWorkspace", "loop_request_id",
            "iteration_requests"]
@@ -62,21 +64,35 @@ class LoopWorkspace:
     def __init__(self, cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
         self.out = Path(out).absolute()
-        (self.out / "loop").mkdir(parents=True, exist_ok=True)
+        (self.out / LOOP_DIR).mkdir(parents=True, exist_ok=True)
         self.space = cfg.space.build()
-        scratch = str(self.out / "scratch")
-        self.spec = {"simulator": cfg.simulator.model_dump(mode="json"), "config_dir": str(config_dir),
-                     "scratch_dir": scratch, "timeout_s": cfg.campaign.timeout_s}
-        self.simulator = simulator_from_config(cfg.simulator, config_dir=config_dir, scratch_dir=scratch,
-                                               timeout_s=cfg.campaign.timeout_s)
+        self.spec = simulator_spec(cfg, config_dir, self.out)
+        self.simulator = self.spec.build()
         self.executed = 0
 
     def save_config(self) -> None:
         """Write the resolved config to RUN_DIR/config.yaml (atomically)."""
-        with atomic_path(self.out / "config.yaml") as tmp:
-            dump_config(self.cfg, tmp)
+        write_config(self.out, self.cfg)
+
+    def record(self, name: str) -> dict[str, Any] | None:
+        """The loop record ``RUN_DIR/loop/<name>.json`` (e.g. ``iter-001``, ``optimum``), None when absent."""
+        path = self.out / LOOP_DIR / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_record(self, name: str, record: dict[str, Any]) -> None:
+        """Write ``RUN_DIR/loop/<name>.json`` atomically (proposals are saved before they are simulated,
+        so a resumed loop reuses them)."""
+        write_json(self.out / LOOP_DIR / f"{name}.json", record)
+
+    def run_iteration(self, i: int, record: dict[str, Any], seed: int) -> bool:
+        """Simulate the proposals of iteration ``i``'s record; False when it proposed nothing (the loop ends)."""
+        if not record["proposals"]:
+            return False
+        self(iteration_requests(i, record["proposals"], self.space, seed))
+        return True
 
     def __call__(self, requests: list[RunRequest]) -> None:
+        """Run ``requests`` into RUN_DIR (those already done are skipped)."""
         res = run_campaign(requests, self.spec, self.out, self.space, campaign=self.cfg.campaign,
                            progress=self.progress)
         self.executed += res.n_executed

@@ -259,7 +259,7 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
 
     run_dir = Path(bc.run_dir) if bc.run_dir is not None else out / "events"
     if bc.run_dir is None:
-        from ..campaign.engine import simulate
+        from ..jobs.simulate import simulate
 
         log.info("bench: simulating the campaign into %s", run_dir)
         if progress is not None:
