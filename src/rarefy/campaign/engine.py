@@ -207,6 +207,11 @@ class CampaignResult:
     outcomes: list[RunOutcome] = field(default_factory=list, repr=False)
     space: DesignSpace | None = field(default=None, repr=False)
 
+    def summary(self) -> str:
+        """One line: runs done / failed / executed now, seconds, where the rates are."""
+        return (f"{self.n_done} runs done, {self.n_failed} failed of {self.n_runs} ({self.n_executed} executed now) "
+                f"in {self.wall_s:.1f} s -> {self.rates_path}")
+
     @property
     def rates(self) -> RateTable:
         """The campaign's ``rates.parquet`` as a :class:`RateTable`."""

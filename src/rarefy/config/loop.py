@@ -151,10 +151,10 @@ class ParetoConfig(ConfigModel):
     """
 
     acquisition: Literal["qnehvi", "qparego"] = "qnehvi"
-    fidelity: str | None = None
-    mc_samples: int = Field(default=128, ge=8)
-    candidates: int = Field(default=512, ge=1)
-    starts: int = Field(default=4, ge=1)
-    steps: int = Field(default=15, ge=0)
-    front_candidates: int = Field(default=2048, ge=16)
-    front_max: int = Field(default=25, ge=2)
+    fidelity: str | None = Field(default=None, description="fidelity of the proposed runs (default: the target)")
+    mc_samples: int = Field(default=128, ge=8, description="quasi-MC posterior samples of the acquisition")
+    candidates: int = Field(default=512, ge=1, description="feasible Sobol designs screened per proposal")
+    starts: int = Field(default=4, ge=1, description="best screened designs refined by gradient steps")
+    steps: int = Field(default=15, ge=0, description="gradient steps per refined start")
+    front_candidates: int = Field(default=2048, ge=16, description="feasible Sobol designs of the estimated front")
+    front_max: int = Field(default=25, ge=2, description="most points kept on the estimated front (evenly thinned)")

@@ -87,6 +87,18 @@ class DenoiseTrainResult:
     n_events: int = 0
     wall_s: float = 0.0
 
+    def split_counts(self) -> dict[str, int]:
+        """Number of runs in each of ``train`` / ``val`` / ``test``."""
+        values = list(self.split.values())
+        return {s: values.count(s) for s in ("train", "val", "test")}
+
+    def summary(self) -> str:
+        """One line: events, best epoch, validation loss, split, seconds, where the model is."""
+        tr = self.train
+        return (f"trained on {self.n_events} events of {'/'.join(self.fidelities)}: best epoch {tr.best_epoch} of "
+                f"{tr.epochs_run}, val loss {tr.best_val_loss:.5g}; runs {self.split_counts()} in {self.wall_s:.1f} s "
+                f"-> {self.model_path}")
+
 
 @dataclass
 class DenoiseRunResult:
@@ -103,6 +115,11 @@ class DenoiseRunResult:
     def events_per_s(self) -> float:
         """Scoring throughput, events per second of the whole call."""
         return self.n_events / self.wall_s if self.wall_s > 0 else float("nan")
+
+    def summary(self) -> str:
+        """One line: fidelities scored, runs, events, throughput, where the rates are."""
+        return (f"{', '.join(self.fidelities)}: {len(self.table)} runs, {self.n_events} events in {self.wall_s:.1f} s "
+                f"({self.events_per_s:.3g} events/s) -> {self.rates_path}")
 
 
 # ------------------------------------------------------------------ helpers
@@ -280,9 +297,8 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
         rates_path = write_rates(run_dir, frame, space)
     finally:
         store.close()
-    counts = pd.Series(split).value_counts().to_dict()
     log.info("denoiser trained (best epoch %d of %d, val loss %.5g); split %s", result.best_epoch,
-             result.epochs_run, result.best_val_loss, counts)
+             result.epochs_run, result.best_val_loss, pd.Series(split).value_counts().to_dict())
     model_path = member_dirs(out, dcfg.ensemble)[0] / "model.pt"
     return DenoiseTrainResult(run_dir, model_path, rates_path, fids, phi, split, result, n_events,
                               time.perf_counter() - t0)

@@ -46,6 +46,10 @@ class IngestResult:
     n_total: int
     path: Path
 
+    def summary(self) -> str:
+        """One line: new runs, all ingested runs, where they are."""
+        return f"{self.n_new} new runs ingested ({self.n_total} in all) -> {self.path}"
+
 
 def _numeric(frame: pd.DataFrame, col: str, path: str) -> np.ndarray:
     values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)

@@ -50,7 +50,7 @@ from ..acquisition.proposals import fidelity_plans, propose
 from ..campaign import run_seed
 from ..config import RunConfig, as_config
 from ..data.rates import RateTable
-from ..data.rundata import LOOP_DIR, RESULT, SURROGATE_DIR, TRAINING_RATES, simulated_rows
+from ..data.rundata import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, simulated_rows
 from ..data.store import RunRequest
 from ..diagnostics.validation import cross_validate
 from ..errors import InputError
@@ -246,11 +246,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     cv = _cross_validate(cfg, out, space, done_iterations)
     if cv is not None:
         result["cv"] = cv
-    write_json(out / RESULT, result)
-    try:
-        loop_report(out)
-    except Exception as exc:  # a plotting problem must not lose a finished loop
-        log.warning("could not write the report: %s", exc)
+    simulate.save_result(result, loop_report)
     wall = time.perf_counter() - t0
     log.info("closed loop: %d iterations, θ* = %s, predicted %.4g ± %.2g, verified %s, %.4g CPU-h nominal, %.1f s",
              done_iterations, theta_star, result["predicted_rate"], result["predicted_sigma"],

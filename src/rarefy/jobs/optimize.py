@@ -66,7 +66,16 @@ class OptimumResult:
     reduction_sigma: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (``optimum.json``)."""
         return asdict(self)
+
+    def summary(self) -> list[str]:
+        """θ*, its predicted rate and, with a baseline, the reduction, in a few lines."""
+        lines = [f"θ* = {self.theta}", f"{self.target} rate ({self.objective}): {self.rate:.4g} ± {self.sigma:.2g}"]
+        if self.reduction is not None:
+            lines.append(f"reduction vs baseline {self.baseline_rate:.4g} ({self.baseline_source}): "
+                         f"{100 * self.reduction:.1f}% ± {100 * (self.reduction_sigma or 0.0):.1f}%")
+        return lines
 
 
 def baseline_of(cfg: RunConfig, surrogate: Any = None, simulator: Any = None) -> Baseline | None:

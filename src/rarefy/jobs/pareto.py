@@ -59,7 +59,7 @@ from ..config import ObjectiveConfig, ParetoConfig, RunConfig
 from ..data.rates import RateTable, count_variance
 from ..data.store import EventStore
 from ..errors import InputError
-from ..data.rundata import OBJECTIVES, RATES, RESULT, read_runs
+from ..data.rundata import OBJECTIVES, RATES, read_runs
 from .rundata import cost_by_fidelity
 from ..optim.search import feasible_pool, maximize
 from ..space import DesignSpace
@@ -367,7 +367,6 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
     from .simulate import campaign_requests
     from .workspace import LoopResult, LoopWorkspace
     from ..report.pareto_report import pareto_report
-    from ..io import write_json
 
     t0 = time.perf_counter()
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
@@ -460,11 +459,7 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
         "runs": {str(k): int(v) for k, v in frame["fidelity"].value_counts().items()},
         "iterations": done,
     }
-    write_json(out / RESULT, result)
-    try:
-        pareto_report(out)
-    except Exception as exc:  # a plotting problem must not lose a finished loop
-        log.warning("could not write the report: %s", exc)
+    simulate.save_result(result, pareto_report)
     wall = time.perf_counter() - t0
     log.info("multi-objective loop: %d iterations, %d front points, hypervolume %.4g, %.4g CPU-h nominal, %.1f s",
              done, len(front), result["hypervolume"], result["cost_cpu_h"]["total"], wall)
