@@ -25,9 +25,10 @@ then ``fidelity``.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ __all__ = [
     "CONFIG", "CATALOG", "RATES", "INGESTED", "TRAINING_RATES", "FIT", "OPTIMUM", "RESULT", "OBJECTIVES",
     "SUGGESTIONS", "SURROGATE_DIR", "DENOISE_DIR", "CNP_RATES", "PIPELINE", "LOOP_DIR", "REPORT_DIR", "CNP_SUFFIX",
     "SPLIT_COLUMN", "KEY", "write_config", "read_config", "read_rates", "write_rates", "read_runs", "simulated_rows",
-    "write_ingested",
+    "write_ingested", "read_result", "read_loop_records",
 ]
 
 CONFIG = "config.yaml"
@@ -75,12 +76,19 @@ def write_config(run_dir: str | os.PathLike[str], cfg: RunConfig) -> Path:
     return path
 
 
-def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:
-    """The resolved config of a run directory; a folder without one raises :class:`InputError`."""
-    path = Path(run_dir) / CONFIG
-    if not path.exists():
+def read_config(run_dir: str | os.PathLike[str], *, fitted: bool = False) -> RunConfig:
+    """The resolved config of a run directory.
+
+    A folder without ``config.yaml`` (with ``fitted``: or without a saved surrogate,
+    ``surrogate/model.json``) raises :class:`InputError`.
+    """
+    run_dir = Path(run_dir)
+    if fitted and not ((run_dir / CONFIG).exists() and (run_dir / SURROGATE_DIR / "model.json").exists()):
+        raise InputError("not a fitted run directory: no saved surrogate (run 'rarefy fit' or 'rarefy run' first)",
+                         file=run_dir)
+    if not (run_dir / CONFIG).exists():
         raise InputError(f"not a run directory (no {CONFIG})", file=run_dir)
-    return load_config(path)
+    return load_config(run_dir / CONFIG)
 
 
 # ------------------------------------------------------------------- rates
@@ -142,6 +150,20 @@ def simulated_rows(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     if frame is None:
         return pd.DataFrame(columns=["fidelity", "cost_cpu_h", "run_id"])
     return frame[~frame["fidelity"].astype(str).str.endswith(CNP_SUFFIX)].reset_index(drop=True)
+
+
+def read_result(run_dir: str | os.PathLike[str], what: str = "closed-loop") -> dict[str, Any]:
+    """``RUN_DIR/result.json`` of a finished loop; a missing one raises :class:`InputError` (``what`` names the run)."""
+    path = Path(run_dir) / RESULT
+    if not path.exists():
+        raise InputError(f"no {RESULT}: not a finished {what} run directory (run 'rarefy run')", file=run_dir)
+    return json.loads(path.read_text())
+
+
+def read_loop_records(run_dir: str | os.PathLike[str], iterations: int | None = None) -> list[dict[str, Any]]:
+    """The loop's per-iteration records ``RUN_DIR/loop/iter-III.json`` in order (only the first ``iterations``)."""
+    records = [json.loads(p.read_text()) for p in sorted((Path(run_dir) / LOOP_DIR).glob("iter-*.json"))]
+    return [r for r in records if iterations is None or r.get("iteration", 0) <= iterations]
 
 
 def write_ingested(run_dir: str | os.PathLike[str], frame: pd.DataFrame, space: DesignSpace) -> Path:
