@@ -38,7 +38,8 @@ from __future__ import annotations
 
 from .base import ConfigModel
 from .bench import BenchBackendConfig, BenchConfig, BenchImbalanceConfig
-from .campaign import CampaignConfig, CampaignRunsConfig, ExecutorConfig
+from .campaign import (CampaignConfig, CampaignRunsConfig, ExecutorConfig, LocalExecutorConfig, SlurmExecutorConfig,
+                       SyncExecutorConfig)
 from .data import DataConfig, FidelityConfig, NoiseConfig
 from .denoise import (LOSS_PARAMETERS, DenoiseConfig, DenoiseLossConfig, DenoiseModelConfig, EarlyStoppingConfig,
                       ImbalancePhaseConfig, MixupConfig)
@@ -59,5 +60,5 @@ __all__ = [
     "DenoiseConfig", "BenchBackendConfig", "BenchImbalanceConfig", "BenchConfig", "AcquisitionConfig",
     "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig",
     "PriorConfig", "ObservationConfig", "FullRateConfig", "InferConfig", "ConfigModel", "config_from_dict",
-    "as_config",
+    "as_config", "LocalExecutorConfig", "SlurmExecutorConfig", "SyncExecutorConfig",
 ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from .base import ConfigModel
 
-__all__ = ["CampaignRunsConfig", "ExecutorConfig", "CampaignConfig"]
+__all__ = ["CampaignRunsConfig", "LocalExecutorConfig", "SlurmExecutorConfig", "SyncExecutorConfig", "ExecutorConfig",
+           "CampaignConfig"]
 
 
 class CampaignRunsConfig(ConfigModel):
@@ -25,20 +26,22 @@ class CampaignRunsConfig(ConfigModel):
     designs: str = "sobol"
 
 
-class ExecutorConfig(ConfigModel):
-    """Where runs execute: ``local`` (dask LocalCluster), ``slurm`` (dask-jobqueue) or ``sync`` (in-process).
+class LocalExecutorConfig(ConfigModel):
+    """``kind: local``: a dask ``LocalCluster`` of ``workers`` (default one per core) of ``threads_per_worker``,
+    worker processes (or threads with ``processes: false``) with an optional ``memory_limit`` each."""
 
-    ``local``: ``workers`` (default one per core), ``threads_per_worker``, ``processes``,
-    ``memory_limit``. ``slurm``: ``queue``, ``account``, ``cores``, ``memory``, ``walltime``
-    per job, ``jobs`` to scale to, ``job_extra_directives``. A plain string is shorthand
-    for the kind (``executor: slurm``).
-    """
-
-    kind: Literal["local", "slurm", "sync"] = "local"
+    kind: Literal["local"] = "local"
     workers: int | None = Field(default=None, ge=1)
     threads_per_worker: int = Field(default=1, ge=1)
     processes: bool = True
     memory_limit: str | None = None
+
+
+class SlurmExecutorConfig(ConfigModel):
+    """``kind: slurm``: dask-jobqueue's ``SLURMCluster``; per job ``queue``, ``account``, ``cores``, ``memory``,
+    ``walltime`` (HH:MM:SS) and ``job_extra_directives``; scaled to ``jobs`` jobs."""
+
+    kind: Literal["slurm"] = "slurm"
     queue: str | None = None
     account: str | None = None
     cores: int = Field(default=1, ge=1)
@@ -47,10 +50,17 @@ class ExecutorConfig(ConfigModel):
     jobs: int = Field(default=1, ge=1)
     job_extra_directives: list[str] = Field(default_factory=list)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, v: Any) -> Any:
-        return {"kind": v} if isinstance(v, str) else v
+
+class SyncExecutorConfig(ConfigModel):
+    """``kind: sync``: in-process, one run after the other (no dask: fast simulators, tests, loops of few runs)."""
+
+    kind: Literal["sync"] = "sync"
+
+
+#: Where runs execute, chosen by ``kind``: ``local`` (default), ``slurm`` or ``sync``; each kind takes only its
+#: own settings. A plain string is shorthand for the kind (``executor: slurm``).
+ExecutorConfig = Annotated[Union[LocalExecutorConfig, SlurmExecutorConfig, SyncExecutorConfig],
+                           Field(discriminator="kind")]
 
 
 class CampaignConfig(ConfigModel):
@@ -59,9 +69,13 @@ class CampaignConfig(ConfigModel):
     runs: list[CampaignRunsConfig]
     max_retries: int = Field(default=2, ge=0)
     timeout_s: float | None = Field(default=None, gt=0, description="wall-clock limit of one run, seconds")
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
 
     @field_validator("executor", mode="before")
     @classmethod
-    def _executor_shorthand(cls, v: Any) -> Any:
-        return {"kind": v} if isinstance(v, str) else v
+    def _executor_kind(cls, v: Any) -> Any:
+        if isinstance(v, str):  # shorthand: the kind alone
+            return {"kind": v}
+        if isinstance(v, dict) and "kind" not in v:
+            return {**v, "kind": "local"}
+        return v
