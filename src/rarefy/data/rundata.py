@@ -43,7 +43,7 @@ __all__ = [
     "CONFIG", "CATALOG", "RATES", "INGESTED", "TRAINING_RATES", "FIT", "OPTIMUM", "RESULT", "OBJECTIVES",
     "SUGGESTIONS", "SURROGATE_DIR", "DENOISE_DIR", "CNP_RATES", "PIPELINE", "LOOP_DIR", "REPORT_DIR", "CNP_SUFFIX",
     "SPLIT_COLUMN", "KEY", "write_config", "read_config", "read_rates", "write_rates", "read_runs", "simulated_rows",
-    "write_ingested", "read_result", "read_loop_records",
+    "write_ingested", "write_training_rates", "read_result", "read_loop_records",
 ]
 
 CONFIG = "config.yaml"
@@ -150,6 +150,11 @@ def simulated_rows(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     if frame is None:
         return pd.DataFrame(columns=["fidelity", "cost_cpu_h", "run_id"])
     return frame[~frame["fidelity"].astype(str).str.endswith(CNP_SUFFIX)].reset_index(drop=True)
+
+
+def write_training_rates(run_dir: str | os.PathLike[str], table: RateTable) -> Path:
+    """Write ``RUN_DIR/training_rates.parquet``, the table a surrogate was fitted on (atomically)."""
+    return table.to_parquet(Path(run_dir) / TRAINING_RATES)
 
 
 def read_result(run_dir: str | os.PathLike[str], what: str = "closed-loop") -> dict[str, Any]:

@@ -16,7 +16,10 @@ the training fidelities are split train / validation / test by run with ``split`
 **Split column.** After training, ``rates.parquet`` gets a ``split`` column for every
 run: ``train`` / ``val`` / ``test`` as the trainer used them; held-out runs and runs of
 fidelities the denoiser was not trained on (e.g. ``hf``) are ``test`` (the model never
-saw their events). The same mapping is kept in ``RUN_DIR/denoise/pipeline.json``.
+saw their events). ``rates.parquet`` is written through its one merging writer
+(:func:`rarefy.data.rundata.write_rates`), so a later ``rarefy simulate`` on the same run
+directory keeps the ``-cnp`` rows and the ``split`` column; runs it adds have no split
+until the next ``rarefy denoise`` marks them ``test``. The same mapping is kept in ``RUN_DIR/denoise/pipeline.json``.
 
 **Files.** ``RUN_DIR/denoise/`` holds the trainer's ``checkpoint.pt`` (re-running
 ``rarefy train`` resumes), ``model.pt``, ``history.json``, ``split.json``,

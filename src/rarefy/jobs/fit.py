@@ -28,7 +28,7 @@ from typing import Any, Callable
 from ..config import RunConfig, as_config
 from ..data.mapping import load_rate_table
 from ..data.rates import RateTable
-from ..data.rundata import FIT, SURROGATE_DIR, TRAINING_RATES, read_config, write_config
+from ..data.rundata import FIT, SURROGATE_DIR, read_config, write_config, write_training_rates
 from ..errors import InputError
 from ..report.calibration import calibration_plot
 from ..io import staged_run_dir, write_json
@@ -83,7 +83,7 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
     with staged_run_dir(out) as stage:
         write_config(stage, cfg)
         sur.save(stage / SURROGATE_DIR)
-        table.to_parquet(stage / TRAINING_RATES)
+        write_training_rates(stage, table)
         summary: dict[str, Any] = {
             "name": cfg.name, "target": cfg.target, "fidelities": sur.fidelities,
             "rows_per_fidelity": sur.info.n_per_fidelity, "fit_seconds": sur.info.seconds,

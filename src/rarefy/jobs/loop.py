@@ -50,7 +50,7 @@ from ..acquisition.proposals import fidelity_plans, propose
 from ..campaign import run_seed
 from ..config import RunConfig, as_config
 from ..data.rates import RateTable
-from ..data.rundata import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, simulated_rows
+from ..data.rundata import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, simulated_rows, write_training_rates
 from ..data.store import RunRequest
 from ..diagnostics.validation import cross_validate
 from ..errors import InputError
@@ -191,7 +191,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
             table = RateTable(table.frame[~table.frame["run_id"].astype(str).str.match(r"^(verify|baseline)-")], space)
         sur = build_surrogate(cfg).fit(table)
         sur.save(out / SURROGATE_DIR)
-        table.to_parquet(out / TRAINING_RATES)
+        write_training_rates(out, table)
         base = baseline_of(cfg, sur, sim)
         opt = optimize_design(sur, target, cfg.optimize, seed=cfg.seed, observed=table.designs(), baseline=base)
         opt_rec = {"iterations": done_iterations, **opt.to_dict(),
