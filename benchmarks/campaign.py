@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rarefy import simulators
-from rarefy.campaign import simulate
+from rarefy.jobs.simulate import simulate
 from rarefy.config import config_from_dict
 
 SPACE = {"parameters": {"x": {"low": 0, "high": 1}, "y": {"low": 0, "high": 1}}}

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rarefy.campaign import plan_requests, run_seed, simulate
+from rarefy.campaign import run_seed
+from rarefy.jobs.simulate import campaign_requests, simulate
 from rarefy.config import config_from_dict
 from rarefy.data.store import EventStore
 from rarefy.errors import InputError
@@ -44,13 +45,13 @@ def run(raw: dict, out: Path, **kw):
 
 def test_plan_is_deterministic_and_nested():
     cfg = config_from_dict(toy_config(runs=6, hf_runs=3))
-    a, b = plan_requests(cfg), plan_requests(cfg)
+    a, b = campaign_requests(cfg), campaign_requests(cfg)
     assert [r.run_id for r in a] == [f"run-{i:05d}" for i in range(9)]
     assert all(x.same_as(y) for x, y in zip(a, b))
     assert [r.theta for r in a[6:]] == [r.theta for r in a[:3]]            # HF repeats the first LF designs
     assert len({r.seed for r in a}) == 9 and a[4].seed == run_seed(3, 4)
     assert a[0].n == 400 and a[7].n == 200 and a[7].cost_cpu_h == pytest.approx(0.02)
-    other = plan_requests(config_from_dict(toy_config(runs=6, hf_runs=3, seed=4)))
+    other = campaign_requests(config_from_dict(toy_config(runs=6, hf_runs=3, seed=4)))
     assert other[0].seed != a[0].seed
 
 
@@ -130,7 +131,7 @@ def test_process_workers_restart_after_hang(tmp_path):
 
 KILL_DRIVER = textwrap.dedent("""
     import sys
-    from rarefy.campaign import simulate
+    from rarefy.jobs.simulate import simulate
     simulate(sys.argv[1], sys.argv[2], progress=False)
 """)
 

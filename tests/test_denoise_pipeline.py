@@ -121,6 +121,34 @@ def test_python_api_deterministic_and_resumes(simulated, tmp_path):
     assert again.train.epochs_run == 2 and len(again.train.history) == 2
 
 
+def test_simulate_again_keeps_denoised_rows_and_split(simulated, tmp_path):
+    """rates.parquet has one writer that merges: re-simulating rewrites only the simulated rows."""
+    cfg = rarefy.load_config(simulated[0])
+    run = fresh_copy(simulated, tmp_path)
+    rarefy.train_denoiser(cfg, run)
+    rarefy.denoise_run(run)
+    before = pd.read_parquet(run / "rates.parquet")
+    assert {"lf-cnp", "hf-cnp"} <= set(before["fidelity"]) and before["split"].notna().all()
+
+    rarefy.simulate(cfg, run, progress=False)                                 # nothing left to run
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "rates.parquet"), before)
+
+    raw = config()                                                            # one more HF run
+    raw["campaign"]["runs"].append({"fidelity": "hf", "runs": 1, "events": 800})
+    res = rarefy.simulate(write(tmp_path / "more.yaml", raw), run, progress=False)
+    assert res.n_executed == 1
+    after = pd.read_parquet(run / "rates.parquet")
+    assert len(after) == len(before) + 1 and (after["run_id"] == "run-00013").sum() == 1
+    old = after[after["run_id"] != "run-00013"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(old, before)                                # -cnp rows and split kept
+    assert after.loc[after["run_id"] == "run-00013", "split"].isna().all()    # not seen by the trainer yet
+
+    rarefy.denoise_run(run)                                                   # scores it; its split: test
+    final = pd.read_parquet(run / "rates.parquet")
+    assert (final.loc[final["run_id"] == "run-00013", "split"] == "test").all()
+    assert set(final.loc[final["run_id"] == "run-00013", "fidelity"]) == {"hf", "hf-cnp"}
+
+
 @pytest.mark.parametrize("case, pattern", [
     ("unknown_loss", "denoise.loss"),
     ("missing_phi", "lack the φ column(s) ['nope']"),

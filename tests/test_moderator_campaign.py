@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from rarefy import simulators
-from rarefy.campaign import simulate
+from rarefy.jobs.simulate import simulate
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "moderator" / "simulate.yaml"
 

@@ -48,7 +48,7 @@ _EXPORTS = {
     "load_rate_table": ".data.mapping",
     "read_events": ".data.event_readers",
     "read_frame": ".data.readers",
-    "simulate": ".campaign",
+    "simulate": ".jobs.simulate",
     "train_denoiser": ".jobs.denoise",
     "validate": ".jobs.fit",
     "Acquisition": ".acquisition",
@@ -84,7 +84,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from . import simulators
-    from .campaign.engine import CampaignResult, simulate
+    from .campaign.engine import CampaignResult
+    from .jobs.simulate import simulate
     from .config import RunConfig, load_config
     from .data.event_readers import read_events
     from .data.events import EventTable

@@ -23,24 +23,39 @@ the file, column and row to stderr and exits with code 2.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from .errors import InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="rarefy: surrogates for expensive rare-event simulations.")
 console = Console()
 err_console = Console(stderr=True)
+
+
+class Commands(TyperGroup):
+    """rarefy's commands: an :class:`InputError` becomes one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+
+app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True,
+                  help="rarefy: surrogates for expensive rare-event simulations.")
 
 
 @app.callback()
@@ -51,20 +66,6 @@ def _main(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Mo
     logging.getLogger("rarefy").setLevel(logging.DEBUG if verbose >= 1 else logging.INFO)
 
 
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`InputError` into one line on stderr and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except InputError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
-
-
 def progress_bar() -> Progress:
     """The rich progress bar used by long commands."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -72,6 +73,7 @@ def progress_bar() -> Progress:
 
 
 def metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    """A two-column table of named numbers (integers as they are, floats to 4 significant digits)."""
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -82,7 +84,6 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
 
 
 @app.command()
-@handle_errors
 def fit(
     config: Path = typer.Argument(..., help="Run config (YAML)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
@@ -91,16 +92,14 @@ def fit(
     """Fit the multi-fidelity surrogate and save it with the resolved config."""
     from .jobs.fit import fit as fit_run
 
-    with progress_bar() as bar:
-        task = bar.add_task("cross-validation folds", total=cv or 0, visible=cv is not None)
-        result = fit_run(config, out, cv=cv, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    with lazy_progress("cross-validation folds") as update:
+        result = fit_run(config, out, cv=cv, progress=update)
     console.print(f"fitted {result.surrogate.fidelities} in {result.surrogate.info.seconds:.1f} s -> {out}")
     if result.cv is not None:
         console.print(metrics_table(f"{cv}-fold cross-validation of {result.surrogate.fidelities[-1]!r}", result.cv.metrics))
 
 
 @app.command()
-@handle_errors
 def validate(
     run_dir: Path = typer.Argument(..., help="Run directory written by 'rarefy fit'."),
     data: Path = typer.Argument(..., help="Rate file (CSV/Parquet) with target-fidelity runs."),
@@ -115,22 +114,22 @@ def validate(
 
 
 @app.command()
-@handle_errors
 def simulate(
     config: Path = typer.Argument(..., help="Config (YAML) with 'simulator' and 'campaign' sections."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory; re-running on it resumes the campaign."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo runs that failed for good before."),
 ) -> None:
     """Run (or resume) a simulation campaign and write RUN_DIR/rates.parquet."""
-    from .campaign.engine import simulate as simulate_run
+    from .jobs.simulate import simulate as simulate_run
 
     result = simulate_run(config, out, retry_failed=retry_failed, progress=True)
-    console.print(f"{result.n_done} runs done, {result.n_failed} failed of {result.n_runs} "
-                  f"({result.n_executed} executed now) in {result.wall_s:.1f} s -> {result.rates_path}")
+    console.print(result.summary())
 
 
-def _lazy_progress(description: str) -> tuple[Progress, Callable[[int, int], None]]:
-    """A progress bar that appears with the first update, so input errors print alone."""
+@contextlib.contextmanager
+def lazy_progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield ``update(done, total)`` of a progress bar that appears with the first update (so input
+    errors print alone) and stops on exit."""
     bar = progress_bar()
     task: list[Any] = []
 
@@ -140,11 +139,13 @@ def _lazy_progress(description: str) -> tuple[Progress, Callable[[int, int], Non
             task.append(bar.add_task(description, total=total))
         bar.update(task[0], completed=done, total=total)
 
-    return bar, update
+    try:
+        yield update
+    finally:
+        bar.stop()
 
 
 @app.command()
-@handle_errors
 def train(
     config: Path = typer.Argument(..., help="Config (YAML) whose 'denoise' section drives the training."),
     run_dir: Path = typer.Option(..., "--run", "-r", help="Run directory written by 'rarefy simulate'."),
@@ -153,73 +154,38 @@ def train(
     """Train the CNP denoiser on the events in RUN_DIR (resumes); write RUN_DIR/denoise and the split column."""
     from .jobs.denoise import train_denoiser
 
-    bar, update = _lazy_progress("denoiser epochs")
-    try:
+    with lazy_progress("denoiser epochs") as update:
         result = train_denoiser(config, run_dir, seed=seed, progress=update)
-    finally:
-        bar.stop()
-    tr = result.train
-    counts = {s: list(result.split.values()).count(s) for s in ("train", "val", "test")}
-    console.print(f"trained on {result.n_events} events of {'/'.join(result.fidelities)}: best epoch {tr.best_epoch} "
-                  f"of {tr.epochs_run}, val loss {tr.best_val_loss:.5g}; runs {counts} in {result.wall_s:.1f} s "
-                  f"-> {result.model_path}")
+    console.print(result.summary())
 
 
 @app.command()
-@handle_errors
 def denoise(
     run_dir: Path = typer.Argument(..., help="Run directory with a trained denoiser ('rarefy train')."),
 ) -> None:
     """Score the events of every run and add the '<fidelity>-cnp' rows to RUN_DIR/rates.parquet."""
     from .jobs.denoise import denoise_run
 
-    bar, update = _lazy_progress("runs scored")
-    try:
+    with lazy_progress("runs scored") as update:
         result = denoise_run(run_dir, progress=update)
-    finally:
-        bar.stop()
-    console.print(f"{', '.join(result.fidelities)}: {len(result.table)} runs, {result.n_events} events in "
-                  f"{result.wall_s:.1f} s ({result.events_per_s:.3g} events/s) -> {result.rates_path}")
+    console.print(result.summary())
 
 
 @app.command()
-@handle_errors
 def run(
     config: Path = typer.Argument(..., help="Config (YAML) with 'simulator', 'campaign' (initial design) and 'loop'."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory; re-running on it resumes the loop."),
 ) -> None:
     """Closed loop: initial design, then fit -> acquire -> simulate rounds, optimum, HF verification."""
-    from .config import load_config
     from .jobs.loop import run as run_loop
 
-    cfg = load_config(config)
-    total = cfg.loop.iterations if cfg.loop is not None else 0
-    with progress_bar() as bar:
-        task = bar.add_task("loop iterations", total=total)
-        result = run_loop(config, out, progress=False,
-                          on_iteration=lambda i, n: bar.update(task, completed=i, total=n))
-        bar.update(task, completed=total)
-    r = result.result
-    if "pareto_set" in r:  # multi-objective run
-        console.print(f"estimated Pareto set: {len(r['pareto_set'])} designs, hypervolume {r['hypervolume']:.4g} "
-                      f"(reference {r['reference_point']})")
-        console.print(f"{result.iterations} iterations, {r['cost_cpu_h']['total']:.4g} CPU-h nominal, "
-                      f"{result.wall_s:.1f} s -> {Path(out) / 'result.json'}, {Path(out) / 'report'}")
-        return
-    verified = "-" if r["verified_rate"] is None else f"{r['verified_rate']:.4g} ± {r['verified_sigma']:.2g}"
-    console.print(f"θ* = {r['optimum']}")
-    console.print(f"{r['target']} rate: predicted {r['predicted_rate']:.4g} ± {r['predicted_sigma']:.2g}, "
-                  f"verified {verified}")
-    if r["reduction"] is not None:
-        console.print(f"reduction vs baseline {r['baseline_rate']:.4g}: {100 * r['reduction']:.1f}% "
-                      f"± {100 * r['reduction_sigma']:.1f}%")
-    console.print(f"{result.iterations} iterations, {r['cost_cpu_h']['total']:.4g} CPU-h nominal, "
-                  f"{result.wall_s:.1f} s -> {Path(out) / 'result.json'}")
-    console.print(f"report: {Path(out) / 'report' / 'index.html'}")
+    with lazy_progress("loop iterations") as update:
+        result = run_loop(config, out, progress=False, on_iteration=update)
+    for line in result.summary():
+        console.print(line)
 
 
 @app.command()
-@handle_errors
 def suggest(
     run_dir: Path = typer.Argument(..., help="Run directory (from 'rarefy simulate', 'run' or 'fit')."),
     n: int = typer.Option(1, "--n", "-n", help="Number of runs to propose."),
@@ -242,7 +208,6 @@ def suggest(
 
 
 @app.command()
-@handle_errors
 def ingest(
     run_dir: Path = typer.Argument(..., help="Run directory to add runs to."),
     files: list[Path] = typer.Argument(..., help="CSV/Parquet files: runs (θ, fidelity, k, n) or events (θ, fidelity, outcome)."),
@@ -250,12 +215,10 @@ def ingest(
     """Add runs simulated elsewhere to RUN_DIR/ingested.parquet."""
     from .jobs.ingest import ingest as ingest_runs
 
-    result = ingest_runs(run_dir, files)
-    console.print(f"{result.n_new} new runs ingested ({result.n_total} in all) -> {result.path}")
+    console.print(ingest_runs(run_dir, files).summary())
 
 
 @app.command()
-@handle_errors
 def optimize(
     run_dir: Path = typer.Argument(..., help="Run directory with a fitted surrogate ('rarefy fit' or 'rarefy run')."),
     objective: Optional[str] = typer.Option(None, "--objective", help="mean or ucb (default: config)."),
@@ -265,16 +228,11 @@ def optimize(
     """Minimise the predicted target rate over the feasible designs; writes RUN_DIR/optimum.json."""
     from .jobs.optimize import optimize_run
 
-    r = optimize_run(run_dir, objective=objective, kappa=kappa, json_out=json_out)
-    console.print(f"θ* = {r.theta}")
-    console.print(f"{r.target} rate ({r.objective}): {r.rate:.4g} ± {r.sigma:.2g}")
-    if r.reduction is not None:
-        console.print(f"reduction vs baseline {r.baseline_rate:.4g} ({r.baseline_source}): "
-                      f"{100 * r.reduction:.1f}% ± {100 * r.reduction_sigma:.1f}%")
+    for line in optimize_run(run_dir, objective=objective, kappa=kappa, json_out=json_out).summary():
+        console.print(line)
 
 
 @app.command()
-@handle_errors
 def infer(
     config: Path = typer.Argument(..., help="Config (YAML) with an 'infer' section."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
@@ -295,7 +253,6 @@ def infer(
 
 
 @app.command()
-@handle_errors
 def report(run_dir: Path = typer.Argument(..., help="Run directory of a finished 'rarefy run'.")) -> None:
     """Write RUN_DIR/report/ (index.html + PNG plots) for a closed-loop run."""
     from .report.loop_report import loop_report
@@ -304,7 +261,6 @@ def report(run_dir: Path = typer.Argument(..., help="Run directory of a finished
 
 
 @app.command()
-@handle_errors
 def bench(
     config: Path = typer.Argument(..., help="Config (YAML) with a 'bench' section."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: bench.json, bench_meta.json, pr_curves.png."),
@@ -312,15 +268,8 @@ def bench(
     """Train and compare the config's event-level backends on one by-run split (model zoo)."""
     from .zoo.bench import bench as run_bench
 
-    bar, update = _lazy_progress("bench")
-
-    def step(stage: str, done: int, total: int) -> None:
-        update(done, total)
-
-    try:
-        result = run_bench(config, out, progress=step)
-    finally:
-        bar.stop()
+    with lazy_progress("bench") as update:
+        result = run_bench(config, out, progress=lambda stage, done, total: update(done, total))
     table = Table(title=f"bench: test events {result.meta['data']['test']['events']}, "
                         f"positives {result.meta['data']['test']['positives']}")
     table.add_column("backend")

@@ -71,6 +71,11 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return Path(path)
 
 
+def _plain(value: Any) -> Any:
+    """JSON form of what ``json`` does not know: numpy arrays as lists, numpy (and other) numbers as floats."""
+    return value.tolist() if hasattr(value, "tolist") else float(value)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write ``data`` as indented JSON, atomically (numpy numbers and arrays as plain numbers and lists)."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_plain) + "\n")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ from ..errors import InputError
 from .events import FIDELITY, OUTCOME, RUN_ID, WEIGHT, EventTable
 from .readers import read_frame
 
-__all__ = ["read_events", "read_event_frame", "EVENT_SUFFIXES"]
+__all__ = ["EventMapping", "read_events", "read_event_frame", "EVENT_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -62,41 +62,33 @@ def read_event_frame(path: str | os.PathLike[str], key: str | None = None) -> pd
                      file=path)
 
 
-def read_events(
-    path: str | os.PathLike[str],
-    *,
-    columns: Mapping[str, str] | None = None,
-    theta: Sequence[str] = (),
-    phi: Sequence[str] | None = None,
-    outcome: str = OUTCOME,
-    weight: str | None = None,
-    key: str | None = None,
-    fidelity: str | None = None,
-    run_id: str | None = None,
-    theta_values: Mapping[str, float] | None = None,
-) -> EventTable:
+class EventMapping(TypedDict, total=False):
+    """How a raw event frame becomes an :class:`EventTable` (the keywords of :func:`frame_to_events`).
+
+    ``columns``: rename map, file column name -> rarefy name, applied first (all other
+    names are rarefy names). ``theta``: θ columns; one the file lacks is filled from
+    ``theta_values`` (the run's design), else it is an error. ``phi``: φ columns (None:
+    every remaining numeric column). ``outcome``, ``weight``: the 0/1 outcome column and
+    the optional weight column. ``fidelity``, ``run_id``: constants written into those columns.
+    """
+
+    columns: Mapping[str, str] | None
+    theta: Sequence[str]
+    phi: Sequence[str] | None
+    outcome: str
+    weight: str | None
+    fidelity: str | None
+    run_id: str | None
+    theta_values: Mapping[str, float] | None
+
+
+def read_events(path: str | os.PathLike[str], *, key: str | None = None, **mapping: Unpack[EventMapping]) -> EventTable:
     """Read an event file into an :class:`EventTable`.
 
-    Parameters
-    ----------
-    columns:
-        Rename map, file column name -> rarefy name; applied first. All other names
-        below are rarefy names (after renaming).
-    theta:
-        θ columns. A θ column the file lacks is filled from ``theta_values`` (the run's
-        design), else it is an error.
-    phi:
-        φ columns; ``None`` takes every remaining numeric column.
-    outcome, weight:
-        The 0/1 outcome column and the optional weight column.
-    key:
-        HDF5 key/group or ROOT TTree name, where the file holds several.
-    fidelity, run_id:
-        Constants written into the ``fidelity`` / ``run_id`` columns.
+    ``key`` names the HDF5 key/group or ROOT TTree where the file holds several; the
+    other keywords (:class:`EventMapping`) say which columns are θ, φ, outcome and weight.
     """
-    frame = read_event_frame(path, key=key)
-    return frame_to_events(frame, source=str(path), columns=columns, theta=theta, phi=phi, outcome=outcome,
-                           weight=weight, fidelity=fidelity, run_id=run_id, theta_values=theta_values)
+    return frame_to_events(read_event_frame(path, key=key), source=str(path), **mapping)
 
 
 def frame_to_events(

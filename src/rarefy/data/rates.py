@@ -79,13 +79,18 @@ class RateTable:
     check_bounds:
         Raise for designs outside the space's bounds (default). Off only for
         validation data, where extrapolation is allowed.
+
+    Attributes
+    ----------
+    frame:
+        The validated DataFrame (shared, not copied: do not modify it in place).
     """
 
     def __init__(self, frame: pd.DataFrame, space: DesignSpace, source: str | None = None,
                  check_bounds: bool = True) -> None:
         self.space = space
         self._check_bounds = check_bounds
-        self._frame = self._validate(frame.reset_index(drop=True), space, source, check_bounds)
+        self.frame = self._validate(frame.reset_index(drop=True), space, source, check_bounds)
 
     @staticmethod
     def _validate(frame: pd.DataFrame, space: DesignSpace, source: str | None, check_bounds: bool) -> pd.DataFrame:
@@ -113,33 +118,29 @@ class RateTable:
         return frame
 
     # ---------------------------------------------------------------- access
-    @property
-    def frame(self) -> pd.DataFrame:
-        """The underlying DataFrame (a copy is not made; do not modify in place)."""
-        return self._frame
-
     def to_pandas(self) -> pd.DataFrame:
-        return self._frame.copy()
+        """A copy of :attr:`frame`."""
+        return self.frame.copy()
 
     def __len__(self) -> int:
-        return len(self._frame)
+        return len(self.frame)
 
     @property
     def fidelities(self) -> list[str]:
         """Fidelity names present, in order of first appearance."""
-        return list(dict.fromkeys(self._frame["fidelity"]))
+        return list(dict.fromkeys(self.frame["fidelity"]))
 
     def subset(self, fidelity: str | Sequence[str] | None = None, mask: np.ndarray | None = None) -> "RateTable":
         """Rows of one or several fidelities and/or a boolean mask, as a new RateTable."""
         keep = np.ones(len(self), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
         if fidelity is not None:
             names = [fidelity] if isinstance(fidelity, str) else list(fidelity)
-            keep &= self._frame["fidelity"].isin(names).to_numpy()
-        return RateTable(self._frame[keep], self.space, check_bounds=self._check_bounds)
+            keep &= self.frame["fidelity"].isin(names).to_numpy()
+        return RateTable(self.frame[keep], self.space, check_bounds=self._check_bounds)
 
     def designs(self, fidelity: str | None = None) -> np.ndarray:
         """θ of the rows (of one fidelity), shape (n, d), in parameter units."""
-        f = self._frame if fidelity is None else self._frame[self._frame["fidelity"] == fidelity]
+        f = self.frame if fidelity is None else self.frame[self.frame["fidelity"] == fidelity]
         return f[self.space.names].to_numpy(dtype=float)
 
     @classmethod
@@ -151,7 +152,7 @@ class RateTable:
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write the table to Parquet atomically (temporary file, then rename)."""
         with atomic_path(path) as tmp:
-            self._frame.to_parquet(tmp, index=False)
+            self.frame.to_parquet(tmp, index=False)
         return Path(path)
 
     @classmethod
@@ -159,5 +160,5 @@ class RateTable:
         return cls(pd.read_parquet(path), space, source=str(path))
 
     def __repr__(self) -> str:
-        counts = self._frame["fidelity"].value_counts().to_dict()
+        counts = self.frame["fidelity"].value_counts().to_dict()
         return f"RateTable({len(self)} rows, fidelities={counts})"

@@ -4,7 +4,8 @@ Layout of ``RUN_DIR``::
 
     catalog.sqlite     every run request and its state (SQLite, WAL journal)
     events/RUN_ID.parquet   the events of one finished run (one shard per run)
-    rates.parquet      one row per finished run (see :meth:`EventStore.rate_frame`)
+    rates.parquet      one row per finished run (see :meth:`EventStore.rate_frame` and
+                       :mod:`rarefy.data.rundata`, its one writer)
 
 The catalog table ``runs`` has one row per run request: ``run_id``, ``idx`` (position in
 the campaign's request list), ``fidelity``, ``theta`` (JSON), ``seed``, ``n_requested``,
@@ -36,6 +37,7 @@ from ..errors import InputError
 from ..space import DesignSpace
 from .events import EventTable
 from .rates import RateTable, count_variance
+from .rundata import write_rates
 
 __all__ = ["EventStore", "RunRequest", "STATES", "RATE_COLUMNS"]
 
@@ -278,8 +280,9 @@ class EventStore:
         return RateTable(self.rate_frame(space), space, source=str(self.catalog_path))
 
     def write_rates(self, space: DesignSpace) -> Path:
-        """Write ``RUN_DIR/rates.parquet`` atomically from the finished runs."""
-        return self.rate_table(space).to_parquet(self.run_dir / "rates.parquet")
+        """Write the finished runs into ``RUN_DIR/rates.parquet`` (atomically), keeping the rows and columns
+        other jobs added there (:func:`rarefy.data.rundata.write_rates`)."""
+        return write_rates(self.run_dir, self.rate_frame(space), space)
 
 
 def _nan_none(x: float) -> float | None:

@@ -48,7 +48,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, write_json
 from ..config import DenoiseConfig
 from ..errors import InputError
 from ..space import DesignSpace
@@ -390,11 +390,6 @@ def load_model(path: str | os.PathLike[str]) -> tuple[CNP, Normalizer, DenoiseCo
     return model, Normalizer.from_state_dict(payload["normalizer"]), cfg
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, default=float))
-
-
 class _Board:
     """TensorBoard scalars when ``tensorboard`` is installed, else nothing (one warning)."""
 
@@ -558,8 +553,8 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
                          finished=finished, split=s.split, config=cfg, seed=seed, out=out_dir)
     if out_dir is not None and finished:
         save_model(out_dir / MODEL, model, s.normalizer, cfg, seed)
-        _write_json(out_dir / "history.json", history)
-        _write_json(out_dir / "split.json", {"train": s.split[0], "val": s.split[1], "test": s.split[2]})
+        write_json(out_dir / "history.json", history)
+        write_json(out_dir / "split.json", {"train": s.split[0], "val": s.split[1], "test": s.split[2]})
     return result
 
 

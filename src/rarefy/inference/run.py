@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from scipy.stats import truncnorm
 
-from ..config import InferConfig, RunConfig, dump_config, load_config
+from ..config import InferConfig, RunConfig, as_config
+from ..data.rundata import SURROGATE_DIR, write_config
 from ..errors import InputError
-from ..io import staged_run_dir, write_json
+from ..io import atomic_path, staged_run_dir, write_json
 from ..space import DesignSpace
 from .likelihood import RateLikelihood
 from .rates import FullRateModel, SimpleRateModel
@@ -185,9 +186,9 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
     or one fitted on the config's data). Deterministic for the config's seed.
     """
     t0 = time.perf_counter()
-    cfg = load_config(config) if not isinstance(config, RunConfig) else config
+    cfg, source = as_config(config)
     if cfg.infer is None:
-        raise InputError("the config has no 'infer' section", file=None if isinstance(config, RunConfig) else config)
+        raise InputError("the config has no 'infer' section", file=source)
     icfg = cfg.infer
     sur = surrogate if surrogate is not None else _surrogate(cfg)
     post = make_posterior(cfg, sur)
@@ -211,10 +212,8 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
         "sampling_seconds": res.seconds,
     }
     with staged_run_dir(out) as stage:
-        dump_config(cfg, stage / "config.yaml")
-        sur.save(stage / "surrogate")
-        from ..io import atomic_path
-
+        write_config(stage, cfg)
+        sur.save(stage / SURROGATE_DIR)
         with atomic_path(stage / "posterior.nc") as tmp:
             res.idata.to_netcdf(str(tmp))
         corner_plot(flat, post.names, stage / "corner.png",

@@ -16,7 +16,10 @@ the training fidelities are split train / validation / test by run with ``split`
 **Split column.** After training, ``rates.parquet`` gets a ``split`` column for every
 run: ``train`` / ``val`` / ``test`` as the trainer used them; held-out runs and runs of
 fidelities the denoiser was not trained on (e.g. ``hf``) are ``test`` (the model never
-saw their events). The same mapping is kept in ``RUN_DIR/denoise/pipeline.json``.
+saw their events). ``rates.parquet`` is written through its one merging writer
+(:func:`rarefy.data.rundata.write_rates`), so a later ``rarefy simulate`` on the same run
+directory keeps the ``-cnp`` rows and the ``split`` column; runs it adds have no split
+until the next ``rarefy denoise`` marks them ``test``. The same mapping is kept in ``RUN_DIR/denoise/pipeline.json``.
 
 **Files.** ``RUN_DIR/denoise/`` holds the trainer's ``checkpoint.pt`` (re-running
 ``rarefy train`` resumes), ``model.pt``, ``history.json``, ``split.json``,
@@ -46,12 +49,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..io import atomic_path
-from ..config import DenoiseConfig, RunConfig, dump_config, load_config
+from ..config import DenoiseConfig, RunConfig, as_config, load_config
 from ..data.events import EventTable
 from ..data.rates import RateTable
+from ..data.rundata import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, PIPELINE, SPLIT_COLUMN, read_rates, \
+    write_config, write_rates
 from ..data.store import EventStore
 from ..errors import InputError
+from ..io import write_json
 from ..space import DesignSpace
 
 if TYPE_CHECKING:
@@ -61,11 +66,7 @@ __all__ = ["DenoiseTrainResult", "DenoiseRunResult", "train_denoiser", "denoise_
 
 log = logging.getLogger(__name__)
 
-DENOISE_DIR = "denoise"
-SUFFIX = "-cnp"
-RATES = "rates.parquet"
-PIPELINE = "pipeline.json"
-SPLIT_COLUMN = "split"
+SUFFIX = CNP_SUFFIX
 
 Progress = Callable[[int, int], None]
 
@@ -89,6 +90,18 @@ class DenoiseTrainResult:
     n_events: int = 0
     wall_s: float = 0.0
 
+    def split_counts(self) -> dict[str, int]:
+        """Number of runs in each of ``train`` / ``val`` / ``test``."""
+        values = list(self.split.values())
+        return {s: values.count(s) for s in ("train", "val", "test")}
+
+    def summary(self) -> str:
+        """One line: events, best epoch, validation loss, split, seconds, where the model is."""
+        tr = self.train
+        return (f"trained on {self.n_events} events of {'/'.join(self.fidelities)}: best epoch {tr.best_epoch} of "
+                f"{tr.epochs_run}, val loss {tr.best_val_loss:.5g}; runs {self.split_counts()} in {self.wall_s:.1f} s "
+                f"-> {self.model_path}")
+
 
 @dataclass
 class DenoiseRunResult:
@@ -106,14 +119,19 @@ class DenoiseRunResult:
         """Scoring throughput, events per second of the whole call."""
         return self.n_events / self.wall_s if self.wall_s > 0 else float("nan")
 
+    def summary(self) -> str:
+        """One line: fidelities scored, runs, events, throughput, where the rates are."""
+        return (f"{', '.join(self.fidelities)}: {len(self.table)} runs, {self.n_events} events in {self.wall_s:.1f} s "
+                f"({self.events_per_s:.3g} events/s) -> {self.rates_path}")
+
 
 # ------------------------------------------------------------------ helpers
 def _open_store(run_dir: Path) -> EventStore:
     """The EventStore of an existing run directory (never creates one)."""
     if not run_dir.is_dir():
         raise InputError("run directory not found", file=run_dir)
-    if not (run_dir / "catalog.sqlite").exists():
-        raise InputError("no events: not a run directory written by 'rarefy simulate' (no catalog.sqlite)",
+    if not (run_dir / CATALOG).exists():
+        raise InputError(f"no events: not a run directory written by 'rarefy simulate' (no {CATALOG})",
                          file=run_dir)
     return EventStore(run_dir)
 
@@ -128,7 +146,7 @@ def _block_of(cfg: RunConfig, runs: pd.DataFrame, run_dir: Path) -> dict[str, in
         if not 0 <= b < len(cfg.campaign.runs) or cfg.campaign.runs[b].fidelity != fid:
             raise InputError(f"run {rid} (request {idx}, fidelity {fid!r}) does not fit the config's campaign.runs; "
                              "denoise.test_blocks needs the campaign that filled this run directory",
-                             file=run_dir / "catalog.sqlite")
+                             file=run_dir / CATALOG)
         out[rid] = b
     return out
 
@@ -174,27 +192,9 @@ def _concat(parts: list["EventData"]) -> "EventData":
                      [r for p in parts for r in p.run_ids], parts[0].theta_names, parts[0].phi_names, fid)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=False))
-
-
 def _read_rates(store: EventStore, space: DesignSpace) -> pd.DataFrame:
-    path = store.run_dir / RATES
-    if not path.exists():
-        return store.rate_frame(space)
-    return pd.read_parquet(path)
-
-
-def _write_rates(frame: pd.DataFrame, space: DesignSpace, path: Path) -> Path:
-    """Validate as a RateTable and write atomically."""
-    return RateTable(frame.reset_index(drop=True), space, source=str(path)).to_parquet(path)
-
-
-def _load_run_config(config: RunConfig | str | os.PathLike[str]) -> tuple[RunConfig, str]:
-    if isinstance(config, RunConfig):
-        return config, "<config>"
-    return load_config(config), str(config)
+    frame = read_rates(store.run_dir)
+    return store.rate_frame(space) if frame is None else frame
 
 
 # -------------------------------------------------------------------- train
@@ -221,7 +221,8 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
     training fidelities, missing φ columns or a config that does not fit the run directory.
     """
     t0 = time.perf_counter()
-    cfg, source_name = _load_run_config(config)
+    cfg, source = as_config(config)
+    source_name = "<config>" if source is None else str(source)
     dcfg = cfg.denoise or DenoiseConfig()
     run_dir = Path(run_dir).absolute()
     space = cfg.space.build()
@@ -290,19 +291,17 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
         for name, ids in zip(("train", "val", "test"), result.split):
             for r in ids:
                 split[r] = name
-        with atomic_path(out / "config.yaml") as tmp:     # the config this model was trained with
-            dump_config(cfg, tmp)
-        _write_json(out / PIPELINE, {"config": source_name, "fidelities": fids, "phi": phi, "seed": seed,
+        write_config(out, cfg)     # the config this model was trained with
+        write_json(out / PIPELINE, {"config": source_name, "fidelities": fids, "phi": phi, "seed": seed,
                                      "test_blocks": list(dcfg.test_blocks), "held_out": sorted(held),
                                      "split": split})
         frame = _read_rates(store, space)
         frame[SPLIT_COLUMN] = frame["run_id"].astype(str).map(split).fillna("test")
-        rates_path = _write_rates(frame, space, run_dir / RATES)
+        rates_path = write_rates(run_dir, frame, space)
     finally:
         store.close()
-    counts = pd.Series(split).value_counts().to_dict()
     log.info("denoiser trained (best epoch %d of %d, val loss %.5g); split %s", result.best_epoch,
-             result.epochs_run, result.best_val_loss, counts)
+             result.epochs_run, result.best_val_loss, pd.Series(split).value_counts().to_dict())
     model_path = member_dirs(out, dcfg.ensemble)[0] / "model.pt"
     return DenoiseTrainResult(run_dir, model_path, rates_path, fids, phi, split, result, n_events,
                               time.perf_counter() - t0)
@@ -337,9 +336,9 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
     store = _open_store(run_dir)
     try:
         out = run_dir / DENOISE_DIR
-        if not (out / PIPELINE).exists() or not (out / "config.yaml").exists():
+        if not (out / PIPELINE).exists() or not (out / CONFIG).exists():
             raise InputError("no trained denoiser here; run 'rarefy train CONFIG --run RUN_DIR' first", file=run_dir)
-        cfg = load_config(out / "config.yaml")
+        cfg = load_config(out / CONFIG)
         meta = json.loads((out / PIPELINE).read_text())
         space = cfg.space.build()
         runs = store.runs(states=("done",))
@@ -381,16 +380,15 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
         new = pd.concat(frames, ignore_index=True)
         split = meta.get("split", {})
         new[SPLIT_COLUMN] = new["run_id"].astype(str).map(split).fillna("test")
-        table = RateTable(new, space, source=str(out / "rates_cnp.parquet"))
-        table.to_parquet(out / "rates_cnp.parquet")
+        table = RateTable(new, space, source=str(out / CNP_RATES))
+        table.to_parquet(out / CNP_RATES)
 
         frame = _read_rates(store, space)
         names = {f"{f}{SUFFIX}" for f in wanted}
         keep = frame[~frame["fidelity"].astype(str).isin(names)]
-        if SPLIT_COLUMN not in keep.columns:
-            keep = keep.assign(**{SPLIT_COLUMN: keep["run_id"].astype(str).map(split).fillna("test")})
-        merged = pd.concat([keep, new], ignore_index=True)
-        rates_path = _write_rates(merged, space, run_dir / RATES)
+        split_of = keep["run_id"].astype(str).map(split).fillna("test")   # runs simulated after training: test
+        keep = keep.assign(**{SPLIT_COLUMN: keep[SPLIT_COLUMN].fillna(split_of) if SPLIT_COLUMN in keep else split_of})
+        rates_path = write_rates(run_dir, pd.concat([keep, new], ignore_index=True), space, drop_fidelities=names)
     finally:
         store.close()
     wall = time.perf_counter() - t0

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import RunConfig, dump_config, load_config
+from ..config import RunConfig, as_config
 from ..data.mapping import load_rate_table
 from ..data.rates import RateTable
+from ..data.rundata import FIT, SURROGATE_DIR, read_config, write_config, write_training_rates
 from ..errors import InputError
 from ..report.calibration import calibration_plot
 from ..io import staged_run_dir, write_json
@@ -70,7 +71,7 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
     All input is validated before anything is written; the run directory appears only
     when everything succeeded.
     """
-    cfg = load_config(config) if not isinstance(config, RunConfig) else config
+    cfg, _ = as_config(config)
     table = load_rate_table(cfg)
     sur = build_surrogate(cfg).fit(table)
     cv_result = None
@@ -80,9 +81,9 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
         cv_result = cross_validate(lambda: build_surrogate(cfg), table, cfg.target, k=cv, seed=cfg.seed,
                                    tolerance=cfg.cv_design_tolerance, progress=progress)
     with staged_run_dir(out) as stage:
-        dump_config(cfg, stage / "config.yaml")
-        sur.save(stage / "surrogate")
-        table.to_parquet(stage / "training_rates.parquet")
+        write_config(stage, cfg)
+        sur.save(stage / SURROGATE_DIR)
+        write_training_rates(stage, table)
         summary: dict[str, Any] = {
             "name": cfg.name, "target": cfg.target, "fidelities": sur.fidelities,
             "rows_per_fidelity": sur.info.n_per_fidelity, "fit_seconds": sur.info.seconds,
@@ -93,7 +94,7 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
             cv_result.predictions.to_csv(stage / "cv_predictions.csv", index=False)
             calibration_plot(cv_result.predictions, stage / "cv_calibration.png",
                              title=f"{cfg.name}: {cv}-fold CV of {cfg.target!r}")
-        write_json(stage / "fit.json", summary)
+        write_json(stage / FIT, summary)
     log.info("fitted %s on %d rows -> %s", cfg.target, len(table), out)
     return FitResult(sur, table, cv_result, Path(out))
 
@@ -118,13 +119,11 @@ def validate(run_dir: str | os.PathLike[str], data: str | os.PathLike[str],
     into ``run_dir``.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists() or not (run_dir / "surrogate" / "model.json").exists():
-        raise InputError("not a fitted run directory (run 'rarefy fit' first)", file=run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = read_config(run_dir, fitted=True)
     table = load_rate_table(cfg, paths=[Path(data)], fidelities=[cfg.target], strict=False)
     from ..surrogate.factory import load_surrogate
 
-    sur = load_surrogate(run_dir / "surrogate")
+    sur = load_surrogate(run_dir / SURROGATE_DIR)
     pred = predict_table(sur, table, cfg.target)
     result = metrics(pred["rate"], pred["mean"], pred["sigma"])
     if json_out is not None:

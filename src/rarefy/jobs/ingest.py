@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 
 from ..acquisition.proposals import fidelity_plans
-from ..config import RunConfig, load_config
-from ..data.rates import RateTable, count_variance
+from ..config import RunConfig
+from ..data.rates import count_variance
 from ..data.readers import read_frame
 from ..errors import InputError, fmt_value
-from .rundata import INGESTED
+from ..data.rundata import INGESTED, read_config, write_ingested
 
 __all__ = ["IngestResult", "ingest", "run_simulator"]
 
@@ -45,6 +45,10 @@ class IngestResult:
     n_new: int
     n_total: int
     path: Path
+
+    def summary(self) -> str:
+        """One line: new runs, all ingested runs, where they are."""
+        return f"{self.n_new} new runs ingested ({self.n_total} in all) -> {self.path}"
 
 
 def _numeric(frame: pd.DataFrame, col: str, path: str) -> np.ndarray:
@@ -127,11 +131,9 @@ def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[st
     All files are validated before anything is written.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        raise InputError("not a run directory (no config.yaml)", file=run_dir)
+    cfg = read_config(run_dir)
     if not files:
         raise InputError("give at least one file to ingest")
-    cfg = load_config(run_dir / "config.yaml")
     space = cfg.space.build()
     plans = fidelity_plans(cfg, run_simulator(cfg, run_dir))
     per_event = {f: (p.cost_cpu_h / p.events if p.events else float("nan")) for f, p in plans.items()}
@@ -176,6 +178,6 @@ def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[st
                                  column="run_id", row=int(new["_row"].iloc[i]))
             keep[i] = False
     merged = pd.concat([old[cols], new.loc[keep, cols]], ignore_index=True) if len(old) else new.loc[keep, cols]
-    RateTable(merged.reset_index(drop=True), space, source=str(target)).to_parquet(target)
+    write_ingested(run_dir, merged, space)
     log.info("ingested %d new runs (%d already known) -> %s", int(keep.sum()), int((~keep).sum()), target)
     return IngestResult(int(keep.sum()), len(merged), target)

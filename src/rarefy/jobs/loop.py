@@ -41,29 +41,27 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
 from ..acquisition.proposals import fidelity_plans, propose
-from ..io import atomic_path
-from ..campaign.engine import plan_requests, run_campaign, run_seed
-from ..config import RunConfig, dump_config, load_config
+from ..campaign import run_seed
+from ..config import RunConfig, as_config
 from ..data.rates import RateTable
+from ..data.rundata import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, simulated_rows, write_training_rates
 from ..data.store import RunRequest
+from ..diagnostics.validation import cross_validate
 from ..errors import InputError
+from ..io import atomic_path, write_json
+from ..report.loop_report import loop_report
+from ..space import DesignSpace
 from .fit import build_surrogate
 from .optimize import baseline_of, optimize_design
-from ..report.loop_report import loop_report
-from ..io import write_json
-from .workspace import (BASELINE_BASE, LOOP_BASE, VERIFY_BASE, LoopResult, LoopWorkspace,
-                        iteration_requests, loop_request_id)
-from .rundata import cost_by_fidelity, denoised_fidelities, simulated_rows, training_table, update_denoised
-from ..simulators import from_config as simulator_from_config
-from ..space import DesignSpace
-from ..diagnostics.validation import cross_validate
+from .rundata import cost_by_fidelity, denoised_fidelities, training_table, update_denoised
+from .simulate import campaign_requests
+from .workspace import BASELINE_BASE, VERIFY_BASE, LoopResult, LoopWorkspace, loop_request_id
 
 __all__ = ["LoopResult", "run", "loop_request_id"]
 
@@ -86,21 +84,21 @@ def _cross_validate(cfg: RunConfig, out: Path, space: DesignSpace, iterations: i
     """
     assert cfg.loop is not None
     k = cfg.loop.cv_folds
-    path = out / "loop" / "cv.json"
+    path = out / LOOP_DIR / "cv.json"
     if k < 2:
         return None
     if path.exists():
         rec = json.loads(path.read_text())
         if rec.get("iterations") == iterations:
             return rec["metrics"]
-    table = RateTable.read_parquet(out / "training_rates.parquet", space)
+    table = RateTable.read_parquet(out / TRAINING_RATES, space)
     try:
         res = cross_validate(lambda: build_surrogate(cfg), table, str(cfg.target), k=k, seed=cfg.seed,
                              tolerance=cfg.cv_design_tolerance)
     except ValueError as exc:  # e.g. fewer than 2 target runs
         log.info("no cross-validation: %s", exc)
         return None
-    with atomic_path(out / "loop" / "cv_predictions.csv") as tmp:
+    with atomic_path(out / LOOP_DIR / "cv_predictions.csv") as tmp:
         res.predictions.to_csv(tmp, index=False)
     metrics = {key: float(v) for key, v in res.metrics.items()}
     write_json(path, {"iterations": iterations, "folds": k, "metrics": metrics})
@@ -115,18 +113,15 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     called after each finished iteration. See the module docstring for what is written.
     """
     t0 = time.perf_counter()
-    if isinstance(config, RunConfig):
-        cfg, config_dir = config, Path.cwd()
-    else:
-        cfg, config_dir = load_config(config), Path(config).absolute().parent
+    cfg, source = as_config(config)
+    config_dir = source.absolute().parent if source is not None else Path.cwd()
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
         raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",
-                         file=None if isinstance(config, RunConfig) else config)
+                         file=source)
     if cfg.objectives:  # two or more objectives: the multi-objective loop (rarefy.pareto)
         from .pareto import run_pareto
 
-        return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration,
-                          source=None if isinstance(config, RunConfig) else config)
+        return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration, source=source)
     loop = cfg.loop
     use_cnp = bool(denoised_fidelities(cfg))  # fails early (before any simulation) for -cnp names without 'denoise'
     if cfg.denoise is not None and not use_cnp:
@@ -152,14 +147,12 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
                 log.info("CNP: %d new runs scored (%.1f s)", len(new), time.perf_counter() - t_cnp)
         return training_table(out, cfg, space)
 
-    simulate(plan_requests(cfg, sim, space))
+    simulate(campaign_requests(cfg, sim, space))
     records: list[dict[str, Any]] = []
     done_iterations = 0
     for i in range(1, loop.iterations + 1):
-        path = out / "loop" / f"iter-{i:03d}.json"
-        if path.exists():
-            record = json.loads(path.read_text())
-        else:
+        record = simulate.record(f"iter-{i:03d}")
+        if record is None:
             table = table_now()
             spent = cost_by_fidelity(simulated_rows(out))["total"]
             left = None if loop.budget_cpu_h is None else loop.budget_cpu_h - spent - verify_cost
@@ -178,11 +171,10 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
                 "predicted_optimum": {"theta": opt.theta, "rate": opt.rate, "sigma": opt.sigma},
                 "proposals": [p.to_dict() for p in props], "seconds": time.perf_counter() - t_fit,
             }
-            write_json(path, record)  # before simulating: a resumed loop reuses these proposals
-        if not record["proposals"]:
+            simulate.save_record(f"iter-{i:03d}", record)
+        if not simulate.run_iteration(i, record, cfg.seed):
             log.info("iteration %d: nothing affordable left to propose", i)
             break
-        simulate(iteration_requests(i, record["proposals"], space, cfg.seed))
         records.append(record)
         done_iterations = i
         log.info("iteration %d: %s", i, ", ".join(f"{p['fidelity']}" for p in record["proposals"]))
@@ -190,8 +182,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
             on_iteration(i, loop.iterations)
 
     # ---------------------------------------------------------------- optimum
-    opt_path = out / "loop" / "optimum.json"
-    opt_rec = json.loads(opt_path.read_text()) if opt_path.exists() else None
+    opt_rec = simulate.record("optimum")
     if opt_rec is not None and opt_rec.get("iterations") != done_iterations:
         opt_rec = None  # more iterations ran since: recompute
     if opt_rec is None:
@@ -199,13 +190,13 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         if "run_id" in table.frame.columns:  # verification runs of an earlier, shorter loop stay out of the fit
             table = RateTable(table.frame[~table.frame["run_id"].astype(str).str.match(r"^(verify|baseline)-")], space)
         sur = build_surrogate(cfg).fit(table)
-        sur.save(out / "surrogate")
-        table.to_parquet(out / "training_rates.parquet")
+        sur.save(out / SURROGATE_DIR)
+        write_training_rates(out, table)
         base = baseline_of(cfg, sur, sim)
         opt = optimize_design(sur, target, cfg.optimize, seed=cfg.seed, observed=table.designs(), baseline=base)
         opt_rec = {"iterations": done_iterations, **opt.to_dict(),
                    "baseline_design": None if base is None else base.design}
-        write_json(opt_path, opt_rec)
+        simulate.save_record("optimum", opt_rec)
     theta_star = space.round_theta(opt_rec["theta"])
 
     # ----------------------------------------------------------- verification
@@ -255,11 +246,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     cv = _cross_validate(cfg, out, space, done_iterations)
     if cv is not None:
         result["cv"] = cv
-    write_json(out / "result.json", result)
-    try:
-        loop_report(out)
-    except Exception as exc:  # a plotting problem must not lose a finished loop
-        log.warning("could not write the report: %s", exc)
+    simulate.save_result(result, loop_report)
     wall = time.perf_counter() - t0
     log.info("closed loop: %d iterations, θ* = %s, predicted %.4g ± %.2g, verified %s, %.4g CPU-h nominal, %.1f s",
              done_iterations, theta_star, result["predicted_rate"], result["predicted_sigma"],

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import BaselineConfig, OptimizeConfig, RunConfig, load_config
+from ..config import BaselineConfig, OptimizeConfig, RunConfig
+from ..data.rundata import CONFIG, OPTIMUM, RATES, SURROGATE_DIR, TRAINING_RATES, read_config
 from ..errors import InputError
 from ..io import write_json
 from ..optim.search import feasible_pool, local_pool, maximize
@@ -66,7 +67,16 @@ class OptimumResult:
     reduction_sigma: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (``optimum.json``)."""
         return asdict(self)
+
+    def summary(self) -> list[str]:
+        """θ*, its predicted rate and, with a baseline, the reduction, in a few lines."""
+        lines = [f"θ* = {self.theta}", f"{self.target} rate ({self.objective}): {self.rate:.4g} ± {self.sigma:.2g}"]
+        if self.reduction is not None:
+            lines.append(f"reduction vs baseline {self.baseline_rate:.4g} ({self.baseline_source}): "
+                         f"{100 * self.reduction:.1f}% ± {100 * (self.reduction_sigma or 0.0):.1f}%")
+        return lines
 
 
 def baseline_of(cfg: RunConfig, surrogate: Any = None, simulator: Any = None) -> Baseline | None:
@@ -157,10 +167,7 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
     from ..surrogate import AR1Surrogate
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists() or not (run_dir / "surrogate" / "model.json").exists():
-        raise InputError("not a run directory with a fitted surrogate (run 'rarefy fit' or 'rarefy run' first)",
-                         file=run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = read_config(run_dir, fitted=True)
     settings = cfg.optimize.model_copy()
     if objective is not None:
         if objective not in ("mean", "ucb"):
@@ -170,18 +177,18 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
         if kappa < 0:
             raise InputError(f"kappa must be >= 0, got {kappa}")
         settings.kappa = kappa
-    sur = AR1Surrogate.load(run_dir / "surrogate")
+    sur = AR1Surrogate.load(run_dir / SURROGATE_DIR)
     simulator = None
     if cfg.baseline is not None and cfg.baseline.simulator:
         if cfg.simulator is None:
-            raise InputError("baseline: simulator: true needs a 'simulator' section", file=run_dir / "config.yaml")
+            raise InputError("baseline: simulator: true needs a 'simulator' section", file=run_dir / CONFIG)
         from ..simulators import from_config
 
         simulator = from_config(cfg.simulator, config_dir=run_dir)
     observed = _observed_designs(run_dir, sur.space)
     result = optimize_design(sur, cfg.target, settings, seed=cfg.seed, observed=observed,
                              baseline=baseline_of(cfg, sur, simulator))
-    write_json(run_dir / "optimum.json", result.to_dict())
+    write_json(run_dir / OPTIMUM, result.to_dict())
     if json_out is not None:
         write_json(json_out, result.to_dict())
     return result
@@ -190,7 +197,7 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
 def _observed_designs(run_dir: Path, space: DesignSpace) -> np.ndarray | None:
     import pandas as pd
 
-    for name in ("training_rates.parquet", "rates.parquet"):
+    for name in (TRAINING_RATES, RATES):
         path = run_dir / name
         if path.exists():
             frame = pd.read_parquet(path)

@@ -44,7 +44,6 @@ simulated. No verification runs are made (``loop.verify`` is ignored): each fron
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -60,7 +59,8 @@ from ..config import ObjectiveConfig, ParetoConfig, RunConfig
 from ..data.rates import RateTable, count_variance
 from ..data.store import EventStore
 from ..errors import InputError
-from .rundata import INGESTED, cost_by_fidelity
+from ..data.rundata import OBJECTIVES, RATES, read_runs
+from .rundata import cost_by_fidelity
 from ..optim.search import feasible_pool, maximize
 from ..space import DesignSpace
 from ..surrogate.linalg import torch_threads
@@ -95,10 +95,10 @@ def _column_statistic(values: np.ndarray, statistic: str) -> tuple[float, float]
 
 
 def _runs_frame(run_dir: Path) -> pd.DataFrame:
-    frames = [pd.read_parquet(run_dir / name) for name in ("rates.parquet", INGESTED) if (run_dir / name).exists()]
-    if not frames:
-        raise InputError("the run directory holds no runs (rates.parquet)", file=run_dir)
-    return pd.concat(frames, ignore_index=True)
+    frame = read_runs(run_dir)
+    if frame is None:
+        raise InputError(f"the run directory holds no runs ({RATES})", file=run_dir)
+    return frame
 
 
 def objective_frame(run_dir: str | os.PathLike[str], cfg: RunConfig, space: DesignSpace) -> pd.DataFrame:
@@ -364,10 +364,9 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
                on_iteration: Callable[[int, int], None] | None = None, source: Any = None) -> Any:
     """The multi-objective closed loop (see the module docstring); called by :func:`rarefy.run`."""
     from ..acquisition.proposals import fidelity_plans
-    from ..campaign.engine import plan_requests
-    from .workspace import LoopResult, LoopWorkspace, iteration_requests
+    from .simulate import campaign_requests
+    from .workspace import LoopResult, LoopWorkspace
     from ..report.pareto_report import pareto_report
-    from ..io import write_json
 
     t0 = time.perf_counter()
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
@@ -382,17 +381,15 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
     plan = plans[fidelity]
     if plan.events < 1:
         raise InputError(f"pareto.fidelity {fidelity!r} has no events per run: set the fidelity's 'events'")
-    initial = plan_requests(cfg, sim, space)  # checks the space against the simulator before any run
+    initial = campaign_requests(cfg, sim, space)  # checks the space against the simulator before any run
     simulate.save_config()
 
     simulate(initial)
     records: list[dict[str, Any]] = []
     done = 0
     for i in range(1, loop.iterations + 1):
-        path = out / "loop" / f"iter-{i:03d}.json"
-        if path.exists():
-            record = json.loads(path.read_text())
-        else:
+        record = simulate.record(f"iter-{i:03d}")
+        if record is None:
             frame = objective_frame(out, cfg, space)
             spent = cost_by_fidelity(frame)["total"]
             left = None if loop.budget_cpu_h is None else loop.budget_cpu_h - spent
@@ -420,21 +417,19 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
                                "value": v} for x, v in props],
                 "seconds": time.perf_counter() - t_fit,
             }
-            write_json(path, record)  # before simulating: a resumed loop reuses these proposals
-        if not record["proposals"]:
+            simulate.save_record(f"iter-{i:03d}", record)
+        if not simulate.run_iteration(i, record, cfg.seed):
             break
-        requests = iteration_requests(i, record["proposals"], space, cfg.seed)
-        simulate(requests)
         records.append(record)
         done = i
-        log.info("iteration %d: %d runs proposed, predicted hypervolume %.4g", i, len(requests),
+        log.info("iteration %d: %d runs proposed, predicted hypervolume %.4g", i, len(record["proposals"]),
                  record["predicted_hypervolume"])
         if on_iteration is not None:
             on_iteration(i, loop.iterations)
 
     # ------------------------------------------------------------ final front
     frame = objective_frame(out, cfg, space)
-    frame.to_parquet(out / "objectives.parquet")
+    frame.to_parquet(out / OBJECTIVES)
     tables = objective_tables(frame, cfg, space)
     surs = fit_objectives(tables, cfg, space)
     for name, sur in surs.items():
@@ -464,11 +459,7 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
         "runs": {str(k): int(v) for k, v in frame["fidelity"].value_counts().items()},
         "iterations": done,
     }
-    write_json(out / "result.json", result)
-    try:
-        pareto_report(out)
-    except Exception as exc:  # a plotting problem must not lose a finished loop
-        log.warning("could not write the report: %s", exc)
+    simulate.save_result(result, pareto_report)
     wall = time.perf_counter() - t0
     log.info("multi-objective loop: %d iterations, %d front points, hypervolume %.4g, %.4g CPU-h nominal, %.1f s",
              done, len(front), result["hypervolume"], result["cost_cpu_h"]["total"], wall)

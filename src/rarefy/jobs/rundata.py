@@ -1,12 +1,13 @@
-"""The rates a run directory holds, for fitting: campaign runs, ingested runs, and their cost.
+"""The rates a run directory holds, for fitting: campaign runs, ingested runs, denoised runs, and their cost.
 
 A run directory written by ``rarefy simulate`` / ``rarefy run`` holds ``rates.parquet``
 (one row per finished campaign run); ``rarefy ingest`` adds ``ingested.parquet`` (runs
-simulated elsewhere); ``rarefy fit`` writes ``training_rates.parquet``. The training table
-of a run directory is the union of the first two (or the third when neither exists),
-restricted to the config's fidelities, plus the denoised ``-cnp`` fidelities the
-config's chain names (``RUN_DIR/denoise/rates_cnp.parquet``, see
-:func:`add_denoised_fidelities` and :func:`update_denoised`).
+simulated elsewhere); ``rarefy fit`` writes ``training_rates.parquet`` (file names and
+writers: :mod:`rarefy.data.rundata`). The training table of a run directory is the union
+of the first two (or the third when neither exists), restricted to the config's
+fidelities, plus the denoised ``-cnp`` fidelities the config's chain names
+(``RUN_DIR/denoise/rates_cnp.parquet``, see :func:`add_denoised_fidelities` and
+:func:`update_denoised`, which trains and runs the denoiser when needed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..data.rates import RateTable
+from ..data.rundata import CNP_RATES, CNP_SUFFIX, DENOISE_DIR, INGESTED, PIPELINE, RATES, TRAINING_RATES, read_runs, \
+    simulated_rows
 from ..errors import InputError
 from ..space import DesignSpace
 
@@ -28,8 +31,6 @@ __all__ = ["INGESTED", "training_table", "add_denoised_fidelities", "denoised_fi
 
 log = logging.getLogger(__name__)
 
-INGESTED = "ingested.parquet"
-CNP_RATES = "rates_cnp.parquet"  # in RUN_DIR/denoise, written by rarefy.denoise_run
 KEEP = ("fidelity", "rate", "var", "k", "n", "cost_cpu_h", "run_id")
 
 
@@ -40,9 +41,7 @@ def denoised_fidelities(cfg: RunConfig) -> dict[str, str]:
     fidelities (or the simulator's); a ``denoise`` section in a loop needs at least one
     ``-cnp`` fidelity in the chain (else the CNP would be trained for nothing).
     """
-    from .denoise import SUFFIX
-
-    cnp = {f: f[: -len(SUFFIX)] for f in cfg.fidelity_names if f.endswith(SUFFIX)}
+    cnp = {f: f[: -len(CNP_SUFFIX)] for f in cfg.fidelity_names if f.endswith(CNP_SUFFIX)}
     if cnp and cfg.denoise is None:
         raise InputError(f"fidelities {sorted(cnp)} are CNP-denoised rates: add a 'denoise' section (the CNP "
                          "settings) or drop them from 'fidelities'")
@@ -60,7 +59,7 @@ def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = Fal
     :func:`rarefy.denoise_run` (deterministic for the seed), which writes
     ``RUN_DIR/denoise/rates_cnp.parquet``. The model is not retrained as runs arrive.
     """
-    from .denoise import DENOISE_DIR, PIPELINE, denoise_run, member_dirs, train_denoiser
+    from .denoise import denoise_run, member_dirs, train_denoiser
 
     cnp = denoised_fidelities(cfg)
     if not cnp or cfg.denoise is None:
@@ -73,7 +72,7 @@ def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = Fal
         dcfg = cfg.denoise if cfg.denoise.fidelities else cfg.denoise.model_copy(update={"fidelities": bases})
         train_denoiser(cfg.model_copy(update={"denoise": dcfg}), run_dir,
                        progress=None if progress else (lambda done, total: None))
-    rates = pd.read_parquet(run_dir / "rates.parquet", columns=["run_id", "fidelity"])
+    rates = pd.read_parquet(run_dir / RATES, columns=["run_id", "fidelity"])
     wanted = set(rates.loc[rates["fidelity"].astype(str).isin(bases), "run_id"].astype(str))
     scored_path = ddir / CNP_RATES
     scored = set(pd.read_parquet(scored_path, columns=["run_id"])["run_id"].astype(str)) if scored_path.exists() else set()
@@ -92,7 +91,7 @@ def add_denoised_fidelities(cfg: RunConfig, run_dir: Path, table: RateTable | No
     cnp = denoised_fidelities(cfg)
     if table is None or not cnp:
         return table
-    path = Path(run_dir) / "denoise" / CNP_RATES
+    path = Path(run_dir) / DENOISE_DIR / CNP_RATES
     if not path.exists():
         raise InputError(f"the config's fidelities {sorted(cnp)} need CNP rates: run 'rarefy train CONFIG --run "
                          "RUN_DIR' and 'rarefy denoise RUN_DIR' (rarefy run does both)", file=path)
@@ -108,18 +107,12 @@ def training_table(run_dir: str | Path, cfg: RunConfig, space: DesignSpace | Non
     """Campaign + ingested rates of ``run_dir`` (config fidelities only), after the denoise hook."""
     run_dir = Path(run_dir)
     space = space or cfg.space.build()
-    frames = []
-    for name in ("rates.parquet", INGESTED):
-        path = run_dir / name
-        if path.exists():
-            frames.append(pd.read_parquet(path))
-    if not frames and (run_dir / "training_rates.parquet").exists():
-        frames.append(pd.read_parquet(run_dir / "training_rates.parquet"))
-    if not frames:
-        raise InputError("the run directory holds no rates (rates.parquet, ingested.parquet or "
-                         "training_rates.parquet); run 'rarefy simulate', 'rarefy run' or 'rarefy fit' first",
-                         file=run_dir)
-    frame = pd.concat(frames, ignore_index=True)
+    frame = read_runs(run_dir)
+    if frame is None and (run_dir / TRAINING_RATES).exists():
+        frame = pd.read_parquet(run_dir / TRAINING_RATES)
+    if frame is None:
+        raise InputError(f"the run directory holds no rates ({RATES}, {INGESTED} or {TRAINING_RATES}); run "
+                         "'rarefy simulate', 'rarefy run' or 'rarefy fit' first", file=run_dir)
     cnp = denoised_fidelities(cfg)
     raw = [f for f in cfg.fidelity_names if f not in cnp]  # -cnp rows come from denoise/rates_cnp.parquet only
     frame = frame[frame["fidelity"].astype(str).isin(raw)]
@@ -128,21 +121,6 @@ def training_table(run_dir: str | Path, cfg: RunConfig, space: DesignSpace | Non
     out = add_denoised_fidelities(cfg, run_dir, table)
     assert out is not None
     return out
-
-
-def simulated_rows(run_dir: str | Path) -> pd.DataFrame:
-    """Every simulated run of ``run_dir`` (``rates.parquet`` + ``ingested.parquet``), without ``-cnp`` rows.
-
-    What the nominal cost is counted on: a denoised row re-scores a run, it costs nothing more.
-    """
-    from .denoise import SUFFIX
-
-    run_dir = Path(run_dir)
-    frames = [pd.read_parquet(run_dir / name) for name in ("rates.parquet", INGESTED) if (run_dir / name).exists()]
-    if not frames:
-        return pd.DataFrame(columns=["fidelity", "cost_cpu_h", "run_id"])
-    frame = pd.concat(frames, ignore_index=True)
-    return frame[~frame["fidelity"].astype(str).str.endswith(SUFFIX)].reset_index(drop=True)
 
 
 def cost_by_fidelity(table: RateTable | pd.DataFrame) -> dict[str, float]:

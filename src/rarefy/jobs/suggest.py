@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..acquisition.proposals import proposals_frame, propose
+from ..data.rundata import SUGGESTIONS, read_config
 from ..io import atomic_path
-from ..config import load_config
 from ..errors import InputError
 from .fit import build_surrogate
 from .ingest import run_simulator
@@ -39,9 +39,7 @@ def suggest(run_dir: str | os.PathLike[str], n: int = 1, *, out: str | os.PathLi
     run_dir = Path(run_dir)
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
-    if not (run_dir / "config.yaml").exists():
-        raise InputError("not a run directory (no config.yaml)", file=run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = read_config(run_dir)
     settings = cfg.acquisition.model_copy()
     if kind is not None:
         if kind not in ("ivr", "maxvar", "ei", "lcb"):
@@ -58,7 +56,7 @@ def suggest(run_dir: str | os.PathLike[str], n: int = 1, *, out: str | os.PathLi
     props = propose(sur, cfg, q=n, simulator=run_simulator(cfg, run_dir), observed=table.designs(), seed=seed,
                     settings=settings)
     frame = proposals_frame(props, space)
-    target = Path(out) if out is not None else run_dir / "suggestions.csv"
+    target = Path(out) if out is not None else run_dir / SUGGESTIONS
     with atomic_path(target) as tmp:
         frame.to_csv(tmp, index=False)
     log.info("%d suggestions (%s%s) -> %s", len(frame), settings.kind, ", cost-aware" if settings.cost_aware else "",

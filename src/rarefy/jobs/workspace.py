@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..campaign.engine import run_campaign, run_seed
-from ..config import RunConfig, dump_config
+from ..campaign import run_campaign, run_seed
+from ..config import RunConfig
+from ..data.rundata import LOOP_DIR, REPORT_DIR, RESULT, write_config
 from ..data.store import RunRequest
-from ..io import atomic_path
-from ..simulators import from_config as simulator_from_config
+from ..io import write_json
 from ..space import DesignSpace
+from .simulate import simulator_spec
 
 __all__ = ["LOOP_BASE", "VERIFY_BASE", "BASELINE_BASE", "LoopResult", "LoopWorkspace", "loop_request_id",
            "iteration_requests"]
+
+log = logging.getLogger(__name__)
 
 LOOP_BASE = 100_000            # catalog index of loop run (i, j): LOOP_BASE + 1000 * i + j
 VERIFY_BASE = 100_000_000      # verification run j at θ* after i iterations: VERIFY_BASE + 1000 * i + j
@@ -32,6 +37,23 @@ class LoopResult:
     wall_s: float
     executed: int = 0
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def summary(self) -> list[str]:
+        """What the loop found, in a few lines (optimum or Pareto set, cost, where the files are)."""
+        r, out = self.result, self.run_dir
+        tail = (f"{self.iterations} iterations, {r['cost_cpu_h']['total']:.4g} CPU-h nominal, {self.wall_s:.1f} s "
+                f"-> {out / RESULT}")
+        if "pareto_set" in r:  # multi-objective run
+            return [f"estimated Pareto set: {len(r['pareto_set'])} designs, hypervolume {r['hypervolume']:.4g} "
+                    f"(reference {r['reference_point']})", f"{tail}, {out / REPORT_DIR}"]
+        verified = "-" if r["verified_rate"] is None else f"{r['verified_rate']:.4g} ± {r['verified_sigma']:.2g}"
+        lines = [f"θ* = {r['optimum']}",
+                 f"{r['target']} rate: predicted {r['predicted_rate']:.4g} ± {r['predicted_sigma']:.2g}, "
+                 f"verified {verified}"]
+        if r["reduction"] is not None:
+            lines.append(f"reduction vs baseline {r['baseline_rate']:.4g}: {100 * r['reduction']:.1f}% "
+                         f"± {100 * r['reduction_sigma']:.1f}%")
+        return [*lines, tail, f"report: {out / REPORT_DIR / 'index.html'}"]
 
 
 def loop_request_id(iteration: int, j: int) -> tuple[str, int]:
@@ -62,21 +84,43 @@ class LoopWorkspace:
     def __init__(self, cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
         self.out = Path(out).absolute()
-        (self.out / "loop").mkdir(parents=True, exist_ok=True)
+        (self.out / LOOP_DIR).mkdir(parents=True, exist_ok=True)
         self.space = cfg.space.build()
-        scratch = str(self.out / "scratch")
-        self.spec = {"simulator": cfg.simulator.model_dump(mode="json"), "config_dir": str(config_dir),
-                     "scratch_dir": scratch, "timeout_s": cfg.campaign.timeout_s}
-        self.simulator = simulator_from_config(cfg.simulator, config_dir=config_dir, scratch_dir=scratch,
-                                               timeout_s=cfg.campaign.timeout_s)
+        self.spec = simulator_spec(cfg, config_dir, self.out)
+        self.simulator = self.spec.build()
         self.executed = 0
 
     def save_config(self) -> None:
         """Write the resolved config to RUN_DIR/config.yaml (atomically)."""
-        with atomic_path(self.out / "config.yaml") as tmp:
-            dump_config(self.cfg, tmp)
+        write_config(self.out, self.cfg)
+
+    def record(self, name: str) -> dict[str, Any] | None:
+        """The loop record ``RUN_DIR/loop/<name>.json`` (e.g. ``iter-001``, ``optimum``), None when absent."""
+        path = self.out / LOOP_DIR / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save_record(self, name: str, record: dict[str, Any]) -> None:
+        """Write ``RUN_DIR/loop/<name>.json`` atomically (proposals are saved before they are simulated,
+        so a resumed loop reuses them)."""
+        write_json(self.out / LOOP_DIR / f"{name}.json", record)
+
+    def save_result(self, result: dict[str, Any], report: Callable[[Path], Any]) -> None:
+        """Write ``RUN_DIR/result.json`` and then the report (a failing report is logged, never raised)."""
+        write_json(self.out / RESULT, result)
+        try:
+            report(self.out)
+        except Exception as exc:  # a plotting problem must not lose a finished loop
+            log.warning("could not write the report: %s", exc)
+
+    def run_iteration(self, i: int, record: dict[str, Any], seed: int) -> bool:
+        """Simulate the proposals of iteration ``i``'s record; False when it proposed nothing (the loop ends)."""
+        if not record["proposals"]:
+            return False
+        self(iteration_requests(i, record["proposals"], self.space, seed))
+        return True
 
     def __call__(self, requests: list[RunRequest]) -> None:
+        """Run ``requests`` into RUN_DIR (those already done are skipped)."""
         res = run_campaign(requests, self.spec, self.out, self.space, campaign=self.cfg.campaign,
                            progress=self.progress)
         self.executed += res.n_executed

@@ -21,7 +21,6 @@ reads ``result.json``, ``loop/iter-*.json`` and ``rates.parquet`` and writes int
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
-from .figures import COLORS, save_figure, subplots
+from ..data.rundata import LOOP_DIR, RATES, REPORT_DIR, SURROGATE_DIR, read_loop_records, read_result, read_runs
 from ..errors import InputError
+from ..io import write_text
+from .figures import COLORS, save_figure, subplots
 
 __all__ = ["loop_report"]
 
@@ -122,10 +122,10 @@ def _surrogate_sections(run_dir: Path, result: dict[str, Any], records: list[dic
     parts = []
     sim_rows = rates[~rates["fidelity"].astype(str).str.endswith("-cnp")]
     target = str(result.get("target"))
-    if (run_dir / "surrogate" / "model.json").exists():
+    if (run_dir / SURROGATE_DIR / "model.json").exists():
         from ..surrogate.factory import load_surrogate
 
-        sur = load_surrogate(run_dir / "surrogate")
+        sur = load_surrogate(run_dir / SURROGATE_DIR)
         fit_rows = rates[~rates["run_id"].astype(str).str.match(r"^(verify|baseline)-")] if "run_id" in rates else rates
         slices_plot(sur, target, result["optimum"], fit_rows, out / "slices.png")
         parts.append('<h2>Surrogate through θ*</h2><img src="slices.png" alt="slices">')
@@ -137,7 +137,7 @@ def _surrogate_sections(run_dir: Path, result: dict[str, Any], records: list[dic
             parts.append(f'<h2>The two most influential parameters</h2><p>Range of the predicted {html.escape(target)} '
                          f'mean along each slice through θ* (feasible part): {html.escape(ranked)}.</p>'
                          '<img src="map.png" alt="2-D map">')
-    cv_path = run_dir / "loop" / "cv_predictions.csv"
+    cv_path = run_dir / LOOP_DIR / "cv_predictions.csv"
     if cv_path.exists():
         pred = pd.read_csv(cv_path)
         calibration_plot(pred, out / "calibration.png", title=f"cross-validation over the {target} runs")
@@ -155,21 +155,17 @@ def _surrogate_sections(run_dir: Path, result: dict[str, Any], records: list[dic
 def loop_report(run_dir: str | os.PathLike[str]) -> Path:
     """Write ``RUN_DIR/report/`` (PNG plots + ``index.html``) for a closed-loop run; returns the HTML path."""
     run_dir = Path(run_dir)
-    if not (run_dir / "result.json").exists():
-        raise InputError("no result.json: not a finished closed-loop run directory (run 'rarefy run')", file=run_dir)
-    result = json.loads((run_dir / "result.json").read_text())
+    result = read_result(run_dir)
     if "pareto_set" in result:  # a multi-objective run
         from .pareto_report import pareto_report
 
         return pareto_report(run_dir)
-    records = [json.loads(p.read_text()) for p in sorted((run_dir / "loop").glob("iter-*.json"))]
-    records = [r for r in records if r.get("iteration", 0) <= result.get("iterations", 10**9)]
-    rates = pd.read_parquet(run_dir / "rates.parquet")
-    ing = run_dir / "ingested.parquet"
-    if ing.exists():
-        rates = pd.concat([rates, pd.read_parquet(ing)], ignore_index=True)
+    records = read_loop_records(run_dir, result.get("iterations"))
+    rates = read_runs(run_dir)
+    if rates is None:
+        raise InputError(f"no {RATES}: the run directory holds no runs", file=run_dir)
     names = list(result["optimum"])
-    out = run_dir / "report"
+    out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     _convergence(result, records, out / "convergence.png")
     _designs(rates, names, result["optimum"], out / "designs.png")
@@ -199,6 +195,4 @@ Costs are nominal CPU-hours (the fidelities' cost per event × events).</p>
 <h2>Designs</h2><img src="designs.png" alt="designs">
 </body></html>
 """
-    with atomic_path(out / "index.html") as tmp:
-        tmp.write_text(page)
-    return out / "index.html"
+    return write_text(out / "index.html", page)

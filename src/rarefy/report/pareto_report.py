@@ -16,7 +16,6 @@ into ``RUN_DIR/report/``:
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
-from .figures import COLORS, save_figure, subplots
+from ..data.rundata import OBJECTIVES, REPORT_DIR, RESULT, read_config, read_loop_records, read_result
 from ..errors import InputError
+from ..io import write_text
+from .figures import COLORS, save_figure, subplots
 
 __all__ = ["pareto_report"]
 
@@ -72,9 +72,7 @@ def _pareto_plot(result: dict[str, Any], frame: pd.DataFrame | None, path: Path)
 def _bounds(run_dir: Path) -> dict[str, tuple[float, float]]:
     """Design-parameter bounds from the run directory's config (empty when it cannot be read)."""
     try:
-        from ..config import load_config
-
-        return {p.name: (p.low, p.high) for p in load_config(run_dir / "config.yaml").space.build().parameters}
+        return {p.name: (p.low, p.high) for p in read_config(run_dir).space.build().parameters}
     except Exception:  # the plot is still useful without the ranges
         return {}
 
@@ -124,16 +122,12 @@ def _hv_plot(records: list[dict[str, Any]], result: dict[str, Any], path: Path) 
 def pareto_report(run_dir: str | os.PathLike[str]) -> Path:
     """Write ``RUN_DIR/report/`` (pareto.png, front_designs.png, hypervolume.png, index.html); returns the HTML path."""
     run_dir = Path(run_dir)
-    if not (run_dir / "result.json").exists():
-        raise InputError("no result.json: not a finished multi-objective run directory (run 'rarefy run')",
-                         file=run_dir)
-    result = json.loads((run_dir / "result.json").read_text())
+    result = read_result(run_dir, "multi-objective")
     if "pareto_set" not in result:
-        raise InputError("result.json has no 'pareto_set': not a multi-objective run", file=run_dir)
-    frame = pd.read_parquet(run_dir / "objectives.parquet") if (run_dir / "objectives.parquet").exists() else None
-    records = [json.loads(p.read_text()) for p in sorted((run_dir / "loop").glob("iter-*.json"))]
-    records = [r for r in records if r.get("iteration", 0) <= result.get("iterations", 10**9)]
-    out = run_dir / "report"
+        raise InputError(f"{RESULT} has no 'pareto_set': not a multi-objective run", file=run_dir)
+    frame = pd.read_parquet(run_dir / OBJECTIVES) if (run_dir / OBJECTIVES).exists() else None
+    records = read_loop_records(run_dir, result.get("iterations"))
+    out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     _pareto_plot(result, frame, out / "pareto.png")
     _front_designs(result, out / "front_designs.png", _bounds(run_dir))
@@ -162,6 +156,4 @@ at the fidelity {html.escape(str(result.get('fidelity')))}; ± is the posterior 
 <h2>Hypervolume</h2><img src="hypervolume.png" alt="hypervolume">
 </body></html>
 """
-    with atomic_path(out / "index.html") as tmp:
-        tmp.write_text(page)
-    return out / "index.html"
+    return write_text(out / "index.html", page)

@@ -37,7 +37,6 @@ still run, and :class:`BenchResult` lists the failures.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -49,8 +48,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..io import atomic_path
-from ..config import BenchConfig, RunConfig, load_config
+from ..io import write_json
+from ..config import BenchConfig, RunConfig, as_config
 from ..errors import InputError
 from .base import EventBatch
 from .metrics import bench_metrics
@@ -165,11 +164,6 @@ def _json_num(v: Any) -> Any:
     return v
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, default=float))
-
-
 def _platt(val_score: np.ndarray, val_y: np.ndarray, score: np.ndarray) -> np.ndarray | None:
     """Probabilities from scores by a logistic fit on the validation events (None without both classes)."""
     from sklearn.linear_model import LogisticRegression
@@ -249,8 +243,8 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
     import torch
 
     t_wall, t_cpu = time.perf_counter(), time.process_time()
-    source = "<config>" if isinstance(config, RunConfig) else str(config)
-    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    cfg, path = as_config(config)
+    source = "<config>" if path is None else str(path)
     bc, built = _prepare(cfg, source)
     seed = int(bc.seed if bc.seed is not None else cfg.seed)
     out = Path(out).absolute()
@@ -259,12 +253,12 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
 
     run_dir = Path(bc.run_dir) if bc.run_dir is not None else out / "events"
     if bc.run_dir is None:
-        from ..campaign.engine import simulate
+        from ..jobs.simulate import simulate
 
         log.info("bench: simulating the campaign into %s", run_dir)
         if progress is not None:
             progress("simulate", 0, 1)
-        simulate(cfg if isinstance(config, RunConfig) else config, run_dir, progress=progress is None)
+        simulate(cfg if path is None else path, run_dir, progress=progress is None)
         if progress is not None:
             progress("simulate", 1, 1)
     events, run_ids = load_bench_events(run_dir, fids, bc.phi)
@@ -337,16 +331,16 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
                 log.debug("%s", traceback.format_exc())
                 failed[label] = f"{type(exc).__name__}: {exc}"
                 meta["failed"][label] = failed[label]
-            _write_json(out / "bench.json", metrics)
-            _write_json(out / "bench_meta.json", meta)
+            write_json(out / "bench.json", metrics)
+            write_json(out / "bench_meta.json", meta)
     finally:
         torch.set_num_threads(threads)
     if progress is not None:
         progress("done", len(built), len(built))
     wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
     meta["wall_s"], meta["cpu_s"] = wall, cpu
-    _write_json(out / "bench.json", metrics)
-    _write_json(out / "bench_meta.json", meta)
+    write_json(out / "bench.json", metrics)
+    write_json(out / "bench_meta.json", meta)
     if curves:
         _plot(curves, float(test.y.mean()), out / "pr_curves.png")
     return BenchResult(out, metrics, meta, failed, wall, cpu)

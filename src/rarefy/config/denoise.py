@@ -1,0 +1,168 @@
+"""Denoise section: the event-level CNP denoiser, its loss, mixup, imbalance schedule and training."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import ConfigModel
+
+__all__ = ["DenoiseModelConfig", "LOSS_PARAMETERS", "DenoiseLossConfig", "MixupConfig", "ImbalancePhaseConfig", "EarlyStoppingConfig", "DenoiseConfig"]
+
+
+class DenoiseModelConfig(ConfigModel):
+    """The CNP (``kind: cnp``), attentive CNP (``attentive``) or factorised CNP (``factorised``).
+
+    Defaults are RESuM-size (≈1e5 parameters). ``rep_dim`` is the representation size
+    (default: last encoder width); ``heads`` the attention heads of the attentive variant;
+    ``rank`` and ``design_widths`` the low-rank design interaction of the factorised one
+    (:class:`rarefy.denoise.FactorisedCNP`; ``design_widths: []`` makes it linear in θ).
+    """
+
+    kind: Literal["cnp", "attentive", "factorised"] = "cnp"
+    encoder: list[int] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32])
+    decoder: list[int] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32])
+    rep_dim: int | None = Field(default=None, ge=1)
+    heads: int = Field(default=4, ge=1)
+    rank: int = Field(default=1, ge=1)
+    design_widths: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _widths(self) -> "DenoiseModelConfig":
+        if any(w < 1 for w in (*self.encoder, *self.decoder, *self.design_widths)):
+            raise ValueError("layer widths must be >= 1")
+        rep = self.rep_dim or (self.encoder[-1] if self.encoder else 32)
+        if self.kind == "attentive" and rep % self.heads:
+            raise ValueError(f"the representation size {rep} must be a multiple of heads ({self.heads})")
+        return self
+
+
+#: the denoiser's losses and the parameters each takes (the schema of ``rarefy.nn.losses.LOSSES``)
+LOSS_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "bce": (),
+    "focal": ("alpha_pos", "alpha_neg", "gamma"),
+    "logit_adjusted": ("prior", "tau"),
+    "gaussian_nll": (),
+    "brier": (),
+}
+
+
+class DenoiseLossConfig(ConfigModel):
+    """Training loss by name (``bce``, ``focal``, ``logit_adjusted``, ``gaussian_nll``, ``brier``) and its parameters."""
+
+    name: str = "bce"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _known(self) -> "DenoiseLossConfig":
+        if self.name not in LOSS_PARAMETERS:
+            raise ValueError(f"unknown loss {self.name!r}; known losses: {', '.join(sorted(LOSS_PARAMETERS))}")
+        allowed = LOSS_PARAMETERS[self.name]
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(f"loss {self.name!r} has no parameter(s) {unknown}; it takes: {list(allowed) or 'none'}")
+        return self
+
+
+class MixupConfig(ConfigModel):
+    """Signal–background mixup: ``fraction`` of the batch, λ ~ Uniform(a, b) or Beta(a, b)."""
+
+    enabled: bool = False
+    fraction: float = Field(default=0.1, ge=0, le=1)
+    distribution: Literal["uniform", "beta"] = "uniform"
+    a: float = Field(default=0.5, gt=0)
+    b: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> "MixupConfig":
+        if self.distribution == "uniform" and not (0 <= self.a <= self.b <= 1):
+            raise ValueError(f"uniform mixup needs 0 <= a <= b <= 1, got a={self.a}, b={self.b}")
+        return self
+
+
+class ImbalancePhaseConfig(ConfigModel):
+    """One phase of positive oversampling: ``epochs``, pool positives per batch (``null``: natural), reuse cap per epoch."""
+
+    epochs: int = Field(ge=1)
+    positive_ratio: float | None = Field(default=None, ge=0, lt=1)
+    max_reuse: int = Field(default=10, ge=1)
+
+
+class EarlyStoppingConfig(ConfigModel):
+    """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs; restore the best weights."""
+
+    enabled: bool = True
+    patience: int = Field(default=5, ge=1)
+    min_delta: float = Field(default=0.0, ge=0)
+
+
+class DenoiseConfig(ConfigModel):
+    """Event-level denoiser (CNP) training; see :func:`rarefy.denoise.train`.
+
+    ``epochs`` applies without an ``imbalance`` schedule (default 20); with one, training
+    runs the phases' epochs. ``lr_schedule: cosine`` anneals the learning rate from ``lr``
+    towards 0 over those epochs (epoch ``e`` of ``E`` uses ``lr·(1 + cos(πe/E))/2``). ``batches_per_epoch`` caps an epoch (default: one pass over
+    the training targets). ``context_size`` is the per-run context bank, ``context_per_batch``
+    the budget of context events encoded per batch (at least ``min_context`` per run).
+    ``val_events_per_run`` caps the validation targets per run (they are held in memory:
+    set it for streamed data larger than memory). ``seed`` defaults to the run config's
+    seed (the caller passes it to :func:`rarefy.denoise.train`).
+
+    Run-directory pipeline (``rarefy train CONFIG --run RUN_DIR``, :func:`rarefy.train_denoiser`):
+    ``fidelities`` names the fidelities whose runs train the denoiser (default: the lowest
+    one); ``phi`` the per-event φ columns (default: the events' φ columns);
+    ``test_blocks`` the (0-based) ``campaign.runs`` blocks whose runs are held out as
+    ``split == "test"`` (never trained or validated on; ``split`` then divides the other
+    runs); ``stream`` reads the event shards from disk every epoch instead of loading
+    them into memory once. ``phi_log`` log-transforms φ columns before standardising:
+    ``auto`` picks the strictly positive, right-skewed ones on the training runs
+    (:meth:`rarefy.denoise.normalize.PhiMoments.log_mask`), a list names them, ``none``
+    (default) logs none. ``ensemble: K`` trains K denoisers, member ``i`` with seed
+    ``seed + i`` and so its own random train/validation split of the same non-test runs
+    (bagging over runs), and ``rarefy denoise`` averages their probabilities.
+    """
+
+    model: DenoiseModelConfig = Field(default_factory=DenoiseModelConfig)
+    loss: DenoiseLossConfig = Field(default_factory=DenoiseLossConfig)
+    mixup: MixupConfig = Field(default_factory=MixupConfig)
+    imbalance: list[ImbalancePhaseConfig] = Field(default_factory=list)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    epochs: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=3000, ge=1)
+    batches_per_epoch: int | None = Field(default=None, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    weight_decay: float = Field(default=0.0, ge=0)
+    split: list[float] = Field(default_factory=lambda: [0.8, 0.1, 0.1], min_length=3, max_length=3)
+    context_size: int = Field(default=64, ge=1)
+    context_per_batch: int = Field(default=1024, ge=1)
+    min_context: int = Field(default=4, ge=1)
+    val_events_per_run: int | None = Field(default=None, ge=1)
+    score_folds: int = Field(default=2, ge=2)
+    checkpoint: bool = True
+    tensorboard: bool = True
+    progress: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int | None = None
+    fidelities: list[str] | None = Field(default=None, min_length=1)
+    phi: list[str] | None = Field(default=None, min_length=1)
+    test_blocks: list[int] = Field(default_factory=list)
+    stream: bool = False
+    phi_log: Literal["auto", "none"] | list[str] = "none"
+    ensemble: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _epochs(self) -> "DenoiseConfig":
+        if self.imbalance and self.epochs is not None:
+            raise ValueError("give either 'epochs' or an 'imbalance' schedule (whose phases set the epochs), not both")
+        if any(f < 0 for f in self.split) or self.split[0] <= 0:
+            raise ValueError(f"split must be three fractions >= 0 with a positive training share, got {self.split}")
+        if self.min_context > self.context_size:
+            raise ValueError(f"min_context ({self.min_context}) exceeds context_size ({self.context_size})")
+        return self

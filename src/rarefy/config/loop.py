@@ -1,0 +1,160 @@
+"""Decision sections: acquisition, design optimisation, baseline, verification, the closed loop,
+objectives and the Pareto search of multi-objective runs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import ConfigModel
+
+__all__ = ["AcquisitionConfig", "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig"]
+
+
+class AcquisitionConfig(ConfigModel):
+    """What to simulate next (see :mod:`rarefy.acquire`).
+
+    ``kind``: ``ivr`` (integrated variance reduction of the target over the design space),
+    ``maxvar`` (target variance reduction at the proposed design), ``ei`` (expected
+    improvement, minimisation) or ``lcb`` (lower confidence bound ``mean - beta * std``).
+    ``cost_aware``: choose the fidelity too, by value per nominal CPU-hour; otherwise
+    propose target-fidelity runs only. ``fidelities`` limits the fidelities that may be
+    proposed (default: all); ``events`` sets events per proposed run per fidelity (default:
+    the fidelity's ``events`` or the simulator's default). ``candidates`` feasible Sobol
+    points seed the search, the best ``starts`` are refined by ``steps`` gradient steps;
+    ``reference`` Sobol points integrate the variance for ``ivr``.
+    """
+
+    kind: Literal["ivr", "maxvar", "ei", "lcb"] = "ivr"
+    cost_aware: bool = True
+    fidelities: list[str] | None = None
+    events: dict[str, int] = Field(default_factory=dict)
+    beta: float = Field(default=2.0, ge=0)
+    candidates: int = Field(default=1024, ge=1)
+    reference: int = Field(default=64, ge=1)
+    starts: int = Field(default=4, ge=1)
+    steps: int = Field(default=20, ge=0)
+
+    @field_validator("events")
+    @classmethod
+    def _positive(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: n for k, n in v.items() if n < 1}
+        if bad:
+            raise ValueError(f"events per run must be >= 1, got {bad}")
+        return v
+
+
+class OptimizeConfig(ConfigModel):
+    """Design optimisation (see :mod:`rarefy.optimize`): minimise the target's predicted
+    ``mean`` or the ``ucb`` ``mean + kappa * std`` over the feasible designs, multistart."""
+
+    objective: Literal["mean", "ucb"] = "mean"
+    kappa: float = Field(default=1.0, ge=0)
+    candidates: int = Field(default=2048, ge=1)
+    starts: int = Field(default=8, ge=1)
+    steps: int = Field(default=40, ge=0)
+
+
+class BaselineConfig(ConfigModel):
+    """The reference a design's reduction is measured against; give exactly one of
+
+    - ``design``: a design (parameter -> value) whose rate the surrogate predicts (and
+      ``rarefy run`` verifies with target-fidelity runs),
+    - ``rate`` (with optional ``sigma``): a known rate in the target's units,
+    - ``simulator: true``: the simulator's ``baseline_rate(fidelity)`` (the built-in
+      ``moderator``: no moderator at all).
+    """
+
+    design: dict[str, float] | None = None
+    rate: float | None = Field(default=None, gt=0)
+    sigma: float | None = Field(default=None, ge=0)
+    simulator: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "BaselineConfig":
+        given = [k for k, v in (("design", self.design), ("rate", self.rate), ("simulator", self.simulator or None))
+                 if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of 'design', 'rate', 'simulator: true'; got {given or 'none'}")
+        return self
+
+
+class VerifyConfig(ConfigModel):
+    """Target-fidelity verification runs at the optimum: ``runs`` runs of ``events`` events (0 runs: none)."""
+
+    runs: int = Field(default=2, ge=0)
+    events: int | None = Field(default=None, ge=1)
+
+
+class LoopConfig(ConfigModel):
+    """The closed loop of ``rarefy run`` (see :mod:`rarefy.loop`).
+
+    After the ``campaign`` (the initial design), each of at most ``iterations`` rounds
+    refits the surrogate and simulates a ``batch`` of acquired runs. ``budget_cpu_h`` caps
+    the nominal cost of everything (initial design, loop and verification runs) in CPU-hours.
+    """
+
+    iterations: int = Field(default=10, ge=0)
+    batch: int = Field(default=4, ge=1)
+    budget_cpu_h: float | None = Field(default=None, gt=0)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    cv_folds: int = Field(default=5, ge=0, description="K-fold cross-validation of the final surrogate over the "
+                          "target runs, for the report's calibration plot (0: none)")
+
+
+class ObjectiveConfig(ConfigModel):
+    """One objective of a multi-objective run (``objectives:``; see :mod:`rarefy.pareto`). Every objective is minimised.
+
+    ``statistic`` turns one run into one value with its noise variance:
+
+    - ``rate``: the event outcome's rate k/n (binomial/Poisson noise, as ``rates.parquet``);
+    - ``mean`` / ``std`` / ``rel_std``: mean, standard deviation or std/mean of the per-event
+      column ``column`` of the run's event shard (analytic standard errors; NaNs skipped).
+
+    ``log10``: fit and optimise log10 of the value (rates spanning decades; a rate uses
+    (k + ½)/(n + 1) so that k = 0 stays finite, with variance 1/((k + ½) ln²10)).
+    ``scale`` multiplies the value (e.g. 100 for percent). ``max``: an outcome constraint
+    (objective ≤ max, in the fitted scale) that the acquisition and the reported front
+    respect. ``reference``: the hypervolume reference point of this objective (fitted
+    scale; default: the worst observed value plus 10% of the observed range).
+    """
+
+    name: str
+    statistic: Literal["rate", "mean", "std", "rel_std"] = "rate"
+    column: str | None = None
+    log10: bool = False
+    scale: float = Field(default=1.0, gt=0)
+    max: float | None = None
+    reference: float | None = None
+    unit: str = ""
+
+    @model_validator(mode="after")
+    def _column(self) -> "ObjectiveConfig":
+        if self.statistic == "rate" and self.column is not None:
+            raise ValueError(f"objective {self.name!r}: 'column' is only for mean / std / rel_std statistics")
+        if self.statistic != "rate" and not self.column:
+            raise ValueError(f"objective {self.name!r}: statistic {self.statistic!r} needs an event 'column'")
+        return self
+
+
+class ParetoConfig(ConfigModel):
+    """Multi-objective acquisition and front estimation (see :mod:`rarefy.pareto`).
+
+    ``acquisition``: ``qnehvi`` (botorch's q-log noisy expected hypervolume improvement) or
+    ``qparego`` (q-log ParEGO: random Chebyshev scalarisations). Proposed runs are at
+    ``fidelity`` (default: the target) with that fidelity's events per run. ``mc_samples``
+    quasi-MC posterior samples; the search screens ``candidates`` feasible Sobol designs
+    and refines the best ``starts`` with ``steps`` gradient steps. The estimated Pareto set
+    is the non-dominated set of posterior means over ``front_candidates`` feasible Sobol
+    designs plus the observed ones, thinned to at most ``front_max`` points.
+    """
+
+    acquisition: Literal["qnehvi", "qparego"] = "qnehvi"
+    fidelity: str | None = Field(default=None, description="fidelity of the proposed runs (default: the target)")
+    mc_samples: int = Field(default=128, ge=8, description="quasi-MC posterior samples of the acquisition")
+    candidates: int = Field(default=512, ge=1, description="feasible Sobol designs screened per proposal")
+    starts: int = Field(default=4, ge=1, description="best screened designs refined by gradient steps")
+    steps: int = Field(default=15, ge=0, description="gradient steps per refined start")
+    front_candidates: int = Field(default=2048, ge=16, description="feasible Sobol designs of the estimated front")
+    front_max: int = Field(default=25, ge=2, description="most points kept on the estimated front (evenly thinned)")

@@ -1,0 +1,112 @@
+"""The whole run config: one typed section per stage, checked against each other once."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from ..errors import InputError
+from .base import ConfigModel
+from .bench import BenchConfig
+from .campaign import CampaignConfig
+from .data import DataConfig, FidelityConfig
+from .denoise import DenoiseConfig
+from .infer import InferConfig
+from .loop import AcquisitionConfig, BaselineConfig, LoopConfig, ObjectiveConfig, OptimizeConfig, ParetoConfig
+from .simulator import SimulatorConfig
+from .space import SpaceConfig
+from .surrogate import SurrogateConfig
+
+__all__ = ["RunConfig"]
+
+
+def _check_known(key: str, fidelities: list[str], names: list[str]) -> None:
+    """Raise when ``fidelities`` (listed under config key ``key``) are not all among ``names``."""
+    unknown = [f for f in fidelities if f not in names]
+    if unknown:
+        raise ValueError(f"{key}: unknown fidelities {unknown}; defined fidelities: {names}")
+
+
+class RunConfig(ConfigModel):
+    """A whole run: design space, data, fidelities (low to high), target, surrogate, seed."""
+
+    name: str = "run"
+    seed: int = 0
+    space: SpaceConfig
+    data: DataConfig | None = None
+    fidelities: list[FidelityConfig]
+    target: str | None = None
+    surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
+    cv_design_tolerance: float = Field(
+        default=0.01, ge=0,
+        description="cross-validation holds out, with each target run, all runs whose design is within "
+                    "this distance (per coordinate, as a fraction of the parameter's range)",
+    )
+    simulator: SimulatorConfig | None = None
+    campaign: CampaignConfig | None = None
+    denoise: DenoiseConfig | None = None
+    infer: InferConfig | None = None
+    bench: BenchConfig | None = None
+    acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    baseline: BaselineConfig | None = None
+    loop: LoopConfig | None = None
+    objectives: list[ObjectiveConfig] = Field(default_factory=list)
+    pareto: ParetoConfig = Field(default_factory=ParetoConfig)
+
+    @model_validator(mode="after")
+    def _check_objectives(self) -> "RunConfig":
+        if not self.objectives:
+            return self
+        names = [o.name for o in self.objectives]
+        if len(names) < 2:
+            raise ValueError(f"objectives: a multi-objective run needs two or more objectives, got {names}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives: names must be unique, got {names}")
+        fids = [f.name for f in self.fidelities]
+        if self.pareto.fidelity is not None and self.pareto.fidelity not in fids:
+            raise ValueError(f"pareto.fidelity: unknown fidelity {self.pareto.fidelity!r}; defined fidelities: {fids}")
+        return self
+
+    @model_validator(mode="after")
+    def _check(self) -> "RunConfig":
+        names = [f.name for f in self.fidelities]
+        if not names:
+            raise ValueError("at least one fidelity is needed")
+        if len(set(names)) != len(names):
+            raise ValueError(f"fidelity names must be unique, got {names}")
+        if self.target is None:
+            self.target = names[-1]
+        elif self.target not in names:
+            raise ValueError(f"unknown fidelity {self.target!r} in 'target'; defined fidelities: {names}")
+        if self.campaign is not None:
+            if self.simulator is None:
+                raise ValueError("a 'campaign' needs a 'simulator'")
+            for i, block in enumerate(self.campaign.runs):
+                if block.fidelity not in names:
+                    raise ValueError(f"campaign.runs.{i}: unknown fidelity {block.fidelity!r}; defined fidelities: {names}")
+        _check_known("acquisition.fidelities", self.acquisition.fidelities or [], names)
+        _check_known("acquisition.events", list(self.acquisition.events), names)
+        if self.denoise is not None:
+            _check_known("denoise.fidelities", self.denoise.fidelities or [], names)
+            n_blocks = len(self.campaign.runs) if self.campaign is not None else 0
+            bad = [b for b in self.denoise.test_blocks if not 0 <= b < n_blocks]
+            if bad:
+                raise ValueError(f"denoise.test_blocks: {bad} are not campaign.runs blocks (there are {n_blocks})")
+        if self.bench is not None:
+            _check_known("bench.fidelities", self.bench.fidelities or [], names)
+        if self.loop is not None and (self.simulator is None or self.campaign is None):
+            raise ValueError("a 'loop' needs 'simulator' and 'campaign' sections (the campaign is the initial design)")
+        return self
+
+    @property
+    def fidelity_names(self) -> list[str]:
+        """The fidelity names, lowest to highest."""
+        return [f.name for f in self.fidelities]
+
+    def fidelity(self, name: str) -> FidelityConfig:
+        """The section of fidelity ``name``; an unknown name raises :class:`InputError`."""
+        for f in self.fidelities:
+            if f.name == name:
+                return f
+        raise InputError(f"unknown fidelity {name!r}; defined fidelities: {self.fidelity_names}")
+

@@ -1,0 +1,51 @@
+"""Surrogate section: the multi-fidelity model (``kind: ar1`` or ``pce``) and its settings."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from .base import ConfigModel
+
+__all__ = ["SurrogateConfig"]
+
+
+class SurrogateConfig(ConfigModel):
+    """Settings of the multi-fidelity surrogate.
+
+    ``kind: ar1`` (default): the AR1 Gaussian process, :class:`rarefy.AR1Surrogate`
+    (``kernel``, ``rho``, ``nugget``, ``restarts``, ``max_iter``, ``output``).
+    ``kind: pce``: the Bayesian multi-fidelity PCE, :class:`rarefy.PCESurrogate`
+    (``degree`` or ``max_degree`` with ``cv_folds``, ``nugget``, ``max_iter``, ``output``;
+    ``output: poisson`` models the log rate behind the counts ``k`` of ``n`` events, pce only).
+    """
+
+    kind: Literal["ar1", "pce"] = "ar1"
+    kernel: Literal["matern52", "rbf"] = "matern52"
+    rho: Literal["constant", "linear"] = "constant"
+    nugget: bool = True
+    restarts: int = Field(default=5, ge=1)
+    max_iter: int = Field(default=200, ge=1)
+    output: Literal["identity", "log", "poisson"] = "identity"
+    rho_prior: float | None = Field(default=None, gt=0, description="ar1 and pce: scale s of a Normal(1, s) prior on "
+                                    "each constant ρ, in standardised output units (None: flat)")
+    mean_uncertainty: bool = Field(default=False, description="ar1: add the uncertainty of the target level's constant "
+                                   "mean and ρ to its predictive variance (universal kriging; for few target runs)")
+    degree: int | None = Field(default=None, ge=0, description="pce: fixed total degree (default: by cross-validation)")
+    max_degree: int = Field(default=4, ge=1, description="pce: highest total degree tried by the cross-validation")
+    cv_folds: int = Field(default=5, ge=2, description="pce: folds of the degree cross-validation")
+    prior: Literal["ard", "degree"] = Field(
+        default="ard", description="pce: coefficient prior — 'ard' (one precision per term) or 'degree' (one "
+                                   "precision per fidelity level and total degree; better calibrated intervals)")
+
+    AR1_FIELDS: ClassVar[tuple[str, ...]] = ("kernel", "rho", "nugget", "restarts", "max_iter", "output", "rho_prior",
+                                             "mean_uncertainty")
+    PCE_FIELDS: ClassVar[tuple[str, ...]] = ("degree", "max_degree", "cv_folds", "nugget", "max_iter", "output",
+                                             "prior", "rho_prior")
+
+    @model_validator(mode="after")
+    def _poisson_is_pce(self) -> "SurrogateConfig":
+        if self.output == "poisson" and self.kind != "pce":
+            raise ValueError("output: poisson (a log-rate model of the counts k, n) is only available with kind: pce")
+        return self

@@ -1,0 +1,61 @@
+"""The ``rarefy simulate CONFIG --out RUN_DIR`` job: run (or resume) a config's campaign in a run directory.
+
+It reads the config's ``simulator`` and ``campaign`` sections, plans the run requests
+(:func:`rarefy.campaign.plan_requests`), writes the resolved config and runs the requests
+the run directory does not have yet (:func:`rarefy.campaign.run_campaign`). See
+:mod:`rarefy.campaign.engine` for execution, retries, timeouts and resuming.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..campaign import CampaignResult, SimulatorSpec, build_simulator, plan_requests, run_campaign
+from ..config import RunConfig, as_config
+from ..data.rundata import write_config
+from ..data.store import RunRequest
+from ..errors import InputError
+from ..space import DesignSpace
+
+__all__ = ["simulate", "campaign_requests", "simulator_spec"]
+
+
+def simulator_spec(cfg: RunConfig, config_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> SimulatorSpec:
+    """The simulator of ``cfg`` as a spec workers build it from (scratch folders in ``RUN_DIR/scratch``)."""
+    if cfg.simulator is None:
+        raise InputError("the config has no 'simulator' section")
+    timeout = cfg.campaign.timeout_s if cfg.campaign is not None else None
+    return SimulatorSpec(cfg.simulator, str(config_dir), str(Path(run_dir) / "scratch"), timeout)
+
+
+def campaign_requests(cfg: RunConfig, simulator: Any = None, space: DesignSpace | None = None) -> list[RunRequest]:
+    """The run requests of the config's ``campaign`` section (deterministic for its ``seed``)."""
+    if cfg.campaign is None:
+        raise InputError("the config has no 'campaign' section")
+    return plan_requests(cfg.campaign, cfg.fidelities, space or cfg.space.build(), cfg.seed, simulator)
+
+
+def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *,
+             retry_failed: bool = False, progress: bool = True) -> CampaignResult:
+    """Run (or resume) the campaign of ``config`` in run directory ``out``; CLI: ``rarefy simulate``.
+
+    Writes ``out/config.yaml`` (the resolved config), ``out/catalog.sqlite``,
+    ``out/events/*.parquet`` and ``out/rates.parquet`` (keeping the rows and columns that
+    ``rarefy train`` / ``rarefy denoise`` added there). A config object's relative
+    simulator paths are resolved against the working directory. Raises
+    :class:`InputError` for a bad config or a run directory that holds a different campaign.
+    """
+    cfg, source = as_config(config)
+    if cfg.simulator is None or cfg.campaign is None:
+        raise InputError("the config needs 'simulator' and 'campaign' sections to simulate", file=source)
+    config_dir = source.absolute().parent if source is not None else Path.cwd()
+    out = Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    space = cfg.space.build()
+    spec = simulator_spec(cfg, config_dir, out)
+    requests = campaign_requests(cfg, build_simulator(spec), space)
+    write_config(out, cfg)
+    return run_campaign(requests, spec, out, space, campaign=cfg.campaign, retry_failed=retry_failed,
+                        progress=progress)
