@@ -47,7 +47,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ..acquisition.proposals import fidelity_plans, propose
+from ..acquisition import fidelity_plans, propose
 from ..io import atomic_path
 from ..campaign.engine import plan_requests, run_campaign, run_seed
 from ..config import RunConfig, dump_config, load_config
@@ -55,7 +55,7 @@ from ..data.rates import RateTable
 from ..data.store import RunRequest
 from ..errors import InputError
 from .fit import build_surrogate
-from .optimize import baseline_of, optimize_design
+from ..optim.design import baseline_of, optimize_design
 from ..report.loop_report import loop_report
 from ..io import write_json
 from .workspace import (BASELINE_BASE, LOOP_BASE, VERIFY_BASE, LoopResult, LoopWorkspace,
@@ -169,9 +169,9 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
                 break
             t_fit = time.perf_counter()
             sur = build_surrogate(cfg).fit(table)
-            opt = optimize_design(sur, target, cfg.optimize, seed=cfg.seed, observed=table.designs())
-            props = propose(sur, cfg, q=loop.batch, simulator=sim, observed=table.designs(), seed=cfg.seed + i,
-                            budget_cpu_h=left, runs_left=(loop.iterations - i + 1) * loop.batch)
+            opt = optimize_design(sur, cfg.optimize, target=target, seed=cfg.seed, observed=table.designs())
+            props = propose(sur, cfg.acquisition, plans, q=loop.batch, target=target, observed=table.designs(),
+                            seed=cfg.seed + i, budget_cpu_h=left, runs_left=(loop.iterations - i + 1) * loop.batch)
             record = {
                 "iteration": i, "spent_cpu_h": spent, "rows": len(table),
                 "rows_per_fidelity": {str(k): int(v) for k, v in table.frame["fidelity"].value_counts().items()},
@@ -201,8 +201,9 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         sur = build_surrogate(cfg).fit(table)
         sur.save(out / "surrogate")
         table.to_parquet(out / "training_rates.parquet")
-        base = baseline_of(cfg, sur, sim)
-        opt = optimize_design(sur, target, cfg.optimize, seed=cfg.seed, observed=table.designs(), baseline=base)
+        base = baseline_of(cfg.baseline, target, sur, sim)
+        opt = optimize_design(sur, cfg.optimize, target=target, seed=cfg.seed, observed=table.designs(),
+                              baseline=base)
         opt_rec = {"iterations": done_iterations, **opt.to_dict(),
                    "baseline_design": None if base is None else base.design}
         write_json(opt_path, opt_rec)

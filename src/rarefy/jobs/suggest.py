@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..acquisition.proposals import proposals_frame, propose
+from ..acquisition import fidelity_plans, proposals_frame, propose
 from ..io import atomic_path
 from ..config import load_config
 from ..errors import InputError
@@ -55,8 +55,9 @@ def suggest(run_dir: str | os.PathLike[str], n: int = 1, *, out: str | os.PathLi
         sur = build_surrogate(cfg).fit(table)
     except ValueError as exc:  # e.g. a fidelity without rows
         raise InputError(f"cannot fit the surrogate: {exc}", file=run_dir) from None
-    props = propose(sur, cfg, q=n, simulator=run_simulator(cfg, run_dir), observed=table.designs(), seed=seed,
-                    settings=settings)
+    plans = fidelity_plans(cfg, run_simulator(cfg, run_dir))
+    props = propose(sur, settings, plans, q=n, target=cfg.target, observed=table.designs(),
+                    seed=cfg.seed if seed is None else seed)
     frame = proposals_frame(props, space)
     target = Path(out) if out is not None else run_dir / "suggestions.csv"
     with atomic_path(target) as tmp:

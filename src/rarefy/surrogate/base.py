@@ -13,7 +13,8 @@ A rarefy surrogate is a multi-fidelity model of a rate over a :class:`DesignSpac
 ``botorch.models.model.Model`` with one output: :meth:`Surrogate.posterior` takes designs
 in the space's own units (columns in ``space.names`` order, shape ``... × q × d``) and
 returns the joint ``GPyTorchPosterior`` of the q points at the target fidelity (or another
-one, by keyword). So any BoTorch acquisition function, ``optimize_acqf`` and
+one, by keyword), in the rate's units (:class:`RateNormal`: GPyTorch's floor of 1e-10 on
+variances would swamp the variance of a rate of 1e-5). So any BoTorch acquisition function, ``optimize_acqf`` and
 ``ModelList`` work on a rarefy surrogate unchanged, with bounds in parameter units.
 
 The covariance is reported as computed (its diagonal equals ``predict``'s variance);
@@ -29,7 +30,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from ..io import atomic_path
 from ..space import DesignSpace
 from .linalg import safe_cholesky
 
-__all__ = ["Surrogate", "FixedFidelity", "JointCovariance", "standardise", "DTYPE"]
+__all__ = ["Surrogate", "FixedFidelity", "JointCovariance", "RateNormal", "joint_posterior", "standardise", "DTYPE"]
 
 DTYPE = torch.float64
 ROOT_JITTER = 1e-9  # relative jitter of the Cholesky factor used for sampling (not of the reported covariance)
@@ -63,6 +64,20 @@ class JointCovariance(DenseLinearOperator):
         return TriangularLinearOperator(L.mT if upper else L, upper=bool(upper))
 
 
+class RateNormal(MultivariateNormal):
+    """A ``MultivariateNormal`` whose ``variance`` is the covariance's diagonal as computed (clamped at 0).
+
+    GPyTorch clamps variances to at least 1e-10 (float64): fine for standardised outputs,
+    wrong for a rate of 1e-5 known to ±1e-6, whose variance is 1e-12.
+    """
+
+    @property
+    def variance(self) -> torch.Tensor:
+        diag = self.lazy_covariance_matrix.diagonal(dim1=-1, dim2=-2)
+        diag = diag.view(diag.shape[:-1] + self._event_shape)
+        return diag.expand(self._batch_shape + self._event_shape).clamp_min(0.0)
+
+
 def standardise(y: np.ndarray, fid: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-fidelity mean and std (ddof 1) of ``y``; a constant or single-row fidelity gets std max(|mean|, 1)."""
     means, stds = np.zeros(levels), np.ones(levels)
@@ -72,6 +87,30 @@ def standardise(y: np.ndarray, fid: np.ndarray, levels: int) -> tuple[np.ndarray
         sd = yi.std(ddof=1) if len(yi) > 1 else 0.0
         stds[i] = sd if sd > 1e-12 * max(1.0, abs(means[i])) else max(abs(means[i]), 1.0)
     return means, stds
+
+
+def joint_posterior(joint: Callable[[torch.Tensor, Any], tuple[torch.Tensor, torch.Tensor]], X: torch.Tensor,
+                    fidelity: Any = None, noise: float | torch.Tensor | bool = False,
+                    posterior_transform: Any = None) -> GPyTorchPosterior:
+    """A ``GPyTorchPosterior`` at ``X`` (``... × q × d``) from a ``joint(x, fidelity) -> (mean, cov)`` function.
+
+    With q = 1 all batches go through ``joint`` as one flat (n, d) call and keep each
+    point's own variance. ``noise``: a variance added to the diagonal (a number, or a
+    tensor ``... × q × 1``); False for none.
+    """
+    X = X.to(DTYPE)
+    if X.shape[-2] == 1:
+        mean, cov = joint(X.reshape(-1, X.shape[-1]), fidelity)
+        mean = mean.reshape(X.shape[:-1])
+        cov = cov.diagonal(dim1=-2, dim2=-1).reshape(X.shape[:-1]).unsqueeze(-1)
+    else:
+        mean, cov = joint(X, fidelity)
+    if isinstance(noise, torch.Tensor):
+        cov = cov + torch.diag_embed(noise.to(cov).squeeze(-1).expand(mean.shape))
+    elif noise is not False and noise is not None:
+        cov = cov + float(noise) * torch.eye(cov.shape[-1], dtype=DTYPE)
+    post = GPyTorchPosterior(RateNormal(mean, JointCovariance(cov)))
+    return posterior_transform(post) if posterior_transform is not None else post
 
 
 class Surrogate(Model):
@@ -146,19 +185,10 @@ class Surrogate(Model):
         """
         if output_indices is not None and list(output_indices) != [0]:
             raise ValueError(f"a rarefy surrogate has one output; output_indices={output_indices}")
-        X = X.to(DTYPE)
-        if X.shape[-2] == 1:  # q = 1: all batches in one flat call, keeping each point's own variance
-            mean, cov = self.joint(X.reshape(-1, X.shape[-1]), fidelity)
-            mean = mean.reshape(X.shape[:-1])
-            cov = cov.diagonal(dim1=-2, dim2=-1).reshape(X.shape[:-1]).unsqueeze(-1)
-        else:
-            mean, cov = self.joint(X, fidelity)
-        if isinstance(observation_noise, torch.Tensor):
-            cov = cov + torch.diag_embed(observation_noise.to(cov).squeeze(-1).expand(mean.shape))
-        elif observation_noise:
-            cov = cov + self.noise_variance(fidelity) * torch.eye(cov.shape[-1], dtype=DTYPE)
-        post = GPyTorchPosterior(MultivariateNormal(mean, JointCovariance(cov)))
-        return posterior_transform(post) if posterior_transform is not None else post
+        noise = observation_noise
+        if not isinstance(noise, torch.Tensor) and noise:
+            noise = self.noise_variance(fidelity)
+        return joint_posterior(self.joint, X, fidelity, noise, posterior_transform)
 
     def at_fidelity(self, fidelity: str | None) -> Model:
         """This surrogate as a one-output BoTorch model of ``fidelity`` (itself for the target)."""
