@@ -20,15 +20,24 @@ import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.utils.transforms import t_batch_mode_transform
 
-__all__ = ["CostAware", "FidelityDiscount", "OptimisticImprovement", "Scaled"]
+from .ivr import run_and_target
+
+__all__ = ["CostAware", "FidelityDiscount", "OptimisticImprovement", "Scaled", "Wrapped"]
 
 
-class Scaled(AcquisitionFunction):
+class Wrapped(AcquisitionFunction):
+    """An acquisition function that transforms the values of another one (on the same model)."""
+
+    def __init__(self, acquisition: AcquisitionFunction) -> None:
+        super().__init__(model=acquisition.model)
+        self.acquisition = acquisition
+
+
+class Scaled(Wrapped):
     """``acquisition(X) · factor``: e.g. a value computed in standardised outcome units, back in the rate's units."""
 
     def __init__(self, acquisition: AcquisitionFunction, factor: float) -> None:
-        super().__init__(model=acquisition.model)
-        self.acquisition = acquisition
+        super().__init__(acquisition)
         self.factor = float(factor)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
@@ -48,40 +57,31 @@ class CostAware(Scaled):
         return self.acquisition(X) / self.cost_cpu_h
 
 
-class FidelityDiscount(AcquisitionFunction):
+class FidelityDiscount(Wrapped):
     """``acquisition(X) · α₁ · α₂`` for a run of ``fidelity`` valued by a target criterion (augmented EI)."""
 
     def __init__(self, acquisition: AcquisitionFunction, fidelity: str,
                  noise: Callable[[torch.Tensor], torch.Tensor], target: str | None = None) -> None:
-        super().__init__(model=acquisition.model)
+        super().__init__(acquisition)
         names = list(self.model.fidelities)
-        self.acquisition = acquisition
         self.fidelity = names.index(fidelity)
         self.target = len(names) - 1 if target is None else names.index(target)
         self.noise = noise
 
     @t_batch_mode_transform(expected_q=1)
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        x = X.squeeze(-2)
-        b = x.shape[0]
-        fid = torch.cat([torch.full((b,), self.fidelity, dtype=torch.long),
-                         torch.full((b,), self.target, dtype=torch.long)])
-        mean, cov = self.model.joint(torch.cat([x, x]), fid)
-        ci = torch.arange(b)
-        var_c = cov[ci, ci].clamp_min(0.0)
-        sd_t = cov[ci + b, ci + b].clamp_min(1e-300).sqrt()
-        s2 = self.noise(mean[ci])
-        corr = (cov[ci + b, ci] / (sd_t * var_c.clamp_min(1e-300).sqrt())).clamp(0.0, 1.0)
-        alpha2 = 1.0 - torch.sqrt(s2 / (var_c + s2))
+        mean_f, var_f, cov_tf, var_t = run_and_target(self.model, X.squeeze(-2), self.fidelity, self.target)
+        s2 = self.noise(mean_f)
+        corr = (cov_tf / (var_t.clamp_min(1e-300).sqrt() * var_f.clamp_min(1e-300).sqrt())).clamp(0.0, 1.0)
+        alpha2 = 1.0 - torch.sqrt(s2 / (var_f + s2))
         return self.acquisition(X) * corr * alpha2
 
 
-class OptimisticImprovement(AcquisitionFunction):
+class OptimisticImprovement(Wrapped):
     """``max(incumbent + acquisition(X), 0)`` for ``acquisition`` = ``UpperConfidenceBound(maximize=False)`` = −LCB."""
 
     def __init__(self, acquisition: AcquisitionFunction, incumbent: float) -> None:
-        super().__init__(model=acquisition.model)
-        self.acquisition = acquisition
+        super().__init__(acquisition)
         self.incumbent = float(incumbent)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:

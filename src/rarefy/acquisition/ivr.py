@@ -25,7 +25,20 @@ import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.utils.transforms import t_batch_mode_transform
 
-__all__ = ["IntegratedVarianceReduction", "MaxVarianceReduction"]
+__all__ = ["IntegratedVarianceReduction", "MaxVarianceReduction", "run_and_target"]
+
+
+def run_and_target(model: Any, x: torch.Tensor, fidelity: int, target: int) -> tuple[torch.Tensor, ...]:
+    """At each design of ``x`` (b, d): mean and variance of y_f, ``c(y_T, y_f)`` and the variance of y_T.
+
+    ``fidelity``, ``target``: fidelity indices of f and T. One joint posterior over
+    ``[x at f | x at T]``; the variance of y_f is clamped at 0.
+    """
+    b = x.shape[0]
+    fid = torch.cat([torch.full((b,), fidelity, dtype=torch.long), torch.full((b,), target, dtype=torch.long)])
+    mean, cov = model.joint(torch.cat([x, x]), fid)
+    ci = torch.arange(b)
+    return mean[ci], cov[ci, ci].clamp_min(0.0), cov[ci + b, ci], cov[ci + b, ci + b]
 
 
 def _index(model: Any, fidelity: str | None) -> int:
@@ -76,11 +89,5 @@ class MaxVarianceReduction(AcquisitionFunction):
     @t_batch_mode_transform(expected_q=1)
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Value (rate²) at ``X`` (b × 1 × d, parameter units), shape (b,)."""
-        x = X.squeeze(-2)
-        b = x.shape[0]
-        fid = torch.cat([torch.full((b,), self.fidelity, dtype=torch.long),
-                         torch.full((b,), self.target, dtype=torch.long)])
-        mean, cov = self.model.joint(torch.cat([x, x]), fid)
-        ci = torch.arange(b)
-        var_c = cov[ci, ci].clamp_min(0.0)
-        return cov[ci + b, ci] ** 2 / (var_c + self.noise(mean[ci]))
+        mean_f, var_f, cov_tf, _ = run_and_target(self.model, X.squeeze(-2), self.fidelity, self.target)
+        return cov_tf**2 / (var_f + self.noise(mean_f))

@@ -19,14 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from botorch.models.model import Model
-
-from ..surrogate.base import DTYPE, joint_posterior
+from ..surrogate.base import DTYPE, JointModel
 
 __all__ = ["KrigingBeliever"]
 
 
-class KrigingBeliever(Model):
+class KrigingBeliever(JointModel):
     """A surrogate's posterior conditioned on pending runs at designs ``x`` (p, d), fidelity indices ``fid`` (p,).
 
     ``noise`` (p,): each pending run's noise variance (rate units²). With no pending runs
@@ -47,14 +45,6 @@ class KrigingBeliever(Model):
     @property
     def space(self) -> Any:
         return self.surrogate.space
-
-    @property
-    def num_outputs(self) -> int:
-        return 1
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        return torch.Size([])
 
     def _fid(self, x: torch.Tensor, fidelity: str | torch.Tensor | None) -> torch.Tensor:
         if isinstance(fidelity, torch.Tensor):
@@ -81,11 +71,6 @@ class KrigingBeliever(Model):
         L = torch.linalg.cholesky(S + 1e-12 * S.diagonal().mean() * torch.eye(p, dtype=DTYPE))
         return mean[p:], cov[p:, p:] - K @ torch.cholesky_solve(K.T, L)
 
-    def posterior(self, X: torch.Tensor, output_indices: list[int] | None = None,
-                  observation_noise: bool | torch.Tensor = False, posterior_transform: Any = None, *,
-                  fidelity: str | None = None) -> Any:
-        """As :meth:`rarefy.surrogate.base.Surrogate.posterior`, conditioned on the pending runs."""
-        noise = observation_noise
-        if not isinstance(noise, torch.Tensor) and noise:
-            noise = self.surrogate.noise_variance(fidelity)
-        return joint_posterior(self.joint, X, fidelity, noise, posterior_transform)
+    def noise_variance(self, fidelity: str | None = None) -> float:
+        """The surrogate's learned nugget of ``fidelity`` (rate units²)."""
+        return self.surrogate.noise_variance(fidelity)

@@ -249,12 +249,7 @@ class AR1Surrogate(Surrogate):
 
     def _fit(self, table: RateTable) -> "AR1Surrogate":
         t0 = time.perf_counter()
-        frame = table.frame[table.frame["fidelity"].isin(self.fidelities)]
-        fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy(dtype=np.int64, copy=True)
-        counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
-        empty = [n for n, c in counts.items() if c == 0]
-        if empty:
-            raise ValueError(f"no rows for fidelities {empty}")
+        frame, fid, counts = self._rows(table)
         y, v = self._forward_y(frame["rate"].to_numpy(float, copy=True), frame["var"].to_numpy(float, copy=True), fid)
         means, stds = standardise(y, fid, len(self.fidelities))
         self._y_mean = torch.as_tensor(means, dtype=DTYPE)

@@ -43,7 +43,8 @@ from ..io import atomic_path
 from ..space import DesignSpace
 from .linalg import safe_cholesky
 
-__all__ = ["Surrogate", "FixedFidelity", "JointCovariance", "RateNormal", "joint_posterior", "standardise", "DTYPE"]
+__all__ = ["Surrogate", "JointModel", "FixedFidelity", "JointCovariance", "RateNormal", "joint_posterior", "standardise",
+           "DTYPE"]
 
 DTYPE = torch.float64
 ROOT_JITTER = 1e-9  # relative jitter of the Cholesky factor used for sampling (not of the reported covariance)
@@ -113,7 +114,45 @@ def joint_posterior(joint: Callable[[torch.Tensor, Any], tuple[torch.Tensor, tor
     return posterior_transform(post) if posterior_transform is not None else post
 
 
-class Surrogate(Model):
+class JointModel(Model):
+    """A one-output BoTorch model defined by a joint posterior ``joint(x, fidelity) -> (mean, cov)``.
+
+    Subclasses implement ``joint`` and ``noise_variance``; :meth:`posterior` follows.
+    """
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size([])
+
+    def joint(self, x: Any, fidelity: Any = None) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def noise_variance(self, fidelity: str | None = None) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def posterior(self, X: torch.Tensor, output_indices: list[int] | None = None,
+                  observation_noise: bool | torch.Tensor = False, posterior_transform: Any = None, *,
+                  fidelity: str | None = None) -> Any:
+        """Joint posterior of ``fidelity`` (default: the target) at designs ``X`` (``... × q × d``, parameter units).
+
+        Returns a ``GPyTorchPosterior`` over a :class:`RateNormal` (mean ``... × q``,
+        covariance ``... × q × q``), in the rate's units; differentiable in ``X`` where
+        ``joint`` is. ``observation_noise=True`` adds the fidelity's learned nugget to
+        the diagonal, a tensor (``... × q × 1``) adds those noise variances.
+        """
+        if output_indices is not None and list(output_indices) != [0]:
+            raise ValueError(f"a rarefy surrogate has one output; output_indices={output_indices}")
+        noise = observation_noise
+        if not isinstance(noise, torch.Tensor) and noise:
+            noise = self.noise_variance(fidelity)
+        return joint_posterior(self.joint, X, fidelity, noise, posterior_transform)
+
+
+class Surrogate(JointModel):
     """Base of rarefy's surrogates: the shared protocol, save/load plumbing, and the BoTorch ``Model`` interface.
 
     Subclasses set ``kind`` and ``settings_class`` and implement ``fit``, ``predict``,
@@ -144,12 +183,6 @@ class Surrogate(Model):
                 noise_var: Any = None) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def joint(self, x: Any, fidelity: Any = None) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
-        raise NotImplementedError
-
-    def noise_variance(self, fidelity: str | None = None) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def hyperparameters(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -164,32 +197,20 @@ class Surrogate(Model):
             raise ValueError(f"unknown fidelity {name!r}; this surrogate knows {self.fidelities}")
         return self.fidelities.index(name)
 
-    # ----------------------------------------------------------------- botorch
-    @property
-    def num_outputs(self) -> int:
-        return 1
+    def _rows(self, table: Any) -> tuple[Any, np.ndarray, dict[str, int]]:
+        """The table's rows of this surrogate's fidelities, their fidelity indices and the rows per fidelity.
 
-    @property
-    def batch_shape(self) -> torch.Size:
-        return torch.Size([])
-
-    def posterior(self, X: torch.Tensor, output_indices: list[int] | None = None,
-                  observation_noise: bool | torch.Tensor = False, posterior_transform: Any = None, *,
-                  fidelity: str | None = None) -> Any:
-        """Joint posterior of ``fidelity`` (default: the target) at designs ``X`` (``... × q × d``, parameter units).
-
-        Returns a ``GPyTorchPosterior`` over a ``MultivariateNormal`` (mean ``... × q``,
-        covariance ``... × q × q``), in the rate's units; differentiable in ``X`` where
-        :meth:`joint` is. ``observation_noise=True`` adds the fidelity's learned nugget to
-        the diagonal, a tensor (``... × q × 1``) adds those noise variances.
+        Raises ValueError when a fidelity has no rows.
         """
-        if output_indices is not None and list(output_indices) != [0]:
-            raise ValueError(f"a rarefy surrogate has one output; output_indices={output_indices}")
-        noise = observation_noise
-        if not isinstance(noise, torch.Tensor) and noise:
-            noise = self.noise_variance(fidelity)
-        return joint_posterior(self.joint, X, fidelity, noise, posterior_transform)
+        frame = table.frame[table.frame["fidelity"].isin(self.fidelities)]
+        fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy(dtype=np.int64, copy=True)
+        counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
+        empty = [n for n, c in counts.items() if c == 0]
+        if empty:
+            raise ValueError(f"no rows for fidelities {empty}")
+        return frame, fid, counts
 
+    # ----------------------------------------------------------------- botorch
     def at_fidelity(self, fidelity: str | None) -> Model:
         """This surrogate as a one-output BoTorch model of ``fidelity`` (itself for the target)."""
         if fidelity is None or fidelity == self.target:
@@ -235,23 +256,16 @@ class Surrogate(Model):
         return sur
 
 
-class FixedFidelity(Model):
-    """A surrogate's posterior at one fixed, non-target fidelity, as a one-output BoTorch model."""
+class FixedFidelity(JointModel):
+    """A surrogate's posterior at one fixed fidelity, as a one-output BoTorch model (for a ``ModelList``)."""
 
     def __init__(self, surrogate: Surrogate, fidelity: str) -> None:
         super().__init__()
         self.surrogate = surrogate
         self.fidelity = fidelity
 
-    @property
-    def num_outputs(self) -> int:
-        return 1
+    def joint(self, x: Any, fidelity: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.surrogate.joint(x, self.fidelity if fidelity is None else fidelity)
 
-    @property
-    def batch_shape(self) -> torch.Size:
-        return torch.Size([])
-
-    def posterior(self, X: torch.Tensor, output_indices: list[int] | None = None,
-                  observation_noise: bool | torch.Tensor = False, posterior_transform: Any = None) -> Any:
-        return self.surrogate.posterior(X, output_indices, observation_noise, posterior_transform,
-                                        fidelity=self.fidelity)
+    def noise_variance(self, fidelity: str | None = None) -> float:
+        return self.surrogate.noise_variance(self.fidelity if fidelity is None else fidelity)

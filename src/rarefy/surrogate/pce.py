@@ -360,12 +360,7 @@ class PCESurrogate(Surrogate):
 
     def _prepare(self, table: RateTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(u, fidelity index, y, v, run ids); for ``output: poisson`` y = k and v = n (counts)."""
-        frame = table.frame[table.frame["fidelity"].isin(self.fidelities)]
-        fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy(dtype=np.int64, copy=True)
-        counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
-        empty = [n for n, c in counts.items() if c == 0]
-        if empty:
-            raise ValueError(f"no rows for fidelities {empty}")
+        frame, fid, _ = self._rows(table)
         if self.settings.output == "poisson":
             missing = [c for c in ("k", "n") if c not in frame.columns]
             if missing:
