@@ -57,7 +57,7 @@ def fidelity_plans(cfg: RunConfig, simulator: Any = None) -> dict[str, FidelityP
     default. Cost of a run (CPU-h): events × ``cost_cpu_h_per_event`` (config or simulator),
     else the fidelity's ``cost_cpu_h`` per run, else NaN. A fidelity without an events
     number gets ``events = 0`` (it cannot be proposed). A denoised fidelity ``<base>-cnp``
-    (see :mod:`rarefy.denoising`) without events of its own gets the plan of ``<base>``
+    (see :mod:`rarefy.denoise`) without events of its own gets the plan of ``<base>``
     with ``simulate=<base>``: a run of ``base`` is what yields its observation.
     """
     from ..jobs.denoise import SUFFIX

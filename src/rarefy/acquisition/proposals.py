@@ -55,7 +55,7 @@ that conditioned posterior (:class:`~rarefy.acquisition.pending.KrigingBeliever`
 model, so EI and UCB see it too) — so variance-based batches spread out, and EI/LCB batches do
 not repeat a design whose uncertainty the batch already removes. No refit is needed.
 
-**Feasibility.** Designs are searched by :func:`rarefy.search.maximize` (feasible Sobol
+**Feasibility.** Designs are searched by :func:`rarefy.optim.search.maximize` (feasible Sobol
 pool, multistart gradient refinement that accepts only feasible moves), so every proposal
 satisfies the bounds, the integer parameters and every constraint of the design space.
 The candidate pool holds ``candidates`` Sobol designs, the observed designs (a replicate

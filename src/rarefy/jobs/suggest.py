@@ -2,7 +2,7 @@
 
 Fits the configured surrogate on the run directory's rates (campaign + ingested, see
 :func:`rarefy.rundata.training_table`), proposes ``n`` runs with the config's
-``acquisition`` settings (see :mod:`rarefy.acquire`), and writes them as CSV with the
+``acquisition`` settings (see :mod:`rarefy.acquisition`), and writes them as CSV with the
 columns θ…, ``fidelity``, ``events``, ``cost_cpu_h`` (nominal CPU-hours of the run) and
 ``value`` (acquisition value; per CPU-hour when cost-aware). Simulate them anywhere, then
 ``rarefy ingest RUN_DIR results.csv`` and suggest again.

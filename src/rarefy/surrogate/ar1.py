@@ -22,7 +22,9 @@ a few milliseconds for the hundreds of runs typical of a campaign.
 
 Inputs are scaled to the unit cube by the DesignSpace bounds; outputs are standardised
 per fidelity (optionally after a log transform). Everything is float64 torch, so
-predictions are batched and differentiable in x.
+predictions are batched and differentiable in x. The surrogate is a BoTorch ``Model``
+(:class:`rarefy.surrogate.base.Surrogate`): ``posterior(X)`` is :meth:`AR1Surrogate.joint`
+at the target fidelity, so BoTorch's acquisition functions and optimisers apply as they are.
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ cross-validation scores the held-out *counts* by their predictive log-probabilit
 
 Outputs are standardised per fidelity (optionally after a log transform), as in the
 AR1 GP; :meth:`PCESurrogate.predict` returns mean and std in the rate's units, as torch
-float64 tensors (differentiable in x when x is a tensor that requires grad).
+float64 tensors (differentiable in x when x is a tensor that requires grad). Like the AR1
+GP it is a BoTorch ``Model`` whose ``posterior(X)`` is :meth:`PCESurrogate.joint`.
 """
 
 from __future__ import annotations
