@@ -15,7 +15,7 @@ from rarefy import AR1Settings, AR1Surrogate, DesignSpace, Parameter, RateTable
 from rarefy.acquisition import Acquisition, FidelityPlan, proposals_frame
 from rarefy.config import OptimizeConfig
 from rarefy.errors import InputError
-from rarefy.jobs.optimize import Baseline, optimize_design
+from rarefy.optim.design import Baseline, optimize_design
 from rarefy.optim.search import feasible_pool, local_pool, maximize
 
 FAST = AR1Settings(restarts=1, max_iter=40)
@@ -145,7 +145,7 @@ def test_cost_aware_without_cost_is_an_input_error(fitted):
 
 def test_optimizer_finds_the_bowl_minimum(fitted):
     space, sur, table = fitted
-    res = optimize_design(sur, "hf", OptimizeConfig(candidates=256, starts=4, steps=30), observed=table.designs(),
+    res = optimize_design(sur, OptimizeConfig(candidates=256, starts=4, steps=30), observed=table.designs(),
                           baseline=Baseline(0.4, 0.0))
     # minimum of the bowl at unit (0.7, 0.3) -> (1.4, -0.4), inside the constraint a + b <= 1.8
     assert res.theta["a"] == pytest.approx(1.4, abs=0.15)
@@ -158,7 +158,7 @@ def test_optimizer_finds_the_bowl_minimum(fitted):
 def test_optimizer_respects_an_active_constraint():
     space = DesignSpace([Parameter("a", 0.0, 2.0), Parameter("b", -1.0, 1.0)], constraints=["a <= 0.8 - b"])
     sur = AR1Surrogate(space, ["lf", "hf"], FAST).fit(make_table(space))
-    res = optimize_design(sur, "hf", OptimizeConfig(candidates=256, starts=4, steps=40))
+    res = optimize_design(sur, OptimizeConfig(candidates=256, starts=4, steps=40))
     x = np.array([[res.theta["a"], res.theta["b"]]])
     assert space.is_feasible(x).all()
     assert res.theta["a"] + res.theta["b"] == pytest.approx(0.8, abs=0.08)  # on the boundary
@@ -201,8 +201,8 @@ def test_property_proposals_satisfy_constraints(c, k, w_int, kind, cost_aware, q
     if w_int:
         assert all(float(v).is_integer() for v in frame["m"])
     # θ* too: the design optimiser (mean or UCB, Sobol + observed + local candidates, gradient refinement)
-    opt = optimize_design(sur, "hf", OptimizeConfig(objective="ucb" if seed % 2 else "mean", candidates=32, starts=2,
-                                                    steps=8), seed=seed, observed=table.designs())
+    opt = optimize_design(sur, OptimizeConfig(objective="ucb" if seed % 2 else "mean", candidates=32, starts=2,
+                                  steps=8), seed=seed, observed=table.designs())
     assert space.is_feasible(pd.DataFrame([opt.theta])).all()
     if w_int:
         assert float(opt.theta["m"]).is_integer()

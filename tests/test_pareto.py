@@ -10,7 +10,8 @@ import pytest
 
 from rarefy.config import config_from_dict
 from rarefy.errors import InputError
-from rarefy.jobs.pareto import _column_statistic, hypervolume, non_dominated, reference_point
+from rarefy.acquisition.multi_objective import hypervolume, non_dominated, reference_point
+from rarefy.jobs.pareto import _column_statistic
 
 
 def test_non_dominated_and_hypervolume():
@@ -98,7 +99,7 @@ def test_tiny_multiobjective_run_writes_front_report_and_resumes(tmp_path):
     again = rarefy.run(cfg, tmp_path / "run", progress=False)  # finished: nothing is simulated again
     assert again.executed == 0 and res.executed == 10
     # qLogNParEGO on the same surrogates (loaded back from the run directory): feasible, distinct proposals
-    from rarefy.jobs.pareto import propose_pareto
+    from rarefy.acquisition.multi_objective import propose_pareto
     from rarefy.surrogate import AR1Surrogate
 
     surs = {o.name: AR1Surrogate.load(tmp_path / "run" / "surrogates" / o.name) for o in cfg.objectives}

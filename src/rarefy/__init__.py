@@ -53,7 +53,7 @@ _EXPORTS = {
     "validate": ".jobs.fit",
     "Acquisition": ".acquisition",
     "propose": ".acquisition",
-    "optimize_design": ".jobs.optimize",
+    "optimize_design": ".optim.design",
     "optimize_run": ".jobs.optimize",
     "run": ".jobs.loop",
     "suggest": ".jobs.suggest",
@@ -95,13 +95,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .data.store import EventStore
     from .jobs.denoise import DenoiseRunResult, DenoiseTrainResult, denoise_run, train_denoiser
     from .errors import InputError
-    from .acquisition.proposals import Acquisition, propose
+    from .acquisition import Acquisition, propose
     from .jobs.fit import fit, validate
     from .jobs.ingest import ingest
     from .jobs.loop import run
     from .report.loop_report import loop_report
     from .zoo.bench import BenchResult, bench
-    from .jobs.optimize import optimize_design, optimize_run
+    from .jobs.optimize import optimize_run
+    from .optim.design import optimize_design
     from .jobs.suggest import suggest
     from .space import DesignSpace, Parameter
     from .surrogate import AR1Settings, AR1Surrogate

@@ -1,5 +1,11 @@
-"""Acquisition: what to simulate next, at which fidelity."""
+"""Acquisition: what to simulate next, at which fidelity (BoTorch acquisition functions)."""
 
-from .proposals import Acquisition, FidelityPlan, Proposal, fidelity_plans, propose, proposals_frame
+from .cost import CostAware, FidelityDiscount, OptimisticImprovement
+from .fidelity import FidelityPlan, RunNoise, fidelity_plans
+from .ivr import IntegratedVarianceReduction, MaxVarianceReduction
+from .pending import KrigingBeliever
+from .proposals import Acquisition, Proposal, propose, proposals_frame
 
-__all__ = ["Acquisition", "FidelityPlan", "Proposal", "fidelity_plans", "propose", "proposals_frame"]
+__all__ = ["Acquisition", "CostAware", "FidelityDiscount", "FidelityPlan", "IntegratedVarianceReduction",
+           "KrigingBeliever", "MaxVarianceReduction", "OptimisticImprovement", "Proposal", "RunNoise",
+           "fidelity_plans", "propose", "proposals_frame"]

@@ -11,25 +11,31 @@ fidelity's learned nugget τ_f). With ``c(·,·)`` the posterior covariance and
 ``v(x) = c(y_f(x), y_f(x)) + s²_f(x)``:
 
 ============  ===================================================================  =========
-kind          value of one candidate                                               units
+kind          value of one candidate (BoTorch ``AcquisitionFunction``)             units
 ============  ===================================================================  =========
 ``maxvar``    target-variance reduction at x: ``c(y_T(x), y_f(x))² / v(x)``        rate²
+              (:class:`~rarefy.acquisition.ivr.MaxVarianceReduction`)
 ``ivr``       integrated target-variance reduction over ``reference`` feasible     rate²
               Sobol designs r: ``mean_r c(y_T(r), y_f(x))² / v(x)``
-``ei``        expected improvement of y_T(x) below the incumbent (minimisation)     rate
-``lcb``       ``-(μ_T(x) − β σ_T(x))`` (the design with the lowest LCB wins)        rate
+              (:class:`~rarefy.acquisition.ivr.IntegratedVarianceReduction`)
+``ei``        expected improvement of y_T(x) below the incumbent (minimisation):   rate
+              BoTorch ``ExpectedImprovement(maximize=False)``
+``lcb``       ``-(μ_T(x) − β σ_T(x))`` (the design with the lowest LCB wins):      rate
+              BoTorch ``UpperConfidenceBound(beta=β², maximize=False)``
 ============  ===================================================================  =========
 
 The incumbent is the lowest posterior target mean over the observed (and pending) designs.
 ``maxvar`` with f = T and no noise is the plain posterior variance.
 
 **Cost-aware versions** (``cost_aware=True``) search every allowed fidelity and divide the
-value by the nominal cost of the run (CPU-hours), so the result is value per CPU-hour. The
+value by the nominal cost of the run (CPU-hours; :class:`~rarefy.acquisition.cost.CostAware`),
+so the result is value per CPU-hour. The
 variance-based kinds already value a fidelity by its correlation with the target. EI and
 LCB are target quantities, so they are discounted as in augmented EI (Huang et al. 2006):
 ``value × α₁ × α₂ / cost`` with ``α₁ = corr(y_T(x), y_f(x))⁺`` and
 ``α₂ = 1 − s_f(x)/sqrt(c(y_f, y_f) + s²_f)``; for LCB the utility is the optimistic
-improvement ``max(incumbent − LCB(x), 0)`` so that it is non-negative. Without
+improvement ``max(incumbent − LCB(x), 0)`` so that it is non-negative
+(:class:`~rarefy.acquisition.cost.FidelityDiscount`, :class:`~rarefy.acquisition.cost.OptimisticImprovement`). Without
 ``cost_aware`` the plain values are used and only target-fidelity runs are proposed.
 
 **Opportunity cost of a run.** A closed loop has a fixed number of run slots as well as a
@@ -45,10 +51,11 @@ neither left unspent by a loop of cheap runs nor overspent (see ``runs_left`` of
 added as a pending observation whose value equals the posterior mean, which leaves the
 posterior mean unchanged and shrinks the covariance exactly (Gaussian conditioning of the
 joint posterior on the pending runs with their noise). The next run is then chosen under
-that conditioned posterior — so variance-based batches spread out, and EI/LCB batches do
+that conditioned posterior (:class:`~rarefy.acquisition.pending.KrigingBeliever`, a BoTorch
+model, so EI and UCB see it too) — so variance-based batches spread out, and EI/LCB batches do
 not repeat a design whose uncertainty the batch already removes. No refit is needed.
 
-**Feasibility.** Designs are searched by :func:`rarefy.search.maximize` (feasible Sobol
+**Feasibility.** Designs are searched by :func:`rarefy.optim.search.maximize` (feasible Sobol
 pool, multistart gradient refinement that accepts only feasible moves), so every proposal
 satisfies the bounds, the integer parameters and every constraint of the design space.
 The candidate pool holds ``candidates`` Sobol designs, the observed designs (a replicate
@@ -61,6 +68,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -68,38 +76,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import AcquisitionConfig, RunConfig
+from botorch.acquisition import AcquisitionFunction
+from botorch.acquisition.analytic import ExpectedImprovement, UpperConfidenceBound
+from botorch.acquisition.objective import ScalarizedPosteriorTransform
+from botorch.exceptions.warnings import NumericsWarning
+
+from ..config import AcquisitionConfig
 from ..errors import InputError
 from ..optim.search import feasible_pool, local_pool, maximize
 from ..space import DesignSpace
+from .cost import CostAware, FidelityDiscount, OptimisticImprovement, Scaled
+from .fidelity import FidelityPlan, RunNoise
+from .ivr import IntegratedVarianceReduction, MaxVarianceReduction
+from .pending import KrigingBeliever
 
-__all__ = ["FidelityPlan", "Proposal", "Acquisition", "fidelity_plans", "propose", "proposals_frame"]
+__all__ = ["Proposal", "Acquisition", "propose", "proposals_frame"]
 
 log = logging.getLogger(__name__)
 
 KINDS = ("ivr", "maxvar", "ei", "lcb")
 N_CENTERS = 4  # local candidates are drawn around this many best observed designs
-_SQRT2 = math.sqrt(2.0)
-
-
-@dataclass(frozen=True)
-class FidelityPlan:
-    """What a proposed run of one fidelity is: ``events`` per run and its nominal cost (CPU-hours, NaN if unknown).
-
-    ``simulate`` is the fidelity that is actually simulated (default: ``name``): a
-    denoised fidelity ``lf-cnp`` is observed by simulating an ``lf`` run and scoring it
-    with the CNP, so its plan is the ``lf`` plan with ``simulate="lf"``.
-    """
-
-    name: str
-    events: int
-    cost_cpu_h: float = float("nan")
-    simulate: str | None = None
-
-    @property
-    def simulated(self) -> str:
-        """The fidelity a run of this plan simulates."""
-        return self.simulate or self.name
 
 
 @dataclass
@@ -122,50 +118,6 @@ class Proposal:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def fidelity_plans(cfg: RunConfig, simulator: Any = None) -> dict[str, FidelityPlan]:
-    """Events and nominal run cost of every fidelity of ``cfg``.
-
-    Events: ``acquisition.events[f]``, else the fidelity's ``events``, else the simulator's
-    default. Cost of a run (CPU-h): events × ``cost_cpu_h_per_event`` (config or simulator),
-    else the fidelity's ``cost_cpu_h`` per run, else NaN. A fidelity without an events
-    number gets ``events = 0`` (it cannot be proposed). A denoised fidelity ``<base>-cnp``
-    (see :mod:`rarefy.denoising`) without events of its own gets the plan of ``<base>``
-    with ``simulate=<base>``: a run of ``base`` is what yields its observation.
-    """
-    from ..jobs.denoise import SUFFIX
-
-    out = {}
-    for f in cfg.fidelities:
-        sim_fid = None
-        fids = getattr(simulator, "fidelities", None)
-        if fids is not None and f.name in fids:
-            sim_fid = fids[f.name]
-        events = cfg.acquisition.events.get(f.name) or f.events or (sim_fid.events_per_run if sim_fid else 0)
-        per_event = f.cost_cpu_h_per_event
-        if per_event is None and sim_fid is not None:
-            per_event = sim_fid.cost_cpu_h_per_event
-        if per_event is not None and events:
-            cost = float(per_event) * int(events)
-        elif f.cost_cpu_h is not None:
-            cost = float(f.cost_cpu_h)
-        else:
-            cost = float("nan")
-        out[f.name] = FidelityPlan(f.name, int(events or 0), cost)
-    for name, plan in list(out.items()):
-        base = name[: -len(SUFFIX)]
-        if name.endswith(SUFFIX) and plan.events == 0 and base in out and out[base].events > 0:
-            out[name] = FidelityPlan(name, out[base].events, out[base].cost_cpu_h, simulate=base)
-    return out
-
-
-def _normal_cdf(z: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1.0 + torch.erf(z / _SQRT2))
-
-
-def _normal_pdf(z: torch.Tensor) -> torch.Tensor:
-    return torch.exp(-0.5 * z**2) / math.sqrt(2.0 * math.pi)
 
 
 class Acquisition:
@@ -197,7 +149,7 @@ class Acquisition:
                  reference: np.ndarray | None = None, n_reference: int = 64, seed: int = 0) -> None:
         if kind not in KINDS:
             raise InputError(f"unknown acquisition kind {kind!r}; use one of {', '.join(KINDS)}")
-        if not (hasattr(surrogate, "joint") and hasattr(surrogate, "noise_variance")):
+        if not getattr(surrogate, "mixed_fidelity", False):
             raise InputError(f"acquisition needs a surrogate with a joint posterior over fidelities (surrogate.kind: "
                              f"ar1); {type(surrogate).__name__} has none")
         self.sur = surrogate
@@ -231,6 +183,7 @@ class Acquisition:
         self.pending: list[tuple[np.ndarray, int, float]] = []  # (design, fidelity index, noise variance)
         self.slot_cost_cpu_h = 0.0  # opportunity cost of a run slot (see module docstring); set by propose()
         self.incumbent = float("inf")
+        self.outcome_scale = 1.0  # outcome unit (rate) of the EI/LCB evaluation: the median target std at the observed designs
         self.observed = None if observed is None else np.asarray(observed, float).reshape(-1, self.space.dim)
         self.centers = np.zeros((0, self.space.dim))  # best observed designs (lowest target mean): local search
         if kind in ("ei", "lcb") and (self.observed is None or len(self.observed) == 0):
@@ -238,78 +191,71 @@ class Acquisition:
         if self.observed is not None and len(self.observed):
             uniq = np.unique(self.observed, axis=0)
             with torch.no_grad():
-                mean, _ = self.sur.predict(uniq, self.target)
+                mean, std = self.sur.predict(uniq, self.target)
             order = np.argsort(mean.numpy(), kind="stable")
             self.centers = uniq[order[:N_CENTERS]]
             if kind in ("ei", "lcb"):
                 self.incumbent = float(mean.min())
+                scale = float(std.median())
+                self.outcome_scale = scale if math.isfinite(scale) and scale > 0 else 1.0
 
     # ---------------------------------------------------------------- values
-    def _noise(self, mean_f: torch.Tensor, f: str) -> torch.Tensor:
-        n = float(self.plans[f].events)
-        return torch.clamp(mean_f, min=1.0 / n) / n + self.nugget[f]
+    def model(self) -> Any:
+        """The surrogate, conditioned on the pending runs (kriging believer) when there are any."""
+        if not self.pending:
+            return self.sur
+        return KrigingBeliever(self.sur, torch.as_tensor(np.stack([q[0] for q in self.pending])),
+                               torch.tensor([q[1] for q in self.pending]),
+                               torch.tensor([q[2] for q in self.pending], dtype=torch.float64))
+
+    def function(self, fidelity: str) -> AcquisitionFunction:
+        """The BoTorch acquisition function of runs of ``fidelity``, given the pending runs.
+
+        Evaluate it on ``b × 1 × d`` designs (parameter units); per CPU-hour when cost-aware.
+        """
+        model = self.model()
+        noise = RunNoise(self.plans[fidelity].events, self.nugget[fidelity])
+        acq: AcquisitionFunction
+        if self.kind == "ivr":
+            acq = IntegratedVarianceReduction(model, fidelity, self.reference, noise, target=self.target)
+        elif self.kind == "maxvar":
+            acq = MaxVarianceReduction(model, fidelity, noise, target=self.target)
+        else:
+            # BoTorch's analytic EI/UCB floor the variance at 1e-12: evaluate them in units of
+            # `outcome_scale` (both are scale-equivariant) and scale the value back to the rate's units
+            unit = self.outcome_scale
+            per_unit = ScalarizedPosteriorTransform(weights=torch.tensor([1.0 / unit], dtype=torch.float64))
+            if self.kind == "ei":
+                # EI itself, not LogEI: the value is divided by a cost and reported per CPU-hour
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NumericsWarning)
+                    acq = ExpectedImprovement(model, best_f=self.incumbent / unit, posterior_transform=per_unit,
+                                              maximize=False)
+                acq = Scaled(acq, unit)
+            else:
+                acq = Scaled(UpperConfidenceBound(model, beta=self.beta**2, posterior_transform=per_unit,
+                                                  maximize=False), unit)
+                if self.cost_aware:
+                    acq = OptimisticImprovement(acq, self.incumbent)
+            if self.cost_aware:
+                acq = FidelityDiscount(acq, fidelity, noise, target=self.target)
+        if self.cost_aware:
+            acq = CostAware(acq, max(self.plans[fidelity].cost_cpu_h, self.slot_cost_cpu_h))
+        return acq
 
     def value(self, x: torch.Tensor, fidelity: str) -> torch.Tensor:
         """Acquisition value of runs of ``fidelity`` at designs ``x`` (B, d), given the pending runs.
 
         Differentiable in ``x``; per CPU-hour when cost-aware.
         """
-        f_idx = self.names.index(fidelity)
-        B = x.shape[0]
-        p = len(self.pending)
-        r = len(self.reference) if self.kind == "ivr" and self.reference is not None else 0
-        # one flat joint posterior over [pending | reference (T) | candidates (f) | candidates (T)]:
-        # (p + r + 2B)² entries, one triangular solve (batched solves are much slower)
-        xs, fs = [], []
-        if p:
-            xs.append(torch.as_tensor(np.stack([q[0] for q in self.pending]), dtype=torch.float64))
-            fs.append(torch.tensor([q[1] for q in self.pending], dtype=torch.long))
-        if r:
-            xs.append(self.reference)
-            fs.append(torch.full((r,), self.t_idx, dtype=torch.long))
-        xs += [x, x]
-        fs += [torch.full((B,), f_idx, dtype=torch.long), torch.full((B,), self.t_idx, dtype=torch.long)]
-        mean, cov = self.sur.joint(torch.cat(xs), torch.cat(fs))
-        if p:  # condition on the pending runs (kriging believer: means unchanged)
-            noise = torch.tensor([q[2] for q in self.pending], dtype=torch.float64)
-            S = cov[:p, :p] + torch.diag(noise)
-            K = cov[p:, :p]
-            L = torch.linalg.cholesky(S + 1e-12 * S.diagonal().mean() * torch.eye(p, dtype=torch.float64))
-            cov = cov[p:, p:] - K @ torch.cholesky_solve(K.T, L)
-            mean = mean[p:]
-        ci = torch.arange(r, r + B)
-        ti = ci + B
-        var_c = cov[ci, ci].clamp_min(0.0)
-        cov_tc = cov[ti, ci]
-        mean_c, mean_t, var_t = mean[ci], mean[ti], cov[ti, ti]
-        s2 = self._noise(mean_c, fidelity)
-        if self.kind == "ivr":
-            val = (cov[:r, r:r + B] ** 2).mean(0) / (var_c + s2)
-        elif self.kind == "maxvar":
-            val = cov_tc**2 / (var_c + s2)
-        else:
-            mu = mean_t
-            sd = var_t.clamp_min(1e-300).sqrt()
-            if self.kind == "ei":
-                z = (self.incumbent - mu) / sd
-                val = sd * (z * _normal_cdf(z) + _normal_pdf(z))
-            else:
-                lcb = mu - self.beta * sd
-                val = torch.relu(self.incumbent - lcb) if self.cost_aware else -lcb
-            if self.cost_aware:
-                corr = (cov_tc / (sd * var_c.clamp_min(1e-300).sqrt())).clamp(0.0, 1.0)
-                alpha2 = 1.0 - torch.sqrt(s2 / (var_c + s2))
-                val = val * corr * alpha2
-        if self.cost_aware:
-            val = val / max(self.plans[fidelity].cost_cpu_h, self.slot_cost_cpu_h)
-        return val
+        return self.function(fidelity)(x.unsqueeze(-2))
 
     def add_pending(self, theta: np.ndarray, fidelity: str) -> float:
         """Add a pending run (kriging believer); returns its assumed noise variance (rate units²)."""
         x = np.asarray(theta, float)
         with torch.no_grad():
             m, _ = self.sur.predict(x[None, :], fidelity)
-            noise = float(self._noise(m, fidelity)[0])
+            noise = float(RunNoise(self.plans[fidelity].events, self.nugget[fidelity])(m)[0])
             if self.kind in ("ei", "lcb"):
                 mt, _ = self.sur.predict(x[None, :], self.target)
                 self.incumbent = min(self.incumbent, float(mt[0]))
@@ -336,8 +282,9 @@ class Acquisition:
                 cost = self.plans[f].cost_cpu_h
                 if math.isfinite(cost) and cost > left + 1e-9:
                     continue
-                res = maximize(self.space, lambda x, f=f: self.value(x, f), pool=pool, starts=starts, steps=steps,
-                               chunk=128)
+                acq = self.function(f)
+                res = maximize(self.space, lambda x, acq=acq: acq(x.unsqueeze(-2)), pool=pool, starts=starts,
+                               steps=steps, chunk=128)
                 log.debug("batch %d, fidelity %s: value %.4g at %s", j, f, res.value, res.x)
                 if best is None or res.value > best[0]:
                     best = (res.value, f, res.x)
@@ -354,25 +301,24 @@ class Acquisition:
         return out
 
 
-def propose(surrogate: Any, cfg: RunConfig, *, q: int = 1, simulator: Any = None, observed: np.ndarray | None = None,
-            seed: int | None = None, budget_cpu_h: float | None = None, runs_left: int | None = None,
-            settings: AcquisitionConfig | None = None) -> list[Proposal]:
-    """Propose ``q`` runs with the config's ``acquisition`` settings (see :class:`Acquisition`).
+def propose(surrogate: Any, settings: AcquisitionConfig, plans: Mapping[str, FidelityPlan], *, q: int = 1,
+            target: str | None = None, observed: np.ndarray | None = None, seed: int = 0,
+            budget_cpu_h: float | None = None, runs_left: int | None = None) -> list[Proposal]:
+    """Propose ``q`` runs with an ``acquisition`` config section (see :class:`Acquisition`).
 
-    ``observed``: designs already simulated (EI/LCB incumbent); ``seed`` defaults to the
-    config's. ``budget_cpu_h`` caps the batch's nominal cost; with ``runs_left`` (run
-    slots left in the loop, this batch included) a cost-aware acquisition divides by
-    ``max(cost, budget_cpu_h / runs_left)`` (opportunity cost, see the module docstring).
-    Every proposal is a feasible design of the config's space.
+    ``plans``: events and nominal cost of each fidelity (:func:`fidelity_plans`);
+    ``target``: the target fidelity (default: the surrogate's highest); ``observed``:
+    designs already simulated (EI/LCB incumbent). ``budget_cpu_h`` caps the batch's
+    nominal cost; with ``runs_left`` (run slots left in the loop, this batch included) a
+    cost-aware acquisition divides by ``max(cost, budget_cpu_h / runs_left)`` (opportunity
+    cost, see the module docstring). Every proposal is a feasible design of the surrogate's space.
     """
-    acq_cfg = settings or cfg.acquisition
-    seed = cfg.seed if seed is None else seed
-    acq = Acquisition(surrogate, fidelity_plans(cfg, simulator), kind=acq_cfg.kind, cost_aware=acq_cfg.cost_aware,
-                      beta=acq_cfg.beta, target=cfg.target, fidelities=acq_cfg.fidelities, observed=observed,
-                      n_reference=acq_cfg.reference, seed=seed)
+    acq = Acquisition(surrogate, plans, kind=settings.kind, cost_aware=settings.cost_aware, beta=settings.beta,
+                      target=target, fidelities=settings.fidelities, observed=observed,
+                      n_reference=settings.reference, seed=seed)
     if budget_cpu_h is not None and runs_left:
         acq.slot_cost_cpu_h = max(float(budget_cpu_h), 0.0) / int(runs_left)
-    return acq.propose(q, candidates=acq_cfg.candidates, starts=acq_cfg.starts, steps=acq_cfg.steps, seed=seed,
+    return acq.propose(q, candidates=settings.candidates, starts=settings.starts, steps=settings.steps, seed=seed,
                        budget_cpu_h=budget_cpu_h)
 
 

@@ -54,7 +54,7 @@ from ..errors import InputError
 from ..space import DesignSpace
 from ..nn.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .context import draw_bank
-from .data import EventData, Source, iter_chunks, split_runs
+from .data import Source, iter_chunks, split_runs
 from ..nn.losses import Loss, get_loss
 from .metrics import expected_calibration_error, pr_auc
 from ..nn.mixup import Mixup

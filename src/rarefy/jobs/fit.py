@@ -32,7 +32,8 @@ from ..data.rundata import FIT, SURROGATE_DIR, read_config, write_config, write_
 from ..errors import InputError
 from ..report.calibration import calibration_plot
 from ..io import staged_run_dir, write_json
-from ..surrogate import AR1Settings, AR1Surrogate
+from ..surrogate import AR1Surrogate
+from ..surrogate import factory as surrogate_factory
 from ..diagnostics.validation import CVResult, cross_validate, metrics, predict_table
 
 log = logging.getLogger(__name__)
@@ -41,15 +42,8 @@ __all__ = ["fit", "validate", "build_surrogate", "FitResult", "ValidationResult"
 
 
 def build_surrogate(cfg: RunConfig) -> Any:
-    """An unfitted surrogate as the config's ``surrogate`` section describes (``kind``: ar1 or pce)."""
-    sc = cfg.surrogate
-    if sc.kind == "pce":
-        from ..surrogate.pce import PCESettings, PCESurrogate
-
-        pce = PCESettings(**{k: getattr(sc, k) for k in sc.PCE_FIELDS})
-        return PCESurrogate(cfg.space.build(), cfg.fidelity_names, pce, seed=cfg.seed)
-    settings = AR1Settings(**{k: getattr(sc, k) for k in sc.AR1_FIELDS})
-    return AR1Surrogate(cfg.space.build(), cfg.fidelity_names, settings, seed=cfg.seed)
+    """An unfitted surrogate for ``cfg`` (its ``surrogate`` section, space, fidelities and seed)."""
+    return surrogate_factory.build_surrogate(cfg.surrogate, cfg.space.build(), cfg.fidelity_names, cfg.seed)
 
 
 @dataclass

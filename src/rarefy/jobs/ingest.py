@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..acquisition.proposals import fidelity_plans
+from ..acquisition.fidelity import fidelity_plans
 from ..config import RunConfig
 from ..data.rates import count_variance
 from ..data.readers import read_frame

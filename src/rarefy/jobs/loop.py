@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ..acquisition.proposals import fidelity_plans, propose
+from ..acquisition import fidelity_plans, propose
 from ..campaign import run_seed
 from ..config import RunConfig, as_config
 from ..data.rates import RateTable
@@ -58,7 +58,7 @@ from ..io import atomic_path, write_json
 from ..report.loop_report import loop_report
 from ..space import DesignSpace
 from .fit import build_surrogate
-from .optimize import baseline_of, optimize_design
+from ..optim.design import baseline_of, optimize_design
 from .rundata import cost_by_fidelity, denoised_fidelities, training_table, update_denoised
 from .simulate import campaign_requests
 from .workspace import BASELINE_BASE, VERIFY_BASE, LoopResult, LoopWorkspace, loop_request_id
@@ -162,9 +162,9 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
                 break
             t_fit = time.perf_counter()
             sur = build_surrogate(cfg).fit(table)
-            opt = optimize_design(sur, target, cfg.optimize, seed=cfg.seed, observed=table.designs())
-            props = propose(sur, cfg, q=loop.batch, simulator=sim, observed=table.designs(), seed=cfg.seed + i,
-                            budget_cpu_h=left, runs_left=(loop.iterations - i + 1) * loop.batch)
+            opt = optimize_design(sur, cfg.optimize, target=target, seed=cfg.seed, observed=table.designs())
+            props = propose(sur, cfg.acquisition, plans, q=loop.batch, target=target, observed=table.designs(),
+                            seed=cfg.seed + i, budget_cpu_h=left, runs_left=(loop.iterations - i + 1) * loop.batch)
             record = {
                 "iteration": i, "spent_cpu_h": spent, "rows": len(table),
                 "rows_per_fidelity": {str(k): int(v) for k, v in table.frame["fidelity"].value_counts().items()},
@@ -192,8 +192,9 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         sur = build_surrogate(cfg).fit(table)
         sur.save(out / SURROGATE_DIR)
         write_training_rates(out, table)
-        base = baseline_of(cfg, sur, sim)
-        opt = optimize_design(sur, target, cfg.optimize, seed=cfg.seed, observed=table.designs(), baseline=base)
+        base = baseline_of(cfg.baseline, target, sur, sim)
+        opt = optimize_design(sur, cfg.optimize, target=target, seed=cfg.seed, observed=table.designs(),
+                              baseline=base)
         opt_rec = {"iterations": done_iterations, **opt.to_dict(),
                    "baseline_design": None if base is None else base.design}
         simulate.save_record("optimum", opt_rec)

@@ -1,160 +1,27 @@
-"""Design optimisation: the feasible design with the lowest predicted target rate.
+"""Design optimisation of a run directory (``rarefy optimize RUN_DIR``).
 
-:func:`optimize_design` minimises, over the feasible designs of the surrogate's space,
-either the target fidelity's posterior **mean** or the **UCB** ``mean + kappa · std`` (a
-design that is good even when the surrogate is pessimistic), with the multistart
-feasible search of :func:`rarefy.search.maximize` (Sobol pool plus the observed
-designs plus local perturbations of the 4 best observed designs, gradient refinement
-that accepts only feasible moves).
-
-It reports θ*, the predicted rate ± σ (latent posterior std, the rate's units) and, with a
-baseline, the reduction ``1 − rate/baseline`` with a delta-method σ. A baseline *design*
-is predicted by the same surrogate, jointly with θ*, so their correlation enters σ.
-
-:func:`optimize_run` is the Python equivalent of ``rarefy optimize RUN_DIR``: it loads the
-surrogate of a run directory (from ``rarefy fit`` or ``rarefy run``) and writes
-``RUN_DIR/optimum.json``.
+The optimiser itself is :func:`rarefy.optim.design.optimize_design`. :func:`optimize_run`
+is the Python equivalent of ``rarefy optimize RUN_DIR``: it loads the surrogate of a run
+directory (from ``rarefy fit`` or ``rarefy run``) and writes ``RUN_DIR/optimum.json``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
-from ..config import BaselineConfig, OptimizeConfig, RunConfig
 from ..data.rundata import CONFIG, OPTIMUM, RATES, SURROGATE_DIR, TRAINING_RATES, read_config
 from ..errors import InputError
 from ..io import write_json
-from ..optim.search import feasible_pool, local_pool, maximize
+from ..optim.design import OptimumResult, baseline_of, optimize_design
 from ..space import DesignSpace
-from ..surrogate.linalg import torch_threads
 
-__all__ = ["Baseline", "OptimumResult", "baseline_of", "optimize_run", "optimize_design"]
+__all__ = ["optimize_run"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Baseline:
-    """A reference rate (target units) with its σ; ``design`` when it is a predicted design, ``source`` in words."""
-
-    rate: float
-    sigma: float = 0.0
-    design: dict[str, float] | None = None
-    source: str = ""
-
-
-@dataclass
-class OptimumResult:
-    """The optimum θ* with its predicted rate ± σ and, with a baseline, the reduction ± σ (fractions)."""
-
-    theta: dict[str, float]
-    rate: float
-    sigma: float
-    objective: str
-    target: str
-    baseline_rate: float | None = None
-    baseline_sigma: float | None = None
-    baseline_source: str | None = None
-    reduction: float | None = None
-    reduction_sigma: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict (``optimum.json``)."""
-        return asdict(self)
-
-    def summary(self) -> list[str]:
-        """θ*, its predicted rate and, with a baseline, the reduction, in a few lines."""
-        lines = [f"θ* = {self.theta}", f"{self.target} rate ({self.objective}): {self.rate:.4g} ± {self.sigma:.2g}"]
-        if self.reduction is not None:
-            lines.append(f"reduction vs baseline {self.baseline_rate:.4g} ({self.baseline_source}): "
-                         f"{100 * self.reduction:.1f}% ± {100 * (self.reduction_sigma or 0.0):.1f}%")
-        return lines
-
-
-def baseline_of(cfg: RunConfig, surrogate: Any = None, simulator: Any = None) -> Baseline | None:
-    """The config's ``baseline`` as numbers (None without a ``baseline`` section).
-
-    ``design`` is predicted by ``surrogate`` (latent mean ± std of the target);
-    ``simulator: true`` calls ``simulator.baseline_rate(target)``.
-    """
-    b: BaselineConfig | None = cfg.baseline
-    if b is None:
-        return None
-    if b.rate is not None:
-        return Baseline(float(b.rate), float(b.sigma or 0.0), source="config rate")
-    if b.design is not None:
-        if surrogate is None:
-            raise InputError("a baseline design needs a fitted surrogate to predict its rate")
-        space: DesignSpace = surrogate.space
-        x = np.array([[b.design[n] for n in space.names]], dtype=float)
-        with torch.no_grad():
-            mean, std = surrogate.predict(x, cfg.target)
-        return Baseline(float(mean[0]), float(std[0]), design=dict(b.design), source="predicted at the baseline design")
-    if simulator is None or not hasattr(simulator, "baseline_rate"):
-        raise InputError("baseline: simulator: true needs a simulator with a baseline_rate(fidelity) method")
-    return Baseline(float(simulator.baseline_rate(cfg.target)), 0.0, source="simulator baseline_rate")
-
-
-def _reduction(sur: Any, target: str, x: np.ndarray, rate: float, sigma: float,
-               base: Baseline) -> tuple[float, float]:
-    """1 − rate/baseline and its delta-method σ (with the θ*–baseline covariance for a baseline design)."""
-    b, sb = base.rate, base.sigma
-    cov = 0.0
-    if base.design is not None:
-        xb = np.array([base.design[n] for n in sur.space.names], dtype=float)
-        with torch.no_grad():
-            _, c = sur.joint(np.stack([x, xb]), target)
-        cov = float(c[0, 1])
-    red = 1.0 - rate / b
-    var = (sigma / b) ** 2 + (rate * sb / b**2) ** 2 - 2.0 * rate / b**3 * cov
-    return red, math.sqrt(max(var, 0.0))
-
-
-def optimize_design(surrogate: Any, target: str | None = None, settings: OptimizeConfig | None = None, *,
-                    seed: int = 0, observed: np.ndarray | None = None,
-                    baseline: Baseline | None = None) -> OptimumResult:
-    """Minimise the predicted target ``mean`` (or ``mean + kappa·std``) over feasible designs.
-
-    ``observed`` designs (n, d) join the Sobol candidate pool (the infeasible ones are
-    dropped). Deterministic for a given seed.
-    """
-    settings = settings or OptimizeConfig()
-    target = target or surrogate.fidelities[-1]
-    space: DesignSpace = surrogate.space
-    kappa = settings.kappa if settings.objective == "ucb" else 0.0
-
-    def neg_objective(x: torch.Tensor) -> torch.Tensor:
-        mean, std = surrogate.predict(x, target)
-        return -(mean + kappa * std)
-
-    pool = feasible_pool(space, settings.candidates, seed, extra=observed)
-    if observed is not None and len(observed):  # look closely around the best observed designs too
-        obs = np.unique(np.asarray(observed, float).reshape(-1, space.dim), axis=0)
-        obs = obs[space.is_feasible(obs)]
-        if len(obs):
-            with torch_threads(1), torch.no_grad():
-                best = obs[np.argsort(-neg_objective(torch.as_tensor(obs, dtype=torch.float64)).numpy(),
-                                      kind="stable")[:4]]
-            local = local_pool(space, best, max(settings.candidates // 4, 1), seed + 1)
-            pool = np.concatenate([pool, local]) if len(local) else pool
-    res = maximize(space, neg_objective, pool=pool, starts=settings.starts, steps=settings.steps)
-    with torch_threads(1), torch.no_grad():
-        mean, std = surrogate.predict(res.x[None, :], target)
-    theta = space.round_theta(dict(zip(space.names, res.x)))
-    out = OptimumResult(theta, float(mean[0]), float(std[0]), settings.objective, target)
-    if baseline is not None:
-        out.baseline_rate, out.baseline_sigma, out.baseline_source = baseline.rate, baseline.sigma, baseline.source
-        out.reduction, out.reduction_sigma = _reduction(surrogate, target, res.x, out.rate, out.sigma, baseline)
-    log.info("optimum (%s): %s, predicted %s = %.4g ± %.2g", settings.objective, theta, target, out.rate, out.sigma)
-    return out
 
 
 def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = None, kappa: float | None = None,
@@ -164,7 +31,7 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
     Uses the run's config (``optimize`` and ``baseline`` sections; ``objective`` and
     ``kappa`` override them) and writes ``RUN_DIR/optimum.json`` (and ``json_out`` if given).
     """
-    from ..surrogate import AR1Surrogate
+    from ..surrogate.factory import load_surrogate
 
     run_dir = Path(run_dir)
     cfg = read_config(run_dir, fitted=True)
@@ -177,7 +44,7 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
         if kappa < 0:
             raise InputError(f"kappa must be >= 0, got {kappa}")
         settings.kappa = kappa
-    sur = AR1Surrogate.load(run_dir / SURROGATE_DIR)
+    sur = load_surrogate(run_dir / SURROGATE_DIR)
     simulator = None
     if cfg.baseline is not None and cfg.baseline.simulator:
         if cfg.simulator is None:
@@ -186,8 +53,8 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
 
         simulator = from_config(cfg.simulator, config_dir=run_dir)
     observed = _observed_designs(run_dir, sur.space)
-    result = optimize_design(sur, cfg.target, settings, seed=cfg.seed, observed=observed,
-                             baseline=baseline_of(cfg, sur, simulator))
+    result = optimize_design(sur, settings, target=cfg.target, seed=cfg.seed, observed=observed,
+                             baseline=baseline_of(cfg.baseline, cfg.target, sur, simulator))
     write_json(run_dir / OPTIMUM, result.to_dict())
     if json_out is not None:
         write_json(json_out, result.to_dict())

@@ -14,18 +14,18 @@
 2. **Surrogates.** One :class:`rarefy.AR1Surrogate` per objective over the fidelities that
    have runs (one fidelity: a plain GP), each with the runs' own noise variances (per-point
    noise) plus a learned nugget, settings from the config's ``surrogate`` section.
-3. **Acquisition** (:func:`propose_pareto`). The surrogates' joint latent posteriors at the
-   proposal fidelity (``pareto.fidelity``, default the target) form an independent
-   multi-output botorch model (:class:`ObjectivesModel`, objectives negated since botorch
-   maximises). ``qnehvi`` is botorch's ``qLogNoisyExpectedHypervolumeImprovement`` over
+3. **Acquisition** (:func:`rarefy.acquisition.multi_objective.propose_pareto`). The
+   surrogates at the proposal fidelity (``pareto.fidelity``, default the target) form a
+   BoTorch ``ModelList``; the acquisition's objective negates them since BoTorch
+   maximises. ``qnehvi`` is botorch's ``qLogNoisyExpectedHypervolumeImprovement`` over
    the observed designs (X_baseline, inferior ones pruned); ``qparego`` is ``qLogNParEGO``
    (random augmented-Chebyshev weights per proposal). Objectives with ``max`` become outcome
    constraints (feasibility-weighted improvement). The design space's bounds and
-   constraints are kept by the feasible multistart search of :func:`rarefy.search.maximize`.
+   constraints are kept by the feasible multistart search of :func:`rarefy.optim.search.maximize`.
    A batch of ``loop.batch`` runs is built greedily: each chosen design is passed to the
    next one as ``X_pending`` (botorch integrates over its unknown outcome).
-4. **Estimated Pareto set** (:func:`estimate_front`): the non-dominated set of the posterior
-   means over ``pareto.front_candidates`` feasible Sobol designs plus the observed designs
+4. **Estimated Pareto set** (:func:`rarefy.acquisition.multi_objective.estimate_front`): the
+   non-dominated set of the posterior means over ``pareto.front_candidates`` feasible Sobol designs plus the observed designs
    (and meeting every ``max``), sorted by the first objective and thinned evenly to at most
    ``pareto.front_max`` points, each with its posterior σ per objective; its hypervolume
    w.r.t. the reference point (botorch ``Hypervolume``).
@@ -49,24 +49,24 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ..config import ObjectiveConfig, ParetoConfig, RunConfig
+from ..acquisition.multi_objective import (estimate_front, front_values, hypervolume, non_dominated, propose_pareto,
+                                           reference_point)
+from ..config import RunConfig
 from ..data.rates import RateTable, count_variance
 from ..data.store import EventStore
 from ..errors import InputError
 from ..data.rundata import OBJECTIVES, RATES, read_runs
 from .rundata import cost_by_fidelity
-from ..optim.search import feasible_pool, maximize
 from ..space import DesignSpace
+from ..surrogate.factory import build_surrogate
 from ..surrogate.linalg import torch_threads
 
-__all__ = ["ObjectivesModel", "objective_tables", "fit_objectives", "propose_pareto", "estimate_front",
-           "hypervolume", "reference_point", "run_pareto", "non_dominated"]
+__all__ = ["objective_frame", "objective_tables", "fit_objectives", "run_pareto"]
 
 log = logging.getLogger(__name__)
 
@@ -173,197 +173,22 @@ def objective_tables(frame: pd.DataFrame, cfg: RunConfig, space: DesignSpace) ->
 
 def fit_objectives(tables: dict[str, RateTable], cfg: RunConfig, space: DesignSpace) -> dict[str, Any]:
     """One fitted :class:`rarefy.AR1Surrogate` per objective, over the config's fidelities that have runs."""
-    from ..surrogate import AR1Settings, AR1Surrogate
-
     if cfg.surrogate.kind != "ar1":
         raise InputError("multi-objective runs use the AR1 surrogate (surrogate.kind: ar1)")
-    settings = AR1Settings(**{k: getattr(cfg.surrogate, k) for k in cfg.surrogate.AR1_FIELDS})
     out = {}
     for name, table in tables.items():
         present = set(table.frame["fidelity"].astype(str))
         fids = [f for f in cfg.fidelity_names if f in present]
         with torch_threads(1):
-            out[name] = AR1Surrogate(space, fids, settings, seed=cfg.seed).fit(table)
+            out[name] = build_surrogate(cfg.surrogate, space, fids, seed=cfg.seed).fit(table)
     return out
-
-
-# ------------------------------------------------------------- botorch model
-def _model_class() -> type:
-    from botorch.models.model import Model
-    from botorch.posteriors.gpytorch import GPyTorchPosterior
-    from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
-
-    class _ObjectivesModel(Model):
-        """Independent multi-output botorch model from fitted surrogates' joint latent posteriors (negated)."""
-
-        def __init__(self, surrogates: Sequence[Any], fidelity: str, jitter: float = 1e-9) -> None:
-            super().__init__()
-            self.surrogates = list(surrogates)
-            self.fidelity = fidelity
-            self.jitter = jitter
-
-        @property
-        def num_outputs(self) -> int:
-            return len(self.surrogates)
-
-        @property
-        def batch_shape(self) -> torch.Size:
-            return torch.Size([])
-
-        def posterior(self, X: torch.Tensor, output_indices: Any = None, observation_noise: Any = False,
-                      posterior_transform: Any = None, **kwargs: Any) -> Any:
-            mvns = []
-            for sur in self.surrogates:
-                fid = self.fidelity if self.fidelity in sur.fidelities else sur.fidelities[-1]
-                mean, cov = sur.joint(X.to(torch.float64), fid)
-                n = cov.shape[-1]
-                scale = cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp_min(1e-12)
-                cov = cov + self.jitter * scale[..., None] * torch.eye(n, dtype=cov.dtype)
-                mvns.append(MultivariateNormal(-mean, cov))
-            if output_indices is not None:
-                mvns = [mvns[i] for i in output_indices]
-            dist = mvns[0] if len(mvns) == 1 else MultitaskMultivariateNormal.from_independent_mvns(mvns)
-            post = GPyTorchPosterior(dist)
-            return posterior_transform(post) if posterior_transform is not None else post
-
-    return _ObjectivesModel
-
-
-def ObjectivesModel(surrogates: Sequence[Any], fidelity: str) -> Any:  # noqa: N802 - a factory (botorch imports lazily)
-    """A botorch ``Model`` whose outputs are the **negated** objectives (botorch maximises) at ``fidelity``."""
-    return _model_class()(surrogates, fidelity)
-
-
-def non_dominated(y: np.ndarray) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of ``y`` (n, m), every column minimised."""
-    from botorch.utils.multi_objective.pareto import is_non_dominated
-
-    y = np.asarray(y, float)
-    if len(y) == 0:
-        return np.zeros(0, bool)
-    return is_non_dominated(-torch.as_tensor(y, dtype=torch.float64), deduplicate=True).numpy()
-
-
-def hypervolume(y: np.ndarray, ref: Sequence[float]) -> float:
-    """Hypervolume dominated by the rows of ``y`` (n, m; minimised) up to the reference point ``ref`` (botorch)."""
-    from botorch.utils.multi_objective.hypervolume import Hypervolume
-
-    y = np.asarray(y, float)
-    ref_t = -torch.as_tensor(np.asarray(ref, float), dtype=torch.float64)
-    if len(y) == 0:
-        return 0.0
-    pts = -torch.as_tensor(y, dtype=torch.float64)
-    pts = pts[(pts > ref_t).all(-1)]
-    if len(pts) == 0:
-        return 0.0
-    pts = pts[torch.as_tensor(non_dominated(-pts.numpy()))]
-    return float(Hypervolume(ref_t).compute(pts))
-
-
-def reference_point(objectives: Sequence[ObjectiveConfig], values: np.ndarray) -> np.ndarray:
-    """The configured reference point, or per objective the worst observed value + 10% of the observed range."""
-    ref = []
-    for j, obj in enumerate(objectives):
-        if obj.reference is not None:
-            ref.append(float(obj.reference))
-            continue
-        col = values[:, j][np.isfinite(values[:, j])]
-        lo, hi = (float(col.min()), float(col.max())) if len(col) else (0.0, 1.0)
-        ref.append(hi + 0.1 * max(hi - lo, 1e-9 + 1e-6 * abs(hi)))
-    return np.asarray(ref)
-
-
-# --------------------------------------------------------------- acquisition
-def _constraints(objectives: Sequence[ObjectiveConfig]) -> list[Callable[[torch.Tensor], torch.Tensor]] | None:
-    cons = []
-    for j, obj in enumerate(objectives):
-        if obj.max is not None:
-            bound = float(obj.max)
-            cons.append(lambda Z, j=j, b=bound: -Z[..., j] - b)  # samples are negated objectives; <= 0 is feasible
-    return cons or None
-
-
-def propose_pareto(surrogates: dict[str, Any], objectives: Sequence[ObjectiveConfig], space: DesignSpace,
-                   fidelity: str, observed: np.ndarray, ref: np.ndarray, *, q: int = 1,
-                   settings: ParetoConfig | None = None, seed: int = 0) -> list[tuple[np.ndarray, float]]:
-    """``q`` designs (parameter units) by greedy qLogNEHVI / qLogNParEGO with pending points: [(x, value)]."""
-    from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
-    from botorch.acquisition.multi_objective.parego import qLogNParEGO
-    from botorch.sampling import SobolQMCNormalSampler
-
-    settings = settings or ParetoConfig()
-    model = ObjectivesModel([surrogates[o.name] for o in objectives], fidelity)
-    x_base = torch.as_tensor(np.unique(np.asarray(observed, float), axis=0), dtype=torch.float64)
-    cons = _constraints(objectives)
-    pool = feasible_pool(space, settings.candidates, seed, extra=observed)
-    out: list[tuple[np.ndarray, float]] = []
-    pending: list[np.ndarray] = []
-    with torch_threads(1):
-        for j in range(q):
-            torch.manual_seed(seed * 1000 + j)
-            sampler = SobolQMCNormalSampler(sample_shape=torch.Size([settings.mc_samples]), seed=seed + j)
-            x_pending = torch.as_tensor(np.stack(pending), dtype=torch.float64) if pending else None
-            if settings.acquisition == "qnehvi":
-                acq = qLogNoisyExpectedHypervolumeImprovement(
-                    model=model, ref_point=(-torch.as_tensor(ref, dtype=torch.float64)).tolist(), X_baseline=x_base,
-                    sampler=sampler, constraints=cons, X_pending=x_pending, prune_baseline=True, cache_root=False)
-            else:
-                acq = qLogNParEGO(model=model, X_baseline=x_base, sampler=sampler, constraints=cons,
-                                  X_pending=x_pending, prune_baseline=True, cache_root=False)
-
-            def value(x: torch.Tensor, acq: Any = acq) -> torch.Tensor:
-                return acq(x.unsqueeze(-2))
-
-            res = maximize(space, value, pool=pool, starts=settings.starts, steps=settings.steps, chunk=128)
-            out.append((res.x, float(res.value)))
-            pending.append(res.x)
-            log.debug("pareto proposal %d: %s (log-acquisition %.4g)", j, res.x, res.value)
-    return out
-
-
-# ----------------------------------------------------------------- the front
-def estimate_front(surrogates: dict[str, Any], objectives: Sequence[ObjectiveConfig], space: DesignSpace,
-                   fidelity: str, *, observed: np.ndarray | None = None, settings: ParetoConfig | None = None,
-                   seed: int = 0) -> list[dict[str, Any]]:
-    """The estimated Pareto set: [{"theta", "objectives": {name: {"mean", "sigma"}}}], sorted by the first objective."""
-    settings = settings or ParetoConfig()
-    pool = feasible_pool(space, settings.front_candidates, seed + 7, extra=observed)
-    means, stds = [], []
-    with torch_threads(1), torch.no_grad():
-        for obj in objectives:
-            sur = surrogates[obj.name]
-            fid = fidelity if fidelity in sur.fidelities else sur.fidelities[-1]
-            m, s = sur.predict(pool, fid)
-            means.append(m.numpy())
-            stds.append(s.numpy())
-    M, S = np.stack(means, 1), np.stack(stds, 1)
-    ok = np.ones(len(pool), bool)
-    for j, obj in enumerate(objectives):
-        if obj.max is not None:
-            ok &= M[:, j] <= obj.max
-    idx = np.flatnonzero(ok)
-    idx = idx[non_dominated(M[idx])]
-    idx = idx[np.argsort(M[idx, 0], kind="stable")]
-    if len(idx) > settings.front_max:
-        idx = idx[np.unique(np.round(np.linspace(0, len(idx) - 1, settings.front_max)).astype(int))]
-    front = []
-    for i in idx:
-        theta = space.round_theta(dict(zip(space.names, pool[i])))
-        front.append({"theta": theta, "objectives": {o.name: {"mean": float(M[i, j]), "sigma": float(S[i, j])}
-                                                     for j, o in enumerate(objectives)}})
-    return front
-
-
-def front_values(front: list[dict[str, Any]], objectives: Sequence[ObjectiveConfig]) -> np.ndarray:
-    """Posterior means of a front as an array (n, m)."""
-    return np.array([[p["objectives"][o.name]["mean"] for o in objectives] for p in front]).reshape(-1, len(objectives))
 
 
 # ------------------------------------------------------------------ the loop
 def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *, progress: bool = True,
                on_iteration: Callable[[int, int], None] | None = None, source: Any = None) -> Any:
     """The multi-objective closed loop (see the module docstring); called by :func:`rarefy.run`."""
-    from ..acquisition.proposals import fidelity_plans
+    from ..acquisition.fidelity import fidelity_plans
     from .simulate import campaign_requests
     from .workspace import LoopResult, LoopWorkspace
     from ..report.pareto_report import pareto_report

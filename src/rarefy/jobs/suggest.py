@@ -2,7 +2,7 @@
 
 Fits the configured surrogate on the run directory's rates (campaign + ingested, see
 :func:`rarefy.rundata.training_table`), proposes ``n`` runs with the config's
-``acquisition`` settings (see :mod:`rarefy.acquire`), and writes them as CSV with the
+``acquisition`` settings (see :mod:`rarefy.acquisition`), and writes them as CSV with the
 columns θ…, ``fidelity``, ``events``, ``cost_cpu_h`` (nominal CPU-hours of the run) and
 ``value`` (acquisition value; per CPU-hour when cost-aware). Simulate them anywhere, then
 ``rarefy ingest RUN_DIR results.csv`` and suggest again.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..acquisition.proposals import proposals_frame, propose
+from ..acquisition import fidelity_plans, proposals_frame, propose
 from ..data.rundata import SUGGESTIONS, read_config
 from ..io import atomic_path
 from ..errors import InputError
@@ -53,8 +53,9 @@ def suggest(run_dir: str | os.PathLike[str], n: int = 1, *, out: str | os.PathLi
         sur = build_surrogate(cfg).fit(table)
     except ValueError as exc:  # e.g. a fidelity without rows
         raise InputError(f"cannot fit the surrogate: {exc}", file=run_dir) from None
-    props = propose(sur, cfg, q=n, simulator=run_simulator(cfg, run_dir), observed=table.designs(), seed=seed,
-                    settings=settings)
+    plans = fidelity_plans(cfg, run_simulator(cfg, run_dir))
+    props = propose(sur, settings, plans, q=n, target=cfg.target, observed=table.designs(),
+                    seed=cfg.seed if seed is None else seed)
     frame = proposals_frame(props, space)
     target = Path(out) if out is not None else run_dir / SUGGESTIONS
     with atomic_path(target) as tmp:

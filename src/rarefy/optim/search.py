@@ -1,7 +1,7 @@
 """Multistart maximisation of a differentiable function over the feasible designs of a DesignSpace.
 
-The scheme, used by acquisition (:mod:`rarefy.acquire`) and design optimisation
-(:mod:`rarefy.optimize`):
+The scheme, used by acquisition (:mod:`rarefy.acquisition`) and design optimisation
+(:mod:`rarefy.optim.design`):
 
 1. **Pool.** ``candidates`` feasible designs from a scrambled Sobol sequence
    (:meth:`DesignSpace.sample`, which rejects infeasible points), plus any ``extra``

@@ -1,5 +1,6 @@
-"""Multi-fidelity surrogates: the AR1 Gaussian process (and, later, Bayesian PCE)."""
+"""Multi-fidelity surrogates (BoTorch models): the AR1 Gaussian process and the Bayesian PCE."""
 
 from .ar1 import AR1Settings, AR1Surrogate
+from .base import FixedFidelity, Surrogate
 
-__all__ = ["AR1Settings", "AR1Surrogate"]
+__all__ = ["AR1Settings", "AR1Surrogate", "FixedFidelity", "Surrogate"]

@@ -22,18 +22,17 @@ a few milliseconds for the hundreds of runs typical of a campaign.
 
 Inputs are scaled to the unit cube by the DesignSpace bounds; outputs are standardised
 per fidelity (optionally after a log transform). Everything is float64 torch, so
-predictions are batched and differentiable in x.
+predictions are batched and differentiable in x. The surrogate is a BoTorch ``Model``
+(:class:`rarefy.surrogate.base.Surrogate`): ``posterior(X)`` is :meth:`AR1Surrogate.joint`
+at the target fidelity, so BoTorch's acquisition functions and optimisers apply as they are.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -43,16 +42,15 @@ from gpytorch.constraints import GreaterThan, Interval
 from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.priors import GammaPrior, LogNormalPrior
 
-from ..io import atomic_path
 from ..data.rates import RateTable
 from ..space import DesignSpace
+from .base import DTYPE, Surrogate, standardise
 from .linalg import safe_cholesky, torch_threads
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AR1Surrogate", "AR1Settings"]
 
-DTYPE = torch.float64
 SMALL_N = 2000  # below this many training rows the fit runs single-threaded (faster, see torch_threads)
 
 
@@ -191,8 +189,8 @@ class FitInfo:
     n_per_fidelity: dict[str, int] = field(default_factory=dict)
 
 
-class AR1Surrogate:
-    """Multi-fidelity GP surrogate over a :class:`DesignSpace` (scikit-learn style).
+class AR1Surrogate(Surrogate):
+    """Multi-fidelity GP surrogate over a :class:`DesignSpace` (scikit-learn style; a BoTorch ``Model``).
 
     Parameters
     ----------
@@ -210,16 +208,16 @@ class AR1Surrogate:
     -------
     >>> sur = AR1Surrogate(space, ["lf", "hf"]).fit(rate_table)      # doctest: +SKIP
     >>> mean, std = sur.predict(designs, "hf")                        # doctest: +SKIP
+    >>> sur.posterior(torch.as_tensor(designs.to_numpy())[:, None])   # doctest: +SKIP
     """
+
+    kind = "ar1"
+    settings_class = AR1Settings
+    mixed_fidelity = True
 
     def __init__(self, space: DesignSpace, fidelities: Sequence[str], settings: AR1Settings | None = None,
                  seed: int = 0) -> None:
-        if not fidelities:
-            raise ValueError("at least one fidelity is needed")
-        self.space = space
-        self.fidelities = list(fidelities)
-        self.settings = settings or AR1Settings()
-        self.seed = seed
+        super().__init__(space, fidelities, settings, seed)
         self.module: _AR1Module | None = None
         self.info = FitInfo()
         self._y_mean = torch.zeros(len(self.fidelities), dtype=DTYPE)
@@ -232,12 +230,6 @@ class AR1Surrogate:
         else:
             xt = torch.as_tensor(self.space.as_array(x), dtype=DTYPE)
         return self.space.to_unit(xt)
-
-    def _fid_index(self, fidelity: str | None) -> int:
-        name = self.fidelities[-1] if fidelity is None else fidelity
-        if name not in self.fidelities:
-            raise ValueError(f"unknown fidelity {name!r}; this surrogate knows {self.fidelities}")
-        return self.fidelities.index(name)
 
     def _forward_y(self, y: np.ndarray, v: np.ndarray, fid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.settings.output == "log":
@@ -259,19 +251,9 @@ class AR1Surrogate:
 
     def _fit(self, table: RateTable) -> "AR1Surrogate":
         t0 = time.perf_counter()
-        frame = table.frame[table.frame["fidelity"].isin(self.fidelities)]
-        fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy(dtype=np.int64, copy=True)
-        counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
-        empty = [n for n, c in counts.items() if c == 0]
-        if empty:
-            raise ValueError(f"no rows for fidelities {empty}")
+        frame, fid, counts = self._rows(table)
         y, v = self._forward_y(frame["rate"].to_numpy(float, copy=True), frame["var"].to_numpy(float, copy=True), fid)
-        means, stds = np.zeros(len(self.fidelities)), np.ones(len(self.fidelities))
-        for i in range(len(self.fidelities)):
-            yi = y[fid == i]
-            means[i] = yi.mean()
-            sd = yi.std(ddof=1) if len(yi) > 1 else 0.0
-            stds[i] = sd if sd > 1e-12 * max(1.0, abs(means[i])) else max(abs(means[i]), 1.0)
+        means, stds = standardise(y, fid, len(self.fidelities))
         self._y_mean = torch.as_tensor(means, dtype=DTYPE)
         self._y_std = torch.as_tensor(stds, dtype=DTYPE)
         fid_t = torch.as_tensor(fid, dtype=torch.long)
@@ -496,42 +478,17 @@ class AR1Surrogate:
         return out
 
     # ------------------------------------------------------------- save/load
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``model.pt`` (state dict and training data) and ``model.json`` (settings) to a folder."""
-        if self.module is None:
-            raise RuntimeError("nothing to save: fit() first")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+    def _fitted(self) -> bool:
+        return self.module is not None
+
+    def _state_tensors(self) -> dict[str, Any]:
         d = self._data
-        state = {
-            "module": self.module.state_dict(),
-            "x": d.x, "z": d.z, "v": d.v, "fid": d.fid,
-            "y_mean": self._y_mean, "y_std": self._y_std,
-        }
-        _atomic(directory / "model.pt", lambda p: torch.save(state, p))
-        meta = {
-            "kind": "ar1", "fidelities": self.fidelities, "settings": asdict(self.settings), "seed": self.seed,
-            "space": self.space.to_dict(), "fit": asdict(self.info), "hyperparameters": self.hyperparameters(),
-        }
-        _atomic(directory / "model.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
-        return directory
+        return {"module": self.module.state_dict(), "x": d.x, "z": d.z, "v": d.v, "fid": d.fid,
+                "y_mean": self._y_mean, "y_std": self._y_std}
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> "AR1Surrogate":
-        """Load a surrogate written by :meth:`save`."""
-        directory = Path(directory)
-        meta = json.loads((directory / "model.json").read_text())
-        sur = cls(DesignSpace.from_dict(meta["space"]), meta["fidelities"], AR1Settings(**meta["settings"]), meta["seed"])
-        state = torch.load(directory / "model.pt", weights_only=True)
-        sur.module = _AR1Module(len(sur.fidelities), sur.space.dim, sur.settings)
-        sur.module.load_state_dict(state["module"])
-        sur._data = _Data(x=state["x"], z=state["z"], v=state["v"], fid=state["fid"])
-        sur._y_mean, sur._y_std = state["y_mean"], state["y_std"]
-        sur.info = FitInfo(**meta["fit"])
-        sur._condition()
-        return sur
-
-
-def _atomic(path: Path, write) -> None:
-    with atomic_path(path) as tmp:
-        write(tmp)
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.module = _AR1Module(len(self.fidelities), self.space.dim, self.settings)
+        self.module.load_state_dict(state["module"])
+        self._data = _Data(x=state["x"], z=state["z"], v=state["v"], fid=state["fid"])
+        self._y_mean, self._y_std = state["y_mean"], state["y_std"]
+        self._condition()

@@ -1,15 +1,35 @@
-"""Load a saved surrogate of any kind (``model.json`` names it: ``ar1`` or ``pce``)."""
+"""Build a surrogate from its config section, or load a saved one of any kind (``model.json`` names it)."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from ..config import SurrogateConfig
 from ..errors import InputError
+from ..space import DesignSpace
+from .base import Surrogate
 
-__all__ = ["load_surrogate"]
+__all__ = ["build_surrogate", "load_surrogate"]
+
+
+def build_surrogate(settings: SurrogateConfig, space: DesignSpace, fidelities: Sequence[str],
+                    seed: int = 0) -> Surrogate:
+    """An unfitted surrogate as a ``surrogate`` config section describes (``kind``: ar1 or pce).
+
+    ``fidelities``: names, lowest first (the last is the target); ``seed``: the fit's seed.
+    """
+    if settings.kind == "pce":
+        from .pce import PCESettings, PCESurrogate
+
+        pce = PCESettings(**{k: getattr(settings, k) for k in settings.PCE_FIELDS})
+        return PCESurrogate(space, list(fidelities), pce, seed=seed)
+    from .ar1 import AR1Settings, AR1Surrogate
+
+    ar1 = AR1Settings(**{k: getattr(settings, k) for k in settings.AR1_FIELDS})
+    return AR1Surrogate(space, list(fidelities), ar1, seed=seed)
 
 
 def load_surrogate(directory: str | os.PathLike[str]) -> Any:

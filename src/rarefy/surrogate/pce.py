@@ -61,19 +61,17 @@ cross-validation scores the held-out *counts* by their predictive log-probabilit
 
 Outputs are standardised per fidelity (optionally after a log transform), as in the
 AR1 GP; :meth:`PCESurrogate.predict` returns mean and std in the rate's units, as torch
-float64 tensors (differentiable in x when x is a tensor that requires grad).
+float64 tensors (differentiable in x when x is a tensor that requires grad). Like the AR1
+GP it is a BoTorch ``Model`` whose ``posterior(X)`` is :meth:`PCESurrogate.joint`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import combinations_with_replacement
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -81,15 +79,14 @@ import torch
 from numpy.polynomial import legendre
 from scipy.optimize import minimize_scalar
 
-from ..io import atomic_path
 from ..data.rates import RateTable
 from ..space import DesignSpace
+from .base import DTYPE, Surrogate, standardise
 
 log = logging.getLogger(__name__)
 
 __all__ = ["PCESettings", "PCESurrogate", "total_degree_indices", "legendre_basis", "poisson_lognormal_logpmf"]
 
-DTYPE = torch.float64
 ALPHA_MAX = 1e10      # coefficients whose prior precision exceeds this are pruned
 ALPHA_INIT = 1.0      # initial prior precision (prior std 1 in standardised output units)
 ALPHA_FREE = 1e-6     # precision of the unshrunk constant term (prior std 1000)
@@ -333,7 +330,7 @@ def _design(psi: np.ndarray, fid: np.ndarray, rho: np.ndarray, levels: int) -> n
     return phi
 
 
-class PCESurrogate:
+class PCESurrogate(Surrogate):
     """Bayesian multi-fidelity PCE surrogate over a :class:`DesignSpace` (same interface as :class:`AR1Surrogate`).
 
     Parameters
@@ -348,14 +345,12 @@ class PCESurrogate:
         Seed of the cross-validation folds; the same seed gives the same fit.
     """
 
+    kind = "pce"
+    settings_class = PCESettings
+
     def __init__(self, space: DesignSpace, fidelities: Sequence[str], settings: PCESettings | None = None,
                  seed: int = 0) -> None:
-        if not fidelities:
-            raise ValueError("at least one fidelity is needed")
-        self.space = space
-        self.fidelities = list(fidelities)
-        self.settings = settings or PCESettings()
-        self.seed = seed
+        super().__init__(space, fidelities, settings, seed)
         self.info = FitInfo()
         self._state: dict[str, np.ndarray] | None = None
 
@@ -364,20 +359,9 @@ class PCESurrogate:
         unit = np.asarray(self.space.to_unit(self.space.as_array(x)), dtype=float)
         return 2.0 * unit - 1.0
 
-    def _fid_index(self, fidelity: str | None) -> int:
-        name = self.fidelities[-1] if fidelity is None else fidelity
-        if name not in self.fidelities:
-            raise ValueError(f"unknown fidelity {name!r}; this surrogate knows {self.fidelities}")
-        return self.fidelities.index(name)
-
     def _prepare(self, table: RateTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(u, fidelity index, y, v, run ids); for ``output: poisson`` y = k and v = n (counts)."""
-        frame = table.frame[table.frame["fidelity"].isin(self.fidelities)]
-        fid = frame["fidelity"].map({n: i for i, n in enumerate(self.fidelities)}).to_numpy(dtype=np.int64, copy=True)
-        counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
-        empty = [n for n, c in counts.items() if c == 0]
-        if empty:
-            raise ValueError(f"no rows for fidelities {empty}")
+        frame, fid, _ = self._rows(table)
         if self.settings.output == "poisson":
             missing = [c for c in ("k", "n") if c not in frame.columns]
             if missing:
@@ -460,12 +444,7 @@ class PCESurrogate:
                       max_iter: int | None = None,
                       warm: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], float, int]:
         L = len(self.fidelities)
-        means, stds = np.zeros(L), np.ones(L)
-        for i in range(L):
-            yi = y[fid == i]
-            means[i] = yi.mean()
-            sd = yi.std(ddof=1) if len(yi) > 1 else 0.0
-            stds[i] = sd if sd > 1e-12 * max(1.0, abs(means[i])) else max(abs(means[i]), 1.0)
+        means, stds = standardise(y, fid, L)
         z = (y - means[fid]) / stds[fid]
         vz = v / stds[fid] ** 2
         indices = total_degree_indices(self.space.dim, degree)
@@ -592,11 +571,13 @@ class PCESurrogate:
 
         In the rate's units: Gaussian for ``identity``; delta method around the median for
         ``log``; the exact log-normal moments ``Cov = E_i E_j (exp(S_ij) − 1)`` for
-        ``poisson``. Not differentiable (numpy).
+        ``poisson``. Differentiable in ``x`` when it is a tensor that requires grad.
         """
         if self._state is None:
             raise RuntimeError("call fit() before joint()")
         st, g = self._state, self._fid_index(fidelity)
+        if isinstance(x, torch.Tensor) and x.requires_grad:
+            return self._joint_torch(x, g)
         xs = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
         if isinstance(xs, np.ndarray) and xs.ndim > 2:          # batch (..., n, d)
             batch = xs.shape[:-1]
@@ -618,12 +599,38 @@ class PCESurrogate:
             m, cov = e, e[..., :, None] * e[..., None, :] * np.expm1(cov)
         return torch.as_tensor(m, dtype=DTYPE), torch.as_tensor(cov, dtype=DTYPE)
 
+    def _joint_torch(self, x: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`joint` of fidelity index ``g`` for a tensor (..., n, d), by torch (differentiable)."""
+        st = self._state
+        u = 2.0 * self.space.to_unit(x.to(DTYPE)) - 1.0
+        psi = _legendre_basis_torch(u, st["indices"])
+        load = torch.as_tensor(_loadings(st["rho"], g, len(self.fidelities)), dtype=DTYPE)
+        phi = torch.cat([psi * load[j] for j in range(len(self.fidelities))], dim=-1)
+        pa = phi[..., torch.as_tensor(np.flatnonzero(st["active"]))]
+        s = float(st["y_std"][g])
+        m = (pa @ torch.as_tensor(st["mu"][st["active"]], dtype=DTYPE)) * s + float(st["y_mean"][g])
+        cov = pa @ torch.as_tensor(st["sigma"], dtype=DTYPE) @ pa.transpose(-1, -2) * s**2
+        if self.settings.output == "log":
+            e = torch.exp(m)
+            m, cov = e, cov * e[..., :, None] * e[..., None, :]
+        elif self.settings.output == "poisson":
+            e = torch.exp(m + 0.5 * cov.diagonal(dim1=-2, dim2=-1))
+            m, cov = e, e[..., :, None] * e[..., None, :] * torch.expm1(cov)
+        return m, cov
+
     def rho(self) -> np.ndarray:
         """ρ_f of every fidelity link in the original output units, shape (L−1,)."""
         if self._state is None:
             raise RuntimeError("call fit() before rho()")
         st = self._state
         return st["rho"][1:] * st["y_std"][1:] / st["y_std"][:-1]
+
+    def noise_variance(self, fidelity: str | None = None) -> float:
+        """The learned nugget τ_f of ``fidelity`` in model units² (rate² for ``identity``, else log-rate²)."""
+        if self._state is None:
+            raise RuntimeError("call fit() before noise_variance()")
+        g = self._fid_index(fidelity)
+        return float(self._state["tau"][g] * self._state["y_std"][g] ** 2)
 
     def hyperparameters(self) -> dict[str, Any]:
         """Fitted hyperparameters per fidelity (standardised units) and the active terms."""
@@ -638,31 +645,14 @@ class PCESurrogate:
         return out
 
     # ------------------------------------------------------------- save/load
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``model.pt`` (tensors; ``torch.save``) and ``model.json`` (settings, fit info) to a folder."""
-        if self._state is None:
-            raise RuntimeError("nothing to save: fit() first")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: torch.as_tensor(v) for k, v in self._state.items()}
-        with atomic_path(directory / "model.pt") as tmp:
-            torch.save(tensors, tmp)
-        meta = {"kind": "pce", "fidelities": self.fidelities, "settings": asdict(self.settings), "seed": self.seed,
-                "space": self.space.to_dict(), "fit": asdict(self.info), "hyperparameters": self.hyperparameters()}
-        with atomic_path(directory / "model.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=2))
-        return directory
+    def _fitted(self) -> bool:
+        return self._state is not None
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> "PCESurrogate":
-        """Load a surrogate written by :meth:`save`."""
-        directory = Path(directory)
-        meta = json.loads((directory / "model.json").read_text())
-        sur = cls(DesignSpace.from_dict(meta["space"]), meta["fidelities"], PCESettings(**meta["settings"]), meta["seed"])
-        tensors = torch.load(directory / "model.pt", weights_only=True)
-        sur._state = {k: v.numpy() for k, v in tensors.items()}
-        sur.info = FitInfo(**meta["fit"])
-        return sur
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(v) for k, v in self._state.items()}
+
+    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        self._state = {k: v.numpy() for k, v in tensors.items()}
 
 
 def poisson_lognormal_logpmf(k: np.ndarray, n: np.ndarray, m: np.ndarray, var: np.ndarray) -> np.ndarray:
