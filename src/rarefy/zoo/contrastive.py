@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..nn.seeding import seeded
 from .training import TrainOptions, TrainRecord, train_model
 
 __all__ = ["PretrainOptions", "supcon_loss", "infonce_loss", "make_views", "ContrastiveObjective", "pretrain"]
@@ -160,10 +161,8 @@ def pretrain(encoder: torch.nn.Module, emb_dim: int, x: torch.Tensor, y: np.ndar
     and TensorBoard logs go to ``workdir`` (resumable), as in :func:`train_model`. The last
     ``n_aux`` columns of ``x`` are auxiliary inputs that views leave unchanged.
     """
-    gen_state = torch.get_rng_state()
-    torch.manual_seed(seed + 7919)
-    model = _WithHead(encoder, emb_dim, options.proj_dim)
-    torch.set_rng_state(gen_state)
+    with seeded(seed + 7919):
+        model = _WithHead(encoder, emb_dim, options.proj_dim)
     topts = TrainOptions(imbalance=[{"epochs": options.epochs, "positive_ratio": options.positive_ratio,
                                      "max_reuse": options.max_reuse}],
                          batch_size=options.batch_size, batches_per_epoch=options.batches_per_epoch, lr=options.lr,

@@ -25,6 +25,7 @@ import torch
 from ..io import atomic_path
 from ..denoise.normalize import Normalizer
 from ..errors import InputError
+from ..nn.seeding import seeded
 from .base import EventBatch
 from .contrastive import PretrainOptions, pretrain
 from .training import Objective, TrainOptions, TrainRecord, parse_options, predict_batched, train_model
@@ -124,8 +125,8 @@ class TorchBackend:
         self.prepare(train)
         xt = self.features(x)
         y = np.asarray(train.y, dtype=np.float32)
-        torch.manual_seed(self.seed)
-        self.model = self.build(xt.shape[1], nt)
+        with seeded(self.seed):
+            self.model = self.build(xt.shape[1], nt)
         if self.options.pretrain is not None:
             enc = self.encoder()
             if enc is None:
