@@ -40,7 +40,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -62,7 +62,7 @@ from ..nn.early_stopping import EarlyStopping
 from ..nn.sampling import Phase, PositiveStream, Schedule, regular_batches
 from ..nn.schedule import lr_factor
 from ..nn.seeding import seeded
-from ..nn.trainer import Trainer
+from ..nn.trainer import Trainer, TrainState
 
 __all__ = ["train", "TrainResult", "denoise_config", "resolve_device", "load_model", "save_model", "model_from_config",
            "epoch_lr"]
@@ -335,23 +335,17 @@ def _validate(model: CNP, s: _Setup, val_loss: Loss) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------- result
-@dataclass
-class TrainResult:
-    """A trained denoiser and its training record.
+@dataclass(kw_only=True)
+class TrainResult(TrainState):
+    """A trained denoiser and its training record (:class:`rarefy.nn.trainer.TrainState`).
 
     ``history``: one dict per epoch (``epoch``, ``phase``, ``train_loss``, ``val_loss``,
     ``val_pr_auc``, ``val_ece``, ``positives_seen``, ``batch_prior``, ``logit_offset``,
-    ``samples``, ``wall_s`` (seconds of the training pass)). ``split``: (train, val, test) run ids.
+    ``lr``, ``samples``, ``wall_s`` (seconds of the training pass)). ``split``: (train, val, test) run ids.
     """
 
     model: CNP
     normalizer: Normalizer
-    history: list[dict[str, Any]]
-    best_epoch: int
-    best_val_loss: float
-    epochs_run: int
-    stopped_early: bool
-    finished: bool
     split: tuple[list[str], list[str], list[str]]
     config: DenoiseConfig
     seed: int
@@ -474,12 +468,11 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
         tensorboard=out_dir / "tensorboard" if (out_dir is not None and cfg.tensorboard) else None,
         end_epoch=end_epoch, on_epoch=on_row, batch_weight=lambda b: len(b.y), progress=cfg.progress,
         name="denoiser",
-        extra_state=lambda st: {"phase": schedule.at(min(st.epoch, schedule.total_epochs - 1))[0]})
+        extra_state=lambda st: {"phase": schedule.at(min(st.epochs_run, schedule.total_epochs - 1))[0]})
     state = trainer.fit(epochs, stop_after_epochs=stop_after_epochs)
 
-    result = TrainResult(model=model, normalizer=s.normalizer, history=state.history, best_epoch=state.best_epoch,
-                         best_val_loss=state.best_value, epochs_run=state.epoch, stopped_early=state.stopped_early,
-                         finished=state.finished, split=s.split, config=cfg, seed=seed, out=out_dir)
+    result = TrainResult(**{f.name: getattr(state, f.name) for f in fields(state)}, model=model,
+                         normalizer=s.normalizer, split=s.split, config=cfg, seed=seed, out=out_dir)
     if out_dir is not None and state.finished:
         save_model(out_dir / MODEL, model, s.normalizer, cfg, seed)
         _write_json(out_dir / "history.json", state.history)

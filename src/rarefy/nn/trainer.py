@@ -55,15 +55,15 @@ B = TypeVar("B")
 
 @dataclass
 class TrainState:
-    """Where a training run stands: ``epoch`` (epochs finished), per-epoch ``history`` rows
-    (``epoch``, ``train_loss``, ``lr``, ``wall_s``, ``val_loss`` and whatever ``end_epoch``
-    and ``validate`` added), the best epoch and its score, whether training stopped early,
-    and whether it finished (False only after ``stop_after_epochs``)."""
+    """Where a training run stands: per-epoch ``history`` rows (``epoch``, ``train_loss``,
+    ``lr``, ``wall_s``, ``val_loss`` and whatever ``end_epoch`` and ``validate`` added), the
+    best epoch and its validation score, the epochs finished, whether training stopped
+    early, and whether it finished (False only after ``stop_after_epochs``)."""
 
-    epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = -1
-    best_value: float = math.inf
+    best_val_loss: float = math.inf
+    epochs_run: int = 0
     stopped_early: bool = False
     finished: bool = False
 
@@ -158,10 +158,10 @@ class Trainer(Generic[B]):
         self.scheduler.load_state_dict(ck["scheduler"])
         self.stopper.load_state_dict(ck["early_stopping"])
         self.generator.set_state(ck["generator"])
-        self.state = TrainState(epoch=int(ck["epoch"]), history=list(ck["history"]),
-                                best_epoch=self.stopper.best_epoch, best_value=self.stopper.best_value,
+        self.state = TrainState(history=list(ck["history"]), best_epoch=self.stopper.best_epoch,
+                                best_val_loss=self.stopper.best_value, epochs_run=int(ck["epoch"]),
                                 stopped_early=bool(ck["stopped_early"]), finished=bool(ck["finished"]))
-        log.info("%s: resuming at epoch %d from %s", self.name, self.state.epoch, self.checkpoint)
+        log.info("%s: resuming at epoch %d from %s", self.name, self.state.epochs_run, self.checkpoint)
         return True
 
     def _save(self) -> None:
@@ -170,7 +170,7 @@ class Trainer(Generic[B]):
         s = self.state
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "scheduler": self.scheduler.state_dict(), "early_stopping": self.stopper.state_dict(),
-                   "generator": self.generator.get_state(), "epoch": s.epoch, "finished": s.finished,
+                   "generator": self.generator.get_state(), "epoch": s.epochs_run, "finished": s.finished,
                    "stopped_early": s.stopped_early, "history": s.history, "fingerprint": self.fingerprint}
         if self.extra_state is not None:
             payload.update(self.extra_state(s))
@@ -185,10 +185,10 @@ class Trainer(Generic[B]):
         board = Board(self.tensorboard)
         n_this = 0
         try:
-            while not s.finished and s.epoch < self.epochs:
+            while not s.finished and s.epochs_run < self.epochs:
                 if stop_after_epochs is not None and n_this >= stop_after_epochs:
                     break
-                epoch = s.epoch
+                epoch = s.epochs_run
                 epoch_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
                 with seeded(epoch_seed, cuda_devices(self.model)):
                     row = self._epoch(batches(epoch), epoch)
@@ -197,15 +197,15 @@ class Trainer(Generic[B]):
                     row.update(self._validate())
                 stop = self.stopper.update(row.get("val_loss", math.nan), epoch, self.model)
                 self.scheduler.step()
-                s.epoch = epoch + 1
+                s.epochs_run = epoch + 1
                 n_this += 1
                 if stop:
                     s.stopped_early = True
                     row["stopped_early"] = True
-                s.finished = s.stopped_early or s.epoch >= self.epochs
+                s.finished = s.stopped_early or s.epochs_run >= self.epochs
                 if s.finished:
                     self.stopper.restore(self.model)
-                s.best_epoch, s.best_value = self.stopper.best_epoch, self.stopper.best_value
+                s.best_epoch, s.best_val_loss = self.stopper.best_epoch, self.stopper.best_value
                 s.history.append(row)
                 log.info("%s epoch %d: train %.5g, val %.5g", self.name, epoch, row["train_loss"],
                          row.get("val_loss", math.nan))

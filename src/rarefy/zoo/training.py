@@ -61,7 +61,7 @@ from ..nn.losses import get_loss
 from ..nn.mixup import Mixup
 from ..nn.early_stopping import EarlyStopping
 from ..nn.sampling import Phase, PositiveStream, Schedule, regular_batches
-from ..nn.trainer import Trainer
+from ..nn.trainer import Trainer, TrainState
 from ..errors import InputError
 
 __all__ = ["TrainOptions", "Objective", "ClassifierObjective", "ReconstructionObjective", "Calibrated",
@@ -262,19 +262,9 @@ class ReconstructionObjective:
         return out
 
 
-@dataclass
-class TrainRecord:
-    """What :func:`train_model` did: per-epoch ``history`` rows (``epoch``, ``phase``,
-    ``train_loss``, ``val_loss``, ``batch_prior``, ``logit_offset``, ``positives_seen``,
-    ``wall_s`` …), the best epoch and its validation loss, epochs run, and whether
-    training stopped early / finished (False only after ``stop_after_epochs``)."""
-
-    history: list[dict[str, Any]]
-    best_epoch: int
-    best_val_loss: float
-    epochs_run: int
-    stopped_early: bool
-    finished: bool
+#: What :func:`train_model` did (per-epoch ``history`` rows with ``epoch``, ``phase``, ``train_loss``,
+#: ``val_loss``, ``batch_prior``, ``logit_offset``, ``positives_seen``, ``wall_s`` …), see :class:`TrainState`.
+TrainRecord = TrainState
 
 
 def _fingerprint(x: torch.Tensor, y: np.ndarray, options: TrainOptions, seed: int, tag: str,
@@ -374,8 +364,7 @@ def train_model(model: torch.nn.Module, objective: Objective, x: torch.Tensor, y
 
         with atomic_path(workdir / "history.json") as tmp:
             tmp.write_text(json.dumps(state.history, indent=1, default=float))
-    return TrainRecord(state.history, state.best_epoch, state.best_value, state.epoch, state.stopped_early,
-                       state.finished)
+    return state
 
 
 @dataclass
