@@ -10,14 +10,16 @@
    the positive pool (training signal events outside the banks) and the validation
    targets;
 2. **trains** for the schedule's epochs: batches of regular targets plus pool positives
-   (:mod:`rarefy.denoise.sampling`), optional mixup, a context subset per run from its
-   bank, the configured loss (:mod:`rarefy.denoise.losses`), Adam;
-3. after each epoch **validates** (loss, PR-AUC, ECE on calibrated probabilities), logs
-   to TensorBoard when available, and writes an **atomic checkpoint** (model, optimiser,
-   RNG states, epoch, best state, schedule position, history). Calling :func:`train`
-   again with the same ``out`` resumes after the last finished epoch; the result equals
-   that of an uninterrupted run (all randomness of epoch ``e`` comes from
-   ``numpy.random.default_rng([seed, 2, e])``);
+   (:mod:`rarefy.nn.sampling`), optional mixup, a context subset per run from its
+   bank, the configured loss (:mod:`rarefy.nn.losses`), Adam;
+3. after each epoch **validates** (loss, PR-AUC, ECE on calibrated probabilities); the
+   epoch loop is :class:`rarefy.nn.trainer.Trainer`'s (learning-rate schedule, TensorBoard
+   when available, an **atomic checkpoint** of model, optimiser, scheduler, generator
+   state, epoch, best state and history). Calling :func:`train` again with the same
+   ``out`` resumes after the last finished epoch; the result equals that of an
+   uninterrupted run (all randomness of epoch ``e`` comes from
+   ``numpy.random.default_rng([seed, 2, e])``; the initial weights from ``seed``, drawn
+   under :func:`rarefy.nn.seeding.seeded`, which leaves the global RNG alone);
 4. **early stopping** on the validation loss restores the best weights;
 5. writes ``model.pt`` (weights + normaliser + settings), ``history.json``, ``split.json``.
 

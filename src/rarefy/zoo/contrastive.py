@@ -25,7 +25,7 @@ The projection head is dropped after pretraining.
   and every view of a same-class event, P(i)),
   ``ℓ_i = -1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ) )``,
   loss = mean over anchors with at least one positive. Signal events are oversampled
-  (``positive_ratio`` of each batch, :mod:`rarefy.denoise.sampling`) so that every batch
+  (``positive_ratio`` of each batch, :mod:`rarefy.nn.sampling`) so that every batch
   holds signal anchors at 1e-4 – 1e-6 imbalance.
 
 Training uses :func:`rarefy.zoo.training.train_model` (checkpoints under

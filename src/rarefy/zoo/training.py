@@ -4,26 +4,27 @@
 :class:`Objective` that turns a batch into a scalar loss:
 
 * :class:`ClassifierObjective`: the model returns one raw logit per event; the loss is
-  one of the stage-1 losses of :mod:`rarefy.denoise.losses` (``bce``, ``focal``,
+  one of the stage-1 losses of :mod:`rarefy.nn.losses` (``bce``, ``focal``,
   ``logit_adjusted``, ``gaussian_nll``, ``brier``; a point logit, i.e. ``log_var → -∞``
   so ``κ = μ``), optionally with a positive-class weight ``pos_weight``;
 * :class:`ReconstructionObjective`: the model returns a per-event loss (e.g. squared
   reconstruction error or negative ELBO, nats per event) through ``model.event_loss(x)``;
 * contrastive objectives (:mod:`rarefy.zoo.contrastive`).
 
-It reuses the stage-1 pieces: the class-imbalance schedule (:mod:`rarefy.denoise.sampling`:
-phases of per-batch positive oversampling, each pool positive drawn at most
-``max_reuse`` times per epoch), signal–background mixup (:mod:`rarefy.denoise.mixup`,
-applied to the φ columns; a mixture takes its signal's θ), atomic checkpoints with RNG
-state (:mod:`rarefy.denoise.checkpoint`) and the TensorBoard writer of
-:mod:`rarefy.denoise.train`.
+The epoch loop, early stopping, checkpoints, resume and TensorBoard are those of the one
+trainer, :class:`rarefy.nn.trainer.Trainer`; this module adds the batches, the loss and
+validation of an :class:`Objective`, and calibration. It reuses the stage-1 pieces: the
+class-imbalance schedule (:mod:`rarefy.nn.sampling`: phases of per-batch positive
+oversampling, each pool positive drawn at most ``max_reuse`` times per epoch) and
+signal–background mixup (:mod:`rarefy.nn.mixup`, applied to the φ columns; a mixture
+takes its signal's θ).
 
 **Epochs.** An epoch is ``batches_per_epoch`` batches of ``batch_size`` events drawn
 uniformly with replacement from the training events (``None``: one shuffled pass), plus
 the phase's pool positives. All randomness of epoch ``e`` comes from
-``numpy.random.default_rng([seed, tag, e])`` and the torch RNG (restored on resume), so
-an interrupted run resumed from ``workdir/checkpoint.pt`` ends with the same weights
-as an uninterrupted one.
+``numpy.random.default_rng([seed, tag, e])`` and the trainer's ``torch.Generator``
+(seeded by ``seed`` and ``tag``, its state checkpointed), so an interrupted run resumed
+from ``workdir/checkpoint.pt`` ends with the same weights as an uninterrupted one.
 
 **Calibration of classifiers.** Oversampling, ``pos_weight`` and logit adjustment change
 the training prior. After every epoch the model's ``logit_offset`` buffer (see
