@@ -51,7 +51,7 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     part = train(data, RESUME_CFG, out=tmp_path / "b", space=SPACE, seed=3, stop_after_epochs=2)
     assert not part.finished and part.epochs_run == 2
     ck = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
-    assert ck["epoch"] == 2 and ck["phase"] == 1 and set(ck["rng"]) >= {"torch", "numpy_global", "python"}
+    assert ck["epoch"] == 2 and ck["phase"] == 1 and ck["generator"].dtype == torch.uint8
     assert not (tmp_path / "b" / "model.pt").exists()
     resumed = train(data, RESUME_CFG, out=tmp_path / "b", space=SPACE, seed=3)
     assert resumed.finished and resumed.epochs_run == 4

@@ -156,3 +156,35 @@ def test_bench_custom_model_by_import_path_end_to_end(tmp_path):
     parts, _ = split_events(events, ids, [0.5, 0.25, 0.25], 3)
     loaded = TorchModuleBackend.load(out / "backends" / "tiny_mlp" / "model")
     assert roc_auc(parts["test"].y, loaded.score(parts["test"])) == pytest.approx(result["tiny_mlp"]["roc_auc"])
+
+
+def test_bench_runs_every_builtin_backend(tmp_path):
+    """All nine built-in backends train, score and save through ``rarefy bench`` (tiny settings)."""
+    torch_fast = {"epochs": 2, "batches_per_epoch": 5, "batch_size": 256, "tensorboard": False}
+    classifier = {**torch_fast, "imbalance": [{"epochs": 1, "positive_ratio": 0.05}, {"epochs": 1}]}
+    cnp = {"epochs": 2, "batches_per_epoch": 5, "batch_size": 256, "tensorboard": False, "context_size": 16,
+           "context_per_batch": 64, "min_context": 2}
+    backends = [
+        {"name": "cnp", "options": {**cnp, "model": {"encoder": [8], "decoder": [8]}}},
+        {"name": "attentive_np", "options": {**cnp, "model": {"encoder": [8], "decoder": [8]}}},
+        {"name": "autoencoder", "options": {**torch_fast, "hidden": [8], "latent": 2}},
+        {"name": "vae", "options": {**torch_fast, "hidden": [8], "latent": 2}},
+        {"name": "isolation_forest", "options": {"n_estimators": 20}},
+        {"name": "flow_ratio", "options": {"transforms": 1, "hidden": [8], "epochs": 2, "signal_epochs": 2,
+                                           "max_batches": 3}},
+        {"name": "ft_transformer", "options": {**classifier, "d_token": 4, "n_layers": 1, "d_ffn": 8}},
+        {"name": "bdt_ft_transformer", "options": {**classifier, "d_token": 4, "n_layers": 1, "d_ffn": 8,
+                                                   "n_trees": 3, "num_leaves": 4}},
+        {"name": "nre", "options": {**classifier, "hidden": [8, 8]}},
+    ]
+    assert {b["name"] for b in backends} == set(registry.BUILTIN)
+    res = rarefy.bench(load_config(write(tmp_path / "bench.yaml", config(backends, save_models=False))),
+                       tmp_path / "out")
+    assert not res.failed, res.failed
+    result = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert list(result) == [b["name"] for b in backends]
+    for name, entry in result.items():
+        assert tuple(entry) == METRIC_KEYS and entry["roc_auc"] is not None, name
+    # the torch backends trained with the one trainer: checkpoints and history in their work folders
+    for name in ("autoencoder", "vae", "ft_transformer", "bdt_ft_transformer", "nre"):
+        assert (tmp_path / "out" / "backends" / name / "work" / "fit" / "history.json").exists(), name

@@ -20,7 +20,7 @@ target events, ``dx = dθ + dφ`` (normalised θ and φ concatenated).
 ``z ~ N(μ, σ²)`` with ``μ`` and ``log σ²`` (clamped to [-12, 8]) as its two heads. The
 predictive probability is ``p̄ = E[sigmoid(z)] ≈ sigmoid(μ / sqrt(1 + πσ²/8))`` and its
 1σ is ``σ_p ≈ sigmoid(μ)(1 - sigmoid(μ)) σ`` (delta method), see
-:func:`rarefy.denoise.losses.predictive`. A buffer ``logit_offset`` (set by the trainer,
+:func:`rarefy.nn.losses.predictive`. A buffer ``logit_offset`` (set by the trainer,
 0 by default) shifts the moderated logit (:meth:`CNP.calibrate`, used by
 :meth:`CNP.predict` and scoring) to undo the prior shift of oversampling / logit
 adjustment, so scores are calibrated probabilities per event.

@@ -92,7 +92,7 @@ class Normalizer:
     feature (std 0) is only centred. ``phi_log`` (bool, dφ; default none) marks columns
     that are log-transformed first (``phi_mean`` / ``phi_std`` are then those of ``log φ``);
     values <= 0 in such a column are clamped to the smallest positive float32 first.
-    Outputs are float32 tensors.
+    Outputs are float32 tensors. ``dim_theta`` / ``dim_phi``: the numbers of θ and φ columns.
     """
 
     def __init__(self, theta_low: np.ndarray, theta_high: np.ndarray, phi_mean: np.ndarray, phi_std: np.ndarray,
@@ -101,6 +101,7 @@ class Normalizer:
         self.theta_high = np.asarray(theta_high, dtype=np.float64)
         self.phi_mean = np.asarray(phi_mean, dtype=np.float64)
         self.phi_std = np.asarray(phi_std, dtype=np.float64)
+        self.dim_theta, self.dim_phi = len(self.theta_low), len(self.phi_mean)
         self.phi_log = (np.zeros(len(self.phi_mean), bool) if phi_log is None
                         else np.asarray(phi_log, dtype=bool).reshape(len(self.phi_mean)))
         self._log_cols = torch.as_tensor(np.flatnonzero(self.phi_log), dtype=torch.long)
@@ -110,14 +111,6 @@ class Normalizer:
         self._p_mean = torch.as_tensor(self.phi_mean, dtype=torch.float32)
         self._p_inv = torch.as_tensor(np.where(self.phi_std > 0, 1.0 / np.where(self.phi_std > 0, self.phi_std, 1.0), 1.0),
                                       dtype=torch.float32)
-
-    @property
-    def dim_theta(self) -> int:
-        return len(self.theta_low)
-
-    @property
-    def dim_phi(self) -> int:
-        return len(self.phi_mean)
 
     def theta(self, theta: torch.Tensor | np.ndarray) -> torch.Tensor:
         """θ (..., dθ) in parameter units -> [-1, 1] per coordinate."""

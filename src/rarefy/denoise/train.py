@@ -10,14 +10,16 @@
    the positive pool (training signal events outside the banks) and the validation
    targets;
 2. **trains** for the schedule's epochs: batches of regular targets plus pool positives
-   (:mod:`rarefy.denoise.sampling`), optional mixup, a context subset per run from its
-   bank, the configured loss (:mod:`rarefy.denoise.losses`), Adam;
-3. after each epoch **validates** (loss, PR-AUC, ECE on calibrated probabilities), logs
-   to TensorBoard when available, and writes an **atomic checkpoint** (model, optimiser,
-   RNG states, epoch, best state, schedule position, history). Calling :func:`train`
-   again with the same ``out`` resumes after the last finished epoch; the result equals
-   that of an uninterrupted run (all randomness of epoch ``e`` comes from
-   ``numpy.random.default_rng([seed, 2, e])``);
+   (:mod:`rarefy.nn.sampling`), optional mixup, a context subset per run from its
+   bank, the configured loss (:mod:`rarefy.nn.losses`), Adam;
+3. after each epoch **validates** (loss, PR-AUC, ECE on calibrated probabilities); the
+   epoch loop is :class:`rarefy.nn.trainer.Trainer`'s (learning-rate schedule, TensorBoard
+   when available, an **atomic checkpoint** of model, optimiser, scheduler, generator
+   state, epoch, best state and history). Calling :func:`train` again with the same
+   ``out`` resumes after the last finished epoch; the result equals that of an
+   uninterrupted run (all randomness of epoch ``e`` comes from
+   ``numpy.random.default_rng([seed, 2, e])``; the initial weights from ``seed``, drawn
+   under :func:`rarefy.nn.seeding.seeded`, which leaves the global RNG alone);
 4. **early stopping** on the validation loss restores the best weights;
 5. writes ``model.pt`` (weights + normaliser + settings), ``history.json``, ``split.json``.
 
@@ -40,19 +42,17 @@ import json
 import logging
 import math
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..io import atomic_path, write_json
+from ..io import atomic_path
 from ..config import DenoiseConfig
 from ..errors import InputError
 from ..space import DesignSpace
-from ..nn.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .context import draw_bank
 from .data import Source, iter_chunks, split_runs
 from ..nn.losses import Loss, get_loss
@@ -60,7 +60,11 @@ from .metrics import expected_calibration_error, pr_auc
 from ..nn.mixup import Mixup
 from .models import CNP, build_model
 from .normalize import Normalizer, PhiMoments
+from ..nn.early_stopping import EarlyStopping
 from ..nn.sampling import Phase, PositiveStream, Schedule, regular_batches
+from ..nn.schedule import lr_factor
+from ..nn.seeding import seeded
+from ..nn.trainer import Trainer, TrainState
 
 __all__ = ["train", "TrainResult", "denoise_config", "resolve_device", "load_model", "save_model", "model_from_config",
            "epoch_lr"]
@@ -111,9 +115,7 @@ def model_from_config(cfg: DenoiseConfig, dim_theta: int, dim_phi: int) -> CNP:
 
 def epoch_lr(cfg: DenoiseConfig, epoch: int, total: int) -> float:
     """Learning rate of (0-based) ``epoch`` of ``total``: ``lr``, or its cosine annealing (``lr_schedule``)."""
-    if cfg.lr_schedule == "cosine" and total > 0:
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / total))
-    return cfg.lr
+    return cfg.lr * lr_factor(cfg.lr_schedule, epoch, total)
 
 
 def _schedule(cfg: DenoiseConfig) -> Schedule:
@@ -307,12 +309,6 @@ def _context(s: _Setup, groups: torch.Tensor, m: int, rng: np.random.Generator
     return ctx_x, ctx_y, ctx_mask
 
 
-def _forward_groups(model: CNP, s: _Setup, x: torch.Tensor, groups: torch.Tensor, inv: torch.Tensor, m: int,
-                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    ctx_x, ctx_y, ctx_mask = _context(s, groups, m, rng)
-    return model(ctx_x, ctx_y, ctx_mask, x, inv)
-
-
 def _full_bank_reps(model: CNP, s: _Setup, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     m = s.bank_x.shape[1]
     return s.bank_x[groups], s.bank_y[groups], torch.arange(m, device=groups.device)[None, :] < s.bank_count[groups][:, None]
@@ -341,23 +337,17 @@ def _validate(model: CNP, s: _Setup, val_loss: Loss) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------- result
-@dataclass
-class TrainResult:
-    """A trained denoiser and its training record.
+@dataclass(kw_only=True)
+class TrainResult(TrainState):
+    """A trained denoiser and its training record (:class:`rarefy.nn.trainer.TrainState`).
 
     ``history``: one dict per epoch (``epoch``, ``phase``, ``train_loss``, ``val_loss``,
     ``val_pr_auc``, ``val_ece``, ``positives_seen``, ``batch_prior``, ``logit_offset``,
-    ``samples``, ``wall_s`` (seconds of the training pass)). ``split``: (train, val, test) run ids.
+    ``lr``, ``samples``, ``wall_s`` (seconds of the training pass)). ``split``: (train, val, test) run ids.
     """
 
     model: CNP
     normalizer: Normalizer
-    history: list[dict[str, Any]]
-    best_epoch: int
-    best_val_loss: float
-    epochs_run: int
-    stopped_early: bool
-    finished: bool
     split: tuple[list[str], list[str], list[str]]
     config: DenoiseConfig
     seed: int
@@ -390,32 +380,6 @@ def load_model(path: str | os.PathLike[str]) -> tuple[CNP, Normalizer, DenoiseCo
     return model, Normalizer.from_state_dict(payload["normalizer"]), cfg
 
 
-class _Board:
-    """TensorBoard scalars when ``tensorboard`` is installed, else nothing (one warning)."""
-
-    def __init__(self, folder: Path | None) -> None:
-        self.writer = None
-        if folder is None:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            log.warning("tensorboard is not installed; training scalars are not logged to TensorBoard")
-            return
-        self.writer = SummaryWriter(str(folder))
-
-    def log(self, row: Mapping[str, Any], step: int) -> None:
-        if self.writer is None:
-            return
-        for key in ("train_loss", "val_loss", "val_pr_auc", "val_ece", "batch_prior", "logit_offset"):
-            v = row.get(key)
-            if v is not None and np.isfinite(v):
-                self.writer.add_scalar(key.replace("_", "/", 1), float(v), step)
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 # --------------------------------------------------------------------- train
@@ -460,124 +424,95 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
     if len(s.pool_run) == 0 and any(p.positive_ratio for p in schedule.phases):
         log.warning("no signal events in the training runs: positive oversampling has nothing to draw from")
 
-    torch.manual_seed(seed)
-    model = model_from_config(cfg, len(s.runs.theta_names), len(s.runs.phi_names)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    with seeded(seed):
+        model = model_from_config(cfg, len(s.runs.theta_names), len(s.runs.phi_names)).to(device)
     pi_data = (s.k_train_targets + 0.5) / (s.n_train_targets + 1.0)
     first = schedule.phases[0]
     pool_share = first.n_pool(cfg.batch_size) / cfg.batch_size if len(s.pool_run) else 0.0
     model.init_prior(pi_data * (1.0 - pool_share) + pool_share)   # the first phase's batch prior
+    epochs = _EpochBatches(s, cfg, source, schedule, seed, mix, device, pi_data)
 
-    history: list[dict[str, Any]] = []
-    best = {"val_loss": math.inf, "epoch": -1, "state": None, "offset": 0.0}
-    bad_epochs = 0
-    start_epoch = 0
-    finished = False
-    cfg_json = cfg.model_dump_json(exclude={"progress", "tensorboard"})
-    ckpt_path = out_dir / CHECKPOINT if out_dir is not None else None
-    if ckpt_path is not None and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        if ck["config"] != cfg_json or ck["fingerprint"] != s.fingerprint or ck["seed"] != seed:
-            raise InputError("the checkpoint here was written for other data, config or seed; use a new output folder",
-                             file=ckpt_path)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        restore_rng(ck["rng"])
-        history = list(ck["history"])
-        best = {"val_loss": ck["best_val_loss"], "epoch": ck["best_epoch"], "state": ck["best_state"],
-                "offset": ck["best_offset"]}
-        bad_epochs, start_epoch, finished = ck["bad_epochs"], ck["epoch"], ck["finished"]
-        model.logit_offset.fill_(ck["logit_offset"])
-        log.info("resuming denoiser training at epoch %d (phase %d) from %s", start_epoch, ck["phase"], ckpt_path)
-    board = _Board(out_dir / "tensorboard" if (out_dir is not None and cfg.tensorboard) else None)
+    def step(m: torch.nn.Module, b: _Batch) -> torch.Tensor:
+        mu, log_var = m(b.ctx_x, b.ctx_y, b.ctx_mask, b.x, b.inv)
+        return loss_fn(mu, log_var, b.y, batch_prior=b.prior)
 
-    epochs_this_call = 0
-    stopped_early = bool(history and history[-1].get("stopped_early"))
-    epoch = start_epoch
-    try:
-        while not finished and epoch < schedule.total_epochs:
-            if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
-                break
-            phase_i, phase = schedule.at(epoch)
-            for group in opt.param_groups:
-                group["lr"] = epoch_lr(cfg, epoch, schedule.total_epochs)
-            row = _train_epoch(model, opt, s, cfg, source, phase, epoch, seed, loss_fn, mix, device, pi_data)
-            if not np.isfinite(row["train_loss"]):
-                raise FloatingPointError(f"training loss is not finite at epoch {epoch}; lower the learning rate")
-            shift = 0.0
-            if cfg.loss.name == "logit_adjusted":
-                tau = float(cfg.loss.params.get("tau", 1.0))
-                prior = cfg.loss.params.get("prior")
-                shift = tau * _logit(prior if prior is not None else row["batch_prior"])
-            offset = _logit(pi_data) - _logit(row["batch_prior"]) + shift
-            model.logit_offset.fill_(offset)
-            row.update(_validate(model, s, val_loss_fn))
-            row.update(epoch=epoch, phase=phase_i, logit_offset=offset, lr=opt.param_groups[0]["lr"])
-            improved = row["val_loss"] < best["val_loss"] - cfg.early_stopping.min_delta
-            if improved or not cfg.early_stopping.enabled:
-                best = {"val_loss": row["val_loss"], "epoch": epoch,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "offset": offset}
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-            epoch += 1
-            epochs_this_call += 1
-            if cfg.early_stopping.enabled and bad_epochs >= cfg.early_stopping.patience:
-                stopped_early = True
-                row["stopped_early"] = True
-            finished = stopped_early or epoch >= schedule.total_epochs
-            if finished and best["state"] is not None:
-                model.load_state_dict(best["state"])  # restores the best weights and their offset buffer
-            history.append(row)
-            log.info("epoch %d phase %d: train %.5g, val %.5g, PR-AUC %.3g, ECE %.3g, positives %d",
-                     row["epoch"], phase_i, row["train_loss"], row["val_loss"], row["val_pr_auc"], row["val_ece"],
-                     row["positives_seen"])
-            board.log(row, row["epoch"])
-            if ckpt_path is not None and cfg.checkpoint:
-                save_checkpoint(ckpt_path, {
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": capture_rng(),
-                    "epoch": epoch, "phase": schedule.at(min(epoch, schedule.total_epochs - 1))[0],
-                    "finished": finished, "best_state": best["state"], "best_val_loss": best["val_loss"],
-                    "best_epoch": best["epoch"], "best_offset": best["offset"], "bad_epochs": bad_epochs,
-                    "logit_offset": float(model.logit_offset), "history": history, "config": cfg_json,
-                    "fingerprint": s.fingerprint, "seed": seed,
-                })
-            if on_epoch is not None:
-                on_epoch(row)
-    finally:
-        board.close()
+    def end_epoch(epoch: int, row: dict[str, Any]) -> None:
+        row.update(epochs.stats)
+        shift = 0.0
+        if cfg.loss.name == "logit_adjusted":
+            tau = float(cfg.loss.params.get("tau", 1.0))
+            prior = cfg.loss.params.get("prior")
+            shift = tau * _logit(prior if prior is not None else row["batch_prior"])
+        offset = _logit(pi_data) - _logit(row["batch_prior"]) + shift
+        model.logit_offset.fill_(offset)
+        row.update(phase=schedule.at(epoch)[0], logit_offset=offset)
 
-    model.eval()
-    result = TrainResult(model=model, normalizer=s.normalizer, history=history, best_epoch=int(best["epoch"]),
-                         best_val_loss=float(best["val_loss"]), epochs_run=epoch, stopped_early=stopped_early,
-                         finished=finished, split=s.split, config=cfg, seed=seed, out=out_dir)
-    if out_dir is not None and finished:
+    def on_row(row: dict[str, Any]) -> None:
+        log.info("epoch %d phase %d: train %.5g, val %.5g, PR-AUC %.3g, ECE %.3g, positives %d",
+                 row["epoch"], row["phase"], row["train_loss"], row["val_loss"], row["val_pr_auc"], row["val_ece"],
+                 row["positives_seen"])
+        if on_epoch is not None:
+            on_epoch(row)
+
+    es = cfg.early_stopping
+    fingerprint = json.dumps({"config": cfg.model_dump_json(exclude={"progress", "tensorboard"}),
+                              "data": s.fingerprint, "seed": seed})
+    trainer: Trainer[_Batch] = Trainer(
+        model, lambda p: torch.optim.Adam(p, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True), step,
+        epochs=schedule.total_epochs, validate=lambda m: _validate(m, s, val_loss_fn),
+        early_stopping=EarlyStopping(es.patience if es.enabled else None, es.min_delta),
+        lr_schedule=cfg.lr_schedule, seed=seed,
+        checkpoint=out_dir / CHECKPOINT if (out_dir is not None and cfg.checkpoint) else None,
+        fingerprint=fingerprint,
+        tensorboard=out_dir / "tensorboard" if (out_dir is not None and cfg.tensorboard) else None,
+        end_epoch=end_epoch, on_epoch=on_row, batch_weight=lambda b: len(b.y), progress=cfg.progress,
+        name="denoiser",
+        extra_state=lambda st: {"phase": schedule.at(min(st.epochs_run, schedule.total_epochs - 1))[0]})
+    state = trainer.fit(epochs, stop_after_epochs=stop_after_epochs)
+
+    result = TrainResult(**{f.name: getattr(state, f.name) for f in fields(state)}, model=model,
+                         normalizer=s.normalizer, split=s.split, config=cfg, seed=seed, out=out_dir)
+    if out_dir is not None and state.finished:
         save_model(out_dir / MODEL, model, s.normalizer, cfg, seed)
-        write_json(out_dir / "history.json", history)
-        write_json(out_dir / "split.json", {"train": s.split[0], "val": s.split[1], "test": s.split[2]})
     return result
 
 
-def _train_epoch(model: CNP, opt: torch.optim.Optimizer, s: _Setup, cfg: DenoiseConfig, source: Source, phase: Phase,
-                 epoch: int, seed: int, loss_fn: Loss, mix: Mixup | None, device: torch.device, pi_data: float
-                 ) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+@dataclass
+class _Batch:
+    """One training batch: targets ``x`` (B, dx), ``y`` (B,), their run index ``inv`` into the
+    batch's runs, the runs' context (``ctx_x`` (G, m, dx), ``ctx_y``, ``ctx_mask`` (G, m)) and the
+    batch's expected signal fraction ``prior``."""
 
-    t0 = time.perf_counter()
-    rng = np.random.default_rng([seed, 2, epoch])
-    model.train()
-    b_pool = phase.n_pool(cfg.batch_size) if len(s.pool_run) else 0
-    b_reg = cfg.batch_size - b_pool
-    stream = PositiveStream(len(s.pool_run), phase.max_reuse, rng) if b_pool else None
-    m_bank = s.bank_x.shape[1]
-    tot_loss, tot_n, tot_pos, tot_y, n_mixed = 0.0, 0, 0, 0.0, 0
-    # batches per chunk: a full pass, or the epoch cap shared out by chunk size
-    with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("loss {task.fields[loss]:.4g}"), TimeRemainingColumn(), transient=True,
-                  disable=not cfg.progress) as bar:
-        total = cfg.batches_per_epoch or max(1, math.ceil(s.n_train_targets / max(b_reg, 1)))
-        task = bar.add_task("train", total=total, epoch=epoch, loss=float("nan"))
-        for chunk in iter_chunks(source):
+    x: torch.Tensor
+    y: torch.Tensor
+    inv: torch.Tensor
+    ctx_x: torch.Tensor
+    ctx_y: torch.Tensor
+    ctx_mask: torch.Tensor
+    prior: float
+
+
+class _EpochBatches:
+    """``self(epoch)``: the epoch's batches (all randomness from ``default_rng([seed, 2, epoch])``);
+    ``stats``: the last epoch's counts, filled while its batches are drawn."""
+
+    def __init__(self, s: _Setup, cfg: DenoiseConfig, source: Source, schedule: Schedule, seed: int,
+                 mix: Mixup | None, device: torch.device, pi_data: float) -> None:
+        self.s, self.cfg, self.source, self.schedule, self.seed = s, cfg, source, schedule, seed
+        self.mix, self.device, self.pi_data = mix, device, pi_data
+        self.stats: dict[str, Any] = {}
+
+    def __call__(self, epoch: int) -> Iterator[_Batch]:
+        s, cfg, device, mix, pi_data = self.s, self.cfg, self.device, self.mix, self.pi_data
+        rng = np.random.default_rng([self.seed, 2, epoch])
+        phase = self.schedule.at(epoch)[1]
+        b_pool = phase.n_pool(cfg.batch_size) if len(s.pool_run) else 0
+        b_reg = cfg.batch_size - b_pool
+        stream = PositiveStream(len(s.pool_run), phase.max_reuse, rng) if b_pool else None
+        m_bank = s.bank_x.shape[1]
+        st = self.stats = {"positives_seen": 0, "samples": 0, "batch_prior": math.nan, "mixed": 0, "pool_draws": 0}
+        tot_y = 0.0
+        for chunk in iter_chunks(self.source):
             codes = np.array([s.runs.code[r] for r in chunk.run_ids])
             eligible = np.zeros(chunk.n, bool)
             for j, c in enumerate(codes):
@@ -589,6 +524,7 @@ def _train_epoch(model: CNP, opt: torch.optim.Optimizer, s: _Setup, cfg: Denoise
             n_elig = int(eligible.sum())
             if n_elig == 0:
                 continue
+            # batches per chunk: a full pass, or the epoch cap shared out by chunk size
             n_batches = None
             if cfg.batches_per_epoch is not None:
                 n_batches = max(1, int(round(cfg.batches_per_epoch * n_elig / s.n_train_targets)))
@@ -601,7 +537,7 @@ def _train_epoch(model: CNP, opt: torch.optim.Optimizer, s: _Setup, cfg: Denoise
                 phi_n = s.normalizer.phi(phi_t.index_select(0, reg_t)).to(device)
                 x = torch.cat([s.theta_n.index_select(0, run), phi_n], dim=-1)
                 y = y_t.index_select(0, reg_t).to(device)
-                n_reg, n_pool = len(reg), 0
+                n_reg, n_pool, lam_sum = len(reg), 0, 0.0
                 if stream is not None:
                     pick = torch.as_tensor(stream.take(b_pool), device=device)
                     n_pool = len(pick)
@@ -609,30 +545,23 @@ def _train_epoch(model: CNP, opt: torch.optim.Optimizer, s: _Setup, cfg: Denoise
                         x = torch.cat([x, s.pool_x.index_select(0, pick)])
                         y = torch.cat([y, torch.ones(len(pick), device=device)])
                         run = torch.cat([run, s.pool_run.index_select(0, pick)])
-                tot_pos += int((y == 1).sum())
+                st["positives_seen"] += int((y == 1).sum())
                 if mix is not None:
                     dth = s.theta_n.shape[1]
                     y_mass = float(y.sum())
                     phi_mixed, y, run, k = mix(x[:, dth:], y, run, rng)
                     lam_sum = float(y.sum()) - y_mass
                     x = torch.cat([s.theta_n.index_select(0, run), phi_mixed], dim=-1)
-                    n_mixed += k
+                    st["mixed"] += k
                 groups, inv = torch.unique(run, return_inverse=True)
                 m = int(min(m_bank, max(cfg.min_context, cfg.context_per_batch // len(groups))))
-                mu, log_var = _forward_groups(model, s, x, groups, inv, m, rng)
+                ctx_x, ctx_y, ctx_mask = _context(s, groups, m, rng)
                 # expected signal fraction of this batch (regular events carry the data prior)
-                prior = (pi_data * n_reg + n_pool + (lam_sum if mix is not None else 0.0)) / len(y)
-                loss = loss_fn(mu, log_var, y, batch_prior=prior)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                lv = float(loss.detach())
-                tot_loss += lv * len(y)
-                tot_n += len(y)
+                prior = (pi_data * n_reg + n_pool + lam_sum) / len(y)
+                st["samples"] += len(y)
                 tot_y += prior * len(y)
-                bar.update(task, advance=1, loss=lv)
-    if tot_n == 0:
-        raise InputError("no training batches: the training runs hold no targets")
-    return {"train_loss": tot_loss / tot_n, "positives_seen": tot_pos, "samples": tot_n,
-            "batch_prior": tot_y / tot_n, "mixed": n_mixed,
-            "pool_draws": 0 if stream is None else stream.used, "wall_s": time.perf_counter() - t0}
+                st["batch_prior"] = tot_y / st["samples"]
+                st["pool_draws"] = 0 if stream is None else stream.used
+                yield _Batch(x, y, inv, ctx_x, ctx_y, ctx_mask, prior)
+        if st["samples"] == 0:
+            raise InputError("no training batches: the training runs hold no targets")

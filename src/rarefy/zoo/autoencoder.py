@@ -16,8 +16,7 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from .torch_backend import TorchBackend, TorchBackendOptions, mlp
-from .training import Objective, ReconstructionObjective
+from .torch_backend import ReconstructionBackend, TorchBackendOptions, mlp
 
 __all__ = ["AutoencoderBackend", "AutoencoderOptions", "Autoencoder"]
 
@@ -44,22 +43,14 @@ class Autoencoder(torch.nn.Module):
         return ((self(x) - x) ** 2).mean(dim=1)
 
 
-class AutoencoderBackend(TorchBackend):
+class AutoencoderBackend(ReconstructionBackend):
     """``autoencoder``: reconstruction-error scorer trained on background (see the module docstring)."""
 
     name: ClassVar[str] = "autoencoder"
-    probabilistic: ClassVar[bool] = False
     Options: ClassVar[type[AutoencoderOptions]] = AutoencoderOptions
-    background_only: ClassVar[bool] = True
 
     def build(self, d: int, n_theta: int) -> torch.nn.Module:
         return Autoencoder(d, self.options.hidden, self.options.latent)
-
-    def objective(self) -> Objective:
-        return ReconstructionObjective()
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.event_loss(x)
 
     def encoder(self) -> tuple[torch.nn.Module, int]:
         return self.model.enc, self.options.latent

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..errors import InputError
 from .base import EventBatch
 from .ft_transformer import FTTransformerBackend, FTTransformerOptions
 
@@ -130,13 +129,12 @@ class BDTFTTransformerBackend(FTTransformerBackend):
     """``bdt_ft_transformer``: FT-Transformer with BDT decision-path tokens (see the module docstring)."""
 
     name: ClassVar[str] = "bdt_ft_transformer"
-    probabilistic: ClassVar[bool] = True
     Options: ClassVar[type[BDTOptions]] = BDTOptions
+    option_checks = FTTransformerBackend.option_checks + (
+        (lambda o: not o.mixup.enabled, "mixup is not supported (a mixed event has no tree leaves)"),)
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
         super().__init__(seed, **options)
-        if self.options.mixup.enabled:
-            raise InputError(f"{self.name} options: mixup is not supported (a mixed event has no tree leaves)")
         self.booster: Any = None
         self.encoding: PathEncoding | None = None
 

@@ -240,7 +240,7 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
     Raises :class:`InputError` (before any training) for an unknown backend, an import
     path that does not import, bad backend options, or a missing run directory.
     """
-    import torch
+    from ..surrogate.linalg import torch_threads
 
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     cfg, path = as_config(config)
@@ -283,9 +283,7 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
     metrics: dict[str, dict[str, float | None]] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     failed: dict[str, str] = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(bc.threads)
-    try:
+    with torch_threads(bc.threads):
         for k, (label, backend, spec) in enumerate(built):
             if progress is not None:
                 progress(label, k, len(built))
@@ -333,8 +331,6 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
                 meta["failed"][label] = failed[label]
             write_json(out / "bench.json", metrics)
             write_json(out / "bench_meta.json", meta)
-    finally:
-        torch.set_num_threads(threads)
     if progress is not None:
         progress("done", len(built), len(built))
     wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu

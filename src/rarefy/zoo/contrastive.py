@@ -25,7 +25,7 @@ The projection head is dropped after pretraining.
   and every view of a same-class event, P(i)),
   ``ℓ_i = -1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ) )``,
   loss = mean over anchors with at least one positive. Signal events are oversampled
-  (``positive_ratio`` of each batch, :mod:`rarefy.denoise.sampling`) so that every batch
+  (``positive_ratio`` of each batch, :mod:`rarefy.nn.sampling`) so that every batch
   holds signal anchors at 1e-4 – 1e-6 imbalance.
 
 Training uses :func:`rarefy.zoo.training.train_model` (checkpoints under
@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..nn.seeding import seeded
 from .training import TrainOptions, TrainRecord, train_model
 
 __all__ = ["PretrainOptions", "supcon_loss", "infonce_loss", "make_views", "ContrastiveObjective", "pretrain"]
@@ -160,10 +161,8 @@ def pretrain(encoder: torch.nn.Module, emb_dim: int, x: torch.Tensor, y: np.ndar
     and TensorBoard logs go to ``workdir`` (resumable), as in :func:`train_model`. The last
     ``n_aux`` columns of ``x`` are auxiliary inputs that views leave unchanged.
     """
-    gen_state = torch.get_rng_state()
-    torch.manual_seed(seed + 7919)
-    model = _WithHead(encoder, emb_dim, options.proj_dim)
-    torch.set_rng_state(gen_state)
+    with seeded(seed + 7919):
+        model = _WithHead(encoder, emb_dim, options.proj_dim)
     topts = TrainOptions(imbalance=[{"epochs": options.epochs, "positive_ratio": options.positive_ratio,
                                      "max_reuse": options.max_reuse}],
                          batch_size=options.batch_size, batches_per_epoch=options.batches_per_epoch, lr=options.lr,

@@ -31,15 +31,17 @@ import copy
 import json
 import logging
 import math
-import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import torch
 import zuko
 
 from ..io import atomic_path
+from ..nn.early_stopping import EarlyStopping
+from ..nn.seeding import seeded
+from ..nn.trainer import Trainer
 from .base import EventBatch
 
 __all__ = ["FlowRatioBackend", "fit_flow", "build_flow", "Standardizer"]
@@ -94,9 +96,10 @@ def fit_flow(flow: zuko.flows.Flow, x: np.ndarray, x_val: np.ndarray | None, *, 
 
     ``anchor`` > 0 adds ``anchor · Σ (w - anchor_state)²`` to the loss (mean NLL per event).
     ``max_batches`` caps the batches of one epoch. The best weights (validation NLL, or
-    the last epoch's without validation data) are loaded on return.
+    the last epoch's without validation data) are loaded on return. The epoch loop is
+    :class:`rarefy.nn.trainer.Trainer`'s (no checkpoints: a flow fits in minutes);
+    batches and jitter come from ``rng``, consumed epoch after epoch.
     """
-    opt = torch.optim.Adam(flow.parameters(), lr=lr, weight_decay=weight_decay)
     xt = torch.from_numpy(x)
     params = dict(flow.named_parameters())
     ref = {k: v.detach().clone() for k, v in anchor_state.items() if k in params} if anchor_state else {}
@@ -104,45 +107,31 @@ def fit_flow(flow: zuko.flows.Flow, x: np.ndarray, x_val: np.ndarray | None, *, 
     nb = max(1, math.ceil(n / batch_size))
     if max_batches is not None:
         nb = min(nb, max_batches)
-    best, best_state, bad = math.inf, None, 0
-    history = []
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        flow.train()
+
+    def batches(epoch: int) -> Iterator[torch.Tensor]:
         perm = rng.permutation(n)
-        tot = 0.0
         for b in range(nb):
-            idx = torch.from_numpy(perm[(b * batch_size) % n:][:batch_size])
-            xb = xt[idx]
+            xb = xt[torch.from_numpy(perm[(b * batch_size) % n:][:batch_size])]
             if noise > 0:
                 xb = xb + noise * torch.from_numpy(rng.standard_normal(xb.shape).astype(np.float32))
-            loss = -flow().log_prob(xb).mean()
-            if anchor > 0 and ref:
-                loss = loss + anchor * sum(((params[k] - r) ** 2).sum() for k, r in ref.items())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach())
-        row = {"epoch": epoch, "train_loss": tot / nb, "wall_s": time.perf_counter() - t0}
-        if not math.isfinite(row["train_loss"]):
-            raise FloatingPointError(f"flow training loss is not finite at epoch {epoch}; lower the learning rate")
-        if x_val is not None and len(x_val):
-            row["val_nll"] = float(-_log_prob(flow, x_val).mean())
-            score = row["val_nll"]
-        else:
-            score = -epoch  # no validation data: keep the last epoch
-        history.append(row)
-        if score < best:
-            best, bad = score, 0
-            best_state = {k: v.detach().clone() for k, v in flow.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    if best_state is not None:
-        flow.load_state_dict(best_state)
-    flow.eval()
-    return history
+            yield xb
+
+    def step(model: torch.nn.Module, xb: torch.Tensor) -> torch.Tensor:
+        loss = -model().log_prob(xb).mean()
+        if anchor > 0 and ref:
+            loss = loss + anchor * sum(((params[k] - r) ** 2).sum() for k, r in ref.items())
+        return loss
+
+    validate = None
+    if x_val is not None and len(x_val):
+        def validate(model: torch.nn.Module) -> dict[str, float]:
+            nll = float(-_log_prob(model, x_val).mean())
+            return {"val_loss": nll, "val_nll": nll}
+
+    trainer: Trainer[torch.Tensor] = Trainer(
+        flow, lambda p: torch.optim.Adam(p, lr=lr, weight_decay=weight_decay), step, epochs=epochs,
+        validate=validate, early_stopping=EarlyStopping(patience if validate is not None else None), name="flow")
+    return trainer.fit(batches).history
 
 
 class FlowRatioBackend:
@@ -197,7 +186,6 @@ class FlowRatioBackend:
         """Fit the background flow, then fine-tune the signal flow from it (see the module docstring)."""
         o = self.options
         rng = np.random.default_rng([self.seed, 13])
-        torch.manual_seed(self.seed)
         pos = np.flatnonzero(train.y == 1)
         bg = np.flatnonzero(train.y == 0)
         if not len(pos) or not len(bg):
@@ -217,7 +205,8 @@ class FlowRatioBackend:
             vs = np.flatnonzero(val.y == 1)
             if len(vs) >= o["min_val_positives"]:
                 xv_s = self.scaler(val.x[vs])
-        self.flow_b = self._new_flow()
+        with seeded(self.seed):
+            self.flow_b = self._new_flow()
         self.history["background"] = fit_flow(
             self.flow_b, self.scaler(train.x[bg]), xv_b, rng=rng, epochs=o["epochs"], batch_size=o["batch_size"],
             lr=o["lr"], weight_decay=o["weight_decay"], noise=o["noise"], patience=o["patience"],

@@ -25,19 +25,11 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from ..config import ImbalancePhaseConfig
-
-from .torch_backend import TorchBackend, TorchBackendOptions
+from .torch_backend import DEFAULT_IMBALANCE, ClassifierOptions, EmbedOf, TorchBackend
 from .training import Calibrated, ClassifierObjective, Objective
 
 __all__ = ["FeatureTokenizer", "FTTransformer", "FTTransformerOptions", "FTTransformerBackend",
            "DEFAULT_IMBALANCE"]
-
-#: default imbalance schedule of the classifier backends: oversampled, then natural
-DEFAULT_IMBALANCE = [{"epochs": 5, "positive_ratio": 0.05, "max_reuse": 50},
-                     {"epochs": 2, "positive_ratio": 0.01, "max_reuse": 20},
-                     {"epochs": 1}]
-
 
 class FeatureTokenizer(torch.nn.Module):
     """``(B, d)`` numbers → ``(B, d, d_token)`` tokens ``x_j W_j + b_j``."""
@@ -104,16 +96,7 @@ class FTTransformer(torch.nn.Module):
         return self.head(torch.relu(self.embed(x))).reshape(-1)
 
 
-class _Embed(torch.nn.Module):
-    def __init__(self, ft: FTTransformer) -> None:
-        super().__init__()
-        self.ft = ft
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ft.embed(x)
-
-
-class FTTransformerOptions(TorchBackendOptions):
+class FTTransformerOptions(ClassifierOptions):
     """Token width ``d_token``, ``n_layers`` blocks of ``n_heads`` heads, feed-forward width ``d_ffn``, ``dropout``."""
 
     d_token: int = Field(default=16, ge=2)
@@ -121,24 +104,15 @@ class FTTransformerOptions(TorchBackendOptions):
     n_heads: int = Field(default=2, ge=1)
     d_ffn: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.0, ge=0, lt=1)
-    imbalance: list[ImbalancePhaseConfig] | None = Field(
-        default_factory=lambda: [ImbalancePhaseConfig(**p) for p in DEFAULT_IMBALANCE])
 
 
 class FTTransformerBackend(TorchBackend):
     """``ft_transformer``: calibrated signal probability from an FT-Transformer (see the module docstring)."""
 
     name: ClassVar[str] = "ft_transformer"
-    probabilistic: ClassVar[bool] = True
     Options: ClassVar[type[FTTransformerOptions]] = FTTransformerOptions
-
-    def __init__(self, seed: int = 0, **options: object) -> None:
-        super().__init__(seed, **options)
-        o = self.options
-        if o.d_token % o.n_heads:
-            from ..errors import InputError
-
-            raise InputError(f"{self.name} options: d_token ({o.d_token}) must be a multiple of n_heads ({o.n_heads})")
+    option_checks = ((lambda o: o.d_token % o.n_heads == 0,
+                      "d_token ({o.d_token}) must be a multiple of n_heads ({o.n_heads})"),)
 
     def extra_tokens(self) -> torch.nn.Module | None:
         """Module making extra tokens from the columns after the features (None: none)."""
@@ -157,4 +131,4 @@ class FTTransformerBackend(TorchBackend):
         return torch.sigmoid(self.model.calibrated(x))
 
     def encoder(self) -> tuple[torch.nn.Module, int]:
-        return _Embed(self.model.net), self.options.d_token
+        return EmbedOf(self.model.net), self.options.d_token

@@ -36,11 +36,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ..config import ImbalancePhaseConfig
-from ..errors import InputError
 from .base import EventBatch
-from .ft_transformer import DEFAULT_IMBALANCE
-from .torch_backend import TorchBackend, TorchBackendOptions, mlp
+from .torch_backend import ClassifierOptions, TorchBackend, mlp
 from .training import POINT_LOG_VAR, ClassifierObjective, Objective, logit
 
 __all__ = ["NREBackend", "NREOptions", "RatioNet", "NREObjective"]
@@ -104,31 +101,26 @@ class NREObjective:
         return self.clf.evaluate(model, x, y, w)
 
 
-class NREOptions(TorchBackendOptions):
+class NREOptions(ClassifierOptions):
     """Trunk widths ``hidden`` (the last is the embedding), ``marginal`` pairs (see :class:`NREObjective`); plus the training options."""
 
     hidden: list[int] = Field(default_factory=lambda: [64, 64])
     marginal: Literal["exact", "shuffle"] = "exact"
-    imbalance: list[ImbalancePhaseConfig] | None = Field(
-        default_factory=lambda: [ImbalancePhaseConfig(**p) for p in DEFAULT_IMBALANCE])
 
 
 class NREBackend(TorchBackend):
     """``nre``: calibrated signal probability from a joint-vs-marginal ratio classifier (see the module docstring)."""
 
     name: ClassVar[str] = "nre"
-    probabilistic: ClassVar[bool] = True
     Options: ClassVar[type[NREOptions]] = NREOptions
+    option_checks = (
+        (lambda o: bool(o.hidden), "hidden needs at least one width"),
+        (lambda o: not o.mixup.enabled and o.pos_weight == 1.0, "mixup and pos_weight do not apply to the ratio estimator"),
+        (lambda o: o.loss.name != "logit_adjusted", "loss 'logit_adjusted' does not apply to the pair classifier"),
+    )
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
         super().__init__(seed, **options)
-        o = self.options
-        if not o.hidden:
-            raise InputError(f"{self.name} options: hidden needs at least one width")
-        if o.mixup.enabled or o.pos_weight != 1.0:
-            raise InputError(f"{self.name} options: mixup and pos_weight do not apply to the ratio estimator")
-        if o.loss.name == "logit_adjusted":
-            raise InputError(f"{self.name} options: loss 'logit_adjusted' does not apply to the pair classifier")
         self._pi = 0.5
 
     def prepare(self, train: EventBatch) -> None:

@@ -17,29 +17,58 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..io import atomic_path
 from ..denoise.normalize import Normalizer
+from ..config import ImbalancePhaseConfig
 from ..errors import InputError
+from ..nn.seeding import seeded
 from .base import EventBatch
 from .contrastive import PretrainOptions, pretrain
-from .training import Objective, TrainOptions, TrainRecord, parse_options, predict_batched, train_model
+from .training import (Objective, ReconstructionObjective, TrainOptions, TrainRecord, parse_options, predict_batched,
+                       train_model)
 
-__all__ = ["TorchBackendOptions", "TorchBackend", "mlp"]
+__all__ = ["TorchBackendOptions", "ClassifierOptions", "TorchBackend", "ReconstructionBackend", "EmbedOf", "mlp",
+           "DEFAULT_IMBALANCE"]
 
 log = logging.getLogger(__name__)
 
 STATE = "backend.pt"
 
 
+#: default imbalance schedule of the classifier backends: oversampled, then natural
+DEFAULT_IMBALANCE = [{"epochs": 5, "positive_ratio": 0.05, "max_reuse": 50},
+                     {"epochs": 2, "positive_ratio": 0.01, "max_reuse": 20},
+                     {"epochs": 1}]
+
+
 class TorchBackendOptions(TrainOptions):
     """:class:`rarefy.zoo.training.TrainOptions` plus ``pretrain`` (contrastive, None: off)."""
 
     pretrain: PretrainOptions | None = None
+
+
+class ClassifierOptions(TorchBackendOptions):
+    """Options of the classifier backends: by default the :data:`DEFAULT_IMBALANCE` schedule."""
+
+    imbalance: list[ImbalancePhaseConfig] | None = Field(
+        default_factory=lambda: [ImbalancePhaseConfig(**p) for p in DEFAULT_IMBALANCE])
+
+
+class EmbedOf(torch.nn.Module):
+    """``module.embed`` as a module (the encoder that contrastive pretraining trains)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module.embed(x)
 
 
 def mlp(d_in: int, hidden: list[int] | tuple[int, ...], d_out: int, act: type[torch.nn.Module] = torch.nn.SiLU
@@ -62,10 +91,16 @@ class TorchBackend:
     Options: ClassVar[type[TorchBackendOptions]] = TorchBackendOptions
     #: train on the background (y = 0) events only (reconstruction scorers)
     background_only: ClassVar[bool] = False
+    #: (is_valid(options), message) pairs checked at construction; the message is
+    #: formatted with ``o`` = the options
+    option_checks: ClassVar[tuple[tuple[Callable[[Any], bool], str], ...]] = ()
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
         self.seed = int(seed)
         self.options = parse_options(self.Options, options, self.name)
+        for ok, message in self.option_checks:
+            if not ok(self.options):
+                raise InputError(f"{self.name} options: " + message.format(o=self.options))
         self.model: torch.nn.Module | None = None
         self.normalizer: Normalizer | None = None
         self.n_theta = 0
@@ -124,8 +159,8 @@ class TorchBackend:
         self.prepare(train)
         xt = self.features(x)
         y = np.asarray(train.y, dtype=np.float32)
-        torch.manual_seed(self.seed)
-        self.model = self.build(xt.shape[1], nt)
+        with seeded(self.seed):
+            self.model = self.build(xt.shape[1], nt)
         if self.options.pretrain is not None:
             enc = self.encoder()
             if enc is None:
@@ -189,3 +224,17 @@ class TorchBackend:
         self.model.load_state_dict(payload["model"])
         self.model.eval()
         return self
+
+
+class ReconstructionBackend(TorchBackend):
+    """A scorer trained on background only whose score is the model's per-event loss
+    (``model.event_loss(x)``, e.g. reconstruction error or negative ELBO); not a probability."""
+
+    probabilistic: ClassVar[bool] = False
+    background_only: ClassVar[bool] = True
+
+    def objective(self) -> Objective:
+        return ReconstructionObjective()
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.event_loss(x)

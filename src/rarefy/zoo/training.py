@@ -4,26 +4,27 @@
 :class:`Objective` that turns a batch into a scalar loss:
 
 * :class:`ClassifierObjective`: the model returns one raw logit per event; the loss is
-  one of the stage-1 losses of :mod:`rarefy.denoise.losses` (``bce``, ``focal``,
+  one of the stage-1 losses of :mod:`rarefy.nn.losses` (``bce``, ``focal``,
   ``logit_adjusted``, ``gaussian_nll``, ``brier``; a point logit, i.e. ``log_var → -∞``
   so ``κ = μ``), optionally with a positive-class weight ``pos_weight``;
 * :class:`ReconstructionObjective`: the model returns a per-event loss (e.g. squared
   reconstruction error or negative ELBO, nats per event) through ``model.event_loss(x)``;
 * contrastive objectives (:mod:`rarefy.zoo.contrastive`).
 
-It reuses the stage-1 pieces: the class-imbalance schedule (:mod:`rarefy.denoise.sampling`:
-phases of per-batch positive oversampling, each pool positive drawn at most
-``max_reuse`` times per epoch), signal–background mixup (:mod:`rarefy.denoise.mixup`,
-applied to the φ columns; a mixture takes its signal's θ), atomic checkpoints with RNG
-state (:mod:`rarefy.denoise.checkpoint`) and the TensorBoard writer of
-:mod:`rarefy.denoise.train`.
+The epoch loop, early stopping, checkpoints, resume and TensorBoard are those of the one
+trainer, :class:`rarefy.nn.trainer.Trainer`; this module adds the batches, the loss and
+validation of an :class:`Objective`, and calibration. It reuses the stage-1 pieces: the
+class-imbalance schedule (:mod:`rarefy.nn.sampling`: phases of per-batch positive
+oversampling, each pool positive drawn at most ``max_reuse`` times per epoch) and
+signal–background mixup (:mod:`rarefy.nn.mixup`, applied to the φ columns; a mixture
+takes its signal's θ).
 
 **Epochs.** An epoch is ``batches_per_epoch`` batches of ``batch_size`` events drawn
 uniformly with replacement from the training events (``None``: one shuffled pass), plus
 the phase's pool positives. All randomness of epoch ``e`` comes from
-``numpy.random.default_rng([seed, tag, e])`` and the torch RNG (restored on resume), so
-an interrupted run resumed from ``workdir/checkpoint.pt`` ends with the same weights
-as an uninterrupted one.
+``numpy.random.default_rng([seed, tag, e])`` and the trainer's ``torch.Generator``
+(seeded by ``seed`` and ``tag``, its state checkpointed), so an interrupted run resumed
+from ``workdir/checkpoint.pt`` ends with the same weights as an uninterrupted one.
 
 **Calibration of classifiers.** Oversampling, ``pos_weight`` and logit adjustment change
 the training prior. After every epoch the model's ``logit_offset`` buffer (see
@@ -46,11 +47,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -58,11 +58,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import DenoiseLossConfig, EarlyStoppingConfig, ImbalancePhaseConfig, MixupConfig, format_validation_error
-from ..nn.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from ..nn.losses import get_loss
 from ..nn.mixup import Mixup
+from ..nn.early_stopping import EarlyStopping
 from ..nn.sampling import Phase, PositiveStream, Schedule, regular_batches
-from ..denoise.train import _Board
+from ..nn.trainer import Trainer, TrainState
 from ..errors import InputError
 
 __all__ = ["TrainOptions", "Objective", "ClassifierObjective", "ReconstructionObjective", "Calibrated",
@@ -263,19 +263,9 @@ class ReconstructionObjective:
         return out
 
 
-@dataclass
-class TrainRecord:
-    """What :func:`train_model` did: per-epoch ``history`` rows (``epoch``, ``phase``,
-    ``train_loss``, ``val_loss``, ``batch_prior``, ``logit_offset``, ``positives_seen``,
-    ``wall_s`` …), the best epoch and its validation loss, epochs run, and whether
-    training stopped early / finished (False only after ``stop_after_epochs``)."""
-
-    history: list[dict[str, Any]]
-    best_epoch: int
-    best_val_loss: float
-    epochs_run: int
-    stopped_early: bool
-    finished: bool
+#: What :func:`train_model` did (per-epoch ``history`` rows with ``epoch``, ``phase``, ``train_loss``,
+#: ``val_loss``, ``batch_prior``, ``logit_offset``, ``positives_seen``, ``wall_s`` …), see :class:`TrainState`.
+TrainRecord = TrainState
 
 
 def _fingerprint(x: torch.Tensor, y: np.ndarray, options: TrainOptions, seed: int, tag: str,
@@ -293,6 +283,10 @@ def train_model(model: torch.nn.Module, objective: Objective, x: torch.Tensor, y
                 tag: str = "fit", stop_after_epochs: int | None = None) -> TrainRecord:
     """Train ``model`` in place on normalised features ``x`` (n, d) float32 and labels ``y`` (n,).
 
+    The epoch loop, early stopping, checkpoints and resume are :class:`rarefy.nn.trainer.Trainer`'s;
+    this function supplies the batches (imbalance schedule, mixup), the objective's loss and
+    validation, and the prior-shift calibration.
+
     Parameters
     ----------
     model:
@@ -304,7 +298,8 @@ def train_model(model: torch.nn.Module, objective: Objective, x: torch.Tensor, y
     options:
         :class:`TrainOptions`.
     seed:
-        Seeds the batches (with ``tag``) and nothing else; the caller seeds the initial weights.
+        Seeds the batches and the torch randomness of training (with ``tag``); the caller
+        seeds the initial weights.
     x_val, y_val:
         Validation events (None: no early stopping; the last epoch is kept).
     n_theta:
@@ -328,110 +323,86 @@ def train_model(model: torch.nn.Module, objective: Objective, x: torch.Tensor, y
     mix = (Mixup(options.mixup.fraction, options.mixup.distribution, options.mixup.a, options.mixup.b)
            if options.mixup.enabled else None)
     tag_code = zlib.crc32(tag.encode())
-    pool = np.flatnonzero(y >= 0.5)
-    y_t = torch.from_numpy(y)
     pi_data = (float(y.sum()) + 0.5) / (len(y) + 1.0)
-    opt = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    batches = _EpochBatches(x, y, schedule, options, mix, n_theta, pi_data, [seed, tag_code])
 
+    validate = None
     has_val = x_val is not None and y_val is not None and len(y_val) > 0
     if has_val:
         vi, vw = val_subset(np.asarray(y_val), options.val_max_events, np.random.default_rng([seed, tag_code, 1 << 20]))
         xv, yv, wv = x_val[torch.from_numpy(vi)], torch.as_tensor(np.asarray(y_val)[vi], dtype=torch.float32), \
             torch.from_numpy(vw)
-    early = options.early_stopping.enabled and has_val
 
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"val_loss": math.inf, "epoch": -1, "state": None}
-    bad, epoch, finished, stopped = 0, 0, False, False
-    fp = _fingerprint(x, y, options, seed, tag, model)
-    ckpt = workdir / CHECKPOINT if workdir is not None else None
-    if ckpt is not None and ckpt.exists():
-        ck = load_checkpoint(ckpt)
-        if ck["fingerprint"] != fp:
-            raise InputError("the checkpoint here was written for other data, options, model or seed; "
-                             "use a new work folder", file=ckpt)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        restore_rng(ck["rng"])
-        history, bad, epoch, finished, stopped = list(ck["history"]), ck["bad"], ck["epoch"], ck["finished"], \
-            ck["stopped"]
-        best = {"val_loss": ck["best_val_loss"], "epoch": ck["best_epoch"], "state": ck["best_state"]}
-        log.info("%s: resuming at epoch %d from %s", tag, epoch, ckpt)
-    board = _Board(workdir / "tensorboard" if (workdir is not None and options.tensorboard) else None)
-    n_this = 0
-    try:
-        while not finished and epoch < schedule.total_epochs:
-            if stop_after_epochs is not None and n_this >= stop_after_epochs:
-                break
-            phase_i, phase = schedule.at(epoch)
-            row = _epoch(model, objective, opt, x, y_t, pool, phase, options, mix, n_theta, pi_data,
-                         np.random.default_rng([seed, tag_code, epoch]))
-            if not math.isfinite(row["train_loss"]):
-                raise FloatingPointError(f"{tag}: training loss is not finite at epoch {epoch}; lower the learning rate")
-            if objective.calibrates:
-                w = options.pos_weight
-                pb = row["batch_prior"]
-                p_eff = pb * w / (pb * w + 1.0 - pb)
-                shift = objective.shift(pb) if hasattr(objective, "shift") else 0.0
-                model.logit_offset.fill_(logit(pi_data) - logit(p_eff) + shift)
-                row["logit_offset"] = float(model.logit_offset)
-            if has_val:
-                model.eval()
-                row.update(objective.evaluate(model, xv, yv, wv))
-                model.train()
-            row.update(epoch=epoch, phase=phase_i)
-            val = row.get("val_loss", math.nan)
-            if not early or val < best["val_loss"] - options.early_stopping.min_delta:
-                best = {"val_loss": val, "epoch": epoch,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-                bad = 0
-            else:
-                bad += 1
-            epoch += 1
-            n_this += 1
-            if early and bad >= options.early_stopping.patience:
-                stopped = True
-                row["stopped_early"] = True
-            finished = stopped or epoch >= schedule.total_epochs
-            if finished and best["state"] is not None:
-                model.load_state_dict(best["state"])
-            history.append(row)
-            log.info("%s epoch %d (phase %d): train %.5g, val %.5g", tag, row["epoch"], phase_i, row["train_loss"], val)
-            board.log(row, row["epoch"])
-            if ckpt is not None and options.checkpoint:
-                save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                       "rng": capture_rng(), "epoch": epoch, "finished": finished,
-                                       "stopped": stopped, "bad": bad, "best_state": best["state"],
-                                       "best_val_loss": best["val_loss"], "best_epoch": best["epoch"],
-                                       "history": history, "fingerprint": fp})
-    finally:
-        board.close()
-    if finished and workdir is not None:
+        def validate(m: torch.nn.Module) -> dict[str, float]:
+            return objective.evaluate(m, xv, yv, wv)
+    es = options.early_stopping
+
+    def step(m: torch.nn.Module, b: _Batch) -> torch.Tensor:
+        return objective.loss(m, b.x, b.y, batch_prior=b.prior, rng=b.rng)
+
+    def end_epoch(epoch: int, row: dict[str, Any]) -> None:
+        row.update(batches.stats, phase=schedule.at(epoch)[0])
+        if objective.calibrates:
+            w = options.pos_weight
+            pb = row["batch_prior"]
+            p_eff = pb * w / (pb * w + 1.0 - pb)
+            shift = objective.shift(pb) if hasattr(objective, "shift") else 0.0
+            model.logit_offset.fill_(logit(pi_data) - logit(p_eff) + shift)
+            row["logit_offset"] = float(model.logit_offset)
+
+    trainer: Trainer[_Batch] = Trainer(
+        model, lambda p: torch.optim.Adam(p, lr=options.lr, weight_decay=options.weight_decay), step,
+        epochs=schedule.total_epochs, validate=validate,
+        early_stopping=EarlyStopping(es.patience if (es.enabled and has_val) else None, es.min_delta),
+        grad_clip=options.grad_clip, seed=int(np.random.SeedSequence([seed, tag_code]).generate_state(1)[0]),
+        checkpoint=workdir / CHECKPOINT if (workdir is not None and options.checkpoint) else None,
+        fingerprint=_fingerprint(x, y, options, seed, tag, model),
+        tensorboard=workdir / "tensorboard" if (workdir is not None and options.tensorboard) else None,
+        end_epoch=end_epoch, batch_weight=lambda b: len(b.y), progress=options.progress, name=tag)
+    state = trainer.fit(batches, stop_after_epochs=stop_after_epochs)
+    if state.finished and workdir is not None:
         from ..io import atomic_path
 
         with atomic_path(workdir / "history.json") as tmp:
-            tmp.write_text(json.dumps(history, indent=1, default=float))
-    model.eval()
-    return TrainRecord(history, int(best["epoch"]), float(best["val_loss"]), epoch, stopped, finished)
+            tmp.write_text(json.dumps(state.history, indent=1, default=float))
+    return state
 
 
-def _epoch(model: torch.nn.Module, objective: Objective, opt: torch.optim.Optimizer, x: torch.Tensor,
-           y: torch.Tensor, pool: np.ndarray, phase: Phase, options: TrainOptions, mix: Mixup | None,
-           n_theta: int, pi_data: float, rng: np.random.Generator) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+@dataclass
+class _Batch:
+    """Features ``x`` (B, d), labels ``y`` (B,), expected signal fraction ``prior``, the epoch's ``rng``."""
 
-    t0 = time.perf_counter()
-    model.train()
-    bs = options.batch_size
-    b_pool = phase.n_pool(bs) if len(pool) else 0
-    b_reg = bs - b_pool
-    stream = PositiveStream(len(pool), phase.max_reuse, rng) if b_pool else None
-    batches = regular_batches(np.ones(len(y), bool), b_reg, rng, options.batches_per_epoch)
-    tot_loss, tot_n, tot_pos, tot_prior, n_mixed = 0.0, 0, 0, 0.0, 0
-    with Progress(TextColumn("epoch"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4g}"),
-                  TimeRemainingColumn(), transient=True, disable=not options.progress) as bar:
-        task = bar.add_task("train", total=len(batches), loss=float("nan"))
-        for reg in batches:
+    x: torch.Tensor
+    y: torch.Tensor
+    prior: float
+    rng: np.random.Generator
+
+
+class _EpochBatches:
+    """``self(epoch)``: the epoch's batches, all randomness from ``default_rng([*key, epoch])``;
+    ``stats``: the last epoch's counts, filled while its batches are drawn.
+
+    An epoch is ``batches_per_epoch`` batches of regular events drawn with replacement
+    (None: one shuffled pass), each topped up with the phase's pool positives, then mixup.
+    """
+
+    def __init__(self, x: torch.Tensor, y: np.ndarray, schedule: Schedule, options: TrainOptions, mix: Mixup | None,
+                 n_theta: int, pi_data: float, key: list[int]) -> None:
+        self.x, self.y = x, torch.from_numpy(y)
+        self.pool = np.flatnonzero(y >= 0.5)
+        self.schedule, self.options, self.mix, self.n_theta, self.pi_data = schedule, options, mix, n_theta, pi_data
+        self.key = key
+        self.stats: dict[str, Any] = {}
+
+    def __call__(self, epoch: int) -> Iterator[_Batch]:
+        rng = np.random.default_rng([*self.key, epoch])
+        phase = self.schedule.at(epoch)[1]
+        bs, pool, nt = self.options.batch_size, self.pool, self.n_theta
+        b_pool = phase.n_pool(bs) if len(pool) else 0
+        stream = PositiveStream(len(pool), phase.max_reuse, rng) if b_pool else None
+        st = self.stats = {"positives_seen": 0, "samples": 0, "batch_prior": math.nan, "mixed": 0}
+        tot_prior = 0.0
+        for reg in regular_batches(np.ones(len(self.y), bool), bs - b_pool, rng, self.options.batches_per_epoch):
             idx = torch.from_numpy(reg)
             n_pool = 0
             if stream is not None:
@@ -439,29 +410,18 @@ def _epoch(model: torch.nn.Module, objective: Objective, opt: torch.optim.Optimi
                 n_pool = len(pick)
                 if n_pool:
                     idx = torch.cat([idx, torch.from_numpy(pool[pick])])
-            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-            tot_pos += int((yb >= 0.5).sum())
+            xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+            st["positives_seen"] += int((yb >= 0.5).sum())
             lam_sum = 0.0
-            if mix is not None:
+            if self.mix is not None:
                 src = torch.arange(len(yb))
                 y_mass = float(yb.sum())
-                phi, yb, src, k = mix(xb[:, n_theta:], yb, src, rng)
+                phi, yb, src, k = self.mix(xb[:, nt:], yb, src, rng)
                 lam_sum = float(yb.sum()) - y_mass
-                xb = torch.cat([xb[src, :n_theta], phi], dim=1)
-                n_mixed += k
-            prior = (pi_data * len(reg) + n_pool + lam_sum) / len(yb)
-            loss = objective.loss(model, xb, yb, batch_prior=prior, rng=rng)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if options.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-            opt.step()
-            lv = float(loss.detach())
-            tot_loss += lv * len(yb)
-            tot_n += len(yb)
+                xb = torch.cat([xb[src, :nt], phi], dim=1)
+                st["mixed"] += k
+            prior = (self.pi_data * len(reg) + n_pool + lam_sum) / len(yb)
+            st["samples"] += len(yb)
             tot_prior += prior * len(yb)
-            bar.update(task, advance=1, loss=lv)
-    if tot_n == 0:
-        raise InputError("no training batches")
-    return {"train_loss": tot_loss / tot_n, "positives_seen": tot_pos, "samples": tot_n,
-            "batch_prior": tot_prior / tot_n, "mixed": n_mixed, "wall_s": time.perf_counter() - t0}
+            st["batch_prior"] = tot_prior / st["samples"]
+            yield _Batch(xb, yb, prior, rng)

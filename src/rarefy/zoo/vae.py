@@ -23,8 +23,7 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from .torch_backend import TorchBackend, TorchBackendOptions, mlp
-from .training import Objective, ReconstructionObjective
+from .torch_backend import EmbedOf, ReconstructionBackend, TorchBackendOptions, mlp
 
 __all__ = ["VAEBackend", "VAEOptions", "VAE", "gaussian_kl", "gaussian_nll"]
 
@@ -87,31 +86,14 @@ class VAE(torch.nn.Module):
         return tot / self.score_samples
 
 
-class _Embed(torch.nn.Module):
-    def __init__(self, vae: VAE) -> None:
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vae.embed(x)
-
-
-class VAEBackend(TorchBackend):
+class VAEBackend(ReconstructionBackend):
     """``vae``: negative-ELBO scorer trained on background (see the module docstring)."""
 
     name: ClassVar[str] = "vae"
-    probabilistic: ClassVar[bool] = False
     Options: ClassVar[type[VAEOptions]] = VAEOptions
-    background_only: ClassVar[bool] = True
 
     def build(self, d: int, n_theta: int) -> torch.nn.Module:
         return VAE(d, self.options.hidden, self.options.latent, self.options.score_samples, self.seed)
 
-    def objective(self) -> Objective:
-        return ReconstructionObjective()
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.event_loss(x)
-
     def encoder(self) -> tuple[torch.nn.Module, int]:
-        return _Embed(self.model), self.options.latent
+        return EmbedOf(self.model), self.options.latent
