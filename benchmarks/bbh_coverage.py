@@ -33,7 +33,7 @@ import pandas as pd
 from rarefy.config import load_config
 from rarefy.data.rates import RateTable
 from rarefy.surrogate import AR1Settings, AR1Surrogate
-from rarefy.surrogate.linalg import torch_threads
+from rarefy.threads import torch_threads
 from rarefy.surrogate.pce import PCESettings, PCESurrogate
 from rarefy.diagnostics.validation import bootstrap_metrics, metrics
 

@@ -93,7 +93,7 @@ from rarefy import AR1Settings, AR1Surrogate, RateTable
 from rarefy.acquisition import Acquisition, FidelityPlan
 from rarefy.config import DenoiseConfig
 from rarefy.data.rates import count_variance
-from rarefy.surrogate.linalg import torch_threads
+from rarefy.threads import torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 DENOISE = yaml.safe_load((ROOT / "examples" / "moderator" / "denoise.yaml").read_text())["denoise"]

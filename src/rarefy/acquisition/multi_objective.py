@@ -37,7 +37,7 @@ from botorch.utils.multi_objective.pareto import is_non_dominated
 from ..config import ObjectiveConfig, ParetoConfig
 from ..optim.search import feasible_pool, maximize
 from ..space import DesignSpace
-from ..surrogate.linalg import torch_threads
+from ..threads import torch_threads
 
 __all__ = ["objectives_model", "propose_pareto", "estimate_front", "front_values", "hypervolume", "non_dominated",
            "reference_point"]

@@ -64,7 +64,7 @@ from ..data.rundata import OBJECTIVES, RATES, read_runs
 from .rundata import cost_by_fidelity
 from ..space import DesignSpace
 from ..surrogate.factory import build_surrogate
-from ..surrogate.linalg import torch_threads
+from ..threads import torch_threads
 
 __all__ = ["objective_frame", "objective_tables", "fit_objectives", "run_pareto"]
 

@@ -25,7 +25,7 @@ import torch
 from ..config import BaselineConfig, OptimizeConfig
 from ..errors import InputError
 from ..space import DesignSpace
-from ..surrogate.linalg import torch_threads
+from ..threads import torch_threads
 from .search import feasible_pool, local_pool, maximize
 
 __all__ = ["Baseline", "OptimumResult", "baseline_of", "optimize_design"]

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..space import DesignSpace
-from ..surrogate.linalg import torch_threads
+from ..threads import torch_threads
 
 __all__ = ["SearchResult", "maximize", "feasible_pool", "local_pool"]
 

@@ -25,7 +25,7 @@ import torch
 
 from .figures import COLORS, save_figure, subplots
 from ..space import DesignSpace
-from ..surrogate.linalg import torch_threads
+from ..threads import torch_threads
 
 __all__ = ["slices_plot", "influence", "map_plot", "cost_plot", "acquisition_plot"]
 

@@ -45,7 +45,8 @@ from gpytorch.priors import GammaPrior, LogNormalPrior
 from ..data.rates import RateTable
 from ..space import DesignSpace
 from .base import DTYPE, Surrogate, standardise
-from .linalg import safe_cholesky, torch_threads
+from ..threads import torch_threads
+from .linalg import safe_cholesky
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
-from typing import Iterator
 
 import torch
 from linear_operator.utils.cholesky import psd_safe_cholesky
@@ -13,25 +11,7 @@ from linear_operator.utils.warnings import NumericalWarning
 
 log = logging.getLogger(__name__)
 
-__all__ = ["safe_cholesky", "torch_threads"]
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run a block with ``n`` intra-op torch threads, then restore the previous setting.
-
-    GP algebra on a few hundred points is far faster single-threaded: OpenMP threads
-    spin-waiting on small matrices cost 20-30x on a busy 2-core machine (measured).
-    """
-    old = torch.get_num_threads()
-    if n == old:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+__all__ = ["safe_cholesky"]
 
 
 def safe_cholesky(K: torch.Tensor, *, quiet: bool = False, max_tries: int = 8) -> torch.Tensor:

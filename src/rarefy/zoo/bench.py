@@ -240,7 +240,7 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
     Raises :class:`InputError` (before any training) for an unknown backend, an import
     path that does not import, bad backend options, or a missing run directory.
     """
-    from ..surrogate.linalg import torch_threads
+    from ..threads import torch_threads
 
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     cfg, path = as_config(config)
