@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, write_json
 from ..config import DenoiseConfig
 from ..errors import InputError
 from ..space import DesignSpace
@@ -474,6 +474,8 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
                          normalizer=s.normalizer, split=s.split, config=cfg, seed=seed, out=out_dir)
     if out_dir is not None and state.finished:
         save_model(out_dir / MODEL, model, s.normalizer, cfg, seed)
+        write_json(out_dir / "history.json", state.history)
+        write_json(out_dir / "split.json", {"train": s.split[0], "val": s.split[1], "test": s.split[2]})
     return result
 
 
