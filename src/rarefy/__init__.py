@@ -59,8 +59,8 @@ _EXPORTS = {
     "suggest": ".jobs.suggest",
     "ingest": ".jobs.ingest",
     "loop_report": ".report.loop_report",
-    "bench": ".zoo.bench",
-    "BenchResult": ".zoo.bench",
+    "bench": ".jobs.bench",
+    "BenchResult": ".jobs.bench",
 }
 _SUBMODULES = {"simulators", "denoise", "surrogate", "data", "report", "inference", "zoo"}
 
@@ -100,7 +100,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .jobs.ingest import ingest
     from .jobs.loop import run
     from .report.loop_report import loop_report
-    from .zoo.bench import BenchResult, bench
+    from .jobs.bench import BenchResult, bench
     from .jobs.optimize import optimize_run
     from .optim.design import optimize_design
     from .jobs.suggest import suggest

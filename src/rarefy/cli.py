@@ -266,7 +266,7 @@ def bench(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: bench.json, bench_meta.json, pr_curves.png."),
 ) -> None:
     """Train and compare the config's event-level backends on one by-run split (model zoo)."""
-    from .zoo.bench import bench as run_bench
+    from .jobs.bench import bench as run_bench
 
     with lazy_progress("bench") as update:
         result = run_bench(config, out, progress=lambda stage, done, total: update(done, total))

@@ -13,7 +13,7 @@ from :func:`rarefy.campaign.plan.plan_requests`; the job ``rarefy simulate`` is
   to ``max_retries`` times with the same seed, then the run is marked ``failed`` with its
   error text and the campaign goes on. ``rates.parquet`` is rewritten as runs finish
   (at most every few seconds) and at the end, through its one writer
-  (:func:`rarefy.data.rundata.write_rates`, which keeps rows and columns other jobs added).
+  (:func:`rarefy.data.rundir.write_rates`, which keeps rows and columns other jobs added).
 * **Resume.** Re-running on the same run directory checks that the plan matches the
   catalog, requeues runs a killed campaign left ``running``, and runs only those not
   ``done`` (``failed`` ones too with ``retry_failed``).

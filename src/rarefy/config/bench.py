@@ -54,7 +54,7 @@ class BenchImbalanceConfig(ConfigModel):
 
 
 class BenchConfig(ConfigModel):
-    """``rarefy bench``: backends trained and scored on one by-run split (see :mod:`rarefy.zoo.bench`).
+    """``rarefy bench``: backends trained and scored on one by-run split (see :mod:`rarefy.jobs.bench`).
 
     Data: the finished runs of ``fidelities`` (default: the lowest) in ``run_dir`` (a
     directory written by ``rarefy simulate``, relative to the config); without ``run_dir``

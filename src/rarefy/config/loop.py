@@ -13,7 +13,7 @@ __all__ = ["AcquisitionConfig", "OptimizeConfig", "BaselineConfig", "VerifyConfi
 
 
 class AcquisitionConfig(ConfigModel):
-    """What to simulate next (see :mod:`rarefy.acquire`).
+    """What to simulate next (see :mod:`rarefy.acquisition`).
 
     ``kind``: ``ivr`` (integrated variance reduction of the target over the design space),
     ``maxvar`` (target variance reduction at the proposed design), ``ei`` (expected
@@ -46,7 +46,7 @@ class AcquisitionConfig(ConfigModel):
 
 
 class OptimizeConfig(ConfigModel):
-    """Design optimisation (see :mod:`rarefy.optimize`): minimise the target's predicted
+    """Design optimisation (see :mod:`rarefy.optim.design`): minimise the target's predicted
     ``mean`` or the ``ucb`` ``mean + kappa * std`` over the feasible designs, multistart."""
 
     objective: Literal["mean", "ucb"] = "mean"
@@ -88,7 +88,7 @@ class VerifyConfig(ConfigModel):
 
 
 class LoopConfig(ConfigModel):
-    """The closed loop of ``rarefy run`` (see :mod:`rarefy.loop`).
+    """The closed loop of ``rarefy run`` (see :mod:`rarefy.jobs.loop`).
 
     After the ``campaign`` (the initial design), each of at most ``iterations`` rounds
     refits the surrogate and simulates a ``batch`` of acquired runs. ``budget_cpu_h`` caps
@@ -104,7 +104,7 @@ class LoopConfig(ConfigModel):
 
 
 class ObjectiveConfig(ConfigModel):
-    """One objective of a multi-objective run (``objectives:``; see :mod:`rarefy.pareto`). Every objective is minimised.
+    """One objective of a multi-objective run (``objectives:``; see :mod:`rarefy.jobs.pareto`). Every objective is minimised.
 
     ``statistic`` turns one run into one value with its noise variance:
 
@@ -139,7 +139,7 @@ class ObjectiveConfig(ConfigModel):
 
 
 class ParetoConfig(ConfigModel):
-    """Multi-objective acquisition and front estimation (see :mod:`rarefy.pareto`).
+    """Multi-objective acquisition and front estimation (see :mod:`rarefy.jobs.pareto`).
 
     ``acquisition``: ``qnehvi`` (botorch's q-log noisy expected hypervolume improvement) or
     ``qparego`` (q-log ParEGO: random Chebyshev scalarisations). Proposed runs are at

@@ -5,7 +5,7 @@ Layout of ``RUN_DIR``::
     catalog.sqlite     every run request and its state (SQLite, WAL journal)
     events/RUN_ID.parquet   the events of one finished run (one shard per run)
     rates.parquet      one row per finished run (see :meth:`EventStore.rate_frame` and
-                       :mod:`rarefy.data.rundata`, its one writer)
+                       :mod:`rarefy.data.rundir`, its one writer)
 
 The catalog table ``runs`` has one row per run request: ``run_id``, ``idx`` (position in
 the campaign's request list), ``fidelity``, ``theta`` (JSON), ``seed``, ``n_requested``,
@@ -37,7 +37,7 @@ from ..errors import InputError
 from ..space import DesignSpace
 from .events import EventTable
 from .rates import RateTable, count_variance
-from .rundata import write_rates
+from .rundir import write_rates
 
 __all__ = ["EventStore", "RunRequest", "STATES", "RATE_COLUMNS"]
 
@@ -281,7 +281,7 @@ class EventStore:
 
     def write_rates(self, space: DesignSpace) -> Path:
         """Write the finished runs into ``RUN_DIR/rates.parquet`` (atomically), keeping the rows and columns
-        other jobs added there (:func:`rarefy.data.rundata.write_rates`)."""
+        other jobs added there (:func:`rarefy.data.rundir.write_rates`)."""
         return write_rates(self.run_dir, self.rate_frame(space), space)
 
 

@@ -23,7 +23,7 @@ import torch
 from scipy.stats import truncnorm
 
 from ..config import InferConfig, RunConfig, as_config
-from ..data.rundata import SURROGATE_DIR, write_config
+from ..data.rundir import SURROGATE_DIR, write_config
 from ..errors import InputError
 from ..io import atomic_path, staged_run_dir, write_json
 from ..space import DesignSpace

@@ -17,7 +17,7 @@ the training fidelities are split train / validation / test by run with ``split`
 run: ``train`` / ``val`` / ``test`` as the trainer used them; held-out runs and runs of
 fidelities the denoiser was not trained on (e.g. ``hf``) are ``test`` (the model never
 saw their events). ``rates.parquet`` is written through its one merging writer
-(:func:`rarefy.data.rundata.write_rates`), so a later ``rarefy simulate`` on the same run
+(:func:`rarefy.data.rundir.write_rates`), so a later ``rarefy simulate`` on the same run
 directory keeps the ``-cnp`` rows and the ``split`` column; runs it adds have no split
 until the next ``rarefy denoise`` marks them ``test``. The same mapping is kept in ``RUN_DIR/denoise/pipeline.json``.
 
@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 from ..config import DenoiseConfig, RunConfig, as_config, load_config
 from ..data.events import EventTable
 from ..data.rates import RateTable
-from ..data.rundata import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, PIPELINE, SPLIT_COLUMN, read_rates, \
+from ..data.rundir import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, PIPELINE, SPLIT_COLUMN, read_rates, \
     write_config, write_rates
 from ..data.store import EventStore
 from ..errors import InputError

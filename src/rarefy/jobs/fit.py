@@ -28,7 +28,7 @@ from typing import Any, Callable
 from ..config import RunConfig, as_config
 from ..data.mapping import load_rate_table
 from ..data.rates import RateTable
-from ..data.rundata import FIT, SURROGATE_DIR, read_config, write_config, write_training_rates
+from ..data.rundir import FIT, SURROGATE_DIR, read_config, write_config, write_training_rates
 from ..errors import InputError
 from ..report.calibration import calibration_plot
 from ..io import staged_run_dir, write_json

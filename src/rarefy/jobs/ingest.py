@@ -31,7 +31,7 @@ from ..config import RunConfig
 from ..data.rates import count_variance
 from ..data.readers import read_frame
 from ..errors import InputError, fmt_value
-from ..data.rundata import INGESTED, read_config, write_ingested
+from ..data.rundir import INGESTED, read_config, write_ingested
 
 __all__ = ["IngestResult", "ingest", "run_simulator"]
 

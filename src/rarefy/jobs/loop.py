@@ -9,7 +9,7 @@
    ``denoise`` section), the first fit trains the CNP on the initial design's events
    (:func:`rarefy.train_denoiser`, once, resumable) and every fit first scores the runs
    not yet scored (:func:`rarefy.denoise_run`), so the ``-cnp`` rates enter the AR1 chain
-   (:func:`rarefy.rundata.update_denoised`). An ``lf-cnp`` proposal simulates an ``lf``
+   (:func:`rarefy.jobs.rundata.update_denoised`). An ``lf-cnp`` proposal simulates an ``lf``
    run; costs are counted on the simulated runs only. Stops early when the nominal budget
    ``loop.budget_cpu_h`` (minus the verification runs' cost) has nothing left.
 3. **Optimum.** Refit on everything, save the surrogate to ``RUN_DIR/surrogate``,
@@ -50,7 +50,7 @@ from ..acquisition import fidelity_plans, propose
 from ..campaign import run_seed
 from ..config import RunConfig, as_config
 from ..data.rates import RateTable
-from ..data.rundata import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, simulated_rows, write_training_rates
+from ..data.rundir import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, simulated_rows, write_training_rates
 from ..data.store import RunRequest
 from ..diagnostics.validation import cross_validate
 from ..errors import InputError
@@ -118,7 +118,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
         raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",
                          file=source)
-    if cfg.objectives:  # two or more objectives: the multi-objective loop (rarefy.pareto)
+    if cfg.objectives:  # two or more objectives: the multi-objective loop (rarefy.jobs.pareto)
         from .pareto import run_pareto
 
         return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration, source=source)

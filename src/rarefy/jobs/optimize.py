@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.rundata import CONFIG, OPTIMUM, RATES, SURROGATE_DIR, TRAINING_RATES, read_config
+from ..data.rundir import CONFIG, OPTIMUM, RATES, SURROGATE_DIR, TRAINING_RATES, read_config
 from ..errors import InputError
 from ..io import write_json
 from ..optim.design import OptimumResult, baseline_of, optimize_design

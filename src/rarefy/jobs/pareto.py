@@ -2,7 +2,7 @@
 
 ``rarefy run CONFIG --out RUN_DIR`` takes this path when the config lists two or more
 ``objectives`` (:class:`rarefy.config.ObjectiveConfig`); the single-objective loop of
-:mod:`rarefy.loop` is unchanged otherwise.
+:mod:`rarefy.jobs.loop` is unchanged otherwise.
 
 1. **Objectives per run** (:func:`objective_tables`). Each finished run of the run
    directory gives one value per objective with its noise variance: ``rate`` is the event
@@ -36,7 +36,7 @@
    Pareto-front plot and the designs along the front
    (:func:`rarefy.report.pareto_report.pareto_report`).
 
-Resume works as in :mod:`rarefy.loop`: run ids and seeds are deterministic and every
+Resume works as in :mod:`rarefy.jobs.loop`: run ids and seeds are deterministic and every
 iteration's proposals are written to ``RUN_DIR/loop/iter-III.json`` before they are
 simulated. No verification runs are made (``loop.verify`` is ignored): each front point's
 σ is the surrogate's.
@@ -60,7 +60,7 @@ from ..config import RunConfig
 from ..data.rates import RateTable, count_variance
 from ..data.store import EventStore
 from ..errors import InputError
-from ..data.rundata import OBJECTIVES, RATES, read_runs
+from ..data.rundir import OBJECTIVES, RATES, read_runs
 from .rundata import cost_by_fidelity
 from ..space import DesignSpace
 from ..surrogate.factory import build_surrogate

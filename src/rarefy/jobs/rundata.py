@@ -3,7 +3,7 @@
 A run directory written by ``rarefy simulate`` / ``rarefy run`` holds ``rates.parquet``
 (one row per finished campaign run); ``rarefy ingest`` adds ``ingested.parquet`` (runs
 simulated elsewhere); ``rarefy fit`` writes ``training_rates.parquet`` (file names and
-writers: :mod:`rarefy.data.rundata`). The training table of a run directory is the union
+writers: :mod:`rarefy.data.rundir`). The training table of a run directory is the union
 of the first two (or the third when neither exists), restricted to the config's
 fidelities, plus the denoised ``-cnp`` fidelities the config's chain names
 (``RUN_DIR/denoise/rates_cnp.parquet``, see :func:`add_denoised_fidelities` and
@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..data.rates import RateTable
-from ..data.rundata import CNP_RATES, CNP_SUFFIX, DENOISE_DIR, INGESTED, PIPELINE, RATES, TRAINING_RATES, read_runs, \
+from ..data.rundir import CNP_RATES, CNP_SUFFIX, DENOISE_DIR, INGESTED, PIPELINE, RATES, TRAINING_RATES, read_runs, \
     simulated_rows
 from ..errors import InputError
 from ..space import DesignSpace

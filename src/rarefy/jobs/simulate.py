@@ -14,7 +14,7 @@ from typing import Any
 
 from ..campaign import CampaignResult, SimulatorSpec, build_simulator, plan_requests, run_campaign
 from ..config import RunConfig, as_config
-from ..data.rundata import write_config
+from ..data.rundir import write_config
 from ..data.store import RunRequest
 from ..errors import InputError
 from ..space import DesignSpace

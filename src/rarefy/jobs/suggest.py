@@ -1,7 +1,7 @@
 """Propose the next runs for a run directory (``rarefy suggest RUN_DIR --n K``).
 
 Fits the configured surrogate on the run directory's rates (campaign + ingested, see
-:func:`rarefy.rundata.training_table`), proposes ``n`` runs with the config's
+:func:`rarefy.jobs.rundata.training_table`), proposes ``n`` runs with the config's
 ``acquisition`` settings (see :mod:`rarefy.acquisition`), and writes them as CSV with the
 columns θ…, ``fidelity``, ``events``, ``cost_cpu_h`` (nominal CPU-hours of the run) and
 ``value`` (acquisition value; per CPU-hour when cost-aware). Simulate them anywhere, then
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..acquisition import fidelity_plans, proposals_frame, propose
-from ..data.rundata import SUGGESTIONS, read_config
+from ..data.rundir import SUGGESTIONS, read_config
 from ..io import atomic_path
 from ..errors import InputError
 from .fit import build_surrogate

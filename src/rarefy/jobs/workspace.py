@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from ..campaign import run_campaign, run_seed
 from ..config import RunConfig
-from ..data.rundata import LOOP_DIR, REPORT_DIR, RESULT, write_config
+from ..data.rundir import LOOP_DIR, REPORT_DIR, RESULT, write_config
 from ..data.store import RunRequest
 from ..io import write_json
 from ..space import DesignSpace

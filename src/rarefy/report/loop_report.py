@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.rundata import LOOP_DIR, RATES, REPORT_DIR, SURROGATE_DIR, read_loop_records, read_result, read_runs
+from ..data.rundir import LOOP_DIR, RATES, REPORT_DIR, SURROGATE_DIR, read_loop_records, read_result, read_runs
 from ..errors import InputError
 from ..io import write_text
 from .figures import COLORS, save_figure, subplots

@@ -1,4 +1,4 @@
-"""Static report of a multi-objective run directory (:mod:`rarefy.pareto`): the Pareto front and its designs.
+"""Static report of a multi-objective run directory (:mod:`rarefy.jobs.pareto`): the Pareto front and its designs.
 
 :func:`pareto_report` (also what ``rarefy report RUN_DIR`` writes for a multi-objective
 run) reads ``result.json``, ``objectives.parquet`` and ``loop/iter-*.json`` and writes
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.rundata import OBJECTIVES, REPORT_DIR, RESULT, read_config, read_loop_records, read_result
+from ..data.rundir import OBJECTIVES, REPORT_DIR, RESULT, read_config, read_loop_records, read_result
 from ..errors import InputError
 from ..io import write_text
 from .figures import COLORS, save_figure, subplots

@@ -236,7 +236,7 @@ def test_denoised_fidelity_plan_simulates_its_base():
     import yaml
     from pathlib import Path
 
-    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "moderator" / "run.yaml").read_text())
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "moderator" / "run.yaml").read_text())
     raw["fidelities"].insert(1, {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"}})
     raw["denoise"] = {}
     plans = fidelity_plans(config_from_dict(raw), rarefy_simulator())

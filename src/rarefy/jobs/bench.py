@@ -51,8 +51,8 @@ import numpy as np
 from ..io import write_json
 from ..config import BenchConfig, RunConfig, as_config
 from ..errors import InputError
-from .base import EventBatch
-from .metrics import bench_metrics
+from ..zoo.base import EventBatch
+from ..zoo.metrics import bench_metrics
 
 __all__ = ["bench", "BenchResult", "load_bench_events", "split_events", "apply_imbalance", "METRIC_KEYS"]
 
@@ -197,7 +197,7 @@ def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], prevalence: f
 
 def _prepare(cfg: RunConfig, source: str) -> tuple[BenchConfig, list[tuple[str, Any, dict[str, Any]]]]:
     """Validate the bench section and build every backend (untrained) — before any data or training."""
-    from .registry import make_backend
+    from ..zoo.registry import make_backend
 
     if cfg.bench is None:
         raise InputError("the config has no 'bench' section", file=source)
@@ -253,7 +253,7 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
 
     run_dir = Path(bc.run_dir) if bc.run_dir is not None else out / "events"
     if bc.run_dir is None:
-        from ..jobs.simulate import simulate
+        from .simulate import simulate
 
         log.info("bench: simulating the campaign into %s", run_dir)
         if progress is not None:

@@ -21,7 +21,7 @@ from rarefy.cli import app
 from rarefy.data.store import EventStore
 from rarefy.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 RESULT_KEYS = {"optimum", "predicted_rate", "predicted_sigma", "verified_rate", "verified_sigma", "baseline_rate",

@@ -16,7 +16,7 @@ from rarefy.config import load_config
 from rarefy.errors import InputError
 from rarefy.zoo import registry
 from rarefy.zoo.base import EventBatch
-from rarefy.zoo.bench import METRIC_KEYS, apply_imbalance
+from rarefy.jobs.bench import METRIC_KEYS, apply_imbalance
 from rarefy.zoo.isolation_forest import IsolationForestBackend
 from rarefy.zoo.metrics import roc_auc
 from rarefy.zoo.supervised import TorchModuleBackend
@@ -150,7 +150,7 @@ def test_bench_custom_model_by_import_path_end_to_end(tmp_path):
     assert result["tiny_mlp"]["roc_auc"] > 0.6
     assert result["tiny_mlp"]["ece"] < 0.05
     # the figures are those of the saved model on the test runs
-    from rarefy.zoo.bench import load_bench_events, split_events
+    from rarefy.jobs.bench import load_bench_events, split_events
 
     events, ids = load_bench_events(out / "events", ["lf"], None)
     parts, _ = split_events(events, ids, [0.5, 0.25, 0.25], 3)

@@ -11,7 +11,7 @@ from scipy import stats
 from rarefy import simulators
 from rarefy.jobs.simulate import simulate
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "moderator" / "simulate.yaml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "moderator" / "simulate.yaml"
 
 
 def chi2_pvalues(frame: pd.DataFrame, sim) -> tuple[float, float, float]:

@@ -16,7 +16,7 @@ from denoise_synth import config, synth
 from rarefy.denoise import train
 from rarefy.nn.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CFG = config(epochs=4, early_stopping={"patience": 10})
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import rarefy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():

@@ -13,7 +13,7 @@ from rarefy.data.event_readers import read_event_frame, read_events
 from rarefy.data.events import EventTable
 from rarefy.errors import InputError
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
 LEGEND = DATA / "legend_neutron_events_lf.csv"
 THETA = ["radius", "thickness", "npanels", "theta", "length"]
 RESUM_PHI = ["r_0[m]", "z_0[m]", "time_t[ms]", "r_t[m]", "z_t[m]", "L_t[m]", "ln(E0vsET)", "edep_t[eV]", "nsec"]
