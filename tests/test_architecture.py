@@ -137,6 +137,10 @@ def test_the_checker_sees_a_cycle_and_a_private_import(tmp_path):
     ("rarefy.nn", ("rarefy.config", "rarefy.denoise", "rarefy.zoo", "rarefy.jobs")),
     ("rarefy.surrogate", ("rarefy.jobs", "rarefy.acquisition", "rarefy.optim", "rarefy.campaign", "rarefy.cli")),
     ("rarefy.optim", ("rarefy.surrogate", "rarefy.jobs", "rarefy.acquisition")),
+    ("rarefy.acquisition", ("rarefy.jobs", "rarefy.campaign", "rarefy.cli", "rarefy.report")),
+    ("rarefy.campaign", ("rarefy.jobs", "rarefy.surrogate", "rarefy.acquisition", "rarefy.cli")),
+    ("rarefy.zoo", ("rarefy.jobs", "rarefy.cli", "rarefy.campaign")),
+    ("rarefy.denoise", ("rarefy.jobs", "rarefy.cli", "rarefy.zoo")),
     ("rarefy.data", ("rarefy.jobs", "rarefy.surrogate", "rarefy.campaign", "rarefy.cli")),
 ])
 def test_lower_layers_do_not_import_higher_ones(layer, forbidden):

@@ -9,11 +9,12 @@ predicted rate m_f, at least one count's worth, plus the fidelity's learned nugg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..config import RunConfig
+from ..config import FidelityConfig
+from ..data.rundir import CNP_SUFFIX
 
 __all__ = ["FidelityPlan", "RunNoise", "fidelity_plans"]
 
@@ -50,38 +51,38 @@ class RunNoise:
         return torch.clamp(mean, min=1.0 / n) / n + self.nugget
 
 
-def fidelity_plans(cfg: RunConfig, simulator: Any = None) -> dict[str, FidelityPlan]:
-    """Events and nominal run cost of every fidelity of ``cfg``.
+def fidelity_plans(fidelities: Sequence[FidelityConfig], events: Mapping[str, int] | None = None,
+                   simulator: Any = None) -> dict[str, FidelityPlan]:
+    """Events and nominal run cost of every fidelity (the config's ``fidelities`` section).
 
-    Events: ``acquisition.events[f]``, else the fidelity's ``events``, else the simulator's
+    Events: ``events[f]`` (the config's ``acquisition.events``), else the fidelity's ``events``, else the simulator's
     default. Cost of a run (CPU-h): events × ``cost_cpu_h_per_event`` (config or simulator),
     else the fidelity's ``cost_cpu_h`` per run, else NaN. A fidelity without an events
     number gets ``events = 0`` (it cannot be proposed). A denoised fidelity ``<base>-cnp``
     (see :mod:`rarefy.denoise`) without events of its own gets the plan of ``<base>``
     with ``simulate=<base>``: a run of ``base`` is what yields its observation.
     """
-    from ..jobs.denoise import SUFFIX
-
     out = {}
-    for f in cfg.fidelities:
+    events_of = dict(events or {})
+    for f in fidelities:
         sim_fid = None
         fids = getattr(simulator, "fidelities", None)
         if fids is not None and f.name in fids:
             sim_fid = fids[f.name]
-        events = cfg.acquisition.events.get(f.name) or f.events or (sim_fid.events_per_run if sim_fid else 0)
+        n_events = events_of.get(f.name) or f.events or (sim_fid.events_per_run if sim_fid else 0)
         per_event = f.cost_cpu_h_per_event
         if per_event is None and sim_fid is not None:
             per_event = sim_fid.cost_cpu_h_per_event
-        if per_event is not None and events:
-            cost = float(per_event) * int(events)
+        if per_event is not None and n_events:
+            cost = float(per_event) * int(n_events)
         elif f.cost_cpu_h is not None:
             cost = float(f.cost_cpu_h)
         else:
             cost = float("nan")
-        out[f.name] = FidelityPlan(f.name, int(events or 0), cost)
+        out[f.name] = FidelityPlan(f.name, int(n_events or 0), cost)
     for name, plan in list(out.items()):
-        base = name[: -len(SUFFIX)]
-        if name.endswith(SUFFIX) and plan.events == 0 and base in out and out[base].events > 0:
+        base = name[: -len(CNP_SUFFIX)]
+        if name.endswith(CNP_SUFFIX) and plan.events == 0 and base in out and out[base].events > 0:
             out[name] = FidelityPlan(name, out[base].events, out[base].cost_cpu_h, simulate=base)
     return out
 

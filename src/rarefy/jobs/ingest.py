@@ -135,7 +135,7 @@ def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[st
     if not files:
         raise InputError("give at least one file to ingest")
     space = cfg.space.build()
-    plans = fidelity_plans(cfg, run_simulator(cfg, run_dir))
+    plans = fidelity_plans(cfg.fidelities, cfg.acquisition.events, run_simulator(cfg, run_dir))
     per_event = {f: (p.cost_cpu_h / p.events if p.events else float("nan")) for f, p in plans.items()}
     new_frames = []
     for file in files:

@@ -128,7 +128,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
         log.warning("the config has a 'denoise' section but no '<fidelity>-cnp' fidelity: the loop fits raw rates")
     simulate = LoopWorkspace(cfg, config_dir, out, progress)
     out, space, sim = simulate.out, simulate.space, simulate.simulator
-    plans = fidelity_plans(cfg, sim)
+    plans = fidelity_plans(cfg.fidelities, cfg.acquisition.events, sim)
     target = str(cfg.target)
     v_events = loop.verify.events or plans[target].events
     if loop.verify.runs and not v_events:

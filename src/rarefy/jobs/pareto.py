@@ -202,7 +202,7 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
     out, space, sim = simulate.out, simulate.space, simulate.simulator
     objectives = list(cfg.objectives)
     fidelity = cfg.pareto.fidelity or str(cfg.target)
-    plans = fidelity_plans(cfg, sim)
+    plans = fidelity_plans(cfg.fidelities, cfg.acquisition.events, sim)
     plan = plans[fidelity]
     if plan.events < 1:
         raise InputError(f"pareto.fidelity {fidelity!r} has no events per run: set the fidelity's 'events'")

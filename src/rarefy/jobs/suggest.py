@@ -53,7 +53,7 @@ def suggest(run_dir: str | os.PathLike[str], n: int = 1, *, out: str | os.PathLi
         sur = build_surrogate(cfg).fit(table)
     except ValueError as exc:  # e.g. a fidelity without rows
         raise InputError(f"cannot fit the surrogate: {exc}", file=run_dir) from None
-    plans = fidelity_plans(cfg, run_simulator(cfg, run_dir))
+    plans = fidelity_plans(cfg.fidelities, cfg.acquisition.events, run_simulator(cfg, run_dir))
     props = propose(sur, settings, plans, q=n, target=cfg.target, observed=table.designs(),
                     seed=cfg.seed if seed is None else seed)
     frame = proposals_frame(props, space)
