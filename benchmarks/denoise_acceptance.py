@@ -1,4 +1,4 @@
-"""Acceptance run of the CNP denoiser (issue #4); prints ONE JSON line.
+"""Acceptance run of the CNP denoiser; prints ONE JSON line.
 
 Runs the three steps of ``examples/moderator/denoise.yaml`` through the Python API::
 

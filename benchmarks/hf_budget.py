@@ -1,4 +1,4 @@
-"""Nominal compute each strategy needs to learn the moderator's HF rate (issue 5, "the method pays off").
+"""Nominal compute each strategy needs to learn the moderator's HF rate ("the method pays off").
 
 Prints ONE JSON line. On the built-in ``moderator`` (exact expected rates known, see
 docs/moderator.md), for each strategy the benchmark counts the total nominal compute
@@ -48,7 +48,7 @@ batch) for up to 320 rounds, and the identity output for every strategy. With ``
 log`` the IVR, computed in rate units through the delta method, sends the first HF runs to
 the corner radius 90 cm / thickness 2 cm, whose rate (up to 2.3× the median) the test designs
 hardly ever reach, and (a) needs more HF runs from 3 initial ones than from 8 Sobol ones
-(stop 15: seeds 11 and 13 not met by 24 and 8 HF runs with log, met at 8 and 4 with identity). Every GP adds the uncertainty of its target level's mean and ρ
+(seeds 11 and 13 not met by 24 and 8 HF runs with log, met at 8 and 4 with identity). Every GP adds the uncertainty of its target level's mean and ρ
 (``surrogate.mean_uncertainty``; ``--no-mean-uncertainty`` turns it off): with 8–10 HF runs
 the plug-in intervals are too narrow. The CNP is denoise.yaml's: an ensemble of 5 members
 (30 epochs each) trained once on the initial LF runs' events, with denoise.yaml's rule for
@@ -56,7 +56,7 @@ the positive oversampling scaled to the number of runs (each training positive a
 per epoch: 3 per batch for 500 runs, instead of denoise.yaml's 1 for 200). ``--cnp-rank K``
 overrides the rank of its design interaction (docs/denoise.md, "Extreme designs need rank ≥ 2").
 The lf-cnp rows carry the φ-sampling variance only (:func:`rarefy.denoise.aggregate_frame`;
-``--cnp-model-error`` adds the CNP's conservative model σ̄² as before stop 15).
+``--cnp-model-error`` adds the CNP's conservative model σ̄² as in earlier versions).
 
 **Reusing a trained CNP.** The CNP depends only on ``--seed``, ``--cnp-rank``, ``--lf0`` and
 ``--lf-events``, not on ``--hf0`` or the acquisition, and training it is ~90% of (a)'s wall time at 1 thread.
@@ -348,7 +348,7 @@ def main() -> None:
                     help="keep the trained CNP members here and reuse them (they depend on seed, rank, --lf0, --lf-events only)")
     ap.add_argument("--cnp-device", default="cpu", help="torch device the CNP trains on (cpu, cuda)")
     ap.add_argument("--cnp-model-error", action="store_true",
-                    help="add the CNP's conservative model σ̄² to each lf-cnp row's variance (before stop 15)")
+                    help="add the CNP's conservative model σ̄² to each lf-cnp row's variance (the earlier variance)")
     ap.add_argument("--cnp-members", type=int, nargs="+", default=None,
                     help="only train these CNP members into --cnp-cache and stop (to train them in parallel)")
     ap.add_argument("--history", type=Path, default=None, help="write every round's RMSE/coverage here (JSON)")

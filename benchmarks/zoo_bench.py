@@ -1,4 +1,4 @@
-"""The model-zoo bench (issue #7) on the moderator events; prints ONE JSON line.
+"""The model-zoo bench on the moderator events; prints ONE JSON line.
 
 Runs ``rarefy.bench(CONFIG, OUT)`` (default ``examples/moderator/bench.yaml``: the campaign is
 simulated into ``OUT/events`` when ``bench.run_dir`` is not set) and reports
@@ -11,7 +11,7 @@ simulated into ``OUT/events`` when ``bench.run_dir`` is not set) and reports
 - ``failed``: backends that raised, with the error;
 - ``data``: events / positives / rate per split; ``loadavg_start`` / ``loadavg_end``.
 
-Acceptance (issue #7): on the 1e-4-level set the whole bench takes at most 20 minutes on
+Acceptance: on the 1e-4-level set the whole bench takes at most 20 minutes on
 2 CPU cores. Usage: ``python benchmarks/zoo_bench.py [--config PATH] [--out DIR]``.
 """
 

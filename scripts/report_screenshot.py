@@ -1,4 +1,4 @@
-"""Screenshot a closed-loop report with headless Chromium (the issue-5 render check).
+"""Screenshot a closed-loop report with headless Chromium.
 
     python scripts/report_screenshot.py RUN_DIR [--out RUN_DIR/report/screenshot.png] [--width 1400]
 

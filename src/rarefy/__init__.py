@@ -5,8 +5,8 @@ Public API (see README for the tour)::
     from rarefy import load_config, load_rate_table, AR1Surrogate, DesignSpace
     from rarefy import fit, validate                       # the CLI jobs, as functions
     from rarefy import simulate, simulators, EventTable, EventStore, read_events
-    from rarefy import train_denoiser, denoise_run           # issue #4: CNP denoiser jobs
-    from rarefy import run, suggest, ingest, optimize_run    # the closed loop (issue #5)
+    from rarefy import train_denoiser, denoise_run           # the denoiser jobs
+    from rarefy import run, suggest, ingest, optimize_run    # the closed loop
 
 Names are imported lazily (PEP 562), so ``import rarefy`` is cheap: torch and gpytorch
 load only when a surrogate is first used. Dask workers that only simulate never pay

@@ -1,4 +1,4 @@
-"""Event-level denoising with conditional neural processes (issue #4).
+"""Event-level denoising with conditional neural processes.
 
 Python API (the CLI's ``rarefy train`` / ``rarefy denoise`` will call these)::
 

@@ -12,7 +12,7 @@ For run ``r`` with events ``i = 1..n`` scored ``p̄_i ± σ_i`` (:func:`rarefy.d
   run's rate, reported but **not** added to ``var`` by default. One model scores every
   run, so its error is systematic across designs, not per-run noise: the AR1 surrogate
   learns it as the ``-cnp`` level's own surface and nugget and the next level's δ(θ).
-  Added as per-run noise (``model_error=True``, the behaviour before stop 15) it is several
+  Added as per-run noise (``model_error=True``, the earlier behaviour) it is several
   times the real scatter of the rates (median σ̄/t̂ ≈ 0.2 on the moderator, where the rates
   scatter by 4–7% about the exact rate); the GP then smooths the ``-cnp`` level flat and
   loses the extreme designs (docs/denoise.md, "Per-run variance").

@@ -11,7 +11,7 @@ of :class:`EventData` chunks, each holding **whole runs** (a run never spans chu
 ids unique over the source). The trainer reads it once to set up (split, normalisation,
 context banks, positive pool) and once per epoch. :func:`parquet_shards` streams one
 Parquet file per run with pyarrow; :func:`from_event_store` streams the finished runs of
-an issue-#3 :class:`rarefy.EventStore`.
+a :class:`rarefy.EventStore`.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def iter_chunks(source: Source) -> Iterator[EventData]:
 
 
 def from_event_table(table: "EventTable", fidelity: str | None = None, phi: Sequence[str] | None = None) -> EventData:
-    """In-memory EventData from an issue-#3 :class:`rarefy.EventTable` (``run_id`` column required).
+    """In-memory EventData from a :class:`rarefy.EventTable` (``run_id`` column required).
 
     ``phi`` selects the φ columns (any numeric columns of the table, e.g. auxiliary
     ones; default: the table's φ columns); a missing one raises :class:`InputError`.
@@ -268,7 +268,7 @@ def parquet_shards(paths: Sequence[str | os.PathLike[str]], theta: Sequence[str]
 
 def from_event_store(store: "EventStore", fidelity: str | None = None, phi: Sequence[str] | None = None
                      ) -> ChunkSource:
-    """Stream the finished runs of an issue-#3 :class:`rarefy.EventStore`, one run per chunk.
+    """Stream the finished runs of a :class:`rarefy.EventStore`, one run per chunk.
 
     ``fidelity`` keeps only that fidelity's runs; ``phi`` selects the φ columns (see
     :func:`from_event_table`). Raises :class:`InputError` when there are no such runs.
