@@ -23,7 +23,6 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 15) -> 
     if not len(y):
         return float("nan")
     b = np.minimum((p * bins).astype(np.int64), bins - 1)
-    n_b = np.bincount(b, minlength=bins)
     sy = np.bincount(b, weights=y, minlength=bins)
     sp = np.bincount(b, weights=p, minlength=bins)
     return float(np.abs(sy - sp).sum() / len(y))
