@@ -9,21 +9,42 @@ from :func:`rarefy.campaign.plan.plan_requests`; the job ``rarefy simulate`` is
   in-process). A worker builds the simulator once from its :class:`SimulatorSpec`, runs
   it, writes the run's Parquet shard atomically and reports counts and timings.
 * **Record.** The driver (the only catalog writer) marks a run ``done`` as soon as its
-  result arrives. A failed attempt (exception, timeout, unreadable output) is retried up
-  to ``max_retries`` times with the same seed, then the run is marked ``failed`` with its
-  error text and the campaign goes on. ``rates.parquet`` is rewritten as runs finish
+  result arrives. A failed attempt (exception, timeout, unreadable or empty output, lost
+  worker) is retried up to ``max_retries`` times with the same seed, then the run is
+  marked ``failed`` with its error text and the campaign goes on. ``rates.parquet`` is rewritten as runs finish
   (at most every few seconds) and at the end, through its one writer
   (:func:`rarefy.data.rundir.write_rates`, which keeps rows and columns other jobs added).
 * **Resume.** Re-running on the same run directory checks that the plan matches the
   catalog, requeues runs a killed campaign left ``running``, and runs only those not
   ``done`` (``failed`` ones too with ``retry_failed``).
 
-**Timeouts.** ``campaign.timeout_s`` limits each run's wall time. An external command is
-killed with its process group. A Python simulator runs in a helper thread that cannot be
-killed: the run is recorded as failed at once and, when the worker is a separate
-process (the default), the driver restarts that worker so the hung call is ended;
-with threads-only executors (``processes: false``, ``sync``) the hung call keeps its
-thread until it returns on its own.
+**Timeouts.** ``campaign.timeout_s`` limits each run's wall time; an external command's
+own ``timeout_s`` (where the simulator section sets one) limits it too, and whichever
+fires first ends the run as failed. An external command is killed with its whole process
+group before the attempt is reported, so no command outlives its run. A Python simulator
+runs in a helper thread that cannot be killed: the run is recorded as failed at once and,
+when the worker is a separate process (the default), the driver restarts that worker so
+the hung call is ended; with threads-only executors (``processes: false``, ``sync``) the
+hung call keeps its thread until it returns on its own.
+
+**Empty runs.** A run that returns no events (a command whose output file is empty or
+has only a header, a Python simulator returning no rows) is a failed attempt, retried
+like any other; it never becomes a ``done`` run with ``n = 0``.
+
+**What is guaranteed.**
+
+* Each run is ``done`` at most once, with exactly one shard (``events/RUN_ID.parquet``,
+  renamed into place before the catalog says ``done``), and ``rates.parquet`` has one
+  row per ``done`` run. A re-executed attempt uses the run's seed, so it writes the same
+  events.
+* No run is lost: a worker that dies mid-run (killed, out of memory) has its run
+  rescheduled by dask or retried by the driver; a driver killed at any moment (even
+  ``kill -9``) leaves ``running`` rows that the next call runs again, and ``done`` runs
+  are never run again.
+* External commands end with their run: on timeout (either timer), when a dask worker
+  closes or is restarted (its :class:`rarefy.campaign.workers.CommandReaper` kills the
+  commands it still runs), and on Ctrl-C of the driver. Only a ``kill -9`` of the process
+  that started a command (the driver with ``sync``, else a worker) can leave it running.
 
 The engine takes only its own sections: :class:`rarefy.config.CampaignConfig` and the
 simulator (an object, or a :class:`SimulatorSpec` each worker builds it from).
@@ -49,7 +70,7 @@ from ..data.rates import RateTable
 from ..data.store import EventStore, RunRequest
 from ..simulators import from_config as simulator_from_config
 from ..simulators.base import as_event_table
-from ..simulators.command import SimulatorTimeout
+from ..simulators.command import CommandSimulator, SimulatorTimeout
 from ..space import DesignSpace
 from .executors import as_completed_for, open_executor, restart_hung_worker
 
@@ -58,6 +79,7 @@ __all__ = ["CampaignResult", "RunOutcome", "SimulatorSpec", "run_campaign", "exe
 log = logging.getLogger(__name__)
 
 RATES_EVERY_S = 5.0  # rewrite rates.parquet at most this often while a campaign runs
+CANCEL_WAIT_S = 30.0  # how long a timed-out command call may take to end once its process group is killed
 
 
 @dataclass(frozen=True)
@@ -123,10 +145,12 @@ def _worker_name() -> str:
         return f"pid:{os.getpid()}"
 
 
-def _call(sim: Any, req: RunRequest) -> tuple[Any, float, str]:
+def _call(sim: Any, req: RunRequest, cancel: threading.Event) -> tuple[Any, float, str]:
     """Run the simulator in this thread: (result, CPU seconds, stderr)."""
     if hasattr(sim, "simulate_detailed"):
-        result, info = sim.simulate_detailed(dict(req.theta), req.n, req.fidelity, req.seed, run_id=req.run_id)
+        stop = {"cancel": cancel} if isinstance(sim, CommandSimulator) else {}
+        result, info = sim.simulate_detailed(dict(req.theta), req.n, req.fidelity, req.seed, run_id=req.run_id,
+                                             **stop)
         return result, float(info.get("cpu_s", float("nan"))), str(info.get("stderr", ""))
     t0 = time.thread_time()
     result = sim.simulate(dict(req.theta), req.n, req.fidelity, req.seed)
@@ -134,52 +158,70 @@ def _call(sim: Any, req: RunRequest) -> tuple[Any, float, str]:
 
 
 def execute_request(spec: Any, req: RunRequest, run_dir: str, timeout_s: float | None = None) -> RunOutcome:
-    """Run one request on this worker: simulate, check, write the shard. Never raises.
+    """Run one request on this worker: simulate, check, write the shard. Never raises (but on Ctrl-C).
 
     ``spec`` is a simulator or a :class:`SimulatorSpec` (see :func:`build_simulator`).
+    A run that returns no events fails; one past ``timeout_s`` seconds fails, and an
+    external command is killed with its process group before this returns.
     """
     start = time.perf_counter()
     worker = _worker_name()
     try:
         sim = build_simulator(spec)
         box: dict[str, Any] = {}
+        cancel, finished = threading.Event(), threading.Event()
 
         def target() -> None:
             try:
-                box["value"] = _call(sim, req)
+                box["value"] = _call(sim, req, cancel)
             except BaseException as exc:  # reported to the driver as the run's error
                 box["error"] = exc
                 box["tb"] = traceback.format_exc(limit=8)
+            finally:
+                finished.set()  # (not Thread.join: an interrupted join may report a running thread as ended)
 
         t_sim = time.perf_counter()
         if timeout_s is None:
             target()
         else:
-            thread = threading.Thread(target=target, name=f"rarefy-{req.run_id}", daemon=True)
-            thread.start()
-            thread.join(timeout_s)
-            if thread.is_alive():
+            threading.Thread(target=target, name=f"rarefy-{req.run_id}", daemon=True).start()
+            try:
+                finished.wait(timeout_s)
+            finally:  # timed out, or Ctrl-C while the driver runs the simulator itself
+                if not finished.is_set():
+                    cancel.set()  # an external command is killed at once; a Python call cannot be stopped
+                    if isinstance(sim, CommandSimulator):
+                        finished.wait(CANCEL_WAIT_S)
+            if not finished.is_set():
                 return RunOutcome(req.run_id, False, wall_s=time.perf_counter() - start,
                                   error=f"timed out after {timeout_s:g} s (simulator still running)",
                                   worker=worker, hung=True)
         sim_s = time.perf_counter() - t_sim
         if "error" in box:
             exc = box["error"]
-            stderr = ""
+            if isinstance(exc, KeyboardInterrupt):
+                raise exc
             if isinstance(exc, SimulatorTimeout):
+                error = f"timed out after {timeout_s:g} s: {exc}" if cancel.is_set() else str(exc)
                 return RunOutcome(req.run_id, False, wall_s=time.perf_counter() - start, sim_s=sim_s,
-                                  error=str(exc), worker=worker)
+                                  error=error, worker=worker)
             return RunOutcome(req.run_id, False, wall_s=time.perf_counter() - start, sim_s=sim_s,
-                              error=f"{type(exc).__name__}: {exc}", stderr=stderr or box.get("tb", ""), worker=worker)
+                              error=f"{type(exc).__name__}: {exc}", stderr=box.get("tb", ""), worker=worker)
         result, cpu_s, stderr = box["value"]
         events = as_event_table(result, req.theta, fidelity=req.fidelity, run_id=req.run_id,
                                 source=f"output of run {req.run_id}") if not isinstance(result, EventTable) \
             else result.with_run(fidelity=req.fidelity, run_id=req.run_id, theta=req.theta)
+        if events.n == 0:
+            return RunOutcome(req.run_id, False, wall_s=time.perf_counter() - start, cpu_s=cpu_s, sim_s=sim_s,
+                              error=f"simulator returned no events (asked for {req.n})", stderr=stderr,
+                              worker=worker)
         if events.n != req.n:
             log.warning("run %s: asked for %d events, simulator returned %d", req.run_id, req.n, events.n)
         EventStore.write_shard(run_dir, req.run_id, events)
         return RunOutcome(req.run_id, True, n=events.n, k=events.k, wall_s=time.perf_counter() - start,
                           cpu_s=cpu_s, sim_s=sim_s, stderr=stderr, worker=worker)
+    except KeyboardInterrupt:
+        raise
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a failed run, never a crash
         return RunOutcome(req.run_id, False, wall_s=time.perf_counter() - start,
                           error=f"{type(exc).__name__}: {exc}", stderr=traceback.format_exc(limit=8), worker=worker)

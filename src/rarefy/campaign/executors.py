@@ -2,7 +2,9 @@
 
 :func:`open_executor` yields a client with dask's ``submit`` and an ``as_completed``
 factory; :class:`SyncClient` is the in-process stand-in that runs each task when it
-is collected (no dask needed).
+is collected (no dask needed). Dask workers get the
+:class:`rarefy.campaign.workers.CommandReaper` plugin: a worker that closes kills the
+simulator commands it still runs.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def open_executor(cfg: ExecutorConfig) -> Iterator[tuple[Any, bool]]:
         log.info("starting a LocalCluster: %d workers x %d threads (%s)", workers, cfg.threads_per_worker,
                  "processes" if cfg.processes else "threads")
         with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+            _install_reaper(client)
             yield client, cfg.processes
         return
     try:
@@ -98,13 +101,23 @@ def open_executor(cfg: ExecutorConfig) -> Iterator[tuple[Any, bool]]:
     with SLURMCluster(**kwargs) as cluster:
         cluster.scale(jobs=cfg.jobs)
         with Client(cluster) as client:
+            _install_reaper(client)
             yield client, True
+
+
+def _install_reaper(client: Any) -> None:
+    """Have every worker (also those that join later) kill its running simulator commands when it closes."""
+    from .workers import CommandReaper
+
+    client.register_plugin(CommandReaper())
 
 
 def restart_hung_worker(client: Any, processes: bool, worker: str, run_id: str) -> None:
     """Restart the dask worker process ``worker`` to end a simulator call that timed out in it.
 
     Threads cannot be killed: with thread workers (or in-process) the call keeps running.
+    The closing worker kills the external commands it still runs
+    (:class:`rarefy.campaign.workers.CommandReaper`).
     """
     if not processes or not worker or worker.startswith("pid:"):
         log.warning("run %s: the timed-out simulator call keeps running in its thread on %s (threads cannot be "

@@ -7,10 +7,17 @@ The config gives an argument list whose items are ``str.format`` templates::
 
 Placeholders: ``{n}``, ``{seed}``, ``{fidelity}``, ``{run_id}``, ``{output}`` (the file
 the program must write), ``{workdir}`` (a fresh scratch folder, also the working
-directory), ``{config_dir}`` and ``{theta[NAME]}``. The program runs with a wall-clock
-timeout in its own process group (killed as a group on timeout); its stderr is kept;
-its CPU time is taken from the kernel's accounting of the child (``os.wait4``). The
-output file (CSV, Parquet, HDF5 or ROOT, chosen by suffix) is read back as events.
+directory), ``{config_dir}`` and ``{theta[NAME]}``. The program runs in its own process
+group; its stderr is kept; its CPU time is taken from the kernel's accounting of the child
+(``os.wait4``). The output file (CSV, Parquet, HDF5 or ROOT, chosen by suffix) is read
+back as events; a file without events is an error.
+
+The process group is killed (SIGKILL) when the request's wall-clock limit ``timeout_s``
+passes, when the caller sets the request's ``cancel`` event (the campaign engine does when
+its own per-run timer fires first), when the waiting thread is interrupted (Ctrl-C), and
+by :func:`kill_running_commands`, which ends every command this process still runs (the
+campaign engine calls it when a dask worker closes or restarts). A process killed with
+SIGKILL cannot kill its commands: those of a ``kill -9``-ed worker or driver live on.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -29,11 +37,16 @@ from ..data.event_readers import read_events
 from ..data.events import EventTable
 from ..errors import InputError
 
-__all__ = ["CommandSimulator", "SimulatorError", "SimulatorTimeout"]
+__all__ = ["CommandSimulator", "SimulatorError", "SimulatorTimeout", "kill_running_commands"]
 
 log = logging.getLogger(__name__)
 
 STDERR_KEEP = 20_000  # characters of stderr kept per request
+
+# Process groups (= pids of their leaders) of the commands this process runs. A leader leaves the set before it
+# is reaped, so a pid in the set still names our group and killing it can never hit a reused pid.
+_LIVE: set[int] = set()
+_LIVE_LOCK = threading.Lock()
 
 
 class SimulatorError(RuntimeError):
@@ -87,18 +100,26 @@ class CommandSimulator:
         """Run the command for one request and return its events."""
         return self.simulate_detailed(theta, n, fidelity, seed)[0]
 
-    def simulate_detailed(self, theta: dict[str, float], n: int, fidelity: str, seed: int,
-                          run_id: str = "") -> tuple[EventTable, dict[str, Any]]:
-        """Like :meth:`simulate`, also returning ``{"cpu_s": child CPU seconds, "stderr": text}``."""
+    def simulate_detailed(self, theta: dict[str, float], n: int, fidelity: str, seed: int, run_id: str = "",
+                          cancel: threading.Event | None = None) -> tuple[EventTable, dict[str, Any]]:
+        """Like :meth:`simulate`, also returning ``{"cpu_s": child CPU seconds, "stderr": text}``.
+
+        Setting ``cancel`` (from another thread) kills the command's process group within
+        about 50 ms and raises :class:`SimulatorTimeout`.
+        """
         if self.scratch_dir is not None:
             Path(self.scratch_dir).mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"rarefy-{run_id or 'run'}-", dir=self.scratch_dir))
         try:
             output = workdir / self.output
             args = self._args(theta, n, fidelity, seed, run_id, output, workdir)
-            cpu_s, stderr = self._run(args, workdir)
+            cpu_s, stderr = self._run(args, workdir, cancel)
             if not output.exists():
                 raise SimulatorError(f"command wrote no output file {self.output!r}; stderr: {_tail(stderr)}")
+            no_events = SimulatorError(f"command wrote no events to {self.output!r} (asked for {n}); "
+                                       f"stderr: {_tail(stderr)}")
+            if output.stat().st_size == 0:
+                raise no_events
             spec = self.events
             try:
                 events = read_events(output, columns=spec.get("columns"), theta=list(theta), phi=spec.get("phi"),
@@ -107,13 +128,15 @@ class CommandSimulator:
             except InputError as exc:
                 raise SimulatorError(f"output of {Path(args[0]).name}: {exc.reason}"
                                      + (f" (column {exc.column!r})" if exc.column else "")) from None
+            if events.n == 0:
+                raise no_events
             events = events.with_run(theta=theta)
             return events, {"cpu_s": cpu_s, "stderr": stderr}
         finally:
             if not self.keep_scratch:
                 shutil.rmtree(workdir, ignore_errors=True)
 
-    def _run(self, args: list[str], workdir: Path) -> tuple[float, str]:
+    def _run(self, args: list[str], workdir: Path, cancel: threading.Event | None = None) -> tuple[float, str]:
         env = {**os.environ, **self.env}
         err_path = workdir / ".stderr"
         with open(err_path, "wb") as err:
@@ -122,33 +145,80 @@ class CommandSimulator:
                                         cwd=workdir, env=env, start_new_session=True)
             except OSError as exc:
                 raise SimulatorError(f"cannot start {args[0]!r}: {exc}") from None
+            with _LIVE_LOCK:
+                _LIVE.add(proc.pid)
             start = time.monotonic()
             delay = 0.001
-            status = rusage = None
-            while True:
-                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                if self.timeout_s is not None and time.monotonic() - start > self.timeout_s:
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    _, status, rusage = os.wait4(proc.pid, 0)
-                    proc.returncode = -9
-                    stderr = _read_text(err_path)
-                    raise SimulatorTimeout(f"command timed out after {self.timeout_s:g} s; stderr: {_tail(stderr)}")
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+            stopped = ""
+            try:
+                while not _exited(proc.pid):
+                    if cancel is not None and cancel.is_set():
+                        stopped = "command killed"
+                    elif self.timeout_s is not None and time.monotonic() - start > self.timeout_s:
+                        stopped = f"command timed out after {self.timeout_s:g} s"
+                    if stopped:
+                        _kill_group(proc.pid)
+                        break
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            except BaseException:  # interrupted while waiting (Ctrl-C): the command must not outlive us
+                _kill_group(proc.pid)
+                _reap(proc.pid)
+                raise
+            status, rusage = _reap(proc.pid)
             proc.returncode = os.waitstatus_to_exitcode(status)
         stderr = _read_text(err_path)
+        if stopped:
+            raise SimulatorTimeout(f"{stopped}; stderr: {_tail(stderr)}")
         if proc.returncode != 0:
             raise SimulatorError(f"command exited with status {proc.returncode}; stderr: {_tail(stderr)}")
-        cpu_s = float(rusage.ru_utime + rusage.ru_stime) if rusage is not None else float("nan")
+        cpu_s = float(rusage.ru_utime + rusage.ru_stime)
         return cpu_s, stderr
 
     def __repr__(self) -> str:
         return f"CommandSimulator({self.command!r})"
+
+
+def kill_running_commands() -> int:
+    """Kill (SIGKILL) the process group of every command this process runs; returns how many.
+
+    The waiting :meth:`CommandSimulator.simulate_detailed` calls then fail with the
+    commands' exit status. Safe to call from any thread or at any time.
+    """
+    with _LIVE_LOCK:
+        pids = sorted(_LIVE)
+        for pid in pids:
+            _signal_group(pid)
+    if pids:
+        log.warning("killed %d running simulator command(s) with their process groups", len(pids))
+    return len(pids)
+
+
+def _signal_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # the group is gone already
+        pass
+
+
+def _kill_group(pid: int) -> None:
+    """Kill the process group led by our un-reaped child ``pid``."""
+    with _LIVE_LOCK:
+        if pid in _LIVE:
+            _signal_group(pid)
+
+
+def _exited(pid: int) -> bool:
+    """True once our child ``pid`` has ended (it is left un-reaped, so its pid stays ours)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _reap(pid: int) -> tuple[int, Any]:
+    """Wait for our child ``pid`` to end and reap it: (wait status, resource usage)."""
+    with _LIVE_LOCK:
+        _LIVE.discard(pid)
+    _, status, rusage = os.wait4(pid, 0)
+    return status, rusage
 
 
 class _ThetaView(dict):
