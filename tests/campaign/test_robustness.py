@@ -220,3 +220,50 @@ def test_ctrl_c_of_the_driver_kills_the_running_commands(tmp_path, executor, tim
         kill_all(pids)
     with EventStore(tmp_path / "run") as store:                 # the run is left for a resume to redo
         assert store.counts()["done"] == 0
+
+
+SLURM = {"kind": "slurm", "queue": "debug", "account": "rare-events", "cores": 2, "memory": "3GB",
+         "walltime": "00:20:00", "jobs": 2, "job_extra_directives": ["--constraint=cpu", "--qos=low"]}
+
+
+def test_slurm_job_script_carries_the_executor_settings():
+    pytest.importorskip("dask_jobqueue")
+    from rarefy.campaign.executors import slurm_cluster
+    from rarefy.config import SlurmExecutorConfig
+
+    with slurm_cluster(SlurmExecutorConfig(**SLURM)) as cluster:
+        script = cluster.job_script()
+    lines = script.splitlines()
+    for directive in ("-p debug", "-A rare-events", "-n 1", "--cpus-per-task=2", "--mem=3G", "-t 00:20:00",
+                      "--constraint=cpu", "--qos=low"):
+        assert f"#SBATCH {directive}" in lines, script
+    worker = next(line for line in lines if "distributed.cli.dask_worker" in line)
+    assert "--nthreads 2" in worker and "--memory-limit 2.79GiB" in worker and "--nanny" in worker
+    with slurm_cluster(SlurmExecutorConfig(kind="slurm")) as cluster:      # unset queue and account: no line
+        script = cluster.job_script()
+    assert "#SBATCH -p" not in script and "#SBATCH -A" not in script
+
+
+def test_campaign_through_dask_jobqueue(tmp_path, monkeypatch):
+    """The slurm executor end to end, with dask-jobqueue's LocalCluster (its jobs are local processes)."""
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+    from dask_jobqueue.local import LocalCluster
+
+    built = []
+
+    class Recording(LocalCluster):
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(dask_jobqueue, "SLURMCluster", Recording)
+    executor = {**SLURM, "account": None}                 # the local job class has no account
+    sim = {"kind": "python", "target": "rarefy.simulators.testing:toy"}
+    res = simulate(config_from_dict(config(sim, runs=6, executor=executor)), tmp_path / "run", progress=False)
+    assert built == [{"queue": "debug", "cores": 2, "memory": "3GB", "walltime": "00:20:00", "processes": 1,
+                      "job_extra_directives": ["--constraint=cpu", "--qos=low"]}]
+    assert (res.n_done, res.n_failed) == (6, 0)
+    runs = check_catalog_matches_shards(tmp_path / "run", 6)
+    assert runs["worker"].str.startswith("tcp://").all()  # the runs ran on the jobs' workers
+    reference = simulate(config_from_dict(config(sim, runs=6)), tmp_path / "ref", progress=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(res.rates_path), pd.read_parquet(reference.rates_path))

@@ -15,10 +15,10 @@ import os
 from collections import deque
 from typing import Any, Callable, Iterator, Sequence
 
-from ..config import ExecutorConfig
+from ..config import ExecutorConfig, SlurmExecutorConfig
 from ..errors import InputError
 
-__all__ = ["SyncClient", "open_executor", "as_completed_for", "restart_hung_worker"]
+__all__ = ["SyncClient", "open_executor", "as_completed_for", "restart_hung_worker", "slurm_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +91,32 @@ def open_executor(cfg: ExecutorConfig) -> Iterator[tuple[Any, bool]]:
             _install_reaper(client)
             yield client, cfg.processes
         return
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError:
-        raise InputError("executor 'slurm' needs dask-jobqueue: pip install 'rarefy[slurm]'") from None
-    kwargs = dict(queue=cfg.queue, account=cfg.account, cores=cfg.cores, memory=cfg.memory, walltime=cfg.walltime,
-                  processes=1, job_extra_directives=list(cfg.job_extra_directives))
     log.info("starting a SLURMCluster: %d jobs of %d cores, %s, %s", cfg.jobs, cfg.cores, cfg.memory, cfg.walltime)
-    with SLURMCluster(**kwargs) as cluster:
+    with slurm_cluster(cfg) as cluster:
         cluster.scale(jobs=cfg.jobs)
         with Client(cluster) as client:
             _install_reaper(client)
             yield client, True
+
+
+def slurm_cluster(cfg: SlurmExecutorConfig, cluster_class: Any = None) -> Any:
+    """dask-jobqueue's ``SLURMCluster`` with the job settings of ``cfg``, not scaled yet (close it after use).
+
+    Each job is one worker process of ``cores`` threads (one run per thread) with ``memory``
+    and ``walltime``, in partition ``queue`` under ``account`` (unset ones are left to
+    dask-jobqueue's configuration), with the extra ``#SBATCH`` lines of
+    ``job_extra_directives``. ``cluster_class`` replaces ``SLURMCluster`` by another
+    dask-jobqueue ``JobQueueCluster`` taking these settings (``dask_jobqueue.local.LocalCluster``
+    runs the same worker command as local processes).
+    """
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise InputError("executor 'slurm' needs dask-jobqueue: pip install 'rarefy[slurm]'") from None
+    cls = cluster_class or dask_jobqueue.SLURMCluster
+    kwargs = dict(queue=cfg.queue, account=cfg.account, cores=cfg.cores, memory=cfg.memory, walltime=cfg.walltime,
+                  processes=1, job_extra_directives=list(cfg.job_extra_directives))
+    return cls(**{key: value for key, value in kwargs.items() if value is not None})
 
 
 def _install_reaper(client: Any) -> None:
