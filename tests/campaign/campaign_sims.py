@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -49,17 +50,20 @@ def killer(theta: Mapping[str, float], n: int, fidelity: str, seed: int, marker_
 
 
 class LoggedModerator:
-    """The built-in moderator; each finished simulation appends ``seed fidelity n k`` to the file ``log``."""
+    """The built-in moderator, ``sleep_s`` seconds slower per run; each finished simulation appends
+    ``seed fidelity n k unix_time`` to the file ``log``."""
 
-    def __init__(self, log: str) -> None:
+    def __init__(self, log: str, sleep_s: float = 0.0) -> None:
         self.log = log
+        self.sleep_s = sleep_s
         self.impl = simulators.get("moderator")
         self.space = self.impl.space
         self.fidelities = self.impl.fidelities
         self.expected_rate = self.impl.expected_rate
 
     def simulate(self, theta: dict[str, float], n: int, fidelity: str, seed: int) -> Any:
+        time.sleep(self.sleep_s)
         events = self.impl.simulate(theta, n, fidelity, seed)
         with open(self.log, "a") as fh:  # one short line per write: appends do not interleave
-            fh.write(f"{seed} {fidelity} {events.n} {events.k}\n")
+            fh.write(f"{seed} {fidelity} {events.n} {events.k} {time.time():.3f}\n")
         return events
