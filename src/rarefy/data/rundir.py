@@ -363,7 +363,9 @@ def run_dir_lock(run_dir: str | os.PathLike[str], job: str, *, kind: str | None 
     does nothing; another thread of this process is refused like another process.
 
     With ``kind`` (the jobs that create a run directory) the directory is created if
-    needed, checked with :func:`check_out_dir` under the lock and marked as ``kind``.
+    needed, checked with :func:`check_out_dir` under the lock and marked as ``kind``; when
+    the job fails before writing anything into a directory it created, the directory is
+    removed again.
     Without it (jobs working in an existing run directory) a folder that is no run
     directory gets no lock file: the job refuses it itself. Yields the absolute path.
     """
@@ -371,8 +373,10 @@ def run_dir_lock(run_dir: str | os.PathLike[str], job: str, *, kind: str | None 
     if kind is None and not _is_run_dir(path):
         yield path
         return
+    created = False
     if kind is not None:
         check_out_dir(path, kind)
+        created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
     key = os.path.realpath(path)
     me = threading.get_ident()
@@ -394,6 +398,7 @@ def run_dir_lock(run_dir: str | os.PathLike[str], job: str, *, kind: str | None 
         lock.acquire()
     except Timeout:
         raise _busy(path) from None
+    failed = True
     try:
         with _HELD_GUARD:
             _HELD[key] = _Held(me, job)
@@ -404,10 +409,17 @@ def run_dir_lock(run_dir: str | os.PathLike[str], job: str, *, kind: str | None 
             check_out_dir(path, kind)  # again: another process may have filled it before we got the lock
             _write_marker(path, kind)
         yield path
+        failed = False
     finally:
         with _HELD_GUARD:
             _HELD.pop(key, None)
         try:
             (path / HOLDER).unlink(missing_ok=True)
+            if failed and created and not _own_files(path):  # a failed job leaves no new empty directory
+                (path / MARKER).unlink(missing_ok=True)
+                (path / LOCK).unlink(missing_ok=True)  # still held: a process waiting on it retries (filelock)
         finally:
             lock.release()
+        if failed and created:
+            with contextlib.suppress(OSError):  # not empty: another job came in meanwhile
+                path.rmdir()
