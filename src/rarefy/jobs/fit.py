@@ -23,7 +23,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..config import RunConfig, as_config
 from ..data.mapping import load_rate_table
@@ -57,15 +57,15 @@ class FitResult:
 
 
 def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str], cv: int | None = None,
-        progress: Callable[[int, int], None] | None = None) -> FitResult:
+        progress: Callable[[int, int], None] | None = None, overrides: Sequence[str] = ()) -> FitResult:
     """Fit the configured surrogate on the config's data and save it to run directory ``out``.
 
     With ``cv=K`` also run K-fold cross-validation over the target-fidelity runs and save
     its metrics (same keys as :func:`validate`), predictions and calibration plot.
     All input is validated before anything is written; the run directory appears only
-    when everything succeeded.
+    when everything succeeded. ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
-    cfg, _ = as_config(config)
+    cfg, _ = as_config(config, overrides)
     table = load_rate_table(cfg)
     sur = build_surrogate(cfg).fit(table)
     cv_result = None

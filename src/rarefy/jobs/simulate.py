@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..campaign import CampaignResult, SimulatorSpec, build_simulator, plan_requests, run_campaign
 from ..config import RunConfig, as_config
@@ -38,7 +38,7 @@ def campaign_requests(cfg: RunConfig, simulator: Any = None, space: DesignSpace 
 
 
 def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *,
-             retry_failed: bool = False, progress: bool = True) -> CampaignResult:
+             retry_failed: bool = False, progress: bool = True, overrides: Sequence[str] = ()) -> CampaignResult:
     """Run (or resume) the campaign of ``config`` in run directory ``out``; CLI: ``rarefy simulate``.
 
     Writes ``out/config.yaml`` (the resolved config), ``out/catalog.sqlite``,
@@ -46,8 +46,9 @@ def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[
     ``rarefy train`` / ``rarefy denoise`` added there). A config object's relative
     simulator paths are resolved against the working directory. Raises
     :class:`InputError` for a bad config or a run directory that holds a different campaign.
+    ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
-    cfg, source = as_config(config)
+    cfg, source = as_config(config, overrides)
     if cfg.simulator is None or cfg.campaign is None:
         raise InputError("the config needs 'simulator' and 'campaign' sections to simulate", file=source)
     config_dir = source.absolute().parent if source is not None else Path.cwd()
