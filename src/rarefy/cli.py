@@ -251,11 +251,15 @@ def suggest(
     kind: Optional[str] = typer.Option(None, "--kind", help="Acquisition: ivr, maxvar, ei or lcb (default: config)."),
     cost_aware: Optional[bool] = typer.Option(None, "--cost-aware/--target-only",
                                               help="Choose the fidelity by value per CPU-hour (default: config)."),
+    events: Optional[list[str]] = typer.Option(
+        None, "--events", metavar="[FIDELITY=]N",
+        help="Events per proposed run (repeatable): N for every fidelity or FIDELITY=N (default: the config's, "
+             "else the runs so far)."),
 ) -> None:
     """Propose the next runs (θ, fidelity, events) as CSV."""
     from .jobs.suggest import suggest as suggest_runs
 
-    frame = suggest_runs(run_dir, n, out=out, kind=kind, cost_aware=cost_aware)
+    frame = suggest_runs(run_dir, n, out=out, kind=kind, cost_aware=cost_aware, events=events or None)
     table = Table(title=f"{len(frame)} suggested runs")
     for col in frame.columns:
         table.add_column(col, justify="left" if col == "fidelity" else "right")
