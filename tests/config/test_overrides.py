@@ -40,6 +40,8 @@ def test_values_are_yaml_scalars():
     ("campaign.runs.0.evnts=3", "override 'campaign.runs.0.evnts=3': campaign.runs.0.evnts: Extra inputs"),
     ("campaign.runs.0.events=0", "override 'campaign.runs.0.events=0': campaign.runs.0.events: Input should be"),
     ("campaign.executor.workers=x", "override 'campaign.executor.workers=x': campaign.executor.local.workers:"),
+    ("target=hf2", "override 'target=hf2': unknown fidelity 'hf2' in 'target'"),
+    ("campaign.runs.0.fidelity=xx", "override 'campaign.runs.0.fidelity=xx': campaign.runs.0: unknown fidelity 'xx'"),
     ("seed=[1", "override 'seed=[1': the value is not valid YAML"),
     ("=3", "override '=3' is not KEY=VALUE"),
     ("a..b=3", "override 'a..b=3': empty key"),
@@ -49,6 +51,13 @@ def test_bad_overrides_name_the_override_and_the_file(override, message):
         load_config(MODERATOR, overrides=[override])
     assert str(err.value).startswith(f"{MODERATOR}: {message}"), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_only_the_override_at_fault_is_named():
+    with pytest.raises(InputError) as err:
+        load_config(MODERATOR, overrides=["campaign.runs.1.runs=3", "campaign.runs.0.fidelity=xx", "seed=2"])
+    assert f"{MODERATOR}: override 'campaign.runs.0.fidelity=xx': campaign.runs.0: unknown" in str(err.value)
+    assert "runs.1" not in str(err.value) and "seed" not in str(err.value)
 
 
 def test_an_error_in_the_file_is_not_blamed_on_an_override(tmp_path):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -62,12 +63,18 @@ class Override:
             raise InputError(f"override {text!r}: the value is not valid YAML ({reason})") from None
         self.path: list[str | int] = list(self.keys)
 
-    def blames(self, loc: Sequence[str | int]) -> bool:
-        """Whether an error at ``loc`` (a pydantic location) is about this override's key."""
+    def blames(self, loc: Sequence[str | int], message: str = "") -> bool:
+        """Whether an error at ``loc`` (a pydantic location) with ``message`` is about this override's key.
+
+        A whole-config error (empty ``loc``) is when its message names the key: all of a
+        one-part key, else at least its first two parts (``campaign.runs.0``).
+        """
         loc = [str(x) for x in loc]
         path = [str(x) for x in self.path]
         if not loc:
-            return False
+            shortest = 1 if len(path) == 1 else 2
+            return any(re.search(rf"(?<![\w.]){re.escape('.'.join(path[:i]))}(?!\w|\.\w)", message)
+                       for i in range(shortest, len(path) + 1))
         if path[: len(loc)] == loc:  # the error is on a section that holds the key
             return True
         it = iter(loc)  # the key lies on the error's path (union tags like 'local' may sit in between)
@@ -139,7 +146,7 @@ def format_validation_error(exc: ValidationError, overrides: Sequence[Override] 
         loc = ".".join(str(x) for x in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         text = f"{loc}: {msg}" if loc else msg
-        blamed = [ov.text for ov in overrides if ov.blames(err["loc"])]
+        blamed = [ov.text for ov in overrides if ov.blames(err["loc"], msg)]
         parts.append(f"override {', '.join(map(repr, blamed))}: {text}" if blamed else text)
     return "; ".join(parts)
 
