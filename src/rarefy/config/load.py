@@ -89,7 +89,8 @@ def _item(node: list[Any], key: str, where: str, ov: Override) -> int:
         named = [j for j, item in enumerate(node) if isinstance(item, dict) and str(item.get("name")) == key]
         if not named:
             names = [item.get("name") for item in node if isinstance(item, dict) and "name" in item]
-            hint = f"; its items are named {names}" if names else f" (give an index 0..{len(node) - 1})"
+            hint = (f"; its items are named {names}" if names else
+                    f" (give an index 0..{len(node) - 1})" if node else " (it is empty)")
             raise InputError(f"override {ov.text!r}: {where} has no item {key!r}{hint}") from None
         return named[0]
     if not -len(node) <= i < len(node):
