@@ -90,11 +90,24 @@ def test_run_writes_result(loop_run):
     assert res.exit_code == 0, res.output
 
 
+def test_result_records_provenance(loop_run):
+    from test_provenance import check_provenance
+
+    cfg, out, res = loop_run
+    result = json.loads((out / "result.json").read_text())
+    check_provenance(result["provenance"], rarefy.load_config(cfg), 11)
+    assert result["provenance"] == res.result["provenance"]
+
+
+def _without_time(result: dict) -> dict:
+    return {**result, "provenance": {k: v for k, v in result["provenance"].items() if k != "created_utc"}}
+
+
 def test_rerun_of_a_finished_loop_simulates_nothing(loop_run):
     cfg, out, first = loop_run
     again = rarefy.run(cfg, out, progress=False)
     assert again.executed == 0
-    assert again.result == first.result
+    assert _without_time(again.result) == _without_time(first.result)
 
 
 def test_budget_stops_the_loop(tmp_path):

@@ -12,7 +12,7 @@ Run-directory layout written by :func:`fit`::
     RUN_DIR/surrogate/model.pt      state dict + training data (torch.save; load with weights_only)
     RUN_DIR/surrogate/model.json    settings, fitted hyperparameters, fit log
     RUN_DIR/training_rates.parquet  the RateTable the surrogate was fitted on
-    RUN_DIR/fit.json                fit summary (+ cross-validation metrics with --cv)
+    RUN_DIR/fit.json                fit summary (+ cross-validation metrics with --cv), provenance
     RUN_DIR/cv_predictions.csv      out-of-fold predictions (with --cv)
     RUN_DIR/cv_calibration.png      calibration plot of the cross-validation (with --cv)
 """
@@ -32,6 +32,7 @@ from ..data.rundir import FIT, SURROGATE_DIR, read_config, write_config, write_t
 from ..errors import InputError
 from ..report.calibration import calibration_plot
 from ..io import staged_run_dir, write_json
+from ..provenance import provenance
 from ..surrogate import AR1Surrogate
 from ..surrogate import factory as surrogate_factory
 from ..diagnostics.validation import CVResult, cross_validate, metrics, predict_table
@@ -82,6 +83,7 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
             "name": cfg.name, "target": cfg.target, "fidelities": sur.fidelities,
             "rows_per_fidelity": sur.info.n_per_fidelity, "fit_seconds": sur.info.seconds,
             "restart_losses": getattr(sur.info, "losses", None), "hyperparameters": sur.hyperparameters(),
+            "provenance": provenance(cfg),
         }
         if cv_result is not None:
             summary["cv"] = {"k": cv, **cv_result.metrics, "bootstrap": cv_result.bootstrap}

@@ -21,7 +21,8 @@
    ``result.json`` (the report's calibration plot).
 6. ``RUN_DIR/result.json``: ``optimum``, ``predicted_rate``, ``predicted_sigma``,
    ``verified_rate``, ``verified_sigma``, ``baseline_rate``, ``reduction`` (from the
-   verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), and more;
+   verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), ``provenance``
+   (:func:`rarefy.provenance.provenance`), and more;
    ``RUN_DIR/report/`` (``index.html`` + PNG plots, :func:`rarefy.report.loop_report.loop_report`).
 
 **Resume.** Every run has a deterministic id and seed: ``run-NNNNN`` for the initial

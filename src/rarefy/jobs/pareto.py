@@ -31,7 +31,7 @@
    w.r.t. the reference point (botorch ``Hypervolume``).
 5. ``RUN_DIR/result.json``: ``objectives``, ``pareto_set`` (θ, mean ± σ of every
    objective), ``hypervolume``, ``reference_point``, ``observed_front`` (the non-dominated
-   observed runs at the proposal fidelity), ``cost_cpu_h``, ``runs``, ``iterations``;
+   observed runs at the proposal fidelity), ``cost_cpu_h``, ``runs``, ``iterations``, ``provenance``;
    surrogates in ``RUN_DIR/surrogates/<objective>/``; ``RUN_DIR/report/`` with the
    Pareto-front plot and the designs along the front
    (:func:`rarefy.report.pareto_report.pareto_report`).

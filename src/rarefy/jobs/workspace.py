@@ -14,6 +14,7 @@ from ..config import RunConfig
 from ..data.rundir import LOOP_DIR, REPORT_DIR, RESULT, write_config
 from ..data.store import RunRequest
 from ..io import write_json
+from ..provenance import provenance
 from ..space import DesignSpace
 from .simulate import simulator_spec
 
@@ -105,7 +106,9 @@ class LoopWorkspace:
         write_json(self.out / LOOP_DIR / f"{name}.json", record)
 
     def save_result(self, result: dict[str, Any], report: Callable[[Path], Any]) -> None:
-        """Write ``RUN_DIR/result.json`` and then the report (a failing report is logged, never raised)."""
+        """Write ``RUN_DIR/result.json`` (with its ``provenance``) and then the report (a failing report is
+        logged, never raised)."""
+        result["provenance"] = provenance(self.cfg)
         write_json(self.out / RESULT, result)
         try:
             report(self.out)
