@@ -99,6 +99,43 @@ def test_result_records_provenance(loop_run):
     assert result["provenance"] == res.result["provenance"]
 
 
+def _theta_table_rows(output: str) -> dict[str, list[str]]:
+    """The rows of a printed θ* table: parameter -> [value, unit?]."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│┃|").split("│")]
+        if len(cells) >= 2 and cells[0] in {"radius", "thickness", "npanels", "theta", "length"}:
+            rows[cells[0]] = [c for c in cells[1:] if c]
+    return rows
+
+
+def test_theta_star_prints_as_a_table_with_units(loop_run):
+    cfg, out, res = loop_run
+    assert res.summary()[0] == "θ*:"
+    assert res.theta_rows()[0][0] == "radius" and res.theta_rows()[0][2] == "cm"
+    assert "1/neutron" in res.summary()[len(res.theta_rows()) + 1]
+    printed = runner.invoke(app, ["run", str(cfg), "--out", str(out)])  # finished: reprints the result
+    assert printed.exit_code == 0, printed.output
+    rows = _theta_table_rows(printed.output)
+    assert set(rows) == {"radius", "thickness", "npanels", "theta", "length"}, printed.output
+    assert rows["radius"][1] == "cm" and rows["theta"][1] == "deg" and len(rows["npanels"]) == 1
+    assert rows["npanels"][0] == str(int(res.result["optimum"]["npanels"]))
+    assert float(rows["radius"][0]) == pytest.approx(res.result["optimum"]["radius"], rel=1e-3)
+    assert len(rows["radius"][0].replace(".", "").lstrip("0")) <= 4  # four significant digits at most
+    assert "θ* = {" not in printed.output  # no raw dict
+
+
+def test_optimize_prints_theta_star_as_a_table(loop_run):
+    cfg, out, res = loop_run
+    printed = runner.invoke(app, ["optimize", str(out), "--json", str(out.parent / "opt.json")])
+    assert printed.exit_code == 0, printed.output
+    rows = _theta_table_rows(printed.output)
+    assert set(rows) == {"radius", "thickness", "npanels", "theta", "length"}, printed.output
+    assert rows["length"][1] == "cm" and "." not in rows["npanels"][0]
+    assert "1/neutron" in printed.output
+    assert json.loads((out.parent / "opt.json").read_text())["rate_unit"] == "1/neutron"
+
+
 def _without_time(result: dict) -> dict:
     return {**result, "provenance": {k: v for k, v in result["provenance"].items() if k != "created_utc"}}
 

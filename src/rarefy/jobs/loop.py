@@ -251,6 +251,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     simulate.save_result(result, loop_report)
     wall = time.perf_counter() - t0
     log.info("closed loop: %d iterations, θ* = %s, predicted %.4g ± %.2g, verified %s, %.4g CPU-h nominal, %.1f s",
-             done_iterations, theta_star, result["predicted_rate"], result["predicted_sigma"],
+             done_iterations, space.format_theta(theta_star), result["predicted_rate"], result["predicted_sigma"],
              "-" if v_n == 0 else f"{v_rate:.4g} ± {v_sigma:.2g}", result["cost_cpu_h"]["total"], wall)
-    return LoopResult(result, out, done_iterations, wall, simulate.executed, records)
+    return LoopResult(result, out, done_iterations, wall, simulate.executed, records, space=space,
+                      rate_unit=cfg.fidelity(target).value_unit)

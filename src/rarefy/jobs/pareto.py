@@ -288,4 +288,4 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
     wall = time.perf_counter() - t0
     log.info("multi-objective loop: %d iterations, %d front points, hypervolume %.4g, %.4g CPU-h nominal, %.1f s",
              done, len(front), result["hypervolume"], result["cost_cpu_h"]["total"], wall)
-    return LoopResult(result, out, done, wall, simulate.executed, records)
+    return LoopResult(result, out, done, wall, simulate.executed, records, space=space)
