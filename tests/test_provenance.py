@@ -36,7 +36,8 @@ def check_provenance(record: dict, cfg: rarefy.RunConfig, seed: int) -> None:
 
 def _raw(tmp_path: Path) -> dict:
     return {"name": "toy", "seed": 4,
-            "space": {"parameters": {"x": {"low": 0, "high": 1, "unit": "cm"}, "n": {"low": 1, "high": 9, "integer": True}}},
+            "space": {"parameters": {"x": {"low": 0, "high": 1, "unit": "cm"},
+                                     "n": {"low": 1, "high": 9, "integer": True}}},
             "data": {"paths": ["rates.csv"]},
             "fidelities": [{"name": "hf", "value": "rate", "noise": {"std": "sd"}}]}
 

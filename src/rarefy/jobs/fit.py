@@ -89,7 +89,8 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
             summary["cv"] = {"k": cv, **cv_result.metrics, "bootstrap": cv_result.bootstrap}
             cv_result.predictions.to_csv(stage / "cv_predictions.csv", index=False)
             calibration_plot(cv_result.predictions, stage / "cv_calibration.png",
-                             title=f"{cfg.name}: {cv}-fold CV of {cfg.target!r}")
+                             title=f"{cfg.name}: {cv}-fold CV of {cfg.target!r}",
+                             unit=cfg.fidelity(str(cfg.target)).value_unit)
         write_json(stage / FIT, summary)
     log.info("fitted %s on %d rows -> %s", cfg.target, len(table), out)
     return FitResult(sur, table, cv_result, Path(out))
@@ -125,5 +126,6 @@ def validate(run_dir: str | os.PathLike[str], data: str | os.PathLike[str],
     if json_out is not None:
         write_json(json_out, result)
     plot = calibration_plot(pred, run_dir / "validate_calibration.png",
-                            title=f"{cfg.name}: {cfg.target!r} on {Path(data).name}")
+                            title=f"{cfg.name}: {cfg.target!r} on {Path(data).name}",
+                            unit=cfg.fidelity(str(cfg.target)).value_unit)
     return ValidationResult(result, pred, plot)
