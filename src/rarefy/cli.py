@@ -137,6 +137,17 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
     return table
 
 
+def theta_table(rows: list[tuple[str, str, str]], title: str = "θ*") -> Table:
+    """θ as a table: parameter, value (already formatted), unit."""
+    table = Table(title=title)
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 @app.command()
 def fit(
     config: Path = typer.Argument(..., help="Run config (YAML)."),
@@ -239,7 +250,10 @@ def run(
 
     with lazy_progress("loop iterations") as update:
         result = run_loop(config, out, progress=False, on_iteration=update, overrides=overrides or ())
-    for line in result.summary():
+    rows = result.theta_rows()
+    if rows:
+        console.print(theta_table(rows))
+    for line in result.summary(theta=False):
         console.print(line)
 
 
@@ -290,7 +304,9 @@ def optimize(
     """Minimise the predicted target rate over the feasible designs; writes RUN_DIR/optimum.json."""
     from .jobs.optimize import optimize_run
 
-    for line in optimize_run(run_dir, objective=objective, kappa=kappa, json_out=json_out).summary():
+    result = optimize_run(run_dir, objective=objective, kappa=kappa, json_out=json_out)
+    console.print(theta_table(result.theta_rows()))
+    for line in result.summary(theta=False):
         console.print(line)
 
 

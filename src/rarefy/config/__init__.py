@@ -25,10 +25,12 @@ A minimal config::
       - name: lf
         filter: {Fidelity: 0}
         value: rate
+        value_unit: nuc/(kg yr)     # optional: labels plots and tables
         noise: {counts: y_raw}
       - name: hf
         filter: {Fidelity: 1}
         value: rate
+        value_unit: nuc/(kg yr)
         noise: {counts: y_raw}
     target: hf
     surrogate: {kind: ar1, kernel: matern52, rho: constant, restarts: 5}

@@ -6,7 +6,8 @@ Run-directory layout::
     RUN_DIR/surrogate/       the surrogate used (saved copy)
     RUN_DIR/posterior.nc     arviz InferenceData (posterior, sample_stats) in netCDF
     RUN_DIR/corner.png       corner plot of the posterior
-    RUN_DIR/summary.json     per parameter: median, 68%/95% credible intervals, R-hat, ESS, τ; timing
+    RUN_DIR/summary.json     per parameter: median, 68%/95% credible intervals, R-hat, ESS, τ; timing;
+                             provenance (rarefy version, seed, config hash, UTC time)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..config import InferConfig, RunConfig, as_config
 from ..data.rundir import SURROGATE_DIR, check_out_dir, run_dir_lock, write_config
 from ..errors import InputError
 from ..io import atomic_path, staged_run_dir, write_json
+from ..provenance import provenance
 from ..space import DesignSpace
 from .likelihood import RateLikelihood
 from .rates import FullRateModel, SimpleRateModel
@@ -221,7 +223,7 @@ def _infer(cfg: RunConfig, out: str | os.PathLike[str], surrogate: Any, t0: floa
         "observation": icfg.observation.model_dump(), "walkers": icfg.walkers, "steps": icfg.steps,
         "burn": icfg.burn, "thin": icfg.thin, "moves": icfg.moves, "seed": seed, "rate_model": icfg.rate_model,
         "surrogate_kind": type(sur).__name__,
-        "sampling_seconds": res.seconds,
+        "sampling_seconds": res.seconds, "provenance": provenance(cfg, seed),
     }
     with staged_run_dir(out) as stage:
         write_config(stage, cfg)

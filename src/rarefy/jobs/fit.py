@@ -12,7 +12,7 @@ Run-directory layout written by :func:`fit`::
     RUN_DIR/surrogate/model.pt      state dict + training data (torch.save; load with weights_only)
     RUN_DIR/surrogate/model.json    settings, fitted hyperparameters, fit log
     RUN_DIR/training_rates.parquet  the RateTable the surrogate was fitted on
-    RUN_DIR/fit.json                fit summary (+ cross-validation metrics with --cv)
+    RUN_DIR/fit.json                fit summary (+ cross-validation metrics with --cv), provenance
     RUN_DIR/cv_predictions.csv      out-of-fold predictions (with --cv)
     RUN_DIR/cv_calibration.png      calibration plot of the cross-validation (with --cv)
 """
@@ -33,6 +33,7 @@ from ..data.rundir import FIT, SURROGATE_DIR, check_out_dir, read_config, run_di
 from ..errors import InputError
 from ..report.calibration import calibration_plot
 from ..io import staged_run_dir, write_json
+from ..provenance import provenance
 from ..surrogate import AR1Surrogate
 from ..surrogate import factory as surrogate_factory
 from ..diagnostics.validation import CVResult, cross_validate, metrics, predict_table
@@ -102,12 +103,14 @@ def _fit(cfg: RunConfig, table: RateTable, out: str | os.PathLike[str], cv: int 
             "name": cfg.name, "target": cfg.target, "fidelities": sur.fidelities,
             "rows_per_fidelity": sur.info.n_per_fidelity, "fit_seconds": sur.info.seconds,
             "restart_losses": getattr(sur.info, "losses", None), "hyperparameters": sur.hyperparameters(),
+            "provenance": provenance(cfg),
         }
         if cv_result is not None:
             summary["cv"] = {"k": cv, **cv_result.metrics, "bootstrap": cv_result.bootstrap}
             cv_result.predictions.to_csv(stage / "cv_predictions.csv", index=False)
             calibration_plot(cv_result.predictions, stage / "cv_calibration.png",
-                             title=f"{cfg.name}: {cv}-fold CV of {cfg.target!r}")
+                             title=f"{cfg.name}: {cv}-fold CV of {cfg.target!r}",
+                             unit=cfg.fidelity(str(cfg.target)).value_unit)
         write_json(stage / FIT, summary)
     log.info("fitted %s on %d rows -> %s", cfg.target, len(table), out)
     return FitResult(sur, table, cv_result, Path(out))
@@ -144,5 +147,6 @@ def validate(run_dir: str | os.PathLike[str], data: str | os.PathLike[str],
         if json_out is not None:
             write_json(json_out, result)
         plot = calibration_plot(pred, run_dir / "validate_calibration.png",
-                                title=f"{cfg.name}: {cfg.target!r} on {Path(data).name}")
+                                title=f"{cfg.name}: {cfg.target!r} on {Path(data).name}",
+                                unit=cfg.fidelity(str(cfg.target)).value_unit)
     return ValidationResult(result, pred, plot)

@@ -21,7 +21,8 @@
    ``result.json`` (the report's calibration plot).
 6. ``RUN_DIR/result.json``: ``optimum``, ``predicted_rate``, ``predicted_sigma``,
    ``verified_rate``, ``verified_sigma``, ``baseline_rate``, ``reduction`` (from the
-   verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), and more;
+   verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), ``provenance``
+   (:func:`rarefy.provenance.provenance`), and more;
    ``RUN_DIR/report/`` (``index.html`` + PNG plots, :func:`rarefy.report.loop_report.loop_report`).
 
 **Resume.** Every run has a deterministic id and seed: ``run-NNNNN`` for the initial
@@ -265,6 +266,7 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
     simulate.save_result(result, loop_report)
     wall = time.perf_counter() - t0
     log.info("closed loop: %d iterations, θ* = %s, predicted %.4g ± %.2g, verified %s, %.4g CPU-h nominal, %.1f s",
-             done_iterations, theta_star, result["predicted_rate"], result["predicted_sigma"],
+             done_iterations, space.format_theta(theta_star), result["predicted_rate"], result["predicted_sigma"],
              "-" if v_n == 0 else f"{v_rate:.4g} ± {v_sigma:.2g}", result["cost_cpu_h"]["total"], wall)
-    return LoopResult(result, out, done_iterations, wall, simulate.executed, records)
+    return LoopResult(result, out, done_iterations, wall, simulate.executed, records, space=space,
+                      rate_unit=cfg.fidelity(target).value_unit)

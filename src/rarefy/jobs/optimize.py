@@ -62,6 +62,7 @@ def _optimize(run_dir: Path, objective: str | None, kappa: float | None,
     observed = _observed_designs(run_dir, sur.space)
     result = optimize_design(sur, settings, target=cfg.target, seed=cfg.seed, observed=observed,
                              baseline=baseline_of(cfg.baseline, cfg.target, sur, simulator))
+    result.rate_unit = cfg.fidelity(str(cfg.target)).value_unit
     write_json(run_dir / OPTIMUM, result.to_dict())
     if json_out is not None:
         write_json(json_out, result.to_dict())
