@@ -227,6 +227,9 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
           progress: Progress | None = None) -> BenchResult:
     """Train and score the config's ``bench.backends`` on one by-run split; CLI ``rarefy bench CONFIG --out DIR``.
 
+    Raises :class:`InputError` (before any training) for an unknown backend, an import
+    path that does not import, bad backend options, or a missing run directory.
+
     Parameters
     ----------
     config:
@@ -236,9 +239,6 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
         ``backends/<label>/`` (and ``events/`` when the events are simulated here).
     progress:
         Called as ``progress(stage, done, total)`` (stage: ``simulate`` / a backend label).
-
-    Raises :class:`InputError` (before any training) for an unknown backend, an import
-    path that does not import, bad backend options, or a missing run directory.
     """
     from ..threads import torch_threads
 

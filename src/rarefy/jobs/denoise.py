@@ -202,6 +202,11 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
                    seed: int | None = None, progress: Progress | None = None) -> DenoiseTrainResult:
     """Train the CNP denoiser on the events stored in ``run_dir``; CLI: ``rarefy train CONFIG --run RUN_DIR``.
 
+    Writes ``RUN_DIR/denoise/`` (see the module docstring) and the ``split`` column of
+    ``RUN_DIR/rates.parquet``. Re-running resumes an interrupted training. Raises
+    :class:`InputError` (before any training) for a run directory without events of the
+    training fidelities, missing φ columns or a config that does not fit the run directory.
+
     Parameters
     ----------
     config:
@@ -214,11 +219,6 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
     progress:
         Called as ``progress(epochs_done, epochs_total)`` after each epoch; when given,
         the trainer's own per-batch progress bar is switched off.
-
-    Writes ``RUN_DIR/denoise/`` (see the module docstring) and the ``split`` column of
-    ``RUN_DIR/rates.parquet``. Re-running resumes an interrupted training. Raises
-    :class:`InputError` (before any training) for a run directory without events of the
-    training fidelities, missing φ columns or a config that does not fit the run directory.
     """
     t0 = time.perf_counter()
     cfg, source = as_config(config)
