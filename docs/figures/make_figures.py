@@ -5,6 +5,9 @@
 - ``docs/assets/fusion_toy.png``: a 1-D rare-event toy with known truth. 40 cheap LF runs
   and 5 HF runs, both counted (rate = k/n with Poisson noise from k); an HF-only GP against
   the AR1 multi-fidelity GP fitted on both.
+- ``docs/assets/denoise_idea.png``: why denoising works, on the built-in moderator: the
+  per-event capture probability t(θ, φ) spans orders of magnitude within one run, and its
+  mean over a run's own events tracks the exact rate far better than the run's k/n.
 - ``docs/assets/legend_cv_calibration.png``: the calibration plot that
   ``rarefy fit examples/legend/legend.yaml --cv 10`` writes, on the public LEGEND-1000 data.
 
@@ -76,6 +79,41 @@ def fusion_toy(path: Path) -> None:
     fig.savefig(path)
 
 
+def denoise_idea(path: Path) -> None:
+    sim = rarefy.simulators.get("moderator")
+    designs = sim.space.sample(40, seed=4)
+    raw, oracle, exact, first_t = [], [], [], None
+    for i, (_, row) in enumerate(designs.iterrows()):
+        theta = row.to_dict()
+        frame = sim.simulate(theta, n=50_000, fidelity="lf", seed=100 + i, with_truth=True).to_pandas()
+        if first_t is None:
+            first_t = frame["t_true"].to_numpy()
+        raw.append(frame["outcome"].mean())
+        oracle.append(frame["t_true"].mean())
+        exact.append(sim.expected_rate(theta, "lf"))
+    raw, oracle, exact = (np.asarray(v) for v in (raw, oracle, exact))
+    fig = Figure(figsize=(9.0, 3.4), dpi=100, layout="constrained")
+    left, right = fig.subplots(1, 2)
+    positive = first_t[first_t > 0]
+    left.hist(np.log10(positive), bins=60, color="C0")
+    left.axvline(np.log10(first_t.mean()), color="k", ls="--", lw=1, label="run mean")
+    left.set_xlabel("log10 t(θ, φ), per event")
+    left.set_ylabel("events")
+    left.set_title(f"one LF run of 50,000 events ({(first_t == 0).mean():.0%} have t = 0)", fontsize=10)
+    left.legend(fontsize=8)
+    lo, hi = 0.8 * exact.min(), 1.2 * exact.max()
+    right.plot(1e5 * exact, 1e5 * raw, "o", ms=4, color="C1", alpha=0.7,
+               label=f"raw k/n (r = {np.corrcoef(exact, raw)[0, 1]:.2f})")
+    right.plot(1e5 * exact, 1e5 * oracle, "s", ms=4, color="C0",
+               label=f"mean t over the run's events (r = {np.corrcoef(exact, oracle)[0, 1]:.2f})")
+    right.plot([1e5 * lo, 1e5 * hi], [1e5 * lo, 1e5 * hi], "k--", lw=1)
+    right.set_xlabel("exact LF rate [1e-5]")
+    right.set_ylabel("run estimate [1e-5]")
+    right.set_title("40 designs, one LF run each", fontsize=10)
+    right.legend(fontsize=8)
+    fig.savefig(path)
+
+
 def legend_calibration(path: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rarefy.fit(ROOT / "examples" / "legend" / "legend.yaml", Path(tmp) / "legend", cv=10)
@@ -85,4 +123,5 @@ def legend_calibration(path: Path) -> None:
 if __name__ == "__main__":
     ASSETS.mkdir(parents=True, exist_ok=True)
     fusion_toy(ASSETS / "fusion_toy.png")
+    denoise_idea(ASSETS / "denoise_idea.png")
     legend_calibration(ASSETS / "legend_cv_calibration.png")
