@@ -152,12 +152,12 @@ class EventStore:
         with self._conn:
             self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def add_requests(self, requests: Sequence[RunRequest]) -> int:
-        """Record run requests as ``queued``; requests already in the catalog must match exactly.
+    def check_requests(self, requests: Sequence[RunRequest]) -> list[RunRequest]:
+        """The requests the catalog does not hold yet; writes nothing.
 
-        Returns the number of new requests. Raises :class:`InputError` when the catalog
-        holds a different run under the same id (the run directory belongs to another
-        campaign).
+        Raises :class:`InputError` when the catalog holds a different run under the same
+        id (the run directory belongs to another campaign), so a job can check its plan
+        before it writes anything into the run directory.
         """
         known = {r.run_id: r for r in self.requests()}
         new = []
@@ -170,6 +170,15 @@ class EventStore:
                     f"run directory holds a different campaign: run {req.run_id} was {old.fidelity}, n={old.n}, "
                     f"seed={old.seed}, θ={old.theta}; the config asks for {req.fidelity}, n={req.n}, seed={req.seed}, "
                     f"θ={req.theta}. Use a new run directory", file=self.catalog_path)
+        return new
+
+    def add_requests(self, requests: Sequence[RunRequest]) -> int:
+        """Record run requests as ``queued``; requests already in the catalog must match exactly.
+
+        Returns the number of new requests. Raises :class:`InputError` when the catalog
+        holds a different run under the same id (see :meth:`check_requests`).
+        """
+        new = self.check_requests(requests)
         now = time.time()
         with self._conn:
             self._conn.executemany(

@@ -23,7 +23,7 @@ import torch
 from scipy.stats import truncnorm
 
 from ..config import InferConfig, RunConfig, as_config
-from ..data.rundir import SURROGATE_DIR, write_config
+from ..data.rundir import SURROGATE_DIR, check_out_dir, run_dir_lock, write_config
 from ..errors import InputError
 from ..io import atomic_path, staged_run_dir, write_json
 from ..space import DesignSpace
@@ -183,13 +183,23 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
     """Sample the posterior of θ given the observed merger rate; write posterior.nc, corner.png, summary.json.
 
     ``surrogate``: an already fitted surrogate (default: the one ``infer.surrogate`` names,
-    or one fitted on the config's data). Deterministic for the config's seed.
+    or one fitted on the config's data). Deterministic for the config's seed. ``out`` must
+    be new, empty or a ``rarefy infer`` run directory
+    (:func:`rarefy.data.rundir.check_out_dir`); it is locked for the whole job.
     """
     t0 = time.perf_counter()
     cfg, source = as_config(config)
     if cfg.infer is None:
         raise InputError("the config has no 'infer' section", file=source)
+    check_out_dir(out, "infer")
+    with run_dir_lock(out, "rarefy infer", kind="infer"):
+        return _infer(cfg, out, surrogate, t0)
+
+
+def _infer(cfg: RunConfig, out: str | os.PathLike[str], surrogate: Any, t0: float) -> InferResult:
+    """The work of :func:`infer` (its config checked, ``out`` locked)."""
     icfg = cfg.infer
+    assert icfg is not None
     sur = surrogate if surrogate is not None else _surrogate(cfg)
     post = make_posterior(cfg, sur)
     seed = cfg.seed if icfg.seed is None else icfg.seed

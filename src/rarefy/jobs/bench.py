@@ -50,6 +50,7 @@ import numpy as np
 
 from ..io import write_json
 from ..config import BenchConfig, RunConfig, as_config
+from ..data.rundir import check_out_dir, run_dir_lock
 from ..errors import InputError
 from ..zoo.base import EventBatch
 from ..zoo.metrics import bench_metrics
@@ -228,7 +229,10 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
     """Train and score the config's ``bench.backends`` on one by-run split; CLI ``rarefy bench CONFIG --out DIR``.
 
     Raises :class:`InputError` (before any training) for an unknown backend, an import
-    path that does not import, bad backend options, or a missing run directory.
+    path that does not import, bad backend options, a missing run directory, or an output
+    folder that is neither new, empty nor a ``rarefy bench`` folder
+    (:func:`rarefy.data.rundir.check_out_dir`). ``DIR`` is locked for the whole job (a second
+    process on it fails at once).
 
     Parameters
     ----------
@@ -240,15 +244,22 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
     progress:
         Called as ``progress(stage, done, total)`` (stage: ``simulate`` / a backend label).
     """
-    from ..threads import torch_threads
-
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     cfg, path = as_config(config)
     source = "<config>" if path is None else str(path)
-    bc, built = _prepare(cfg, source)
-    seed = int(bc.seed if bc.seed is not None else cfg.seed)
     out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out, "bench")
+    bc, built = _prepare(cfg, source)
+    with run_dir_lock(out, "rarefy bench", kind="bench"):
+        return _bench(cfg, path, source, bc, built, out, progress, t_wall, t_cpu)
+
+
+def _bench(cfg: RunConfig, path: Path | None, source: str, bc: BenchConfig, built: list[tuple[str, Any, dict[str, Any]]],
+           out: Path, progress: Progress | None, t_wall: float, t_cpu: float) -> BenchResult:
+    """The work of :func:`bench` (its input checked, ``out`` locked)."""
+    from ..threads import torch_threads
+
+    seed = int(bc.seed if bc.seed is not None else cfg.seed)
     fids = list(bc.fidelities or [cfg.fidelity_names[0]])
 
     run_dir = Path(bc.run_dir) if bc.run_dir is not None else out / "events"

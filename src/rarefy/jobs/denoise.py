@@ -53,7 +53,7 @@ from ..config import DenoiseConfig, RunConfig, as_config, load_config
 from ..data.events import EventTable
 from ..data.rates import RateTable
 from ..data.rundir import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, PIPELINE, SPLIT_COLUMN, read_rates, \
-    write_config, write_rates
+    run_dir_lock, write_config, write_rates
 from ..data.store import EventStore
 from ..errors import InputError
 from ..io import write_json
@@ -206,6 +206,7 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
     ``RUN_DIR/rates.parquet``. Re-running resumes an interrupted training. Raises
     :class:`InputError` (before any training) for a run directory without events of the
     training fidelities, missing φ columns or a config that does not fit the run directory.
+    The run directory's lock is held throughout (a second process on it fails at once).
 
     Parameters
     ----------
@@ -220,6 +221,12 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
         Called as ``progress(epochs_done, epochs_total)`` after each epoch; when given,
         the trainer's own per-batch progress bar is switched off.
     """
+    with run_dir_lock(run_dir, "rarefy train"):
+        return _train_denoiser(config, run_dir, seed=seed, progress=progress)
+
+
+def _train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
+                    seed: int | None, progress: Progress | None) -> DenoiseTrainResult:
     t0 = time.perf_counter()
     cfg, source = as_config(config)
     source_name = "<config>" if source is None else str(source)
@@ -322,6 +329,8 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
     ``<fidelity>-cnp`` (e.g. ``lf-cnp``, ``hf-cnp``) replace any earlier ones in
     ``RUN_DIR/rates.parquet`` (atomically) and carry their run's ``split``.
 
+    The run directory's lock is held throughout (a second process on it fails at once).
+
     Parameters
     ----------
     run_dir:
@@ -331,6 +340,12 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
     progress:
         Called as ``progress(runs_done, runs_total)``.
     """
+    with run_dir_lock(run_dir, "rarefy denoise"):
+        return _denoise_run(run_dir, fidelities=fidelities, progress=progress)
+
+
+def _denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | None,
+                 progress: Progress | None) -> DenoiseRunResult:
     t0 = time.perf_counter()
     run_dir = Path(run_dir).absolute()
     store = _open_store(run_dir)

@@ -28,7 +28,8 @@ from typing import Any, Callable
 from ..config import RunConfig, as_config
 from ..data.mapping import load_rate_table
 from ..data.rates import RateTable
-from ..data.rundir import FIT, SURROGATE_DIR, read_config, write_config, write_training_rates
+from ..data.rundir import FIT, SURROGATE_DIR, check_out_dir, read_config, run_dir_lock, write_config, \
+    write_training_rates
 from ..errors import InputError
 from ..report.calibration import calibration_plot
 from ..io import staged_run_dir, write_json
@@ -62,18 +63,36 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
 
     With ``cv=K`` also run K-fold cross-validation over the target-fidelity runs and save
     its metrics (same keys as :func:`validate`), predictions and calibration plot.
-    All input is validated before anything is written; the run directory appears only
-    when everything succeeded.
+    All input (the config, its data, ``cv``, and ``out``: new, empty, or a ``rarefy fit``
+    run directory, see :func:`rarefy.data.rundir.check_out_dir`) is validated before any
+    fitting and before anything is written; the files appear only when everything
+    succeeded. ``out`` is locked for the whole job.
     """
     cfg, _ = as_config(config)
+    if cv is not None and cv < 2:
+        raise InputError(f"--cv must be at least 2, got {cv}")
+    check_out_dir(out, "fit")
     table = load_rate_table(cfg)
+    if cv is not None:
+        n_target = int((table.frame["fidelity"].astype(str) == str(cfg.target)).sum())
+        if n_target < 2:
+            raise InputError(f"--cv needs at least 2 runs of the target fidelity {cfg.target!r}, the data have "
+                             f"{n_target}")
+    with run_dir_lock(out, "rarefy fit", kind="fit"):
+        return _fit(cfg, table, out, cv, progress)
+
+
+def _fit(cfg: RunConfig, table: RateTable, out: str | os.PathLike[str], cv: int | None,
+         progress: Callable[[int, int], None] | None) -> FitResult:
+    """Fit, cross-validate and write the run directory of :func:`fit` (its input already checked, ``out`` locked)."""
     sur = build_surrogate(cfg).fit(table)
     cv_result = None
     if cv is not None:
-        if cv < 2:
-            raise InputError(f"--cv must be at least 2, got {cv}")
-        cv_result = cross_validate(lambda: build_surrogate(cfg), table, cfg.target, k=cv, seed=cfg.seed,
-                                   tolerance=cfg.cv_design_tolerance, progress=progress)
+        try:
+            cv_result = cross_validate(lambda: build_surrogate(cfg), table, cfg.target, k=cv, seed=cfg.seed,
+                                       tolerance=cfg.cv_design_tolerance, progress=progress)
+        except ValueError as exc:  # e.g. every target run at one design
+            raise InputError(f"--cv {cv}: {exc}") from None
     with staged_run_dir(out) as stage:
         write_config(stage, cfg)
         sur.save(stage / SURROGATE_DIR)
@@ -113,15 +132,16 @@ def validate(run_dir: str | os.PathLike[str], data: str | os.PathLike[str],
     into ``run_dir``.
     """
     run_dir = Path(run_dir)
-    cfg = read_config(run_dir, fitted=True)
-    table = load_rate_table(cfg, paths=[Path(data)], fidelities=[cfg.target], strict=False)
-    from ..surrogate.factory import load_surrogate
+    with run_dir_lock(run_dir, "rarefy validate"):
+        cfg = read_config(run_dir, fitted=True)
+        table = load_rate_table(cfg, paths=[Path(data)], fidelities=[cfg.target], strict=False)
+        from ..surrogate.factory import load_surrogate
 
-    sur = load_surrogate(run_dir / SURROGATE_DIR)
-    pred = predict_table(sur, table, cfg.target)
-    result = metrics(pred["rate"], pred["mean"], pred["sigma"])
-    if json_out is not None:
-        write_json(json_out, result)
-    plot = calibration_plot(pred, run_dir / "validate_calibration.png",
-                            title=f"{cfg.name}: {cfg.target!r} on {Path(data).name}")
+        sur = load_surrogate(run_dir / SURROGATE_DIR)
+        pred = predict_table(sur, table, cfg.target)
+        result = metrics(pred["rate"], pred["mean"], pred["sigma"])
+        if json_out is not None:
+            write_json(json_out, result)
+        plot = calibration_plot(pred, run_dir / "validate_calibration.png",
+                                title=f"{cfg.name}: {cfg.target!r} on {Path(data).name}")
     return ValidationResult(result, pred, plot)

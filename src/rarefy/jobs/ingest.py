@@ -31,7 +31,7 @@ from ..config import RunConfig
 from ..data.rates import count_variance
 from ..data.readers import read_frame
 from ..errors import InputError, fmt_value
-from ..data.rundir import INGESTED, read_config, write_ingested
+from ..data.rundir import INGESTED, read_config, run_dir_lock, write_ingested
 
 __all__ = ["IngestResult", "ingest", "run_simulator"]
 
@@ -128,9 +128,15 @@ def run_simulator(cfg: RunConfig, run_dir: Path) -> Any:
 def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]]) -> IngestResult:
     """Append the runs in ``files`` to ``RUN_DIR/ingested.parquet``; CLI: ``rarefy ingest RUN_DIR FILES...``.
 
-    All files are validated before anything is written.
+    All files are validated before anything is written. The run directory's lock is held
+    throughout (a second process on it fails at once).
     """
     run_dir = Path(run_dir)
+    with run_dir_lock(run_dir, "rarefy ingest"):
+        return _ingest(run_dir, files)
+
+
+def _ingest(run_dir: Path, files: Sequence[str | os.PathLike[str]]) -> IngestResult:
     cfg = read_config(run_dir)
     if not files:
         raise InputError("give at least one file to ingest")

@@ -50,7 +50,8 @@ from ..acquisition import fidelity_plans, propose
 from ..campaign import run_seed
 from ..config import RunConfig, as_config
 from ..data.rates import RateTable
-from ..data.rundir import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, simulated_rows, write_training_rates
+from ..data.rundir import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, check_out_dir, run_dir_lock, simulated_rows, \
+    write_training_rates
 from ..data.store import RunRequest
 from ..diagnostics.validation import cross_validate
 from ..errors import InputError
@@ -111,6 +112,9 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
 
     ``progress`` shows the campaign engine's progress bars; ``on_iteration(i, total)`` is
     called after each finished iteration. See the module docstring for what is written.
+    The run directory's lock is held throughout (a second process on it fails at once);
+    an output directory that is not a campaign run directory, or whose catalog holds a
+    different initial design, is refused before anything is written into it.
     """
     t0 = time.perf_counter()
     cfg, source = as_config(config)
@@ -118,11 +122,20 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
         raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",
                          file=source)
-    if cfg.objectives:  # two or more objectives: the multi-objective loop (rarefy.jobs.pareto)
-        from .pareto import run_pareto
+    check_out_dir(out, "run")
+    with run_dir_lock(out, "rarefy run", kind="run"):
+        if cfg.objectives:  # two or more objectives: the multi-objective loop (rarefy.jobs.pareto)
+            from .pareto import run_pareto
 
-        return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration, source=source)
+            return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration, source=source)
+        return _single_objective(cfg, config_dir, out, progress, on_iteration, t0)
+
+
+def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool,
+                      on_iteration: Callable[[int, int], None] | None, t0: float) -> LoopResult:
+    """The single-objective loop of :func:`run` (see the module docstring), in a locked run directory."""
     loop = cfg.loop
+    assert loop is not None
     use_cnp = bool(denoised_fidelities(cfg))  # fails early (before any simulation) for -cnp names without 'denoise'
     if cfg.denoise is not None and not use_cnp:
         log.warning("the config has a 'denoise' section but no '<fidelity>-cnp' fidelity: the loop fits raw rates")
@@ -136,7 +149,8 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     v_cost = plans[target].cost_cpu_h / plans[target].events * v_events if plans[target].events else float("nan")
     n_verify_sets = 2 if (cfg.baseline is not None and cfg.baseline.design is not None) else 1
     verify_cost = loop.verify.runs * n_verify_sets * (v_cost if math.isfinite(v_cost) else 0.0)
-    simulate.save_config()
+    initial = campaign_requests(cfg, sim, space)
+    simulate.save_config(initial)
 
     def table_now() -> RateTable:
         """The training table; with -cnp fidelities, train the CNP once and score the new runs first."""
@@ -147,7 +161,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
                 log.info("CNP: %d new runs scored (%.1f s)", len(new), time.perf_counter() - t_cnp)
         return training_table(out, cfg, space)
 
-    simulate(campaign_requests(cfg, sim, space))
+    simulate(initial)
     records: list[dict[str, Any]] = []
     done_iterations = 0
     for i in range(1, loop.iterations + 1):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..acquisition import fidelity_plans, proposals_frame, propose
-from ..data.rundir import SUGGESTIONS, read_config
+from ..data.rundir import SUGGESTIONS, read_config, run_dir_lock
 from ..io import atomic_path
 from ..errors import InputError
 from .fit import build_surrogate
@@ -34,11 +34,18 @@ def suggest(run_dir: str | os.PathLike[str], n: int = 1, *, out: str | os.PathLi
     """Propose ``n`` runs for ``run_dir`` and write them to ``out`` (default ``RUN_DIR/suggestions.csv``).
 
     ``kind`` and ``cost_aware`` override the config's ``acquisition`` section. Returns
-    the proposals as a DataFrame. Every proposed design is feasible.
+    the proposals as a DataFrame. Every proposed design is feasible. The run directory's
+    lock is held throughout (a second process on it fails at once).
     """
     run_dir = Path(run_dir)
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
+    with run_dir_lock(run_dir, "rarefy suggest"):
+        return _suggest(run_dir, n, out, kind, cost_aware, seed)
+
+
+def _suggest(run_dir: Path, n: int, out: str | os.PathLike[str] | None, kind: str | None, cost_aware: bool | None,
+             seed: int | None) -> pd.DataFrame:
     cfg = read_config(run_dir)
     settings = cfg.acquisition.model_copy()
     if kind is not None:

@@ -15,7 +15,7 @@ from ..data.rundir import LOOP_DIR, REPORT_DIR, RESULT, write_config
 from ..data.store import RunRequest
 from ..io import write_json
 from ..space import DesignSpace
-from .simulate import simulator_spec
+from .simulate import check_campaign, simulator_spec
 
 __all__ = ["LOOP_BASE", "VERIFY_BASE", "BASELINE_BASE", "LoopResult", "LoopWorkspace", "loop_request_id",
            "iteration_requests"]
@@ -90,8 +90,10 @@ class LoopWorkspace:
         self.simulator = self.spec.build()
         self.executed = 0
 
-    def save_config(self) -> None:
-        """Write the resolved config to RUN_DIR/config.yaml (atomically)."""
+    def save_config(self, initial: list[RunRequest]) -> None:
+        """Check the initial design ``initial`` against RUN_DIR's catalog (a different campaign raises
+        :class:`InputError`), then write the resolved config to RUN_DIR/config.yaml (atomically)."""
+        check_campaign(self.out, initial)
         write_config(self.out, self.cfg)
 
     def record(self, name: str) -> dict[str, Any] | None:

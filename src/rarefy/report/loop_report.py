@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.rundir import LOOP_DIR, RATES, REPORT_DIR, SURROGATE_DIR, read_loop_records, read_result, read_runs
+from ..data.rundir import LOOP_DIR, RATES, REPORT_DIR, SURROGATE_DIR, read_loop_records, read_result, read_runs, \
+    run_dir_lock
 from ..errors import InputError
 from ..io import write_text
 from .figures import COLORS, save_figure, subplots
@@ -153,8 +154,16 @@ def _surrogate_sections(run_dir: Path, result: dict[str, Any], records: list[dic
 
 
 def loop_report(run_dir: str | os.PathLike[str]) -> Path:
-    """Write ``RUN_DIR/report/`` (PNG plots + ``index.html``) for a closed-loop run; returns the HTML path."""
+    """Write ``RUN_DIR/report/`` (PNG plots + ``index.html``) for a closed-loop run; returns the HTML path.
+
+    The run directory's lock is held throughout (a second process on it fails at once).
+    """
     run_dir = Path(run_dir)
+    with run_dir_lock(run_dir, "rarefy report"):
+        return _loop_report(run_dir)
+
+
+def _loop_report(run_dir: Path) -> Path:
     result = read_result(run_dir)
     if "pareto_set" in result:  # a multi-objective run
         from .pareto_report import pareto_report
