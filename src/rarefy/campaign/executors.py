@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..config import ExecutorConfig
 from ..errors import InputError
+from ..optional import require
 
 __all__ = ["SyncClient", "open_executor", "as_completed_for", "restart_hung_worker"]
 
@@ -88,10 +89,7 @@ def open_executor(cfg: ExecutorConfig) -> Iterator[tuple[Any, bool]]:
         with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
             yield client, cfg.processes
         return
-    try:
-        from dask_jobqueue import SLURMCluster
-    except ImportError:
-        raise InputError("executor 'slurm' needs dask-jobqueue: pip install 'rarefy[slurm]'") from None
+    SLURMCluster = require("dask_jobqueue").SLURMCluster
     kwargs = dict(queue=cfg.queue, account=cfg.account, cores=cfg.cores, memory=cfg.memory, walltime=cfg.walltime,
                   processes=1, job_extra_directives=list(cfg.job_extra_directives))
     log.info("starting a SLURMCluster: %d jobs of %d cores, %s, %s", cfg.jobs, cfg.cores, cfg.memory, cfg.walltime)

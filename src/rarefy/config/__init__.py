@@ -44,7 +44,7 @@ from .data import DataConfig, FidelityConfig, NoiseConfig
 from .denoise import (LOSS_PARAMETERS, DenoiseConfig, DenoiseLossConfig, DenoiseModelConfig, EarlyStoppingConfig,
                       ImbalancePhaseConfig, MixupConfig)
 from .infer import FullRateConfig, InferConfig, ObservationConfig, PriorConfig
-from .load import as_config, config_from_dict, dump_config, format_validation_error, load_config
+from .load import apply_overrides, as_config, config_from_dict, dump_config, format_validation_error, load_config
 from .loop import (AcquisitionConfig, BaselineConfig, LoopConfig, ObjectiveConfig, OptimizeConfig, ParetoConfig,
                    VerifyConfig)
 from .run import RunConfig
@@ -60,5 +60,5 @@ __all__ = [
     "DenoiseConfig", "BenchBackendConfig", "BenchImbalanceConfig", "BenchConfig", "AcquisitionConfig",
     "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig",
     "PriorConfig", "ObservationConfig", "FullRateConfig", "InferConfig", "ConfigModel", "config_from_dict",
-    "as_config", "LocalExecutorConfig", "SlurmExecutorConfig", "SyncExecutorConfig",
+    "as_config", "apply_overrides", "LocalExecutorConfig", "SlurmExecutorConfig", "SyncExecutorConfig",
 ]

@@ -33,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import InputError
+from ..optional import require
 from .events import FIDELITY, OUTCOME, RUN_ID, WEIGHT, EventTable
 from .readers import read_frame
 
@@ -230,9 +231,9 @@ def _read_flat_layout(path: Path, group: Any) -> pd.DataFrame:
 # -------------------------------------------------------------------- ROOT
 def _read_root(path: Path, key: str | None) -> pd.DataFrame:
     try:
-        import uproot
-    except ImportError:
-        raise InputError("reading ROOT files needs uproot: pip install 'rarefy[root]'", file=path) from None
+        uproot = require("uproot")
+    except InputError as exc:
+        raise InputError(f"reading ROOT files: {exc.reason}", file=path) from None
     try:
         fh = uproot.open(path)
     except Exception as exc:  # uproot raises many types for bad files

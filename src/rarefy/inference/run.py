@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -179,16 +179,18 @@ class InferResult:
 
 
 def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
-          surrogate: Any = None, progress: Callable[[int, int], None] | None = None) -> InferResult:
+          surrogate: Any = None, progress: Callable[[int, int], None] | None = None,
+          overrides: Sequence[str] = ()) -> InferResult:
     """Sample the posterior of θ given the observed merger rate; write posterior.nc, corner.png, summary.json.
 
     ``surrogate``: an already fitted surrogate (default: the one ``infer.surrogate`` names,
     or one fitted on the config's data). Deterministic for the config's seed. ``out`` must
     be new, empty or a ``rarefy infer`` run directory
     (:func:`rarefy.data.rundir.check_out_dir`); it is locked for the whole job.
+    ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
     t0 = time.perf_counter()
-    cfg, source = as_config(config)
+    cfg, source = as_config(config, overrides)
     if cfg.infer is None:
         raise InputError("the config has no 'infer' section", file=source)
     check_out_dir(out, "infer")

@@ -44,7 +44,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -225,7 +225,7 @@ def _prepare(cfg: RunConfig, source: str) -> tuple[BenchConfig, list[tuple[str, 
 
 # -------------------------------------------------------------------- bench
 def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *,
-          progress: Progress | None = None) -> BenchResult:
+          progress: Progress | None = None, overrides: Sequence[str] = ()) -> BenchResult:
     """Train and score the config's ``bench.backends`` on one by-run split; CLI ``rarefy bench CONFIG --out DIR``.
 
     Raises :class:`InputError` (before any training) for an unknown backend, an import
@@ -243,9 +243,11 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
         ``backends/<label>/`` (and ``events/`` when the events are simulated here).
     progress:
         Called as ``progress(stage, done, total)`` (stage: ``simulate`` / a backend label).
+    overrides:
+        ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
     t_wall, t_cpu = time.perf_counter(), time.process_time()
-    cfg, path = as_config(config)
+    cfg, path = as_config(config, overrides)
     source = "<config>" if path is None else str(path)
     out = Path(out).absolute()
     check_out_dir(out, "bench")
@@ -269,7 +271,7 @@ def _bench(cfg: RunConfig, path: Path | None, source: str, bc: BenchConfig, buil
         log.info("bench: simulating the campaign into %s", run_dir)
         if progress is not None:
             progress("simulate", 0, 1)
-        simulate(cfg if path is None else path, run_dir, progress=progress is None)
+        simulate(cfg if path is None else path, run_dir, progress=progress is None, overrides=overrides)
         if progress is not None:
             progress("simulate", 1, 1)
     events, run_ids = load_bench_events(run_dir, fids, bc.phi)

@@ -199,7 +199,8 @@ def _read_rates(store: EventStore, space: DesignSpace) -> pd.DataFrame:
 
 # -------------------------------------------------------------------- train
 def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
-                   seed: int | None = None, progress: Progress | None = None) -> DenoiseTrainResult:
+                   seed: int | None = None, progress: Progress | None = None,
+                   overrides: Sequence[str] = ()) -> DenoiseTrainResult:
     """Train the CNP denoiser on the events stored in ``run_dir``; CLI: ``rarefy train CONFIG --run RUN_DIR``.
 
     Writes ``RUN_DIR/denoise/`` (see the module docstring) and the ``split`` column of
@@ -220,15 +221,17 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
     progress:
         Called as ``progress(epochs_done, epochs_total)`` after each epoch; when given,
         the trainer's own per-batch progress bar is switched off.
+    overrides:
+        ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
-    with run_dir_lock(run_dir, "rarefy train"):
-        return _train_denoiser(config, run_dir, seed=seed, progress=progress)
-
-
-def _train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
-                    seed: int | None, progress: Progress | None) -> DenoiseTrainResult:
     t0 = time.perf_counter()
-    cfg, source = as_config(config)
+    cfg, source = as_config(config, overrides)
+    with run_dir_lock(run_dir, "rarefy train"):
+        return _train_denoiser(cfg, source, run_dir, seed=seed, progress=progress, t0=t0)
+
+
+def _train_denoiser(cfg: RunConfig, source: Path | None, run_dir: str | os.PathLike[str], *,
+                    seed: int | None, progress: Progress | None, t0: float) -> DenoiseTrainResult:
     source_name = "<config>" if source is None else str(source)
     dcfg = cfg.denoise or DenoiseConfig()
     run_dir = Path(run_dir).absolute()

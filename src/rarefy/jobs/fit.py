@@ -23,7 +23,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..config import RunConfig, as_config
 from ..data.mapping import load_rate_table
@@ -58,7 +58,7 @@ class FitResult:
 
 
 def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str], cv: int | None = None,
-        progress: Callable[[int, int], None] | None = None) -> FitResult:
+        progress: Callable[[int, int], None] | None = None, overrides: Sequence[str] = ()) -> FitResult:
     """Fit the configured surrogate on the config's data and save it to run directory ``out``.
 
     With ``cv=K`` also run K-fold cross-validation over the target-fidelity runs and save
@@ -67,8 +67,9 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
     run directory, see :func:`rarefy.data.rundir.check_out_dir`) is validated before any
     fitting and before anything is written; the files appear only when everything
     succeeded. ``out`` is locked for the whole job.
+    ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
-    cfg, _ = as_config(config)
+    cfg, _ = as_config(config, overrides)
     if cv is not None and cv < 2:
         raise InputError(f"--cv must be at least 2, got {cv}")
     check_out_dir(out, "fit")

@@ -42,7 +42,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -107,7 +107,7 @@ def _cross_validate(cfg: RunConfig, out: Path, space: DesignSpace, iterations: i
 
 
 def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *, progress: bool = True,
-        on_iteration: Callable[[int, int], None] | None = None) -> LoopResult:
+        on_iteration: Callable[[int, int], None] | None = None, overrides: Sequence[str] = ()) -> LoopResult:
     """Run (or resume) the closed loop of ``config`` in ``out``; CLI: ``rarefy run CONFIG --out RUN_DIR``.
 
     ``progress`` shows the campaign engine's progress bars; ``on_iteration(i, total)`` is
@@ -115,9 +115,10 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     The run directory's lock is held throughout (a second process on it fails at once);
     an output directory that is not a campaign run directory, or whose catalog holds a
     different initial design, is refused before anything is written into it.
+    ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
     t0 = time.perf_counter()
-    cfg, source = as_config(config)
+    cfg, source = as_config(config, overrides)
     config_dir = source.absolute().parent if source is not None else Path.cwd()
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
         raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..campaign import CampaignResult, SimulatorSpec, build_simulator, plan_requests, run_campaign
 from ..config import RunConfig, as_config
@@ -49,7 +49,7 @@ def check_campaign(run_dir: str | os.PathLike[str], requests: list[RunRequest]) 
 
 
 def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *,
-             retry_failed: bool = False, progress: bool = True) -> CampaignResult:
+             retry_failed: bool = False, progress: bool = True, overrides: Sequence[str] = ()) -> CampaignResult:
     """Run (or resume) the campaign of ``config`` in run directory ``out``; CLI: ``rarefy simulate``.
 
     Writes ``out/config.yaml`` (the resolved config), ``out/catalog.sqlite``,
@@ -59,8 +59,9 @@ def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[
     :class:`InputError` (before writing anything) for a bad config, an output directory
     that is not a campaign run directory (:func:`rarefy.data.rundir.check_out_dir`), a run
     directory that holds a different campaign, or one another process is using.
+    ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
-    cfg, source = as_config(config)
+    cfg, source = as_config(config, overrides)
     if cfg.simulator is None or cfg.campaign is None:
         raise InputError("the config needs 'simulator' and 'campaign' sections to simulate", file=source)
     config_dir = source.absolute().parent if source is not None else Path.cwd()
