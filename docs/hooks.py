@@ -182,6 +182,12 @@ def cli_reference() -> str:
              "equivalent (see the [Python API](api.md)). Bad input (a missing column, a NaN, an unknown "
              "fidelity, a design outside the bounds) prints one line naming the file, column and row "
              "to stderr and exits with code 2; `-v` / `-vv` before the command give more log output.", ""]
+    top = [p for p in group.params if p.param_type_name == "option" and p.name != "help"]
+    if top:
+        lines += ["Options of `rarefy` itself, given before the command:", "",
+                  "| option | help |", "|---|---|"]
+        lines += [f"| `{', '.join(p.opts)}` | {_cell(getattr(p, 'help', None) or '')} |" for p in top]
+        lines.append("")
     lines += ["| command | what it does |", "|---|---|"]
     for name, cmd in group.commands.items():
         lines.append(f"| [`rarefy {name}`](#rarefy-{name}) | {_cell((cmd.help or '').splitlines()[0])} |")

@@ -42,22 +42,16 @@ RUNS = Path("runs/tutorial")
 # `examples/legend/legend.yaml` is the recommended model: the LF and HF Ge-77 rates in
 # physical units, each with Poisson noise from its capture count (`noise: {counts: ...}`).
 # It reads both tables; here we train on the first one only (303 LF and 4 HF runs) and keep
-# the second (6 LF and 6 HF runs) for validation. The `acquisition` section says how many
-# events a proposed run of each fidelity has; the LEGEND tables do not record it, so the
-# numbers below are placeholders for the ones your simulation uses. The tables give
-# a nominal cost for HF runs only (170 CPU-h), so the acquisition here is not cost-aware;
-# with `cost_cpu_h` on every fidelity it weighs each run's value by its CPU-hours. Small
-# settings (2 optimiser restarts) keep the tutorial fast.
+# the second (6 LF and 6 HF runs) for validation. Small settings (2 optimiser restarts) keep
+# the tutorial fast. The same override from the command line: `--set surrogate.restarts=2`.
 
 # %%
 cfg = rarefy.load_config(EXAMPLE / "legend.yaml")
 raw = cfg.model_dump(mode="json", exclude_none=True)
 raw["data"]["paths"] = [str(cfg.data.paths[0])]        # the training table only
 raw["surrogate"]["restarts"] = 2
-raw["acquisition"] = {"kind": "ivr", "cost_aware": False,
-                      "events": {"lf": 1_000_000, "hf": 10_000}}     # placeholders
 cfg = config_from_dict(raw)
-print(cfg.fidelity_names, cfg.target, cfg.acquisition.events)
+print(cfg.fidelity_names, cfg.target, [str(p) for p in cfg.data.paths])
 
 # %% [markdown]
 # ## 2. Fit, with cross-validation
@@ -101,8 +95,12 @@ print(pd.DataFrame({"rate": mean.detach().numpy(), "std": std.detach().numpy()})
 # ## 4. Suggest the next runs
 #
 # `rarefy.suggest` refits the surrogate on the run directory's rates and proposes `n` feasible
-# runs (design and fidelity) with the config's `acquisition` settings (here: integrated
-# variance reduction of the HF prediction). It writes `suggestions.csv`.
+# runs (design and fidelity) with the config's `acquisition` settings: by default integrated
+# variance reduction of the HF prediction per CPU-hour. Only the HF runs have a nominal cost
+# here (`cost_cpu_h: 170`), so HF runs are proposed. The LEGEND tables do not record how many
+# events a run threw; rarefy takes the run size that gives a run its count noise, `k / rate`,
+# from the fidelity's runs (`events=` or `--events` sets it explicitly). It writes
+# `suggestions.csv`.
 #
 # Command line: `rarefy suggest runs/tutorial/fit --n 2`.
 
@@ -113,37 +111,40 @@ print(suggestions.to_string(float_format="%.4g"))
 # %% [markdown]
 # ## 5. Simulate them elsewhere, then ingest
 #
-# In the real study the suggested runs go to Geant4. A run file for `rarefy ingest` has the
-# design columns, `fidelity`, the count `k` of rare events and the number `n` it was
-# counted in; rarefy's rate of an ingested run is `k / n`, with Poisson noise from `k`.
-# (An event file with one `outcome` per event works too.)
-#
-# The LEGEND tables give the rate already converted to nuclei/(kg·yr), so for this data set
-# `n` is the run's exposure in those units: captures per nuclei/(kg·yr), which the training
-# runs give as `k / rate`. A stand-in replaces Geant4 so that the tutorial runs anywhere: it
-# draws each run's count from a Poisson law at the surrogate's predicted rate.
+# In the real study the suggested runs go to Geant4. `rarefy ingest` takes a file of runs
+# (design columns, `fidelity`, count `k`, events `n`), of events (one `outcome` per event),
+# or, as here, rows in the format of the config's own data files, read like `rarefy fit`
+# reads them, so the rates keep the data's units (nuclei/(kg·yr), with count noise from
+# `y_raw`). A stand-in replaces Geant4 so that the tutorial runs anywhere: it draws each
+# run's count from a Poisson law at the surrogate's predicted rate times the run size.
 
 # %%
 rng = np.random.default_rng(0)
-training = pd.read_parquet(RUNS / "fit" / "training_rates.parquet")
-exposure = (training["k"] / training["rate"]).groupby(training["fidelity"]).median()
-done = suggestions[[*space.names, "fidelity"]].copy()
-done["n"] = exposure[done["fidelity"]].round().to_numpy().astype(int)
-pred = np.zeros(len(done))
-for fidelity, rows in done.groupby("fidelity"):
-    pred[rows.index] = surrogate.predict(rows[space.names], fidelity)[0].detach().numpy()
-done["k"] = rng.poisson(np.clip(pred, 0, None) * done["n"])
-done["run_id"] = [f"tutorial-{i}" for i in range(len(done))]
+pred = surrogate.predict(suggestions[space.names], "hf")[0].detach().numpy()
+k = rng.poisson(np.clip(pred, 0, None) * suggestions["events"].to_numpy())
+columns = {name: column for column, name in cfg.data.columns.items()}   # rarefy name -> file column
+done = pd.DataFrame({columns[name]: suggestions[name] for name in space.names})
+done["Fidelity"] = 1.0                                          # the HF rows of the LEGEND tables
+done["y_raw"] = k
+done["y_rGe77[nuc/(kg*yr)]"] = k / suggestions["events"].to_numpy()
 done.to_csv(RUNS / "results.csv", index=False)
 
 ingested = rarefy.ingest(RUNS / "fit", [RUNS / "results.csv"])
 print(ingested.n_new, "new runs in", ingested.path)
-print(pd.read_parquet(ingested.path)[["fidelity", "k", "n", "rate"]])
+print(pd.read_parquet(ingested.path)[["fidelity", "rate", "var"]])
 
 # %% [markdown]
-# Ingesting the same file again adds nothing (runs are keyed by `run_id`); a file with a
-# design outside the bounds, an unknown fidelity or a count above `n` is refused with one
-# line naming the file, column and row, before anything is written.
+# Ingesting the same file again adds nothing; a file with a design outside the bounds, an
+# unknown fidelity or a bad count is refused with one line naming the file, column and row,
+# before anything is written.
 #
+# ## 6. And again
+#
+# The next suggestion is fitted on the training table plus the ingested runs.
+
+# %%
+print(rarefy.suggest(RUNS / "fit", n=1).to_string(float_format="%.4g"))
+
+# %% [markdown]
 # Next: [the closed loop](guides/run.md) runs simulate → fit → suggest automatically when
 # rarefy can call the simulator itself.
