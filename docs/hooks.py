@@ -181,7 +181,7 @@ def cli_reference() -> str:
              "Generated at build time from the `rarefy` typer app. Every command has a Python "
              "equivalent (see the [Python API](api.md)). Bad input (a missing column, a NaN, an unknown "
              "fidelity, a design outside the bounds) prints one line naming the file, column and row "
-             "to stderr and exits with code 2; `-v` / `-vv` before the command give more log output.", ""]
+             "to stderr and exits with code 2.", ""]
     top = [p for p in group.params if p.param_type_name == "option" and p.name != "help"]
     if top:
         lines += ["Options of `rarefy` itself, given before the command:", "",
