@@ -279,3 +279,16 @@ def test_simulate_refuses_a_project_folder(tmp_path):
     assert "not a rarefy run directory" in one_line(res.stderr)
     assert cfg.read_bytes() == before and not (tmp_path / "catalog.sqlite").exists()
     assert executions(tmp_path) == []
+
+
+def test_run_on_another_campaign_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    simulate(campaign(tmp_path), out, progress=False)
+    before = sorted(p.relative_to(out) for p in out.rglob("*") if not p.name.startswith(".rarefy"))
+    other = campaign(tmp_path, "loop.yaml", seed=99)
+    raw = yaml.safe_load(other.read_text())
+    other.write_text(yaml.safe_dump({**raw, "loop": {"iterations": 1}}))
+    res = runner.invoke(app, ["run", str(other), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "run directory holds a different campaign" in one_line(res.stderr)
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if not p.name.startswith(".rarefy")) == before

@@ -84,7 +84,6 @@ class LoopWorkspace:
     def __init__(self, cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
         self.out = Path(out).absolute()
-        (self.out / LOOP_DIR).mkdir(parents=True, exist_ok=True)
         self.space = cfg.space.build()
         self.spec = simulator_spec(cfg, config_dir, self.out)
         self.simulator = self.spec.build()
@@ -94,6 +93,7 @@ class LoopWorkspace:
         """Check the initial design ``initial`` against RUN_DIR's catalog (a different campaign raises
         :class:`InputError`), then write the resolved config to RUN_DIR/config.yaml (atomically)."""
         check_campaign(self.out, initial)
+        (self.out / LOOP_DIR).mkdir(parents=True, exist_ok=True)
         write_config(self.out, self.cfg)
 
     def record(self, name: str) -> dict[str, Any] | None:
