@@ -26,3 +26,21 @@ def test_readme_python_tour_runs(tmp_path, monkeypatch):
     assert callable(rarefy.validate) and callable(rarefy.fit)
     assert (tmp_path / "runs" / "legend" / "validate.json").exists()
     assert 0.0 <= namespace["report"].metrics["coverage_2sigma"] <= 1.0
+
+
+def test_readme_is_short():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines; move details into docs/"
+
+
+def test_readme_table_lists_every_cli_command():
+    import typer
+
+    from rarefy.cli import app
+
+    commands = sorted(typer.main.get_command(app).commands)
+    assert len(commands) >= 12
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `rarefy ")]
+    listed = {re.match(r"\| `rarefy ([a-z-]+)", row).group(1) for row in rows}
+    missing = [c for c in commands if c not in listed]
+    assert not missing, f"commands missing from the README's command table: {missing}"

@@ -228,6 +228,12 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
           progress: Progress | None = None, overrides: Sequence[str] = ()) -> BenchResult:
     """Train and score the config's ``bench.backends`` on one by-run split; CLI ``rarefy bench CONFIG --out DIR``.
 
+    Raises :class:`InputError` (before any training) for an unknown backend, an import
+    path that does not import, bad backend options, a missing run directory, or an output
+    folder that is neither new, empty nor a ``rarefy bench`` folder
+    (:func:`rarefy.data.rundir.check_out_dir`). ``DIR`` is locked for the whole job (a second
+    process on it fails at once).
+
     Parameters
     ----------
     config:
@@ -239,12 +245,6 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
         Called as ``progress(stage, done, total)`` (stage: ``simulate`` / a backend label).
     overrides:
         ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
-
-    Raises :class:`InputError` (before any training) for an unknown backend, an import
-    path that does not import, bad backend options, a missing run directory, or an output
-    folder that is neither new, empty nor a ``rarefy bench`` folder
-    (:func:`rarefy.data.rundir.check_out_dir`). ``DIR`` is locked for the whole job (a second
-    process on it fails at once).
     """
     t_wall, t_cpu = time.perf_counter(), time.process_time()
     cfg, path = as_config(config, overrides)

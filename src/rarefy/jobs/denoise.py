@@ -203,6 +203,12 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
                    overrides: Sequence[str] = ()) -> DenoiseTrainResult:
     """Train the CNP denoiser on the events stored in ``run_dir``; CLI: ``rarefy train CONFIG --run RUN_DIR``.
 
+    Writes ``RUN_DIR/denoise/`` (see the module docstring) and the ``split`` column of
+    ``RUN_DIR/rates.parquet``. Re-running resumes an interrupted training. Raises
+    :class:`InputError` (before any training) for a run directory without events of the
+    training fidelities, missing φ columns or a config that does not fit the run directory.
+    The run directory's lock is held throughout (a second process on it fails at once).
+
     Parameters
     ----------
     config:
@@ -217,12 +223,6 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
         the trainer's own per-batch progress bar is switched off.
     overrides:
         ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
-
-    Writes ``RUN_DIR/denoise/`` (see the module docstring) and the ``split`` column of
-    ``RUN_DIR/rates.parquet``. Re-running resumes an interrupted training. Raises
-    :class:`InputError` (before any training) for a run directory without events of the
-    training fidelities, missing φ columns or a config that does not fit the run directory.
-    The run directory's lock is held throughout (a second process on it fails at once).
     """
     t0 = time.perf_counter()
     cfg, source = as_config(config, overrides)
@@ -332,6 +332,8 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
     ``<fidelity>-cnp`` (e.g. ``lf-cnp``, ``hf-cnp``) replace any earlier ones in
     ``RUN_DIR/rates.parquet`` (atomically) and carry their run's ``split``.
 
+    The run directory's lock is held throughout (a second process on it fails at once).
+
     Parameters
     ----------
     run_dir:
@@ -340,8 +342,6 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
         Simulated fidelities to score (default: every fidelity with finished runs).
     progress:
         Called as ``progress(runs_done, runs_total)``.
-
-    The run directory's lock is held throughout (a second process on it fails at once).
     """
     with run_dir_lock(run_dir, "rarefy denoise"):
         return _denoise_run(run_dir, fidelities=fidelities, progress=progress)
