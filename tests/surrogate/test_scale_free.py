@@ -131,9 +131,14 @@ def test_pce_is_free_of_the_rate_unit(space2d, output):
     np.testing.assert_allclose(std_c.numpy() / c, std.numpy(), rtol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def legend_cv(tmp_path_factory) -> dict:
+    return rarefy.fit(LEGEND / "legend.yaml", tmp_path_factory.mktemp("legend") / "run", cv=5).cv.metrics
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("c", SCALES)
-def test_legend_cross_validation_is_free_of_the_rate_unit(tmp_path, c):
+def test_legend_cross_validation_is_free_of_the_rate_unit(tmp_path, c, legend_cv):
     """The 5-fold CV MSE of LEGEND, divided by c², is the same with the rate column in units c times smaller."""
     import yaml
 
@@ -147,7 +152,7 @@ def test_legend_cross_validation_is_free_of_the_rate_unit(tmp_path, c):
         frame.to_csv(paths[-1], index=False)
     scaled_cfg = tmp_path / "legend.yaml"
     scaled_cfg.write_text(yaml.safe_dump({**cfg, "data": {**cfg["data"], "paths": paths}}))
-    base = rarefy.fit(LEGEND / "legend.yaml", tmp_path / "base", cv=5).cv.metrics
+    base = legend_cv
     other = rarefy.fit(scaled_cfg, tmp_path / "scaled", cv=5).cv.metrics
     assert other["mse"] / c**2 == pytest.approx(base["mse"], rel=0.01)
     assert other["coverage_1sigma"] == base["coverage_1sigma"]
