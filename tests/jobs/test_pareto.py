@@ -43,6 +43,14 @@ def test_reference_point_default_and_configured():
     assert reference_point(cfg.objectives, vals)[0] == -1.5
 
 
+def test_reference_point_does_not_depend_on_the_unit():
+    cfg = config_from_dict(_config(iterations=0))
+    vals = np.array([[-3.0, 0.6], [-2.0, 0.8]])
+    for scale in (1e-12, 1e-3, 1e6):
+        assert reference_point(cfg.objectives, vals * scale) == pytest.approx(reference_point(cfg.objectives, vals)
+                                                                               * scale, rel=1e-12)
+
+
 def test_one_objective_is_refused():
     raw = _config(iterations=0)
     raw["objectives"] = raw["objectives"][:1]
