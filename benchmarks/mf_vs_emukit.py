@@ -46,7 +46,10 @@ def emukit_fit_predict(train, test_x, probe_x, fidelities, space, restarts, seed
     Returns the target fidelity's (mean, std) at ``test_x``, the fit time and the time to
     predict at ``probe_x`` (s).
     """
-    import GPy
+    from rarefy.optional import require
+
+    GPy = require("GPy")
+    require("emukit")  # one line naming the extra when the bench extra is missing
     from emukit.model_wrappers.gpy_model_wrappers import GPyMultiOutputWrapper
     from emukit.multi_fidelity.convert_lists_to_array import convert_x_list_to_array, convert_xy_lists_to_arrays
     from emukit.multi_fidelity.kernels import LinearMultiFidelityKernel

@@ -1,69 +1,72 @@
-"""Screenshot a closed-loop report with headless Chromium.
+"""Screenshot a run directory's report with headless Chromium (through Playwright).
 
-    python scripts/report_screenshot.py RUN_DIR [--out RUN_DIR/report/screenshot.png] [--width 1400]
+    python scripts/report_screenshot.py RUN_DIR [--out RUN_DIR/report/screenshot.png] [--width 1000]
+                                                [--height 1400] [--full-page] [--browser /usr/bin/chromium]
 
-Opens ``RUN_DIR/report/index.html`` as a ``file://`` page (no server), waits for it to
-load, and writes a full-height PNG. Needs a Chromium binary (Debian: ``apt-get install
-chromium chromium-driver``; found as ``chromium``, ``chromium-browser`` or
-``google-chrome``, or given with ``--browser``). Exits 1 with a message when the page or
-the browser is missing, or when Chromium wrote no image. Before the screenshot it checks
-that every ``<img src>`` of the page exists beside it, so a blank picture cannot pass.
-Prints one line: the PNG path and its size in pixels.
+Opens ``RUN_DIR/report/index.html`` as a ``file://`` page (no server) in the system
+Chromium (Debian: ``apt-get install chromium``; ``pip install playwright``, no
+``playwright install`` needed), waits for it to load and writes a PNG of the top of the
+page (``--full-page``: all of it), reduced to a 256-colour palette so that it stays small
+enough to commit (docs/img/report.png is made this way). Exits with a message when the
+page is missing, links to files instead of embedding them, logs console errors, or has
+an image that did not load. Prints one line: the PNG path, its size in pixels and bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+BROWSER = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--hide-scrollbars"]
 
 
-def find_browser(explicit: str | None = None) -> str | None:
-    """Path of a Chromium-like browser, or None."""
-    if explicit:
-        return shutil.which(explicit) or (explicit if Path(explicit).exists() else None)
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
+def linked_files(page: Path) -> list[str]:
+    """``src`` / ``href`` targets of ``page`` that are files rather than embedded ``data:`` URIs."""
+    text = page.read_text(encoding="utf-8")
+    return [t for t in re.findall(r"\s(?:src|href)=[\"']([^\"']*)[\"']", text) if not t.startswith(("data:", "#"))]
 
 
-def missing_images(page: Path) -> list[str]:
-    """``<img src=...>`` targets of ``page`` that do not exist beside it."""
-    html = page.read_text(encoding="utf-8")
-    srcs = re.findall(r"<img[^>]+src=[\"']([^\"']+)[\"']", html)
-    return [s for s in srcs if not s.startswith(("data:", "http")) and not (page.parent / s).exists()]
-
-
-def screenshot(run_dir: Path, out: Path | None = None, width: int = 1400, height: int | None = None,
-               browser: str | None = None) -> Path:
-    """Write a PNG of ``run_dir/report/index.html``; returns its path."""
-    page = (run_dir / "report" / "index.html").absolute()
+def screenshot(run_dir: Path, out: Path | None = None, width: int = 1000, height: int = 1400,
+               full_page: bool = False, browser: str = BROWSER) -> Path:
+    """Write a palette PNG of ``run_dir/report/index.html``; returns its path."""
+    page = (Path(run_dir) / "report" / "index.html").absolute()
     if not page.exists():
         raise SystemExit(f"error: {page}: no report (run 'rarefy report {run_dir}')")
-    missing = missing_images(page)
-    if missing:
-        raise SystemExit(f"error: {page}: images missing beside the page: {', '.join(missing)}")
-    exe = find_browser(browser)
-    if exe is None:
-        raise SystemExit("error: no Chromium found (apt-get install chromium chromium-driver, or --browser PATH)")
+    links = linked_files(page)
+    if links:
+        raise SystemExit(f"error: {page}: the page links to files instead of embedding them: {', '.join(links)}")
+    if not Path(browser).exists():
+        raise SystemExit(f"error: no Chromium at {browser} (apt-get install chromium, or --browser PATH)")
+    from playwright.sync_api import sync_playwright
+
     out = (out or page.parent / "screenshot.png").absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    height = height or 6500  # CSS pixels: taller than the report (about 6000); the rest is blank page
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               f"--user-data-dir={profile}", f"--window-size={width},{height}", f"--screenshot={out}",
-               "--virtual-time-budget=5000", page.as_uri()]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if not out.exists() or out.stat().st_size == 0:
-        raise SystemExit(f"error: Chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=browser, args=ARGS)
+        try:
+            tab = chromium.new_page(viewport={"width": width, "height": height})
+            tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            tab.goto(page.as_uri(), wait_until="load")
+            broken = tab.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                                  ".map(i => i.alt)")
+            problems += [f"image not loaded: {alt}" for alt in broken]
+            png = tab.screenshot(full_page=full_page)
+        finally:
+            chromium.close()
+    if problems:
+        raise SystemExit(f"error: {page}: " + "; ".join(problems))
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as im:
+        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
     return out
 
 
@@ -71,15 +74,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--width", type=int, default=1400)
-    ap.add_argument("--height", type=int, default=None, help="window height in pixels (default 6500)")
-    ap.add_argument("--browser", default=None)
+    ap.add_argument("--width", type=int, default=1000, help="viewport width in CSS pixels")
+    ap.add_argument("--height", type=int, default=1400, help="viewport height in CSS pixels")
+    ap.add_argument("--full-page", action="store_true", help="the whole page, not only the top")
+    ap.add_argument("--browser", default=BROWSER)
     args = ap.parse_args()
-    path = screenshot(args.run_dir, args.out, args.width, args.height, args.browser)
+    path = screenshot(args.run_dir, args.out, args.width, args.height, args.full_page, args.browser)
     from PIL import Image
 
     with Image.open(path) as im:
-        print(f"{path} {im.size[0]}x{im.size[1]}")
+        print(f"{path} {im.size[0]}x{im.size[1]} {path.stat().st_size} bytes")
 
 
 if __name__ == "__main__":

@@ -26,3 +26,64 @@ def test_readme_python_tour_runs(tmp_path, monkeypatch):
     assert callable(rarefy.validate) and callable(rarefy.fit)
     assert (tmp_path / "runs" / "legend" / "validate.json").exists()
     assert 0.0 <= namespace["report"].metrics["coverage_2sigma"] <= 1.0
+
+
+def test_readme_is_short():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines; move details into docs/"
+
+
+def test_readme_table_lists_every_cli_command():
+    import typer
+
+    from rarefy.cli import app
+
+    commands = sorted(typer.main.get_command(app).commands)
+    assert len(commands) >= 12
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `rarefy ")]
+    listed = {re.match(r"\| `rarefy ([a-z-]+)", row).group(1) for row in rows}
+    missing = [c for c in commands if c not in listed]
+    assert not missing, f"commands missing from the README's command table: {missing}"
+
+
+# small settings for the README's commands, so that they run in seconds; everything else as written
+SMALL = {
+    "run": ["--set", "loop.iterations=1", "--set", "loop.batch=2", "--set", "loop.verify.runs=1",
+            "--set", "campaign.runs.0.runs=12", "--set", "campaign.runs.1.runs=3",
+            "--set", "fidelities.lf.events=20000", "--set", "fidelities.hf.events=40000",
+            "--set", "acquisition.candidates=128", "--set", "acquisition.reference=16",
+            "--set", "optimize.candidates=256", "--set", "optimize.starts=2"],
+}
+
+
+def _cli_lines(text: str) -> list[list[str]]:
+    """The ``rarefy ...`` commands of the README's bash blocks (``pip install`` steps left out)."""
+    import shlex
+
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            for part in line.split("#")[0].split("&&"):
+                words = shlex.split(part)
+                if words and words[0] == "rarefy":
+                    commands.append(words[1:])
+    return commands
+
+
+def test_readme_cli_commands_run(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from rarefy.cli import app
+
+    commands = _cli_lines((ROOT / "README.md").read_text())
+    assert {c[0] for c in commands} >= {"run", "fit", "validate"}, commands
+    for name in ("legend", "moderator"):
+        shutil.copytree(ROOT / "examples" / name, tmp_path / "examples" / name)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for args in commands:
+        args = ["2" if a == "5" and i and args[i - 1] == "--cv" else a for i, a in enumerate(args)]
+        res = runner.invoke(app, [*args, *SMALL.get(args[0], [])])
+        assert res.exit_code == 0, f"rarefy {' '.join(args)}: {res.output}"
+    assert (tmp_path / "runs" / "moderator" / "report" / "index.html").exists()
+    assert (tmp_path / "runs" / "legend" / "validate.json").exists()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from rarefy import DesignSpace, InputError, Parameter
+from rarefy.space import format_number
 
 
 @pytest.fixture
@@ -109,3 +110,24 @@ def test_constant_parts_that_cannot_be_computed_are_refused(constraint):
 
     with pytest.raises(InputError, match="constant part cannot be computed"):
         DesignSpace([Parameter("x", 0, 1)], constraints=[constraint])
+
+
+@pytest.mark.parametrize("value, integer, text", [
+    (123.456789, False, "123.5"), (90.0, False, "90"), (2.5, False, "2.5"), (0.1 + 0.2, False, "0.3"),
+    (0.000123456, False, "1.235e-04"), (0.00123456, False, "0.001235"), (123456.7, False, "123500"),
+    (2.5e7, False, "2.5e+07"), (-17.0004, False, "-17"), (0.0, False, "0"), (41.99999999, True, "42"),
+    (7.0, True, "7"), (float("nan"), False, "nan"), (1.0, False, "1"),
+])
+def test_format_number(value, integer, text):
+    assert format_number(value, integer=integer) == text
+
+
+def test_theta_rows_round_integers_and_carry_units():
+    space = DesignSpace([Parameter("radius", 90, 250, unit="cm"), Parameter("npanels", 4, 360, integer=True),
+                         Parameter("theta", 0, 90, unit="deg")])
+    theta = {"theta": 0.41234567, "radius": 101.23456, "npanels": 41.9999}
+    assert space.theta_rows(theta) == [("radius", "101.2", "cm"), ("npanels", "42", ""), ("theta", "0.4123", "deg")]
+    assert space.theta_rows(theta, digits=2)[0] == ("radius", "100", "cm")
+    assert space.format_theta(theta) == "radius 101.2 cm, npanels 42, theta 0.4123 deg"
+    with pytest.raises(InputError, match="npanels"):
+        space.theta_rows({"radius": 100.0, "theta": 1.0})

@@ -17,8 +17,16 @@ command                                     Python equivalent
 ``rarefy bench CONFIG --out DIR``             :func:`rarefy.bench`
 ==========================================  =====================================
 
+Every command that reads a CONFIG takes ``--set KEY=VALUE`` (repeatable): dotted keys
+(``surrogate.kind=pce``, ``space.parameters.radius.high=200``, ``campaign.runs.0.events=1000``,
+``fidelities.hf.cost_cpu_h=170``) with YAML values, applied to the YAML before it is
+validated (:mod:`rarefy.config.load`; Python: the jobs' ``overrides=[...]``).
+
 Bad input (a missing column, a NaN, an unknown fidelity, ...) prints one line naming
 the file, column and row to stderr and exits with code 2.
+
+Logging: rarefy's INFO messages by default; ``-v`` adds rarefy's DEBUG messages and the
+INFO messages of other libraries (dask's scheduler and workers, ...), ``-vv`` everything.
 """
 
 from __future__ import annotations
@@ -58,12 +66,58 @@ app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True,
                   help="rarefy: surrogates for expensive rare-event simulations.")
 
 
-@app.callback()
-def _main(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v, -vv).")) -> None:
-    # rarefy's own INFO messages by default, DEBUG with -v; other libraries' (dask, ...) only with -vv
-    logging.basicConfig(level=logging.DEBUG if verbose >= 2 else logging.WARNING, format="%(message)s",
-                        datefmt="[%X]", handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+class OtherLibraries(logging.Filter):
+    """Pass rarefy's records, and other libraries' from ``level`` up.
+
+    Libraries that set their own loggers' levels (dask's ``distributed`` sets INFO when it
+    is imported, whatever the root level) would otherwise flood the terminal.
+    """
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == "rarefy" or record.name.startswith("rarefy.") or record.levelno >= self.level
+
+
+def setup_logging(verbose: int) -> None:
+    """Log to stderr: rarefy's INFO (DEBUG with ``-v``), other libraries' WARNING (INFO with ``-v``, DEBUG with ``-vv``)."""
+    others = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    handler = RichHandler(console=err_console, show_path=False)
+    handler.addFilter(OtherLibraries(others))
+    logging.basicConfig(level=others, format="%(message)s", datefmt="[%X]", handlers=[handler], force=True)
     logging.getLogger("rarefy").setLevel(logging.DEBUG if verbose >= 1 else logging.INFO)
+
+
+def version_callback(value: bool) -> None:
+    """``--version``: print ``rarefy X.Y.Z`` and exit."""
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("rarefy")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            from . import __version__ as number
+        console.print(f"rarefy {number}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+                                help="More log output: -v adds DEBUG and other libraries' INFO (dask), -vv all."),
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                 help="Print rarefy's version and exit."),
+) -> None:
+    setup_logging(verbose)
+
+
+def set_option() -> Any:
+    """The ``--set KEY=VALUE`` option of the commands that read a config."""
+    return typer.Option(None, "--set", metavar="KEY=VALUE",
+                        help="Override a config value before validation (repeatable): dotted keys, YAML values, "
+                             "e.g. --set surrogate.kind=pce --set campaign.runs.0.events=1000.")
 
 
 def progress_bar() -> Progress:
@@ -83,17 +137,29 @@ def metrics_table(title: str, metrics: dict[str, float]) -> Table:
     return table
 
 
+def theta_table(rows: list[tuple[str, str, str]], title: str = "θ*") -> Table:
+    """θ as a table: parameter, value (already formatted), unit."""
+    table = Table(title=title)
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 @app.command()
 def fit(
     config: Path = typer.Argument(..., help="Run config (YAML)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
     cv: Optional[int] = typer.Option(None, "--cv", help="Also run K-fold cross-validation over the target runs."),
+    overrides: Optional[list[str]] = set_option(),
 ) -> None:
     """Fit the multi-fidelity surrogate and save it with the resolved config."""
     from .jobs.fit import fit as fit_run
 
     with lazy_progress("cross-validation folds") as update:
-        result = fit_run(config, out, cv=cv, progress=update)
+        result = fit_run(config, out, cv=cv, progress=update, overrides=overrides or ())
     console.print(f"fitted {result.surrogate.fidelities} in {result.surrogate.info.seconds:.1f} s -> {out}")
     if result.cv is not None:
         console.print(metrics_table(f"{cv}-fold cross-validation of {result.surrogate.fidelities[-1]!r}", result.cv.metrics))
@@ -118,11 +184,12 @@ def simulate(
     config: Path = typer.Argument(..., help="Config (YAML) with 'simulator' and 'campaign' sections."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory; re-running on it resumes the campaign."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Also redo runs that failed for good before."),
+    overrides: Optional[list[str]] = set_option(),
 ) -> None:
     """Run (or resume) a simulation campaign and write RUN_DIR/rates.parquet."""
     from .jobs.simulate import simulate as simulate_run
 
-    result = simulate_run(config, out, retry_failed=retry_failed, progress=True)
+    result = simulate_run(config, out, retry_failed=retry_failed, progress=True, overrides=overrides or ())
     console.print(result.summary())
 
 
@@ -150,12 +217,13 @@ def train(
     config: Path = typer.Argument(..., help="Config (YAML) whose 'denoise' section drives the training."),
     run_dir: Path = typer.Option(..., "--run", "-r", help="Run directory written by 'rarefy simulate'."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the denoiser's seed."),
+    overrides: Optional[list[str]] = set_option(),
 ) -> None:
     """Train the CNP denoiser on the events in RUN_DIR (resumes); write RUN_DIR/denoise and the split column."""
     from .jobs.denoise import train_denoiser
 
     with lazy_progress("denoiser epochs") as update:
-        result = train_denoiser(config, run_dir, seed=seed, progress=update)
+        result = train_denoiser(config, run_dir, seed=seed, progress=update, overrides=overrides or ())
     console.print(result.summary())
 
 
@@ -175,13 +243,17 @@ def denoise(
 def run(
     config: Path = typer.Argument(..., help="Config (YAML) with 'simulator', 'campaign' (initial design) and 'loop'."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory; re-running on it resumes the loop."),
+    overrides: Optional[list[str]] = set_option(),
 ) -> None:
     """Closed loop: initial design, then fit -> acquire -> simulate rounds, optimum, HF verification."""
     from .jobs.loop import run as run_loop
 
     with lazy_progress("loop iterations") as update:
-        result = run_loop(config, out, progress=False, on_iteration=update)
-    for line in result.summary():
+        result = run_loop(config, out, progress=False, on_iteration=update, overrides=overrides or ())
+    rows = result.theta_rows()
+    if rows:
+        console.print(theta_table(rows))
+    for line in result.summary(theta=False):
         console.print(line)
 
 
@@ -193,11 +265,15 @@ def suggest(
     kind: Optional[str] = typer.Option(None, "--kind", help="Acquisition: ivr, maxvar, ei or lcb (default: config)."),
     cost_aware: Optional[bool] = typer.Option(None, "--cost-aware/--target-only",
                                               help="Choose the fidelity by value per CPU-hour (default: config)."),
+    events: Optional[list[str]] = typer.Option(
+        None, "--events", metavar="[FIDELITY=]N",
+        help="Events per proposed run (repeatable): N for every fidelity or FIDELITY=N (default: the config's, "
+             "else the runs so far)."),
 ) -> None:
     """Propose the next runs (θ, fidelity, events) as CSV."""
     from .jobs.suggest import suggest as suggest_runs
 
-    frame = suggest_runs(run_dir, n, out=out, kind=kind, cost_aware=cost_aware)
+    frame = suggest_runs(run_dir, n, out=out, kind=kind, cost_aware=cost_aware, events=events or None)
     table = Table(title=f"{len(frame)} suggested runs")
     for col in frame.columns:
         table.add_column(col, justify="left" if col == "fidelity" else "right")
@@ -228,7 +304,9 @@ def optimize(
     """Minimise the predicted target rate over the feasible designs; writes RUN_DIR/optimum.json."""
     from .jobs.optimize import optimize_run
 
-    for line in optimize_run(run_dir, objective=objective, kappa=kappa, json_out=json_out).summary():
+    result = optimize_run(run_dir, objective=objective, kappa=kappa, json_out=json_out)
+    console.print(theta_table(result.theta_rows()))
+    for line in result.summary(theta=False):
         console.print(line)
 
 
@@ -236,11 +314,12 @@ def optimize(
 def infer(
     config: Path = typer.Argument(..., help="Config (YAML) with an 'infer' section."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write."),
+    overrides: Optional[list[str]] = set_option(),
 ) -> None:
     """Sample the posterior of θ given an observed merger rate, with the surrogate as forward model."""
     from .inference.run import infer as infer_run
 
-    result = infer_run(config, out)
+    result = infer_run(config, out, overrides=overrides or ())
     s = result.summary
     table = Table(title=f"posterior ({s['walkers']} walkers x {s['steps']} steps, max R-hat {s['max_rhat']:.4f})")
     for col in ("parameter", "median", "68% interval", "95% interval", "R-hat"):
@@ -264,12 +343,14 @@ def report(run_dir: Path = typer.Argument(..., help="Run directory of a finished
 def bench(
     config: Path = typer.Argument(..., help="Config (YAML) with a 'bench' section."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: bench.json, bench_meta.json, pr_curves.png."),
+    overrides: Optional[list[str]] = set_option(),
 ) -> None:
     """Train and compare the config's event-level backends on one by-run split (model zoo)."""
     from .jobs.bench import bench as run_bench
 
     with lazy_progress("bench") as update:
-        result = run_bench(config, out, progress=lambda stage, done, total: update(done, total))
+        result = run_bench(config, out, progress=lambda stage, done, total: update(done, total),
+                           overrides=overrides or ())
     table = Table(title=f"bench: test events {result.meta['data']['test']['events']}, "
                         f"positives {result.meta['data']['test']['positives']}")
     table.add_column("backend")

@@ -4,19 +4,48 @@ Atomic file writes: write to a temporary file in the target's folder, then ``os.
 
 A reader (or a process that is killed half-way) therefore sees either the old file or
 the complete new one, never a partial file.
+
+Modes follow the process umask, as ``open`` and ``mkdir`` do: under umask 022 files are
+0644 and run directories 0755 (``tempfile.mkstemp`` / ``mkdtemp`` would make them 0600 /
+0700 whatever the umask, which hides shared results from the rest of a group).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_path", "staged_run_dir", "write_json", "write_text"]
+
+_ATTEMPTS = 100  # fresh random names tried before giving up (a collision needs 64 equal random bits)
+
+
+def _create_unique(parent: Path, prefix: str, suffix: str, make: Callable[[Path], None]) -> Path:
+    """Create ``parent/<prefix><random><suffix>`` with ``make(path)``, a new name on each collision."""
+    for _ in range(_ATTEMPTS):
+        path = parent / f"{prefix}{secrets.token_hex(8)}{suffix}"
+        try:
+            make(path)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(parent))
+
+
+def _new_file(path: Path) -> None:
+    """Create an empty file; mode 0666 minus the umask (the kernel applies it)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _new_dir(path: Path) -> None:
+    """Create a folder; mode 0777 minus the umask."""
+    os.mkdir(path, 0o777)
 
 
 @contextlib.contextmanager
@@ -28,15 +57,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _create_unique(path.parent, f".{path.name}.", ".tmp", _new_file)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
 
 
 @contextlib.contextmanager
@@ -49,7 +76,7 @@ def staged_run_dir(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """
     run_dir = Path(run_dir).absolute()
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".staging", dir=run_dir.parent))
+    stage = _create_unique(run_dir.parent, f".{run_dir.name}.", ".staging", _new_dir)
     try:
         yield stage
         if not run_dir.exists():

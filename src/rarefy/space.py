@@ -22,7 +22,41 @@ from scipy.stats import qmc
 
 from .errors import InputError, fmt_value
 
-__all__ = ["Parameter", "Constraint", "DesignSpace"]
+__all__ = ["Parameter", "Constraint", "DesignSpace", "format_number", "text_table"]
+
+
+def format_number(value: float, digits: int = 4, *, integer: bool = False) -> str:
+    """``value`` for people: ``digits`` significant digits, trailing zeros dropped.
+
+    Positional between 1e-3 and 1e6 in magnitude (``123.5``, ``0.001235``, ``123500``),
+    scientific outside (``1.235e-04``); ``integer``: the nearest integer (``42``).
+    """
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if integer:
+        return str(int(round(value)))
+    if value == 0:
+        return "0"
+    if 1e-3 <= abs(value) < 1e6:
+        return np.format_float_positional(value, precision=digits, unique=False, fractional=False, trim="-")
+    mantissa, exponent = f"{value:.{max(digits - 1, 0)}e}".split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{exponent}"
+
+
+def text_table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    """Rows of strings as aligned lines: the first column left-aligned, the second right-aligned
+    (numbers), the others left-aligned; empty trailing cells leave no trailing spaces."""
+    if not rows:
+        return []
+    widths = [max(len(r[j]) if j < len(r) else 0 for r in rows) for j in range(max(len(r) for r in rows))]
+    lines = []
+    for row in rows:
+        cells = [c.rjust(widths[j]) if j == 1 else c.ljust(widths[j]) for j, c in enumerate(row)]
+        lines.append((indent + " ".join(cells)).rstrip())
+    return lines
 
 
 @dataclass(frozen=True)
@@ -258,6 +292,23 @@ class DesignSpace:
         """θ as plain floats in parameter order, integer parameters rounded to the nearest integer."""
         return {p.name: (float(round(float(theta[p.name]))) if p.integer else float(theta[p.name]))
                 for p in self.parameters}
+
+    def theta_rows(self, theta: Mapping[str, Any], digits: int = 4) -> list[tuple[str, str, str]]:
+        """θ as table rows ``(parameter, value, unit)`` in parameter order, for people.
+
+        Integer parameters are shown as integers, the others to ``digits`` significant
+        digits (:func:`format_number`); ``unit`` is the parameter's unit ("" when none).
+        A parameter missing from ``theta`` raises :class:`InputError`.
+        """
+        missing = [p.name for p in self.parameters if p.name not in theta]
+        if missing:
+            raise InputError(f"θ lacks the parameters {missing}; the design space has {self.names}")
+        return [(p.name, format_number(float(theta[p.name]), digits, integer=p.integer), p.unit)
+                for p in self.parameters]
+
+    def format_theta(self, theta: Mapping[str, Any], digits: int = 4) -> str:
+        """θ on one line for logs and messages: ``radius 101.2 cm, npanels 42, theta 0.4123 deg``."""
+        return ", ".join(" ".join(c for c in row if c) for row in self.theta_rows(theta, digits))
 
     def is_feasible(self, designs: pd.DataFrame | Mapping[str, Any] | np.ndarray) -> np.ndarray:
         """Boolean mask: inside the bounds, integer where required, and all constraints satisfied."""

@@ -74,3 +74,26 @@ def test_negative_counts_are_rejected(tmp_path):
     pd.DataFrame({"x": [0.1, 0.4], "flag": ["lo", "hi"], "y": [1.0, 2.0], "k": [-1, 4], "n": [10, 10]}).to_parquet(tmp_path / "r.parquet")
     with pytest.raises(InputError, match=r"r.parquet, column 'k', row 0: value -1.0 must be >= 0"):
         load_rate_table(config_from_dict(raw, base=tmp_path))
+
+
+def test_value_unit_is_optional_and_read(tmp_path):
+    cfg = config_from_dict(_raw(tmp_path), base=tmp_path)
+    assert [f.value_unit for f in cfg.fidelities] == ["", ""]
+    raw = _raw(tmp_path)
+    raw["fidelities"][1]["value_unit"] = "1/neutron"
+    raw["space"]["parameters"]["x"]["unit"] = "cm"
+    cfg = config_from_dict(raw, base=tmp_path)
+    assert cfg.fidelity("hi").value_unit == "1/neutron"
+    assert cfg.space.build()["x"].unit == "cm"
+
+
+@pytest.mark.parametrize("example, value_unit", [
+    ("legend/legend.yaml", "nuc/(kg yr)"), ("legend/resum.yaml", "nuc/(kg yr)"), ("moderator/run.yaml", "1/neutron"),
+    ("moderator/run-cnp.yaml", "1/neutron"), ("moderator/simulate.yaml", "1/neutron"),
+    ("moderator/denoise.yaml", "1/neutron")])
+def test_examples_state_their_units(legend_dir, example, value_unit):
+    cfg = load_config(legend_dir.parent / example)
+    units = {p.name: p.unit for p in cfg.space.build().parameters}
+    assert units["radius"] == units["thickness"] == units["length"] == "cm" and units["theta"] == "deg"
+    assert units["npanels"] == ""  # a count
+    assert cfg.fidelity(cfg.target).value_unit == value_unit

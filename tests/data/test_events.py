@@ -161,3 +161,74 @@ def test_concat_and_with_run():
     c = EventTable.from_arrays({"y": 0.1}, {"u": np.arange(2.0)}, np.array([1, 1]))
     with pytest.raises(InputError):
         EventTable.concat([a, c])
+
+
+class _TouchOnLoad:
+    """Unpickling this creates the file ``marker``: what a crafted event file could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _one_line_error(path: Path, marker: Path | None = None) -> str:
+    """The InputError that reading ``path`` raises (one line naming the file); ``marker`` must not appear."""
+    raised = None
+    try:
+        read_events(path, outcome="hit")
+    except Exception as exc:  # noqa: BLE001 - checked below, after the marker
+        raised = exc
+    assert marker is None or not marker.exists(), "reading the file ran code from a pickle in it"
+    assert isinstance(raised, InputError), f"the crafted file gave {raised!r}, not an InputError"
+    text = str(raised)
+    assert "\n" not in text and str(path) in text
+    return text
+
+
+def test_hdfstore_object_column_is_refused_not_unpickled(tmp_path):
+    pytest.importorskip("tables")
+    marker = tmp_path / "marker"
+    frame = pd.DataFrame({"e0": [1.0, 2.0], "hit": [0, 1], "payload": [_TouchOnLoad(marker), _TouchOnLoad(marker)]})
+    path = tmp_path / "crafted.h5"
+    with pytest.warns(pd.errors.PerformanceWarning):   # pandas pickles the object column
+        frame.to_hdf(path, key="events", format="fixed")
+    assert not marker.exists()
+    text = _one_line_error(path, marker)
+    assert "'payload'" in text and "pickled" in text
+
+
+def test_hdfstore_pickled_metadata_is_refused_not_unpickled(tmp_path):
+    import pickle
+
+    pytest.importorskip("tables")
+    marker = tmp_path / "marker"
+    path = tmp_path / "crafted.h5"
+    pd.DataFrame({"e0": [1.0, 2.0], "hit": [0, 1]}).to_hdf(path, key="events", format="table")
+    with h5py.File(path, "r+") as fh:   # the column names pandas keeps as a pickled list
+        fh["events/table"].attrs["values_block_0_kind"] = np.bytes_(pickle.dumps([_TouchOnLoad(marker)], protocol=0))
+        fh["events"].attrs["non_index_axes"] = np.bytes_(pickle.dumps([_TouchOnLoad(marker)], protocol=0))
+    text = _one_line_error(path, marker)
+    assert "'events'" in text and "values_block_0_kind" in text
+
+
+@pytest.mark.parametrize("fmt", ["fixed", "table"])
+def test_hdfstore_numeric_and_string_columns_read_as_pandas_does(tmp_path, fmt):
+    pytest.importorskip("tables")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"e0": rng.random(6), "hit": np.r_[np.ones(2), np.zeros(4)].astype(np.int32),
+                          "flag": [True, False] * 3, "e1": rng.random(6).astype(np.float32), 7: np.arange(6)})
+    if fmt == "table":
+        frame["label"] = list("abcdef")
+        frame.columns = [str(c) for c in frame.columns]
+    path = tmp_path / "store.h5"
+    frame.to_hdf(path, key="events", format=fmt, **({"data_columns": ["e1"]} if fmt == "table" else {}))
+    if fmt == "fixed":   # an integer column name is pickled by pandas: refused, named
+        assert "block" in _one_line_error(path)
+        frame.columns = [str(c) for c in frame.columns]
+        frame.to_hdf(path, key="events", format=fmt)
+    got = read_event_frame(path)
+    pd.testing.assert_frame_equal(got, frame.reset_index(drop=True))
+    ev = read_events(path, outcome="hit", phi=["e0", "e1"])
+    assert ev.k == 2 and ev.n == 6

@@ -95,3 +95,17 @@ def test_shard_round_trip(tmp_path):
         finish(store, requests()[1], 4)
         ev = store.events("run-00001")
         assert ev.k == 4 and set(ev.to_pandas()["run_id"]) == {"run-00001"}
+
+
+def test_a_run_without_events_has_no_rate_row(tmp_path, caplog):
+    with EventStore(tmp_path) as store:
+        reqs = requests()
+        store.add_requests(reqs)
+        finish(store, reqs[0], 3)
+        EventStore.write_shard(store.run_dir, reqs[1].run_id, EventTable.from_arrays(
+            reqs[1].theta, {"u": np.zeros(0)}, np.zeros(0, dtype=np.int8), fidelity="lf", run_id=reqs[1].run_id))
+        store.mark_done(reqs[1].run_id, n=0, k=0, wall_s=0.1, cpu_s=0.1, attempts=1)
+        with caplog.at_level("WARNING"):
+            table = store.rate_table(space())
+        assert list(table.frame["run_id"]) == ["run-00000"]
+        assert "run-00001" in caplog.text

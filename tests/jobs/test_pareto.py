@@ -43,6 +43,14 @@ def test_reference_point_default_and_configured():
     assert reference_point(cfg.objectives, vals)[0] == -1.5
 
 
+def test_reference_point_does_not_depend_on_the_unit():
+    cfg = config_from_dict(_config(iterations=0))
+    vals = np.array([[-3.0, 0.6], [-2.0, 0.8]])
+    for scale in (1e-12, 1e-3, 1e6):
+        assert reference_point(cfg.objectives, vals * scale) == pytest.approx(reference_point(cfg.objectives, vals)
+                                                                               * scale, rel=1e-12)
+
+
 def test_one_objective_is_refused():
     raw = _config(iterations=0)
     raw["objectives"] = raw["objectives"][:1]
@@ -57,8 +65,9 @@ def test_one_objective_is_refused():
 def _config(iterations: int = 1) -> dict:
     return {
         "name": "tiny", "seed": 3,
-        "space": {"parameters": {"drift_field": {"low": 25, "high": 600}, "gas_field": {"low": 6, "high": 11},
-                                 "g1": {"low": 0.08, "high": 0.2}, "e_lifetime": {"low": 2000, "high": 20000}}},
+        "space": {"parameters": {"drift_field": {"low": 25, "high": 600, "unit": "V/cm"},
+                                 "gas_field": {"low": 6, "high": 11, "unit": "kV/cm"},
+                                 "g1": {"low": 0.08, "high": 0.2}, "e_lifetime": {"low": 2000, "high": 20000, "unit": "us"}}},
         "fidelities": [{"name": "lf", "value": "rate", "filter": {"fidelity": "lf"}, "events": 80},
                        {"name": "hf", "value": "rate", "filter": {"fidelity": "hf"}, "events": 200}],
         "target": "hf",
@@ -68,7 +77,7 @@ def _config(iterations: int = 1) -> dict:
                      "executor": "sync"},
         "objectives": [{"name": "leakage", "statistic": "rate", "log10": True},
                        {"name": "resolution", "statistic": "rel_std", "column": "e_qbb_kev", "scale": 100,
-                        "max": 1.5}],
+                        "max": 1.5, "unit": "%"}],
         "pareto": {"mc_samples": 16, "candidates": 48, "starts": 2, "steps": 2, "front_candidates": 64,
                    "front_max": 6},
         "loop": {"iterations": iterations, "batch": 2},
@@ -95,6 +104,11 @@ def test_tiny_multiobjective_run_writes_front_report_and_resumes(tmp_path):
     assert r["hypervolume"] >= 0
     assert (tmp_path / "run" / "report" / "pareto.png").stat().st_size > 10_000
     assert (tmp_path / "run" / "report" / "front_designs.png").exists()
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 3 and ".png\"" not in page  # one file, no links
+    for header in ("drift_field [V/cm]", "e_lifetime [us]", "resolution [%]", "log10 leakage"):
+        assert f"<th>{header}</th>" in page
+    assert "config sha256" in page and r["provenance"]["config_sha256"] in page
     assert (tmp_path / "run" / "surrogates" / "leakage" / "model.json").exists()
     again = rarefy.run(cfg, tmp_path / "run", progress=False)  # finished: nothing is simulated again
     assert again.executed == 0 and res.executed == 10

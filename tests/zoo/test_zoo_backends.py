@@ -46,6 +46,32 @@ def test_isolation_forest_ranks_the_obvious_outlier_first(tmp_path):
     assert not m.probabilistic
 
 
+class _TouchOnLoad:
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+def test_isolation_forest_saves_no_pickle_and_loads_none(tmp_path):
+    import pickle
+
+    rng = np.random.default_rng(1)
+    train = batch(rng.standard_normal((400, 2)), np.zeros(400))
+    m = IsolationForestBackend(seed=3, n_estimators=20).fit(train)
+    m.save(tmp_path / "if")
+    saved = sorted(p.name for p in (tmp_path / "if").iterdir())
+    marker = tmp_path / "marker"
+    for name in ("forest.joblib", "forest.pkl"):      # a crafted run directory
+        (tmp_path / "if" / name).write_bytes(pickle.dumps(_TouchOnLoad(marker)))
+    again = IsolationForestBackend.load(tmp_path / "if")
+    assert not marker.exists(), "loading the backend ran code from a pickle"
+    assert saved == ["backend.json", "background.npy"]
+    ev = batch(rng.standard_normal((50, 2)), np.zeros(50))
+    np.testing.assert_array_equal(again.score(ev), m.score(ev))
+
+
 def test_flow_ratio_matches_the_analytic_log_ratio_of_two_gaussians(tmp_path):
     # background N(0, I), signal N(μ, I): log q_s/q_b = x·μ - |μ|²/2
     rng = np.random.default_rng(1)

@@ -76,7 +76,8 @@ def reference_point(objectives: Sequence[ObjectiveConfig], values: np.ndarray) -
             continue
         col = values[:, j][np.isfinite(values[:, j])]
         lo, hi = (float(col.min()), float(col.max())) if len(col) else (0.0, 1.0)
-        ref.append(hi + 0.1 * max(hi - lo, 1e-9 + 1e-6 * abs(hi)))
+        spread = max(hi - lo, 1e-6 * abs(hi))  # relative: the same reference point in any unit
+        ref.append(hi + 0.1 * (spread if spread > 0 else 1.0))
     return np.asarray(ref)
 
 

@@ -16,7 +16,7 @@ from collections import deque
 from typing import Any, Callable, Iterator, Sequence
 
 from ..config import ExecutorConfig, SlurmExecutorConfig
-from ..errors import InputError
+from ..optional import require
 
 __all__ = ["SyncClient", "open_executor", "as_completed_for", "restart_hung_worker", "slurm_cluster"]
 
@@ -109,11 +109,7 @@ def slurm_cluster(cfg: SlurmExecutorConfig, cluster_class: Any = None) -> Any:
     dask-jobqueue ``JobQueueCluster`` taking these settings (``dask_jobqueue.local.LocalCluster``
     runs the same worker command as local processes).
     """
-    try:
-        import dask_jobqueue
-    except ImportError:
-        raise InputError("executor 'slurm' needs dask-jobqueue: pip install 'rarefy[slurm]'") from None
-    cls = cluster_class or dask_jobqueue.SLURMCluster
+    cls = cluster_class or require("dask_jobqueue").SLURMCluster
     kwargs = dict(queue=cfg.queue, account=cfg.account, cores=cfg.cores, memory=cfg.memory, walltime=cfg.walltime,
                   processes=1, job_extra_directives=list(cfg.job_extra_directives))
     return cls(**{key: value for key, value in kwargs.items() if value is not None})

@@ -25,10 +25,12 @@ A minimal config::
       - name: lf
         filter: {Fidelity: 0}
         value: rate
+        value_unit: nuc/(kg yr)     # optional: labels plots and tables
         noise: {counts: y_raw}
       - name: hf
         filter: {Fidelity: 1}
         value: rate
+        value_unit: nuc/(kg yr)
         noise: {counts: y_raw}
     target: hf
     surrogate: {kind: ar1, kernel: matern52, rho: constant, restarts: 5}
@@ -44,7 +46,7 @@ from .data import DataConfig, FidelityConfig, NoiseConfig
 from .denoise import (LOSS_PARAMETERS, DenoiseConfig, DenoiseLossConfig, DenoiseModelConfig, EarlyStoppingConfig,
                       ImbalancePhaseConfig, MixupConfig)
 from .infer import FullRateConfig, InferConfig, ObservationConfig, PriorConfig
-from .load import as_config, config_from_dict, dump_config, format_validation_error, load_config
+from .load import apply_overrides, as_config, config_from_dict, dump_config, format_validation_error, load_config
 from .loop import (AcquisitionConfig, BaselineConfig, LoopConfig, ObjectiveConfig, OptimizeConfig, ParetoConfig,
                    VerifyConfig)
 from .run import RunConfig
@@ -60,5 +62,5 @@ __all__ = [
     "DenoiseConfig", "BenchBackendConfig", "BenchImbalanceConfig", "BenchConfig", "AcquisitionConfig",
     "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig",
     "PriorConfig", "ObservationConfig", "FullRateConfig", "InferConfig", "ConfigModel", "config_from_dict",
-    "as_config", "LocalExecutorConfig", "SlurmExecutorConfig", "SyncExecutorConfig",
+    "as_config", "apply_overrides", "LocalExecutorConfig", "SlurmExecutorConfig", "SyncExecutorConfig",
 ]

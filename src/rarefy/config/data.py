@@ -40,10 +40,17 @@ class NoiseConfig(ConfigModel):
 
 
 class FidelityConfig(ConfigModel):
-    """One fidelity: which rows (``filter``: column -> value or list of values), which value column."""
+    """One fidelity: which rows (``filter``: column -> value or list of values), which value column.
+
+    ``value_unit`` is the unit of the value column (the rate), e.g. ``1/neutron`` for k/n of
+    simulated neutrons or ``nuc/(kg yr)``; it labels plot axes and report tables. Default
+    ``""``: no unit is shown (a plain number, such as a fraction of events).
+    """
 
     name: str
     value: str
+    value_unit: str = Field(default="", description="unit of the value column, shown on plots and in tables "
+                                                    "('' for none)")
     filter: dict[str, Any] = Field(default_factory=dict)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     cost_cpu_h: float | None = Field(default=None, ge=0, description="nominal cost of one run, CPU-hours")

@@ -6,8 +6,11 @@ weight, and returns a validated :class:`~rarefy.data.events.EventTable`.
 
 HDF5 layouts understood (chosen automatically):
 
-* **pandas HDFStore** (``DataFrame.to_hdf``, fixed or table format): read with
-  :func:`pandas.read_hdf`; ``key`` picks the table when the file holds several.
+* **pandas HDFStore** (``DataFrame.to_hdf``, fixed or table format): read with h5py,
+  never unpickling anything: numeric, boolean, date and fixed-width string columns are
+  read; columns pandas stored as pickled Python objects (object columns of the fixed
+  format) are refused with an InputError. ``key`` picks the table when the file holds
+  several.
 * **matrix layout** (as in the public RESuM release): one file per run with a dataset
   ``phi`` of shape (n, p), a dataset ``target`` of shape (n,) and optionally ``theta``
   of shape (d,), (1, d) or (n, d). Column names come from the string attributes (on the
@@ -33,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import InputError
+from ..optional import require
 from .events import FIDELITY, OUTCOME, RUN_ID, WEIGHT, EventTable
 from .readers import read_frame
 
@@ -160,7 +164,7 @@ def _read_hdf5(path: Path, key: str | None) -> pd.DataFrame:
         pandas_keys = []
         fh.visititems(lambda name, obj: pandas_keys.append(name) if "pandas_type" in obj.attrs else None)
         if pandas_keys:
-            return _read_hdfstore(path, key, pandas_keys)
+            return _read_hdfstore(path, fh, key, pandas_keys)
         group = fh if key is None else fh.get(key)
         if group is None or not isinstance(group, h5py.Group):
             raise InputError(f"HDF5 group {key!r} not found", file=path)
@@ -169,21 +173,206 @@ def _read_hdf5(path: Path, key: str | None) -> pd.DataFrame:
         return _read_flat_layout(path, group)
 
 
-def _read_hdfstore(path: Path, key: str | None, keys: list[str]) -> pd.DataFrame:
+def _read_hdfstore(path: Path, fh: Any, key: str | None, keys: list[str]) -> pd.DataFrame:
+    """A pandas HDFStore table (fixed or table format) read with h5py: numbers and strings only.
+
+    Nothing in the file is unpickled: columns that pandas stored as pickled Python objects
+    (object columns of the fixed format, non-string column names) are refused, and the
+    store's pickled metadata (the column names of the table format) is decoded by
+    :func:`_pickled_literal`, which only accepts plain lists, tuples, strings and numbers.
+    """
+    import h5py
+
     tops = sorted({k.split("/")[0] for k in keys})
     if key is None:
         if len(tops) != 1:
             raise InputError(f"HDFStore holds several tables {tops}; name one with 'key'", file=path)
         key = tops[0]
+    group = fh.get(key)
+    if not isinstance(group, h5py.Group) or "pandas_type" not in group.attrs:
+        raise InputError(f"HDFStore key {key!r} not found (keys: {tops})", file=path)
+    kind = _text(group.attrs["pandas_type"])
+    encoding = _text(group.attrs.get("encoding", b"UTF-8")) or "UTF-8"
+    if kind == "frame":
+        return _read_fixed_frame(path, key, group, encoding)
+    if kind == "series":
+        name = _text(group.attrs.get("name", b"N."))
+        values = _hdfstore_values(path, key, group, "values", encoding)
+        return pd.DataFrame({"0" if name in (None, "N.") else name: values.reshape(-1)})
+    if kind in ("frame_table", "series_table"):
+        return _read_table_format(path, key, group, encoding)
+    raise InputError(f"HDFStore key {key!r} holds a pandas {kind!r}; only DataFrames and Series "
+                     "(fixed or table format) are read", file=path)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _refuse_pickled(path: Path, key: str, column: str) -> InputError:
+    return InputError(f"HDFStore key {key!r} stores this column as pickled Python objects, which rarefy does not "
+                      "load; write it as numbers or fixed-width strings (e.g. to_hdf(..., format='table'))",
+                      file=path, column=column)
+
+
+def _hdfstore_values(path: Path, key: str, group: Any, name: str, encoding: str, column: str | None = None
+                     ) -> np.ndarray:
+    """One array of a fixed-format store: numbers, booleans, dates or (decoded) fixed-width strings."""
+    import h5py
+
+    ds = group.get(name)
+    if not isinstance(ds, h5py.Dataset):
+        raise InputError(f"HDFStore key {key!r} lacks the dataset {name!r}", file=path)
+    if ds.dtype.kind not in "biufS" or "PSEUDOATOM" in ds.attrs or h5py.check_vlen_dtype(ds.dtype) is not None:
+        raise _refuse_pickled(path, key, column or name)
+    values = np.asarray(ds[...])
+    if ds.id.get_type().get_class() == h5py.h5t.BITFIELD:  # how PyTables stores booleans
+        values = values.astype(bool)
+    value_type = _text(ds.attrs["value_type"]) if "value_type" in ds.attrs else None
+    if value_type is not None:
+        if not value_type.startswith(("datetime64", "timedelta64")) or ds.dtype.kind not in "iu":
+            raise InputError(f"HDFStore key {key!r}: values of type {value_type!r} are not supported",
+                             file=path, column=column or name)
+        values = values.view(np.dtype(value_type))
+    if values.dtype.kind == "S":
+        values = np.char.decode(values, encoding).astype(object)
+    return values
+
+
+def _read_fixed_frame(path: Path, key: str, group: Any, encoding: str) -> pd.DataFrame:
+    cols: dict[str, np.ndarray] = {}
+    for b in range(int(group.attrs.get("nblocks", 0))):
+        items = _hdfstore_values(path, key, group, f"block{b}_items", encoding, column=f"block{b}_items (column names)")
+        names = [str(v) for v in items]
+        label = names[0] if len(names) == 1 else f"block{b}_values ({', '.join(names)})"
+        values = _hdfstore_values(path, key, group, f"block{b}_values", encoding, column=label)
+        values = values.reshape(-1, 1) if values.ndim == 1 else values
+        if not int(group[f"block{b}_values"].attrs.get("transposed", 0)):
+            values = values.T
+        if values.shape[1] != len(names):
+            raise InputError(f"HDFStore key {key!r}: block {b} has {values.shape[1]} columns for {len(names)} names",
+                             file=path)
+        cols.update({n: values[:, j] for j, n in enumerate(names)})
+    order = [str(v) for v in _hdfstore_values(path, key, group, "axis0", encoding, column="axis0 (column names)")]
+    return pd.DataFrame({n: cols[n] for n in order if n in cols})
+
+
+def _read_table_format(path: Path, key: str, group: Any, encoding: str) -> pd.DataFrame:
+    import h5py
+
+    ds = group.get("table")
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
+        raise InputError(f"HDFStore key {key!r} lacks its 'table' dataset", file=path)
     try:
-        frame = pd.read_hdf(path, key=key)
-    except ImportError as exc:
-        raise InputError(f"reading a pandas HDFStore needs the 'tables' package: {exc}", file=path) from None
-    except KeyError:
-        raise InputError(f"HDFStore key {key!r} not found (keys: {tops})", file=path) from None
-    if not isinstance(frame, pd.DataFrame):
-        frame = frame.to_frame()
-    return frame.reset_index(drop=True)
+        data = ds[...]
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read HDFStore key {key!r}: {exc}", file=path) from None
+    nan_rep = _text(group.attrs.get("nan_rep", b"nan"))
+    cols: dict[str, np.ndarray] = {}
+    for field in ds.dtype.names:
+        if field == "index":
+            continue
+        meta = _text(ds.attrs.get(f"{field}_meta", b"N."))
+        names = _pickled_literal(ds.attrs.get(f"{field}_kind", b"N."), path, key, f"{field}_kind")
+        names = [field] if names is None else names
+        if not isinstance(names, list):
+            raise InputError(f"HDFStore key {key!r}: the column names of {field!r} are not a list", file=path)
+        names = [str(n) for n in names]
+        if meta not in ("N.", "str"):
+            raise InputError(f"HDFStore key {key!r}: columns stored with pandas metadata {meta!r} "
+                             "(e.g. categoricals) are not supported", file=path, column=", ".join(names))
+        values = np.asarray(data[field])
+        values = values.reshape(len(values), -1)
+        dtype = _text(ds.attrs.get(f"{field}_dtype", b""))
+        if values.dtype.kind == "S":
+            values = np.char.decode(values, encoding).astype(object)
+            values[values == nan_rep] = np.nan
+        elif dtype.startswith(("datetime64", "timedelta64")) and values.dtype.kind in "iu":
+            values = values.view(np.dtype(dtype))
+        elif dtype == "bool":
+            values = values.astype(bool)
+        elif values.dtype.kind not in "biuf":
+            raise InputError(f"HDFStore key {key!r}: values of type {dtype or values.dtype} are not supported",
+                             file=path, column=", ".join(names))
+        if values.shape[1] != len(names):
+            raise InputError(f"HDFStore key {key!r}: {field!r} has {values.shape[1]} columns for {len(names)} names",
+                             file=path)
+        cols.update({n: values[:, j] for j, n in enumerate(names)})
+    order = list(cols)
+    axes = _pickled_literal(group.attrs.get("non_index_axes", b"N."), path, key, "non_index_axes")
+    if isinstance(axes, list) and len(axes) == 1 and isinstance(axes[0], tuple) and len(axes[0]) == 2:
+        listed = [str(n) for n in axes[0][1]] if isinstance(axes[0][1], list) else []
+        if sorted(listed) == sorted(order):
+            order = listed
+    return pd.DataFrame({n: cols[n] for n in order})
+
+
+_LITERAL_SCALARS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
+                    "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING",
+                    "SHORT_BINSTRING", "NONE", "NEWTRUE", "NEWFALSE"}
+
+
+def _pickled_literal(raw: Any, path: Path, key: str, attr: str) -> Any:
+    """The list/tuple/str/number literal that PyTables stored pickled in an attribute, without unpickling it.
+
+    The pickle's opcodes are only read (:func:`pickletools.genops`); an opcode that would
+    import or call anything (or build any other object) makes this an InputError.
+    """
+    import pickletools
+
+    data = bytes(raw) if isinstance(raw, (bytes, np.bytes_)) else _text(raw).encode()
+    stack: list[Any] = []
+    marks: list[int] = []
+    memo: dict[int, Any] = {}
+
+    def refuse(why: str) -> InputError:
+        return InputError(f"HDFStore key {key!r}: attribute {attr!r} is not a plain list of names ({why})", file=path)
+
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            name = op.name
+            if name in ("PROTO", "FRAME"):
+                continue
+            if name == "STOP":
+                break
+            if name in _LITERAL_SCALARS:
+                stack.append({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}.get(name, arg))
+            elif name == "MARK":
+                marks.append(len(stack))
+            elif name in ("LIST", "TUPLE"):
+                start = marks.pop()
+                items = stack[start:]
+                del stack[start:]
+                stack.append(items if name == "LIST" else tuple(items))
+            elif name in ("EMPTY_LIST", "EMPTY_TUPLE"):
+                stack.append([] if name == "EMPTY_LIST" else ())
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                n = int(name[-1])
+                items = tuple(stack[-n:])
+                del stack[-n:]
+                stack.append(items)
+            elif name in ("APPEND", "APPENDS"):
+                start = marks.pop() if name == "APPENDS" else len(stack) - 1
+                items = stack[start:]
+                del stack[start:]
+                if not isinstance(stack[-1], list):
+                    raise refuse("append to a non-list")
+                stack[-1].extend(items)
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                memo[len(memo) if arg is None else arg] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo[arg])
+            else:
+                raise refuse(f"pickle opcode {name}")
+    except InputError:
+        raise
+    except Exception as exc:  # malformed pickle: truncated, bad memo, empty stack
+        raise refuse(f"{type(exc).__name__}: {exc}") from None
+    if len(stack) != 1:
+        raise refuse("not one value")
+    return stack[0]
 
 
 def _read_matrix_layout(path: Path, fh: Any, group: Any) -> pd.DataFrame:
@@ -217,7 +406,12 @@ def _read_matrix_layout(path: Path, fh: Any, group: Any) -> pd.DataFrame:
 def _read_flat_layout(path: Path, group: Any) -> pd.DataFrame:
     import h5py
 
-    cols = {name: np.asarray(ds[...]) for name, ds in group.items() if isinstance(ds, h5py.Dataset)}
+    datasets = {name: ds for name, ds in group.items() if isinstance(ds, h5py.Dataset)}
+    for name, ds in datasets.items():
+        if "PSEUDOATOM" in ds.attrs:  # a PyTables ObjectAtom: pickled Python objects
+            raise InputError("HDF5 dataset holds pickled Python objects, which rarefy does not load", file=path,
+                             column=name)
+    cols = {name: np.asarray(ds[...]) for name, ds in datasets.items()}
     if not cols:
         raise InputError("HDF5 file has no datasets to read as columns", file=path)
     lengths = {name: v.shape[0] if v.ndim else 1 for name, v in cols.items()}
@@ -230,9 +424,9 @@ def _read_flat_layout(path: Path, group: Any) -> pd.DataFrame:
 # -------------------------------------------------------------------- ROOT
 def _read_root(path: Path, key: str | None) -> pd.DataFrame:
     try:
-        import uproot
-    except ImportError:
-        raise InputError("reading ROOT files needs uproot: pip install 'rarefy[root]'", file=path) from None
+        uproot = require("uproot")
+    except InputError as exc:
+        raise InputError(f"reading ROOT files: {exc.reason}", file=path) from None
     try:
         fh = uproot.open(path)
     except Exception as exc:  # uproot raises many types for bad files

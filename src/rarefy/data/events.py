@@ -40,6 +40,8 @@ _META_KEY = b"rarefy.events"
 class EventTable:
     """A validated table of simulated events (see the module docstring for the columns).
 
+    ``outcome`` must hold only 0 and 1; ``weight`` (if present) must be finite and >= 0.
+
     Parameters
     ----------
     table:
@@ -48,8 +50,6 @@ class EventTable:
         Names of the θ and φ columns, in order. Both must be numeric and finite.
     source:
         Optional file name, used in error messages.
-
-    ``outcome`` must hold only 0 and 1; ``weight`` (if present) must be finite and >= 0.
     """
 
     def __init__(self, table: pa.Table, theta: Sequence[str], phi: Sequence[str], source: str | None = None) -> None:

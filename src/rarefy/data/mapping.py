@@ -137,12 +137,13 @@ def _nonneg(values: np.ndarray, rows: pd.DataFrame, column: str, path: str) -> N
 
 
 def load_rate_table(cfg: RunConfig, paths: Sequence[Path] | None = None,
-                    fidelities: Sequence[str] | None = None, strict: bool = True) -> RateTable:
+                    fidelities: Sequence[str] | None = None, strict: bool = True,
+                    every_fidelity: bool = True) -> RateTable:
     """Read the config's data files (or ``paths``) into one RateTable of the config's fidelities.
 
     Raises :class:`InputError` for a missing column, a non-finite value, a design out of
-    bounds, or a fidelity that matches no row in any file. ``strict=False``: see
-    :func:`extract_fidelity`.
+    bounds, or a fidelity that matches no row in any file (with ``every_fidelity=False``:
+    only when no fidelity matches a row). ``strict=False``: see :func:`extract_fidelity`.
     """
     space = cfg.space.build()
     if paths is None and cfg.data is None:
@@ -154,9 +155,13 @@ def load_rate_table(cfg: RunConfig, paths: Sequence[Path] | None = None,
     for fid in wanted:
         got = [extract_fidelity(frame, fid, space, path, strict) for path, frame in frames]
         got = [g for g in got if len(g)]
-        if not got:
+        if not got and every_fidelity:
             where = ", ".join(p for p, _ in frames)
             raise InputError(f"fidelity {fid.name!r} has no rows (filter {fid.filter}, column {fid.value!r})", file=where)
         parts.extend(got)
+    if not parts:
+        where = ", ".join(p for p, _ in frames)
+        raise InputError(f"no row matches a fidelity's filter ({'; '.join(f'{f.name}: {f.filter}' for f in wanted)})",
+                         file=where)
     frame = pd.concat(parts, ignore_index=True)
     return RateTable(frame, space, check_bounds=strict)

@@ -8,19 +8,24 @@ event stores, denoisers) and the surrogate side. Columns:
 ``fidelity``     fidelity name (str)
 ``rate``         the observed rate, in the fidelity's own units
 ``var``          known noise variance of ``rate`` (same units squared), >= 0
-``k``            optional: signal count behind the rate
-``n``            optional: number of events thrown in the run
-``cost_cpu_h``   optional: nominal cost of the run in CPU-hours
+``k``            optional: signal count behind the rate, a whole number >= 0
+``n``            optional: number of events thrown in the run, a whole number >= 1
+                 and >= ``k``
+``cost_cpu_h``   optional: nominal cost of the run in CPU-hours, >= 0
 ``run_id``       optional: identifies the simulation run; several fidelities
                  derived from one run (e.g. ``hf`` and ``hf-cnp``) share it
 ===============  ===========================================================
+
+The optional columns may be empty (NaN) in rows that lack them (e.g. fidelities
+without counts). Every rule is checked when a table is built; a row that breaks one is
+an :class:`~rarefy.errors.InputError` naming the file, column and row and the values.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,8 +51,10 @@ def count_variance(rate: np.ndarray, k: np.ndarray, n: np.ndarray | None = None,
     ``var = s**2`` where ``s`` is the rate one count corresponds to. ``s = 1/n`` when the
     number of events ``n`` is known (rates per event); otherwise ``s = scale``, which
     callers set to the median of ``rate / k`` over the rows with ``k >= 1`` (the
-    run-to-rate conversion factor). This is the usual "at most about one count" upper
-    bound, and keeps every variance positive and finite.
+    run-to-rate conversion factor); with every count 0 and neither ``n`` nor ``scale``
+    there is no such factor, and this is a ValueError (no variance in absolute units is
+    made up). This is the usual "at most about one count" upper bound, and keeps every
+    variance positive and finite.
     """
     rate = np.asarray(rate, dtype=float)
     k = np.asarray(k, dtype=float)
@@ -60,9 +67,30 @@ def count_variance(rate: np.ndarray, k: np.ndarray, n: np.ndarray | None = None,
             out[zero] = 1.0 / np.asarray(n, dtype=float)[zero] ** 2
         else:
             if scale is None:
-                scale = float(np.median(rate[pos] / k[pos])) if pos.any() else 1.0
+                if not pos.any():
+                    raise ValueError("every count is 0 and neither n nor scale is given: the k = 0 rule has no "
+                                     "rate per count to take the variance from")
+                scale = float(np.median(rate[pos] / k[pos]))
             out[zero] = scale**2
     return out
+
+
+def _refuse(bad: np.ndarray, frame: pd.DataFrame, source: str | None, column: str,
+            reason: Callable[[int], str]) -> None:
+    """Raise an InputError for the first ``bad`` row, naming its file and row.
+
+    Rows read from user files carry ``_source`` and ``_row`` (the file and its 0-based
+    data row, see :mod:`rarefy.data.mapping`); otherwise ``source`` and the table's row.
+    """
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    file, row = source, i
+    if "_source" in frame.columns and isinstance(frame["_source"].iloc[i], str):
+        file = frame["_source"].iloc[i]
+        if "_row" in frame.columns and pd.notna(frame["_row"].iloc[i]):
+            row = int(frame["_row"].iloc[i])
+    raise InputError(reason(i), file=file, column=column, row=row)
 
 
 class RateTable:
@@ -105,14 +133,30 @@ class RateTable:
             values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
             # optional columns may be missing (NaN) for some rows, e.g. fidelities without counts
             bad = np.isinf(values) if col in optional else ~np.isfinite(values)
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise InputError(f"value {fmt_value(frame[col].iloc[i])} is not a finite number", file=source, column=col, row=i)
+            if col in optional:  # a value that is not a number at all is not a missing one
+                bad |= np.isnan(values) & frame[col].notna().to_numpy()
+            _refuse(bad, frame, source, col, lambda i: f"value {fmt_value(frame[col].iloc[i])} is not a finite number")
             frame[col] = values
-        neg = frame["var"].to_numpy() < 0
-        if neg.any():
-            i = int(np.argmax(neg))
-            raise InputError(f"noise variance {frame['var'].iloc[i]} is negative", file=source, column="var", row=i)
+        var = frame["var"].to_numpy()
+        _refuse(var < 0, frame, source, "var", lambda i: f"noise variance {float(var[i])!r} is negative")
+        counts = {c: frame[c].to_numpy() for c in ("k", "n") if c in frame.columns}
+        for col, values in counts.items():
+            known = ~np.isnan(values)
+            _refuse(known & (values != np.round(values)), frame, source, col,
+                    lambda i: f"count {col} = {float(values[i])!r} is not a whole number")
+        if "k" in counts:
+            k = counts["k"]
+            _refuse(k < 0, frame, source, "k", lambda i: f"signal count k = {float(k[i])!r} is negative")
+        if "n" in counts:
+            n = counts["n"]
+            _refuse(n < 1, frame, source, "n", lambda i: f"event count n = {float(n[i])!r} must be at least 1")
+        if len(counts) == 2:
+            k, n = counts["k"], counts["n"]
+            _refuse(k > n, frame, source, "k",
+                    lambda i: f"signal count k = {float(k[i])!r} exceeds the events thrown n = {float(n[i])!r}")
+        if "cost_cpu_h" in frame.columns:
+            cost = frame["cost_cpu_h"].to_numpy()
+            _refuse(cost < 0, frame, source, "cost_cpu_h", lambda i: f"cost {float(cost[i])!r} CPU-hours is negative")
         if check_bounds:
             space.check_bounds(frame, file=source)
         return frame

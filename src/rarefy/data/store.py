@@ -152,12 +152,12 @@ class EventStore:
         with self._conn:
             self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
-    def add_requests(self, requests: Sequence[RunRequest]) -> int:
-        """Record run requests as ``queued``; requests already in the catalog must match exactly.
+    def check_requests(self, requests: Sequence[RunRequest]) -> list[RunRequest]:
+        """The requests the catalog does not hold yet; writes nothing.
 
-        Returns the number of new requests. Raises :class:`InputError` when the catalog
-        holds a different run under the same id (the run directory belongs to another
-        campaign).
+        Raises :class:`InputError` when the catalog holds a different run under the same
+        id (the run directory belongs to another campaign), so a job can check its plan
+        before it writes anything into the run directory.
         """
         known = {r.run_id: r for r in self.requests()}
         new = []
@@ -170,6 +170,15 @@ class EventStore:
                     f"run directory holds a different campaign: run {req.run_id} was {old.fidelity}, n={old.n}, "
                     f"seed={old.seed}, θ={old.theta}; the config asks for {req.fidelity}, n={req.n}, seed={req.seed}, "
                     f"θ={req.theta}. Use a new run directory", file=self.catalog_path)
+        return new
+
+    def add_requests(self, requests: Sequence[RunRequest]) -> int:
+        """Record run requests as ``queued``; requests already in the catalog must match exactly.
+
+        Returns the number of new requests. Raises :class:`InputError` when the catalog
+        holds a different run under the same id (see :meth:`check_requests`).
+        """
+        new = self.check_requests(requests)
         now = time.time()
         with self._conn:
             self._conn.executemany(
@@ -254,23 +263,27 @@ class EventStore:
 
         ``rate = k / n`` (signal probability per event), ``var = count_variance(rate, k, n)``
         (``k/n²``; ``1/n²`` for k = 0), ``cost_cpu_h`` the nominal cost. Rows are sorted
-        by ``run_id``.
+        by ``run_id``. A run that produced no events has no rate: it is left out (and logged).
         """
         runs = self.runs(states=("done",))
+        empty = runs["n_produced"].to_numpy(dtype=float) < 1 if len(runs) else np.zeros(0, dtype=bool)
+        if empty.any():
+            log.warning("%d finished run(s) produced no events and have no rate: %s", int(empty.sum()),
+                        ", ".join(runs.loc[empty, "run_id"].astype(str)))
+            runs = runs[~empty].reset_index(drop=True)
         missing = [c for c in space.names if c not in runs.columns]
         if len(runs) and missing:
             raise InputError(f"catalog runs lack the design parameters {missing}", file=self.catalog_path)
         k = runs["k"].to_numpy(dtype=float)
         n = runs["n_produced"].to_numpy(dtype=float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rate = np.where(n > 0, k / n, 0.0)
+        rate = k / n if len(runs) else np.zeros(0)
         frame = pd.DataFrame({name: runs[name].to_numpy(dtype=float) for name in space.names}
                              if len(runs) else {name: np.zeros(0) for name in space.names})
         frame["fidelity"] = runs["fidelity"].astype(str).to_numpy()
         frame["k"] = k
         frame["n"] = n
         frame["rate"] = rate
-        frame["var"] = count_variance(rate, k, np.maximum(n, 1.0)) if len(runs) else np.zeros(0)
+        frame["var"] = count_variance(rate, k, n)
         frame["cost_cpu_h"] = runs["cost_cpu_h"].to_numpy(dtype=float)
         frame["run_id"] = runs["run_id"].astype(str).to_numpy()
         return frame.sort_values("run_id", kind="stable").reset_index(drop=True)

@@ -6,7 +6,8 @@ Run-directory layout::
     RUN_DIR/surrogate/       the surrogate used (saved copy)
     RUN_DIR/posterior.nc     arviz InferenceData (posterior, sample_stats) in netCDF
     RUN_DIR/corner.png       corner plot of the posterior
-    RUN_DIR/summary.json     per parameter: median, 68%/95% credible intervals, R-hat, ESS, τ; timing
+    RUN_DIR/summary.json     per parameter: median, 68%/95% credible intervals, R-hat, ESS, τ; timing;
+                             provenance (rarefy version, seed, config hash, UTC time)
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from scipy.stats import truncnorm
 
 from ..config import InferConfig, RunConfig, as_config
-from ..data.rundir import SURROGATE_DIR, write_config
+from ..data.rundir import SURROGATE_DIR, check_out_dir, run_dir_lock, write_config
 from ..errors import InputError
 from ..io import atomic_path, staged_run_dir, write_json
+from ..provenance import provenance
 from ..space import DesignSpace
 from .likelihood import RateLikelihood
 from .rates import FullRateModel, SimpleRateModel
@@ -179,17 +181,29 @@ class InferResult:
 
 
 def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
-          surrogate: Any = None, progress: Callable[[int, int], None] | None = None) -> InferResult:
+          surrogate: Any = None, progress: Callable[[int, int], None] | None = None,
+          overrides: Sequence[str] = ()) -> InferResult:
     """Sample the posterior of θ given the observed merger rate; write posterior.nc, corner.png, summary.json.
 
     ``surrogate``: an already fitted surrogate (default: the one ``infer.surrogate`` names,
-    or one fitted on the config's data). Deterministic for the config's seed.
+    or one fitted on the config's data). Deterministic for the config's seed. ``out`` must
+    be new, empty or a ``rarefy infer`` run directory
+    (:func:`rarefy.data.rundir.check_out_dir`); it is locked for the whole job.
+    ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
     t0 = time.perf_counter()
-    cfg, source = as_config(config)
+    cfg, source = as_config(config, overrides)
     if cfg.infer is None:
         raise InputError("the config has no 'infer' section", file=source)
+    check_out_dir(out, "infer")
+    with run_dir_lock(out, "rarefy infer", kind="infer"):
+        return _infer(cfg, out, surrogate, t0)
+
+
+def _infer(cfg: RunConfig, out: str | os.PathLike[str], surrogate: Any, t0: float) -> InferResult:
+    """The work of :func:`infer` (its config checked, ``out`` locked)."""
     icfg = cfg.infer
+    assert icfg is not None
     sur = surrogate if surrogate is not None else _surrogate(cfg)
     post = make_posterior(cfg, sur)
     seed = cfg.seed if icfg.seed is None else icfg.seed
@@ -209,7 +223,7 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
         "observation": icfg.observation.model_dump(), "walkers": icfg.walkers, "steps": icfg.steps,
         "burn": icfg.burn, "thin": icfg.thin, "moves": icfg.moves, "seed": seed, "rate_model": icfg.rate_model,
         "surrogate_kind": type(sur).__name__,
-        "sampling_seconds": res.seconds,
+        "sampling_seconds": res.seconds, "provenance": provenance(cfg, seed),
     }
     with staged_run_dir(out) as stage:
         write_config(stage, cfg)

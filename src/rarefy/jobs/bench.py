@@ -44,12 +44,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..io import write_json
 from ..config import BenchConfig, RunConfig, as_config
+from ..data.rundir import check_out_dir, run_dir_lock
 from ..errors import InputError
 from ..zoo.base import EventBatch
 from ..zoo.metrics import bench_metrics
@@ -224,8 +225,14 @@ def _prepare(cfg: RunConfig, source: str) -> tuple[BenchConfig, list[tuple[str, 
 
 # -------------------------------------------------------------------- bench
 def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *,
-          progress: Progress | None = None) -> BenchResult:
+          progress: Progress | None = None, overrides: Sequence[str] = ()) -> BenchResult:
     """Train and score the config's ``bench.backends`` on one by-run split; CLI ``rarefy bench CONFIG --out DIR``.
+
+    Raises :class:`InputError` (before any training) for an unknown backend, an import
+    path that does not import, bad backend options, a missing run directory, or an output
+    folder that is neither new, empty nor a ``rarefy bench`` folder
+    (:func:`rarefy.data.rundir.check_out_dir`). ``DIR`` is locked for the whole job (a second
+    process on it fails at once).
 
     Parameters
     ----------
@@ -236,19 +243,25 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
         ``backends/<label>/`` (and ``events/`` when the events are simulated here).
     progress:
         Called as ``progress(stage, done, total)`` (stage: ``simulate`` / a backend label).
-
-    Raises :class:`InputError` (before any training) for an unknown backend, an import
-    path that does not import, bad backend options, or a missing run directory.
+    overrides:
+        ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
+    t_wall, t_cpu = time.perf_counter(), time.process_time()
+    cfg, path = as_config(config, overrides)
+    source = "<config>" if path is None else str(path)
+    out = Path(out).absolute()
+    check_out_dir(out, "bench")
+    bc, built = _prepare(cfg, source)
+    with run_dir_lock(out, "rarefy bench", kind="bench"):
+        return _bench(cfg, path, source, bc, built, out, progress, t_wall, t_cpu)
+
+
+def _bench(cfg: RunConfig, path: Path | None, source: str, bc: BenchConfig, built: list[tuple[str, Any, dict[str, Any]]],
+           out: Path, progress: Progress | None, t_wall: float, t_cpu: float) -> BenchResult:
+    """The work of :func:`bench` (its input checked, ``out`` locked)."""
     from ..threads import torch_threads
 
-    t_wall, t_cpu = time.perf_counter(), time.process_time()
-    cfg, path = as_config(config)
-    source = "<config>" if path is None else str(path)
-    bc, built = _prepare(cfg, source)
     seed = int(bc.seed if bc.seed is not None else cfg.seed)
-    out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
     fids = list(bc.fidelities or [cfg.fidelity_names[0]])
 
     run_dir = Path(bc.run_dir) if bc.run_dir is not None else out / "events"
@@ -258,7 +271,7 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
         log.info("bench: simulating the campaign into %s", run_dir)
         if progress is not None:
             progress("simulate", 0, 1)
-        simulate(cfg if path is None else path, run_dir, progress=progress is None)
+        simulate(cfg if path is None else path, run_dir, progress=progress is None, overrides=overrides)
         if progress is not None:
             progress("simulate", 1, 1)
     events, run_ids = load_bench_events(run_dir, fids, bc.phi)

@@ -53,7 +53,7 @@ from ..config import DenoiseConfig, RunConfig, as_config, load_config
 from ..data.events import EventTable
 from ..data.rates import RateTable
 from ..data.rundir import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, PIPELINE, SPLIT_COLUMN, read_rates, \
-    write_config, write_rates
+    run_dir_lock, write_config, write_rates
 from ..data.store import EventStore
 from ..errors import InputError
 from ..io import write_json
@@ -199,8 +199,15 @@ def _read_rates(store: EventStore, space: DesignSpace) -> pd.DataFrame:
 
 # -------------------------------------------------------------------- train
 def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
-                   seed: int | None = None, progress: Progress | None = None) -> DenoiseTrainResult:
+                   seed: int | None = None, progress: Progress | None = None,
+                   overrides: Sequence[str] = ()) -> DenoiseTrainResult:
     """Train the CNP denoiser on the events stored in ``run_dir``; CLI: ``rarefy train CONFIG --run RUN_DIR``.
+
+    Writes ``RUN_DIR/denoise/`` (see the module docstring) and the ``split`` column of
+    ``RUN_DIR/rates.parquet``. Re-running resumes an interrupted training. Raises
+    :class:`InputError` (before any training) for a run directory without events of the
+    training fidelities, missing φ columns or a config that does not fit the run directory.
+    The run directory's lock is held throughout (a second process on it fails at once).
 
     Parameters
     ----------
@@ -214,14 +221,17 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
     progress:
         Called as ``progress(epochs_done, epochs_total)`` after each epoch; when given,
         the trainer's own per-batch progress bar is switched off.
-
-    Writes ``RUN_DIR/denoise/`` (see the module docstring) and the ``split`` column of
-    ``RUN_DIR/rates.parquet``. Re-running resumes an interrupted training. Raises
-    :class:`InputError` (before any training) for a run directory without events of the
-    training fidelities, missing φ columns or a config that does not fit the run directory.
+    overrides:
+        ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
     t0 = time.perf_counter()
-    cfg, source = as_config(config)
+    cfg, source = as_config(config, overrides)
+    with run_dir_lock(run_dir, "rarefy train"):
+        return _train_denoiser(cfg, source, run_dir, seed=seed, progress=progress, t0=t0)
+
+
+def _train_denoiser(cfg: RunConfig, source: Path | None, run_dir: str | os.PathLike[str], *,
+                    seed: int | None, progress: Progress | None, t0: float) -> DenoiseTrainResult:
     source_name = "<config>" if source is None else str(source)
     dcfg = cfg.denoise or DenoiseConfig()
     run_dir = Path(run_dir).absolute()
@@ -322,6 +332,8 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
     ``<fidelity>-cnp`` (e.g. ``lf-cnp``, ``hf-cnp``) replace any earlier ones in
     ``RUN_DIR/rates.parquet`` (atomically) and carry their run's ``split``.
 
+    The run directory's lock is held throughout (a second process on it fails at once).
+
     Parameters
     ----------
     run_dir:
@@ -331,6 +343,12 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
     progress:
         Called as ``progress(runs_done, runs_total)``.
     """
+    with run_dir_lock(run_dir, "rarefy denoise"):
+        return _denoise_run(run_dir, fidelities=fidelities, progress=progress)
+
+
+def _denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | None,
+                 progress: Progress | None) -> DenoiseRunResult:
     t0 = time.perf_counter()
     run_dir = Path(run_dir).absolute()
     store = _open_store(run_dir)

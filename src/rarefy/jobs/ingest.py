@@ -5,14 +5,20 @@ Each file is a CSV or Parquet table of either
 * **runs**: θ columns, ``fidelity``, ``k`` (signal count) and ``n`` (events thrown), optional
   ``run_id`` and ``cost_cpu_h`` (nominal CPU-hours of the run); or
 * **events**: θ columns, ``fidelity``, ``outcome`` (0/1), optional ``run_id``: events are
-  counted per run (``run_id``, else per distinct θ and fidelity).
+  counted per run (``run_id``, else per distinct θ and fidelity); or
+* **data rows** (a file without a ``fidelity`` column, when the config has a ``data``
+  section): rows in the format of the config's data files, read like ``rarefy fit`` reads
+  them (``data.columns``, each fidelity's ``filter``, ``value`` and ``noise``), so the
+  rates keep the data's units (LEGEND: Ge-77 nuclei / (kg yr) with count noise).
 
-Rates are ``k/n`` with the count-noise rule of :func:`rarefy.count_variance`. Every design
-must be feasible, every fidelity one of the config's; a bad value is an :class:`InputError`
-naming the file, column and row. Rows are appended to ``RUN_DIR/ingested.parquet``
-(atomically) under ``run_id`` (default ``ingest:<file stem>:<row>``); ingesting the same
-file again adds nothing, a different run under a known ``run_id`` is an error. The next
-``rarefy suggest`` / ``rarefy run`` fits on campaign + ingested runs.
+Rates of run and event files are ``k/n`` with the count-noise rule of
+:func:`rarefy.count_variance`. Every design must be feasible, every fidelity one of the
+config's; a bad value is an :class:`InputError` naming the file, column and row. Rows are
+appended to ``RUN_DIR/ingested.parquet`` (atomically) under ``run_id`` (default
+``ingest:<file stem>:<row>``); ingesting the same file again adds nothing, a different run
+under a known ``(run_id, fidelity)`` is an error. The next ``rarefy suggest`` /
+``rarefy run`` fits on the run directory's runs (campaign, or the data ``rarefy fit`` was
+fitted on) plus the ingested ones.
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ import pandas as pd
 
 from ..acquisition.fidelity import fidelity_plans
 from ..config import RunConfig
+from ..data.mapping import load_rate_table
 from ..data.rates import count_variance
 from ..data.readers import read_frame
 from ..errors import InputError, fmt_value
-from ..data.rundir import INGESTED, read_config, write_ingested
+from ..data.rundir import INGESTED, read_config, run_dir_lock, write_ingested
 
 __all__ = ["IngestResult", "ingest", "run_simulator"]
 
@@ -60,10 +67,23 @@ def _numeric(frame: pd.DataFrame, col: str, path: str) -> np.ndarray:
     return values
 
 
-def _read_runs(path: Path, names: list[str], fidelities: list[str]) -> pd.DataFrame:
-    """One file as run rows: θ, fidelity, k, n, run_id (+ cost_cpu_h), validated (not yet for feasibility)."""
+def _read_data_rows(path: Path, cfg: RunConfig) -> pd.DataFrame:
+    """A file in the format of the config's data files as run rows (rate and var in the data's units)."""
+    rows = load_rate_table(cfg, paths=[path], every_fidelity=False).frame
+    rows = rows.drop(columns=["_source"], errors="ignore")
+    rows["run_id"] = [f"ingest:{path.stem}:{r}" for r in rows["_row"]]
+    for col in ("k", "n"):
+        if col not in rows.columns:
+            rows[col] = np.nan
+    return rows
+
+
+def _read_runs(path: Path, cfg: RunConfig, names: list[str], fidelities: list[str]) -> pd.DataFrame:
+    """One file as run rows: θ, fidelity, k, n, run_id (+ rate, var, cost_cpu_h), validated (not yet for feasibility)."""
     src = str(path)
     frame = read_frame(path)
+    if "fidelity" not in frame.columns and cfg.data is not None:
+        return _read_data_rows(path, cfg)
     for col in (*names, "fidelity"):
         if col not in frame.columns:
             raise InputError(f"column not found; the file has: {', '.join(map(str, frame.columns))}", file=src, column=col)
@@ -128,9 +148,15 @@ def run_simulator(cfg: RunConfig, run_dir: Path) -> Any:
 def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]]) -> IngestResult:
     """Append the runs in ``files`` to ``RUN_DIR/ingested.parquet``; CLI: ``rarefy ingest RUN_DIR FILES...``.
 
-    All files are validated before anything is written.
+    All files are validated before anything is written. The run directory's lock is held
+    throughout (a second process on it fails at once).
     """
     run_dir = Path(run_dir)
+    with run_dir_lock(run_dir, "rarefy ingest"):
+        return _ingest(run_dir, files)
+
+
+def _ingest(run_dir: Path, files: Sequence[str | os.PathLike[str]]) -> IngestResult:
     cfg = read_config(run_dir)
     if not files:
         raise InputError("give at least one file to ingest")
@@ -142,7 +168,7 @@ def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[st
         path = Path(file)
         if not path.exists():
             raise InputError("file not found", file=path)
-        runs = _read_runs(path, space.names, cfg.fidelity_names)
+        runs = _read_runs(path, cfg, space.names, cfg.fidelity_names)
         rows = runs["_row"].to_numpy()
         space.check_bounds(runs, file=str(path), rows=rows)
         bad = ~space.is_feasible(runs)
@@ -152,13 +178,14 @@ def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[st
                              f"({'; '.join(space.constraints) or 'integers'})", file=path, row=int(rows[i]))
         if "cost_cpu_h" not in runs.columns:
             runs["cost_cpu_h"] = [per_event[f] * n for f, n in zip(runs["fidelity"], runs["n"])]
-        rate = runs["k"].to_numpy(float) / runs["n"].to_numpy(float)
-        runs["rate"] = rate
-        runs["var"] = count_variance(rate, runs["k"].to_numpy(float), runs["n"].to_numpy(float))
+        if "rate" not in runs.columns:  # runs and events: k/n with count noise (data rows come with their own)
+            rate = runs["k"].to_numpy(float) / runs["n"].to_numpy(float)
+            runs["rate"] = rate
+            runs["var"] = count_variance(rate, runs["k"].to_numpy(float), runs["n"].to_numpy(float))
         runs["_file"] = str(path)
         new_frames.append(runs)
     new = pd.concat(new_frames, ignore_index=True)
-    dup = new["run_id"].duplicated()
+    dup = new.duplicated(["run_id", "fidelity"])
     if dup.any():
         i = int(np.argmax(dup.to_numpy()))
         raise InputError(f"run_id {new['run_id'].iloc[i]!r} appears twice in the ingested files", file=new["_file"].iloc[i],
@@ -166,13 +193,14 @@ def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[st
     cols = [*space.names, "fidelity", "rate", "var", "k", "n", "cost_cpu_h", "run_id"]
     target = run_dir / INGESTED
     old = pd.read_parquet(target) if target.exists() else pd.DataFrame(columns=cols)
-    known = old.set_index("run_id") if len(old) else None
+    known = {(str(r), str(f)): i for i, (r, f) in enumerate(zip(old["run_id"], old["fidelity"]))} if len(old) else {}
+    numbers = [*space.names, "rate", "k", "n"]
     keep = np.ones(len(new), dtype=bool)
-    for i, rid in enumerate(new["run_id"]):
-        if known is not None and rid in known.index:
-            o = known.loc[rid]
-            same = (o["fidelity"] == new["fidelity"].iloc[i] and o["k"] == new["k"].iloc[i] and o["n"] == new["n"].iloc[i]
-                    and np.allclose(o[space.names].to_numpy(float), new[space.names].iloc[i].to_numpy(float)))
+    for i, key in enumerate(zip(new["run_id"].astype(str), new["fidelity"].astype(str))):
+        if key in known:
+            rid = key[0]
+            o = old.iloc[known[key]][numbers].to_numpy(float)
+            same = np.allclose(o, new[numbers].iloc[i].to_numpy(float), equal_nan=True)
             if not same:
                 raise InputError(f"run_id {rid!r} is already ingested with different values", file=new["_file"].iloc[i],
                                  column="run_id", row=int(new["_row"].iloc[i]))

@@ -21,7 +21,8 @@
    ``result.json`` (the report's calibration plot).
 6. ``RUN_DIR/result.json``: ``optimum``, ``predicted_rate``, ``predicted_sigma``,
    ``verified_rate``, ``verified_sigma``, ``baseline_rate``, ``reduction`` (from the
-   verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), and more;
+   verified rate when there is one), ``cost_cpu_h`` (``total`` and per fidelity), ``provenance``
+   (:func:`rarefy.provenance.provenance`), and more;
    ``RUN_DIR/report/`` (``index.html`` + PNG plots, :func:`rarefy.report.loop_report.loop_report`).
 
 **Resume.** Every run has a deterministic id and seed: ``run-NNNNN`` for the initial
@@ -42,7 +43,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -50,7 +51,8 @@ from ..acquisition import fidelity_plans, propose
 from ..campaign import run_seed
 from ..config import RunConfig, as_config
 from ..data.rates import RateTable
-from ..data.rundir import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, simulated_rows, write_training_rates
+from ..data.rundir import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, check_out_dir, run_dir_lock, simulated_rows, \
+    write_training_rates
 from ..data.store import RunRequest
 from ..diagnostics.validation import cross_validate
 from ..errors import InputError
@@ -106,23 +108,36 @@ def _cross_validate(cfg: RunConfig, out: Path, space: DesignSpace, iterations: i
 
 
 def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *, progress: bool = True,
-        on_iteration: Callable[[int, int], None] | None = None) -> LoopResult:
+        on_iteration: Callable[[int, int], None] | None = None, overrides: Sequence[str] = ()) -> LoopResult:
     """Run (or resume) the closed loop of ``config`` in ``out``; CLI: ``rarefy run CONFIG --out RUN_DIR``.
 
     ``progress`` shows the campaign engine's progress bars; ``on_iteration(i, total)`` is
     called after each finished iteration. See the module docstring for what is written.
+    The run directory's lock is held throughout (a second process on it fails at once);
+    an output directory that is not a campaign run directory, or whose catalog holds a
+    different initial design, is refused before anything is written into it.
+    ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
     t0 = time.perf_counter()
-    cfg, source = as_config(config)
+    cfg, source = as_config(config, overrides)
     config_dir = source.absolute().parent if source is not None else Path.cwd()
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
         raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",
                          file=source)
-    if cfg.objectives:  # two or more objectives: the multi-objective loop (rarefy.jobs.pareto)
-        from .pareto import run_pareto
+    check_out_dir(out, "run")
+    with run_dir_lock(out, "rarefy run", kind="run"):
+        if cfg.objectives:  # two or more objectives: the multi-objective loop (rarefy.jobs.pareto)
+            from .pareto import run_pareto
 
-        return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration, source=source)
+            return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration, source=source)
+        return _single_objective(cfg, config_dir, out, progress, on_iteration, t0)
+
+
+def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool,
+                      on_iteration: Callable[[int, int], None] | None, t0: float) -> LoopResult:
+    """The single-objective loop of :func:`run` (see the module docstring), in a locked run directory."""
     loop = cfg.loop
+    assert loop is not None
     use_cnp = bool(denoised_fidelities(cfg))  # fails early (before any simulation) for -cnp names without 'denoise'
     if cfg.denoise is not None and not use_cnp:
         log.warning("the config has a 'denoise' section but no '<fidelity>-cnp' fidelity: the loop fits raw rates")
@@ -136,7 +151,8 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     v_cost = plans[target].cost_cpu_h / plans[target].events * v_events if plans[target].events else float("nan")
     n_verify_sets = 2 if (cfg.baseline is not None and cfg.baseline.design is not None) else 1
     verify_cost = loop.verify.runs * n_verify_sets * (v_cost if math.isfinite(v_cost) else 0.0)
-    simulate.save_config()
+    initial = campaign_requests(cfg, sim, space)
+    simulate.save_config(initial)
 
     def table_now() -> RateTable:
         """The training table; with -cnp fidelities, train the CNP once and score the new runs first."""
@@ -147,7 +163,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
                 log.info("CNP: %d new runs scored (%.1f s)", len(new), time.perf_counter() - t_cnp)
         return training_table(out, cfg, space)
 
-    simulate(campaign_requests(cfg, sim, space))
+    simulate(initial)
     records: list[dict[str, Any]] = []
     done_iterations = 0
     for i in range(1, loop.iterations + 1):
@@ -250,6 +266,7 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     simulate.save_result(result, loop_report)
     wall = time.perf_counter() - t0
     log.info("closed loop: %d iterations, θ* = %s, predicted %.4g ± %.2g, verified %s, %.4g CPU-h nominal, %.1f s",
-             done_iterations, theta_star, result["predicted_rate"], result["predicted_sigma"],
+             done_iterations, space.format_theta(theta_star), result["predicted_rate"], result["predicted_sigma"],
              "-" if v_n == 0 else f"{v_rate:.4g} ± {v_sigma:.2g}", result["cost_cpu_h"]["total"], wall)
-    return LoopResult(result, out, done_iterations, wall, simulate.executed, records)
+    return LoopResult(result, out, done_iterations, wall, simulate.executed, records, space=space,
+                      rate_unit=cfg.fidelity(target).value_unit)

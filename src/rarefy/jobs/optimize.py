@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.rundir import CONFIG, OPTIMUM, RATES, SURROGATE_DIR, TRAINING_RATES, read_config
+from ..data.rundir import CONFIG, OPTIMUM, RATES, SURROGATE_DIR, TRAINING_RATES, read_config, run_dir_lock
 from ..errors import InputError
 from ..io import write_json
 from ..optim.design import OptimumResult, baseline_of, optimize_design
@@ -30,10 +30,17 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
 
     Uses the run's config (``optimize`` and ``baseline`` sections; ``objective`` and
     ``kappa`` override them) and writes ``RUN_DIR/optimum.json`` (and ``json_out`` if given).
+    The run directory's lock is held throughout (a second process on it fails at once).
     """
+    run_dir = Path(run_dir)
+    with run_dir_lock(run_dir, "rarefy optimize"):
+        return _optimize(run_dir, objective, kappa, json_out)
+
+
+def _optimize(run_dir: Path, objective: str | None, kappa: float | None,
+              json_out: str | os.PathLike[str] | None) -> OptimumResult:
     from ..surrogate.factory import load_surrogate
 
-    run_dir = Path(run_dir)
     cfg = read_config(run_dir, fitted=True)
     settings = cfg.optimize.model_copy()
     if objective is not None:
@@ -55,6 +62,7 @@ def optimize_run(run_dir: str | os.PathLike[str], *, objective: str | None = Non
     observed = _observed_designs(run_dir, sur.space)
     result = optimize_design(sur, settings, target=cfg.target, seed=cfg.seed, observed=observed,
                              baseline=baseline_of(cfg.baseline, cfg.target, sur, simulator))
+    result.rate_unit = cfg.fidelity(str(cfg.target)).value_unit
     write_json(run_dir / OPTIMUM, result.to_dict())
     if json_out is not None:
         write_json(json_out, result.to_dict())

@@ -31,7 +31,7 @@
    w.r.t. the reference point (botorch ``Hypervolume``).
 5. ``RUN_DIR/result.json``: ``objectives``, ``pareto_set`` (θ, mean ± σ of every
    objective), ``hypervolume``, ``reference_point``, ``observed_front`` (the non-dominated
-   observed runs at the proposal fidelity), ``cost_cpu_h``, ``runs``, ``iterations``;
+   observed runs at the proposal fidelity), ``cost_cpu_h``, ``runs``, ``iterations``, ``provenance``;
    surrogates in ``RUN_DIR/surrogates/<objective>/``; ``RUN_DIR/report/`` with the
    Pareto-front plot and the designs along the front
    (:func:`rarefy.report.pareto_report.pareto_report`).
@@ -207,7 +207,7 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
     if plan.events < 1:
         raise InputError(f"pareto.fidelity {fidelity!r} has no events per run: set the fidelity's 'events'")
     initial = campaign_requests(cfg, sim, space)  # checks the space against the simulator before any run
-    simulate.save_config()
+    simulate.save_config(initial)
 
     simulate(initial)
     records: list[dict[str, Any]] = []
@@ -288,4 +288,4 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
     wall = time.perf_counter() - t0
     log.info("multi-objective loop: %d iterations, %d front points, hypervolume %.4g, %.4g CPU-h nominal, %.1f s",
              done, len(front), result["hypervolume"], result["cost_cpu_h"]["total"], wall)
-    return LoopResult(result, out, done, wall, simulate.executed, records)
+    return LoopResult(result, out, done, wall, simulate.executed, records, space=space)

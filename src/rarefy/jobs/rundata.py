@@ -3,9 +3,9 @@
 A run directory written by ``rarefy simulate`` / ``rarefy run`` holds ``rates.parquet``
 (one row per finished campaign run); ``rarefy ingest`` adds ``ingested.parquet`` (runs
 simulated elsewhere); ``rarefy fit`` writes ``training_rates.parquet`` (file names and
-writers: :mod:`rarefy.data.rundir`). The training table of a run directory is the union
-of the first two (or the third when neither exists), restricted to the config's
-fidelities, plus the denoised ``-cnp`` fidelities the config's chain names
+writers: :mod:`rarefy.data.rundir`). The training table of a run directory is its runs
+(``rates.parquet``, or in a directory that ``rarefy fit`` wrote, ``training_rates.parquet``)
+plus the ingested ones, restricted to the config's fidelities, plus the denoised ``-cnp`` fidelities the config's chain names
 (``RUN_DIR/denoise/rates_cnp.parquet``, see :func:`add_denoised_fidelities` and
 :func:`update_denoised`, which trains and runs the denoiser when needed).
 """
@@ -104,12 +104,13 @@ def add_denoised_fidelities(cfg: RunConfig, run_dir: Path, table: RateTable | No
 
 
 def training_table(run_dir: str | Path, cfg: RunConfig, space: DesignSpace | None = None) -> RateTable:
-    """Campaign + ingested rates of ``run_dir`` (config fidelities only), after the denoise hook."""
+    """Campaign (or fitted) + ingested rates of ``run_dir`` (config fidelities only), after the denoise hook."""
     run_dir = Path(run_dir)
     space = space or cfg.space.build()
     frame = read_runs(run_dir)
-    if frame is None and (run_dir / TRAINING_RATES).exists():
-        frame = pd.read_parquet(run_dir / TRAINING_RATES)
+    if not (run_dir / RATES).exists() and (run_dir / TRAINING_RATES).exists():  # 'rarefy fit': its data + ingested
+        fitted = pd.read_parquet(run_dir / TRAINING_RATES)
+        frame = fitted if frame is None else pd.concat([fitted, frame], ignore_index=True)
     if frame is None:
         raise InputError(f"the run directory holds no rates ({RATES}, {INGESTED} or {TRAINING_RATES}); run "
                          "'rarefy simulate', 'rarefy run' or 'rarefy fit' first", file=run_dir)

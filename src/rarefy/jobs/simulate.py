@@ -1,8 +1,12 @@
 """The ``rarefy simulate CONFIG --out RUN_DIR`` job: run (or resume) a config's campaign in a run directory.
 
 It reads the config's ``simulator`` and ``campaign`` sections, plans the run requests
-(:func:`rarefy.campaign.plan_requests`), writes the resolved config and runs the requests
-the run directory does not have yet (:func:`rarefy.campaign.run_campaign`). See
+(:func:`rarefy.campaign.plan_requests`), takes the run directory's lock
+(:func:`rarefy.data.rundir.run_dir_lock`: a second process on the same directory fails at
+once, naming the first), checks the plan against the catalog, writes the resolved config
+and runs the requests the run directory does not have yet
+(:func:`rarefy.campaign.run_campaign`). Nothing is written into a directory that is not
+a campaign run directory or that holds a different campaign. See
 :mod:`rarefy.campaign.engine` for execution, retries, timeouts and resuming.
 """
 
@@ -10,16 +14,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..campaign import CampaignResult, SimulatorSpec, build_simulator, plan_requests, run_campaign
 from ..config import RunConfig, as_config
-from ..data.rundir import write_config
-from ..data.store import RunRequest
+from ..data.rundir import CATALOG, check_out_dir, run_dir_lock, write_config
+from ..data.store import EventStore, RunRequest
 from ..errors import InputError
 from ..space import DesignSpace
 
-__all__ = ["simulate", "campaign_requests", "simulator_spec"]
+__all__ = ["simulate", "campaign_requests", "simulator_spec", "check_campaign"]
 
 
 def simulator_spec(cfg: RunConfig, config_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str]) -> SimulatorSpec:
@@ -37,25 +41,37 @@ def campaign_requests(cfg: RunConfig, simulator: Any = None, space: DesignSpace 
     return plan_requests(cfg.campaign, cfg.fidelities, space or cfg.space.build(), cfg.seed, simulator)
 
 
+def check_campaign(run_dir: str | os.PathLike[str], requests: list[RunRequest]) -> None:
+    """Raise :class:`InputError` when ``RUN_DIR``'s catalog holds a different campaign; writes nothing."""
+    if (Path(run_dir) / CATALOG).exists():
+        with EventStore(run_dir) as store:
+            store.check_requests(requests)
+
+
 def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *,
-             retry_failed: bool = False, progress: bool = True) -> CampaignResult:
+             retry_failed: bool = False, progress: bool = True, overrides: Sequence[str] = ()) -> CampaignResult:
     """Run (or resume) the campaign of ``config`` in run directory ``out``; CLI: ``rarefy simulate``.
 
     Writes ``out/config.yaml`` (the resolved config), ``out/catalog.sqlite``,
     ``out/events/*.parquet`` and ``out/rates.parquet`` (keeping the rows and columns that
     ``rarefy train`` / ``rarefy denoise`` added there). A config object's relative
     simulator paths are resolved against the working directory. Raises
-    :class:`InputError` for a bad config or a run directory that holds a different campaign.
+    :class:`InputError` (before writing anything) for a bad config, an output directory
+    that is not a campaign run directory (:func:`rarefy.data.rundir.check_out_dir`), a run
+    directory that holds a different campaign, or one another process is using.
+    ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
-    cfg, source = as_config(config)
+    cfg, source = as_config(config, overrides)
     if cfg.simulator is None or cfg.campaign is None:
         raise InputError("the config needs 'simulator' and 'campaign' sections to simulate", file=source)
     config_dir = source.absolute().parent if source is not None else Path.cwd()
     out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out, "simulate")
     space = cfg.space.build()
     spec = simulator_spec(cfg, config_dir, out)
     requests = campaign_requests(cfg, build_simulator(spec), space)
-    write_config(out, cfg)
-    return run_campaign(requests, spec, out, space, campaign=cfg.campaign, retry_failed=retry_failed,
-                        progress=progress)
+    with run_dir_lock(out, "rarefy simulate", kind="simulate"):
+        check_campaign(out, requests)
+        write_config(out, cfg)
+        return run_campaign(requests, spec, out, space, campaign=cfg.campaign, retry_failed=retry_failed,
+                            progress=progress)

@@ -14,8 +14,10 @@ from ..config import RunConfig
 from ..data.rundir import LOOP_DIR, REPORT_DIR, RESULT, write_config
 from ..data.store import RunRequest
 from ..io import write_json
-from ..space import DesignSpace
-from .simulate import simulator_spec
+from ..provenance import provenance
+from ..optim.design import theta_rows
+from ..space import DesignSpace, text_table
+from .simulate import check_campaign, simulator_spec
 
 __all__ = ["LOOP_BASE", "VERIFY_BASE", "BASELINE_BASE", "LoopResult", "LoopWorkspace", "loop_request_id",
            "iteration_requests"]
@@ -29,7 +31,11 @@ BASELINE_BASE = 200_000_000    # the same at the baseline design
 
 @dataclass
 class LoopResult:
-    """What :func:`run` produced: the ``result.json`` content and the run directory."""
+    """What :func:`run` produced: the ``result.json`` content and the run directory.
+
+    ``space`` gives θ*'s units and integer parameters (:meth:`theta_rows`); ``rate_unit`` is
+    the target fidelity's ``value_unit``.
+    """
 
     result: dict[str, Any]
     run_dir: Path
@@ -37,21 +43,31 @@ class LoopResult:
     wall_s: float
     executed: int = 0
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    space: DesignSpace | None = field(default=None, repr=False, compare=False)
+    rate_unit: str = ""
 
-    def summary(self) -> list[str]:
-        """What the loop found, in a few lines (optimum or Pareto set, cost, where the files are)."""
+    def theta_rows(self) -> list[tuple[str, str, str]]:
+        """θ* as table rows ``(parameter, value, unit)``; none for a multi-objective run (a Pareto set)."""
+        if "optimum" not in self.result:
+            return []
+        return theta_rows(self.result["optimum"], self.space)
+
+    def summary(self, theta: bool = True) -> list[str]:
+        """What the loop found, in a few lines: θ* (a small table, unless ``theta`` is False) or the Pareto set,
+        the predicted and verified rates, cost, where the files are."""
         r, out = self.result, self.run_dir
         tail = (f"{self.iterations} iterations, {r['cost_cpu_h']['total']:.4g} CPU-h nominal, {self.wall_s:.1f} s "
                 f"-> {out / RESULT}")
         if "pareto_set" in r:  # multi-objective run
             return [f"estimated Pareto set: {len(r['pareto_set'])} designs, hypervolume {r['hypervolume']:.4g} "
                     f"(reference {r['reference_point']})", f"{tail}, {out / REPORT_DIR}"]
-        verified = "-" if r["verified_rate"] is None else f"{r['verified_rate']:.4g} ± {r['verified_sigma']:.2g}"
-        lines = [f"θ* = {r['optimum']}",
-                 f"{r['target']} rate: predicted {r['predicted_rate']:.4g} ± {r['predicted_sigma']:.2g}, "
-                 f"verified {verified}"]
+        unit = f" {self.rate_unit}" if self.rate_unit else ""
+        verified = "-" if r["verified_rate"] is None else f"{r['verified_rate']:.4g} ± {r['verified_sigma']:.2g}{unit}"
+        lines = ["θ*:", *text_table(self.theta_rows())] if theta else []
+        lines.append(f"{r['target']} rate: predicted {r['predicted_rate']:.4g} ± {r['predicted_sigma']:.2g}{unit}, "
+                     f"verified {verified}")
         if r["reduction"] is not None:
-            lines.append(f"reduction vs baseline {r['baseline_rate']:.4g}: {100 * r['reduction']:.1f}% "
+            lines.append(f"reduction vs baseline {r['baseline_rate']:.4g}{unit}: {100 * r['reduction']:.1f}% "
                          f"± {100 * r['reduction_sigma']:.1f}%")
         return [*lines, tail, f"report: {out / REPORT_DIR / 'index.html'}"]
 
@@ -84,14 +100,16 @@ class LoopWorkspace:
     def __init__(self, cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
         self.out = Path(out).absolute()
-        (self.out / LOOP_DIR).mkdir(parents=True, exist_ok=True)
         self.space = cfg.space.build()
         self.spec = simulator_spec(cfg, config_dir, self.out)
         self.simulator = self.spec.build()
         self.executed = 0
 
-    def save_config(self) -> None:
-        """Write the resolved config to RUN_DIR/config.yaml (atomically)."""
+    def save_config(self, initial: list[RunRequest]) -> None:
+        """Check the initial design ``initial`` against RUN_DIR's catalog (a different campaign raises
+        :class:`InputError`), then write the resolved config to RUN_DIR/config.yaml (atomically)."""
+        check_campaign(self.out, initial)
+        (self.out / LOOP_DIR).mkdir(parents=True, exist_ok=True)
         write_config(self.out, self.cfg)
 
     def record(self, name: str) -> dict[str, Any] | None:
@@ -105,7 +123,9 @@ class LoopWorkspace:
         write_json(self.out / LOOP_DIR / f"{name}.json", record)
 
     def save_result(self, result: dict[str, Any], report: Callable[[Path], Any]) -> None:
-        """Write ``RUN_DIR/result.json`` and then the report (a failing report is logged, never raised)."""
+        """Write ``RUN_DIR/result.json`` (with its ``provenance``) and then the report (a failing report is
+        logged, never raised)."""
+        result["provenance"] = provenance(self.cfg)
         write_json(self.out / RESULT, result)
         try:
             report(self.out)

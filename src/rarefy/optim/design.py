@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -24,11 +24,11 @@ import torch
 
 from ..config import BaselineConfig, OptimizeConfig
 from ..errors import InputError
-from ..space import DesignSpace
+from ..space import DesignSpace, format_number, text_table
 from ..threads import torch_threads
 from .search import feasible_pool, local_pool, maximize
 
-__all__ = ["Baseline", "OptimumResult", "baseline_of", "optimize_design"]
+__all__ = ["Baseline", "OptimumResult", "baseline_of", "optimize_design", "theta_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class Baseline:
 
 @dataclass
 class OptimumResult:
-    """The optimum θ* with its predicted rate ± σ and, with a baseline, the reduction ± σ (fractions)."""
+    """The optimum θ* with its predicted rate ± σ (in ``rate_unit``) and, with a baseline, the reduction ± σ
+    (fractions). ``space`` (not saved) gives θ*'s units and integer parameters for :meth:`theta_rows`."""
 
     theta: dict[str, float]
     rate: float
@@ -57,17 +58,36 @@ class OptimumResult:
     baseline_source: str | None = None
     reduction: float | None = None
     reduction_sigma: float | None = None
+    rate_unit: str = ""
+    space: DesignSpace | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field but ``space``, as plain JSON values (what ``optimum.json`` holds)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "space"}
+        out["theta"] = dict(self.theta)
+        return out
 
-    def summary(self) -> list[str]:
-        """θ*, its predicted rate and, with a baseline, the reduction, in a few lines."""
-        lines = [f"θ* = {self.theta}", f"{self.target} rate ({self.objective}): {self.rate:.4g} ± {self.sigma:.2g}"]
+    def theta_rows(self) -> list[tuple[str, str, str]]:
+        """θ* as table rows ``(parameter, value, unit)`` (:meth:`rarefy.DesignSpace.theta_rows`)."""
+        return theta_rows(self.theta, self.space)
+
+    def summary(self, theta: bool = True) -> list[str]:
+        """θ* (a small table, unless ``theta`` is False), its predicted rate and, with a baseline, the reduction."""
+        unit = f" {self.rate_unit}" if self.rate_unit else ""
+        lines = ["θ*:", *text_table(self.theta_rows())] if theta else []
+        lines.append(f"{self.target} rate ({self.objective}): {self.rate:.4g} ± {self.sigma:.2g}{unit}")
         if self.reduction is not None:
-            lines.append(f"reduction vs baseline {self.baseline_rate:.4g} ({self.baseline_source}): "
+            lines.append(f"reduction vs baseline {self.baseline_rate:.4g}{unit} ({self.baseline_source}): "
                          f"{100 * self.reduction:.1f}% ± {100 * (self.reduction_sigma or 0.0):.1f}%")
         return lines
+
+
+def theta_rows(theta: dict[str, Any], space: DesignSpace | None = None) -> list[tuple[str, str, str]]:
+    """θ as table rows ``(parameter, value, unit)``: with ``space``, integers as integers and units
+    (:meth:`rarefy.DesignSpace.theta_rows`); without, 4 significant digits and no units."""
+    if space is not None:
+        return space.theta_rows(theta)
+    return [(str(n), format_number(float(v)), "") for n, v in theta.items()]
 
 
 def baseline_of(settings: BaselineConfig | None, target: str, surrogate: Any = None,
@@ -141,9 +161,10 @@ def optimize_design(surrogate: Any, settings: OptimizeConfig | None = None, *, t
     with torch_threads(1), torch.no_grad():
         mean, std = surrogate.predict(res.x[None, :], target)
     theta = space.round_theta(dict(zip(space.names, res.x)))
-    out = OptimumResult(theta, float(mean[0]), float(std[0]), settings.objective, target)
+    out = OptimumResult(theta, float(mean[0]), float(std[0]), settings.objective, target, space=space)
     if baseline is not None:
         out.baseline_rate, out.baseline_sigma, out.baseline_source = baseline.rate, baseline.sigma, baseline.source
         out.reduction, out.reduction_sigma = _reduction(surrogate, target, res.x, out.rate, out.sigma, baseline)
-    log.info("optimum (%s): %s, predicted %s = %.4g ± %.2g", settings.objective, theta, target, out.rate, out.sigma)
+    log.info("optimum (%s): %s, predicted %s = %.4g ± %.2g", settings.objective, space.format_theta(theta), target,
+             out.rate, out.sigma)
     return out

@@ -14,7 +14,7 @@ __all__ = ["calibration_plot"]
 
 
 def calibration_plot(pred: pd.DataFrame, path: str | os.PathLike[str], title: str = "", unit: str = "") -> Path:
-    """Save observed (``rate``) against predicted (``mean`` ± ``sigma``) as a PNG, atomically.
+    """Save observed (``rate``) against predicted (``mean`` ± ``sigma``), both in ``unit``, as a PNG, atomically.
 
     Left: the scatter with 1σ error bars (σ = model plus the point's own noise) and the
     diagonal. Right: the share of points inside ±kσ against the Gaussian expectation.

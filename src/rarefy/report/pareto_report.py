@@ -10,7 +10,11 @@ into ``RUN_DIR/report/``:
 * ``front_designs.png`` — each design parameter along the estimated front, against the
   first objective (one panel per parameter, over the parameter's whole range);
 * ``hypervolume.png`` — the predicted front's hypervolume before each loop iteration;
-* ``index.html`` — the front as a table (θ and objectives ± σ) and the plots.
+* ``index.html`` — the whole report in one self-contained file (figures embedded, see
+  :mod:`rarefy.report.page`): provenance and resolved config, the front as a table (θ and
+  objectives ± σ, with units) and the plots.
+
+Axes and tables carry units: each design parameter's ``unit`` and each objective's ``unit``.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.rundir import OBJECTIVES, REPORT_DIR, RESULT, read_config, read_loop_records, read_result
+from ..data.rundir import OBJECTIVES, REPORT_DIR, RESULT, read_loop_records, read_result
 from ..errors import InputError
 from ..io import write_text
+from ..space import DesignSpace, format_number
 from .figures import COLORS, save_figure, subplots
+from .page import embed_png, html_table, report_page, run_config, with_unit
 
 __all__ = ["pareto_report"]
 
@@ -69,15 +75,16 @@ def _pareto_plot(result: dict[str, Any], frame: pd.DataFrame | None, path: Path)
     return save_figure(fig, path)
 
 
-def _bounds(run_dir: Path) -> dict[str, tuple[float, float]]:
-    """Design-parameter bounds from the run directory's config (empty when it cannot be read)."""
-    try:
-        return {p.name: (p.low, p.high) for p in read_config(run_dir).space.build().parameters}
-    except Exception:  # the plot is still useful without the ranges
-        return {}
+def _hv_unit(objectives: list[dict[str, Any]]) -> str:
+    """Unit of the hypervolume: the product of the objectives' units (a log10 objective counts as dex)."""
+    parts = ["dex" if o.get("log10") else o.get("unit", "") for o in objectives]
+    return " × ".join(p for p in parts if p)
 
 
-def _front_designs(result: dict[str, Any], path: Path, bounds: dict[str, tuple[float, float]]) -> Path:
+def _front_designs(result: dict[str, Any], path: Path, space: DesignSpace | None) -> Path:
+    """Each design parameter along the front, over its whole range when the design space is known."""
+    bounds = {p.name: (p.low, p.high) for p in space.parameters} if space is not None else {}
+    units = {p.name: p.unit for p in space.parameters} if space is not None else {}
     front = result["pareto_set"]
     o1 = result["objectives"][0]
     names = list(front[0]["theta"]) if front else []
@@ -89,7 +96,7 @@ def _front_designs(result: dict[str, Any], path: Path, bounds: dict[str, tuple[f
     for k, name in enumerate(names):
         ax = axes[k // ncol, k % ncol]
         ax.plot(x, [p["theta"][name] for p in front], "o-", color="tab:red")
-        ax.set_ylabel(name)
+        ax.set_ylabel(with_unit(name, units.get(name, "")))
         ax.set_xlabel(_label(o1))
         if name in bounds:  # the whole designer range, so that a parameter pinned at a bound shows as such
             lo, hi = bounds[name]
@@ -113,47 +120,55 @@ def _hv_plot(records: list[dict[str, Any]], result: dict[str, Any], path: Path) 
         ax.plot(it, hv, "o-", label="before the iteration (its own reference point)")
     ax.plot([(max(it) if it else 0) + 1], [result.get("hypervolume", np.nan)], "s", color="tab:red", label="final")
     ax.set_xlabel("iteration (last: final)")
-    ax.set_ylabel("predicted hypervolume")
+    ax.set_ylabel(with_unit("predicted hypervolume", _hv_unit(result["objectives"])))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 
 
 def pareto_report(run_dir: str | os.PathLike[str]) -> Path:
-    """Write ``RUN_DIR/report/`` (pareto.png, front_designs.png, hypervolume.png, index.html); returns the HTML path."""
+    """Write ``RUN_DIR/report/index.html`` (self-contained) and its PNGs (pareto.png, front_designs.png,
+    hypervolume.png); returns the HTML path."""
     run_dir = Path(run_dir)
     result = read_result(run_dir, "multi-objective")
     if "pareto_set" not in result:
         raise InputError(f"{RESULT} has no 'pareto_set': not a multi-objective run", file=run_dir)
     frame = pd.read_parquet(run_dir / OBJECTIVES) if (run_dir / OBJECTIVES).exists() else None
     records = read_loop_records(run_dir, result.get("iterations"))
+    cfg = run_config(run_dir)
+    space = cfg.space.build() if cfg is not None else None
     out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     _pareto_plot(result, frame, out / "pareto.png")
-    _front_designs(result, out / "front_designs.png", _bounds(run_dir))
+    _front_designs(result, out / "front_designs.png", space)
     _hv_plot(records, result, out / "hypervolume.png")
-    objs = [o["name"] for o in result["objectives"]]
+    objectives = result["objectives"]
+    objs = [o["name"] for o in objectives]
     theta_names = list(result["pareto_set"][0]["theta"]) if result["pareto_set"] else []
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in [*theta_names, *objs])
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{p['theta'][n]:.4g}</td>" for n in theta_names)
-        + "".join(f"<td>{p['objectives'][n]['mean']:.4g} ± {p['objectives'][n]['sigma']:.2g}</td>" for n in objs)
-        + "</tr>" for p in result["pareto_set"])
-    summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(result[k]))}</td></tr>"
-                      for k in ("fidelity", "acquisition", "hypervolume", "reference_point", "cost_cpu_h", "runs",
-                                "iterations") if k in result)
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>rarefy multi-objective run: {html.escape(run_dir.name)}</title>
-<style>body{{font-family:sans-serif;max-width:64em;margin:2em auto}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left}} img{{max-width:100%}}</style></head><body>
-<h1>Multi-objective run: {html.escape(run_dir.name)}</h1>
-<table>{summary}</table>
-<h2>Pareto front</h2><img src="pareto.png" alt="Pareto front">
+    integer = {p.name: p.integer for p in space.parameters} if space is not None else {}
+    units = {p.name: p.unit for p in space.parameters} if space is not None else {}
+    head = [*(with_unit(n, units.get(n, "")) for n in theta_names), *(_label(o) for o in objectives)]
+    rows = [[*(format_number(p["theta"][n], integer=integer.get(n, False)) for n in theta_names),
+             *(f"{format_number(p['objectives'][n]['mean'])} ± {format_number(p['objectives'][n]['sigma'], 2)}"
+               for n in objs)] for p in result["pareto_set"]]
+    ref = result.get("reference_point") or {}
+    summary = [("fidelity of the front", str(result.get("fidelity", "")), ""),
+               ("acquisition", str(result.get("acquisition", "")), ""),
+               ("hypervolume", format_number(result.get("hypervolume", float("nan"))), _hv_unit(objectives))]
+    summary += [(f"reference point: {o['name']}" + (" (log10)" if o.get("log10") else ""),
+                 format_number(ref[o["name"]]), "dex" if o.get("log10") else o.get("unit", ""))
+                for o in objectives if o["name"] in ref]
+    summary += [(f"nominal cost ({k})", format_number(v), "CPU-h") for k, v in (result.get("cost_cpu_h") or {}).items()]
+    summary += [(f"runs ({k})", str(v), "runs") for k, v in (result.get("runs") or {}).items()]
+    summary.append(("iterations", str(result.get("iterations", "")), ""))
+    n = len(theta_names) + len(objs)
+    body = f"""<h2>Result</h2>
+{html_table(summary, ["quantity", "value", "unit"], numeric=[1])}
+<h2>Pareto front</h2>{embed_png(out / "pareto.png", "Pareto front")}
 <p>Every objective is minimised. Front points: non-dominated posterior means of the per-objective surrogates
 at the fidelity {html.escape(str(result.get('fidelity')))}; ± is the posterior σ.</p>
-<h2>Designs along the front</h2><img src="front_designs.png" alt="designs along the front">
-<table><tr>{head}</tr>{rows}</table>
-<h2>Hypervolume</h2><img src="hypervolume.png" alt="hypervolume">
-</body></html>
-"""
+<h2>Designs along the front</h2>{embed_png(out / "front_designs.png", "designs along the front")}
+{html_table(rows, head, numeric=range(n))}
+<h2>Hypervolume</h2>{embed_png(out / "hypervolume.png", "hypervolume")}"""
+    page = report_page(f"Multi-objective run: {run_dir.name}", body, run_dir, result, cfg)
     return write_text(out / "index.html", page)

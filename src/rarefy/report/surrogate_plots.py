@@ -11,7 +11,8 @@
 * :func:`cost_plot` — nominal CPU-hours spent per fidelity, cumulative over the iterations;
 * :func:`acquisition_plot` — the acquisition value of every proposed run per iteration, by fidelity.
 
-All functions write a PNG atomically and return its path; nothing here fits a model.
+All functions write a PNG atomically and return its path; nothing here fits a model. Parameter
+axes carry the parameters' units (from the surrogate's design space), rate axes ``value_unit``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ from ..threads import torch_threads
 __all__ = ["slices_plot", "influence", "map_plot", "cost_plot", "acquisition_plot"]
 
 
+def _label(name: str, unit: str) -> str:
+    return f"{name} [{unit}]" if unit else name
+
+
+def _param_label(space: DesignSpace, name: str) -> str:
+    return _label(name, space[name].unit)
 
 
 def _star(space: DesignSpace, theta_star: dict[str, float]) -> np.ndarray:
@@ -66,8 +73,9 @@ def influence(sur: Any, target: str, theta_star: dict[str, float], n: int = 64) 
 
 
 def slices_plot(sur: Any, target: str, theta_star: dict[str, float], runs: pd.DataFrame, path: Path,
-                n: int = 120) -> Path:
-    """The target prediction along each parameter through θ* with ±1σ/±2σ bands and the simulated runs."""
+                n: int = 120, value_unit: str = "") -> Path:
+    """The target prediction (in ``value_unit``) along each parameter through θ* with ±1σ/±2σ bands and the
+    simulated runs."""
     space: DesignSpace = sur.space
     x0 = _star(space, theta_star)
     d = space.dim
@@ -95,10 +103,9 @@ def slices_plot(sur: Any, target: str, theta_star: dict[str, float], runs: pd.Da
             ax.errorbar(tr[name].to_numpy(float), tr["rate"].to_numpy(float), yerr=err, fmt="o", ms=3, color="k",
                         alpha=0.35, elinewidth=0.6, label=f"{target} runs (projected)")
         ax.axvline(x0[j], color="tab:red", ls="--", lw=1, label="θ*")
-        unit = space.parameters[j].unit if hasattr(space.parameters[j], "unit") else ""
-        ax.set_xlabel(f"{name}" + (f" [{unit}]" if unit else ""))
+        ax.set_xlabel(_param_label(space, name))
         if j % cols == 0:
-            ax.set_ylabel(f"{target} rate")
+            ax.set_ylabel(_label(f"{target} rate", value_unit))
     for j in range(d, rows * cols):
         axes[j // cols, j % cols].axis("off")
     h, lab = axes[0, 0].get_legend_handles_labels()
@@ -109,8 +116,9 @@ def slices_plot(sur: Any, target: str, theta_star: dict[str, float], runs: pd.Da
 
 
 def map_plot(sur: Any, target: str, theta_star: dict[str, float], pair: Sequence[str], runs: pd.DataFrame,
-             path: Path, n: int = 70) -> Path:
-    """Predicted target mean over two parameters (the others at θ*); infeasible cells blank."""
+             path: Path, n: int = 70, value_unit: str = "") -> Path:
+    """Predicted target mean and σ (in ``value_unit``) over two parameters (the others at θ*); infeasible cells
+    blank."""
     space: DesignSpace = sur.space
     x0 = _star(space, theta_star)
     a, b = (space.names.index(p) for p in pair)
@@ -128,16 +136,16 @@ def map_plot(sur: Any, target: str, theta_star: dict[str, float], pair: Sequence
     S = np.where(ok, s, np.nan).reshape(A.shape)
     fig, (ax, ax2) = subplots(1, 2, figsize=(11, 4.4))
     im = ax.pcolormesh(A, B, M, shading="auto", cmap="viridis")
-    fig.colorbar(im, ax=ax, label=f"predicted {target} rate")
+    fig.colorbar(im, ax=ax, label=_label(f"predicted {target} rate", value_unit))
     im2 = ax2.pcolormesh(A, B, S, shading="auto", cmap="magma")
-    fig.colorbar(im2, ax=ax2, label="σ (rate units)")
+    fig.colorbar(im2, ax=ax2, label=_label(f"σ of the predicted {target} rate", value_unit))
     for axis, title in ((ax, "mean"), (ax2, "σ")):
         for i, (fid, grp) in enumerate(runs.groupby(runs["fidelity"].astype(str), sort=True)):
             axis.scatter(grp[pair[0]], grp[pair[1]], s=8, color=COLORS[i % len(COLORS)], edgecolor="w",
                          linewidth=0.3, label=fid)
         axis.plot(x0[a], x0[b], "*", color="tab:red", ms=14, mec="w", label="θ*")
-        axis.set_xlabel(pair[0])
-        axis.set_ylabel(pair[1])
+        axis.set_xlabel(_param_label(space, pair[0]))
+        axis.set_ylabel(_param_label(space, pair[1]))
         axis.set_title(f"{title} (other parameters at θ*; blank: infeasible)", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -165,7 +173,7 @@ def cost_plot(records: list[dict[str, Any]], runs: pd.DataFrame, path: Path) -> 
         ax.bar(labels, table[fid].to_numpy(), bottom=bottom, color=COLORS[i % len(COLORS)], label=str(fid))
         bottom = bottom + table[fid].to_numpy()
     ax.set_xlabel("after iteration")
-    ax.set_ylabel("nominal CPU-h (cumulative)")
+    ax.set_ylabel("nominal cost, cumulative [CPU-h]")
     ax.set_title("cost spent per fidelity")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -183,7 +191,7 @@ def acquisition_plot(records: list[dict[str, Any]], path: Path) -> Path:
     if len(frame) and (frame["value"] > 0).all():
         ax.set_yscale("log")
     ax.set_xlabel("iteration (batch order left to right)")
-    ax.set_ylabel("acquisition value")
+    ax.set_ylabel("acquisition value [a.u.]")
     ax.set_title("acquisition history (value per CPU-h when cost-aware)")
     if len(frame):
         ax.legend(fontsize=8)

@@ -83,6 +83,7 @@ import numpy as np
 
 from ..data.events import EventTable
 from ..errors import InputError
+from ..optional import require
 from ..space import DesignSpace, Parameter
 from .base import Fidelities, Fidelity
 
@@ -125,7 +126,7 @@ def _parse_default(value: Any) -> Any:
 
 def default_bse() -> dict[str, Any]:
     """COSMIC's default BSE settings, read from the ``cosmic-settings.json`` it ships."""
-    settings = json.loads(files("cosmic.data").joinpath("cosmic-settings.json").read_text(encoding="utf-8"))
+    settings = json.loads(files(require("cosmic.data")).joinpath("cosmic-settings.json").read_text(encoding="utf-8"))
     bse: dict[str, Any] = {}
     for category in settings:
         if category["category"] != "bse":
@@ -210,7 +211,7 @@ class CosmicBBH:
         return bse, {"bhsigmafrac": s_bh / sigma}
 
     def _sample(self, z: float, n: int) -> tuple[Any, float]:
-        from cosmic.sample.initialbinarytable import InitialBinaryTable
+        InitialBinaryTable = require("cosmic.sample.initialbinarytable").InitialBinaryTable
 
         table, m_singles, m_binaries, _, _ = InitialBinaryTable.sampler(
             "independent", [14], [14], binfrac_model=self.binfrac, primary_model="kroupa01", ecc_model="sana12",
@@ -229,7 +230,7 @@ class CosmicBBH:
                           run_id: str | None = None) -> tuple[EventTable, dict[str, float]]:
         """Evolve ``n`` binaries at ``theta``: (events, {"cpu_s": CPU seconds of this thread})."""
         import pandas as pd
-        from cosmic.evolve import Evolve
+        Evolve = require("cosmic.evolve").Evolve
 
         name = self.fidelities[fidelity].name
         if n < 1:

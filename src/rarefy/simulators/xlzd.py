@@ -71,6 +71,7 @@ import numpy as np
 
 from ..data.events import EventTable
 from ..errors import InputError
+from ..optional import require
 from ..space import DesignSpace, Parameter
 from .base import Fidelities, Fidelity
 
@@ -247,7 +248,7 @@ class XLZD:
 
     def detector(self, theta: Mapping[str, float]) -> Any:
         """A fresh nestpy ``LZ_WS2024`` detector with θ written into it."""
-        import nestpy
+        nestpy = require("nestpy")
 
         th = check_theta(theta)
         det = nestpy.detectors.LZ_WS2024()
@@ -261,7 +262,7 @@ class XLZD:
         return det
 
     def _params(self, det: Any) -> dict[str, Any]:
-        import nestpy
+        nestpy = require("nestpy")
 
         if self.yields == "lz_ws2024":
             return {"er_yield_params": list(det.er_parameters), "nr_yield_params": list(det.nr_parameters),
@@ -280,7 +281,7 @@ class XLZD:
 
     def _nest(self, det: Any, kind: str, energies: np.ndarray, pos: np.ndarray, field_v_cm: float,
               seed: int) -> tuple[np.ndarray, np.ndarray]:
-        import nestpy
+        nestpy = require("nestpy")
 
         inter = {"er": nestpy.interactions.beta, "nr": nestpy.interactions.NR}[kind]
         arr = nestpy.array.runNESTvec(det, inter, np.ascontiguousarray(energies, dtype=float),
@@ -321,7 +322,7 @@ class XLZD:
 
     def work_function_kev(self, det: Any) -> float:
         """NEST's W (keV per quantum) at the detector's liquid density."""
-        import nestpy
+        nestpy = require("nestpy")
 
         return float(nestpy.NESTcalc.WorkFunction(det.density_liquid, 131.293, True).Wq_eV) * 1e-3
 

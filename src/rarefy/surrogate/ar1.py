@@ -254,7 +254,7 @@ class AR1Surrogate(Surrogate):
         t0 = time.perf_counter()
         frame, fid, counts = self._rows(table)
         y, v = self._forward_y(frame["rate"].to_numpy(float, copy=True), frame["var"].to_numpy(float, copy=True), fid)
-        means, stds = standardise(y, fid, len(self.fidelities))
+        means, stds = standardise(y, fid, len(self.fidelities), v, log_scale=self.settings.output == "log")
         self._y_mean = torch.as_tensor(means, dtype=DTYPE)
         self._y_std = torch.as_tensor(stds, dtype=DTYPE)
         fid_t = torch.as_tensor(fid, dtype=torch.long)

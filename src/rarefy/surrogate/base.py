@@ -79,14 +79,42 @@ class RateNormal(MultivariateNormal):
         return diag.expand(self._batch_shape + self._event_shape).clamp_min(0.0)
 
 
-def standardise(y: np.ndarray, fid: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-fidelity mean and std (ddof 1) of ``y``; a constant or single-row fidelity gets std max(|mean|, 1)."""
-    means, stds = np.zeros(levels), np.ones(levels)
+def standardise(y: np.ndarray, fid: np.ndarray, levels: int, v: np.ndarray | None = None,
+                log_scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fidelity location and scale of the outputs ``y`` (fidelity index ``fid``), free of their units.
+
+    The location is the mean and the scale the standard deviation (ddof 1) of the
+    fidelity's values. Multiplying ``y`` (and ``v`` by the square) by any factor
+    multiplies the scales by it too: a rate of 1e-12 is standardised exactly as one of
+    1; no absolute floor is applied. A fidelity whose values do not spread (one row, or
+    equal values to rounding: a spread below ``1e-12 · |mean|``) takes, in order:
+
+    * ``|mean|`` (not with ``log_scale``, where the mean of a logarithm depends on the
+      unit of the rate),
+    * the root mean of its known noise variances ``v`` (output units²),
+    * for ``log_scale`` outputs (logarithms of rates), 1: a factor of e, free of the unit,
+    * otherwise (all values and noise exactly 0) the geometric mean of the other
+      fidelities' scales, or 1 when no fidelity has any scale.
+    """
+    means, stds = np.zeros(levels), np.full(levels, np.nan)
     for i in range(levels):
-        yi = y[fid == i]
+        sel = fid == i
+        yi = y[sel]
         means[i] = yi.mean()
-        sd = yi.std(ddof=1) if len(yi) > 1 else 0.0
-        stds[i] = sd if sd > 1e-12 * max(1.0, abs(means[i])) else max(abs(means[i]), 1.0)
+        sd = float(yi.std(ddof=1)) if len(yi) > 1 else 0.0
+        noise = float(np.sqrt(np.mean(v[sel]))) if v is not None and len(yi) else 0.0
+        if sd > 1e-12 * abs(means[i]):
+            stds[i] = sd
+        elif not log_scale and abs(means[i]) > 0:
+            stds[i] = abs(means[i])
+        elif noise > 0:
+            stds[i] = noise
+        elif log_scale:
+            stds[i] = 1.0
+    unknown = np.isnan(stds)
+    if unknown.any():
+        known = stds[~unknown]
+        stds[unknown] = float(np.exp(np.mean(np.log(known)))) if known.size else 1.0
     return means, stds
 
 

@@ -444,7 +444,7 @@ class PCESurrogate(Surrogate):
                       max_iter: int | None = None,
                       warm: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], float, int]:
         L = len(self.fidelities)
-        means, stds = standardise(y, fid, L)
+        means, stds = standardise(y, fid, L, v, log_scale=self.settings.output in ("log", "poisson"))
         z = (y - means[fid]) / stds[fid]
         vz = v / stds[fid] ** 2
         indices = total_degree_indices(self.space.dim, degree)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from ..optional import require
 from .base import EventBatch
 from .ft_transformer import FTTransformerBackend, FTTransformerOptions
 
@@ -139,7 +140,7 @@ class BDTFTTransformerBackend(FTTransformerBackend):
         self.encoding: PathEncoding | None = None
 
     def prepare(self, train: EventBatch) -> None:
-        import lightgbm as lgb
+        lgb = require("lightgbm")
 
         o = self.options
         y = np.asarray(train.y) >= 0.5
@@ -187,7 +188,7 @@ class BDTFTTransformerBackend(FTTransformerBackend):
         return {"booster": self.booster.model_to_string()}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        import lightgbm as lgb
+        lgb = require("lightgbm")
 
         self.booster = lgb.Booster(model_str=state["booster"])
         self._set_encoding()

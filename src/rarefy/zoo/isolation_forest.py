@@ -7,6 +7,11 @@ trees use ``max_samples`` events each anyway). The score is the anomaly score
 probability (``probabilistic = False``). Features are θ and φ as given (isolation trees
 split uniformly between a feature's minimum and maximum, so no scaling is needed);
 ``features: phi`` drops the θ columns.
+
+A saved backend is its settings (JSON) and the background events it was fitted on (a
+plain ``.npy`` array, read with ``allow_pickle=False``); loading refits the forest from
+them, which gives the same forest (same events, same ``random_state``). Nothing is
+unpickled, so a run directory from elsewhere cannot run code when it is loaded.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import joblib
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
@@ -52,6 +56,7 @@ class IsolationForestBackend:
         self.options = {"n_estimators": int(n_estimators), "max_samples": max_samples, "max_features": float(max_features),
                         "max_background": int(max_background), "features": features, "n_jobs": n_jobs}
         self.forest: IsolationForest | None = None
+        self.background: np.ndarray | None = None  # the events the forest was fitted on, (m, features)
         self.n_theta = 0
 
     def _x(self, events: EventBatch) -> np.ndarray:
@@ -66,14 +71,19 @@ class IsolationForestBackend:
         cap = self.options["max_background"]
         if len(bg) > cap:
             bg = np.sort(np.random.default_rng([self.seed, 11]).choice(bg, cap, replace=False))
-        self.forest = IsolationForest(n_estimators=self.options["n_estimators"], max_samples=self.options["max_samples"],
-                                      max_features=self.options["max_features"], random_state=self.seed,
-                                      n_jobs=self.options["n_jobs"])
-        self.forest.fit(self._x(train)[bg])
+        # float32: what the trees split on (scikit-learn's tree dtype), so saving it loses nothing
+        self._fit_forest(np.ascontiguousarray(self._x(train)[bg], dtype=np.float32))
         self.n_theta = train.n_theta
         if workdir is not None:
             self.save(Path(workdir))
         return self
+
+    def _fit_forest(self, background: np.ndarray) -> None:
+        self.forest = IsolationForest(n_estimators=self.options["n_estimators"], max_samples=self.options["max_samples"],
+                                      max_features=self.options["max_features"], random_state=self.seed,
+                                      n_jobs=self.options["n_jobs"])
+        self.forest.fit(background)
+        self.background = background
 
     def score(self, events: EventBatch) -> np.ndarray:
         """Anomaly score ``-score_samples`` per event (float64; higher = more anomalous)."""
@@ -82,22 +92,27 @@ class IsolationForestBackend:
         return -self.forest.score_samples(self._x(events)).astype(np.float64)
 
     def save(self, path: Path) -> None:
-        """``path/forest.joblib`` and ``path/backend.json``."""
-        if self.forest is None:
+        """``path/background.npy`` (the fitted background events, float32) and ``path/backend.json``."""
+        if self.forest is None or self.background is None:
             raise RuntimeError("fit the backend before saving")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path / "forest.joblib") as tmp:
-            joblib.dump(self.forest, tmp)
+        with atomic_path(path / "background.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, self.background, allow_pickle=False)
         with atomic_path(path / "backend.json") as tmp:
             tmp.write_text(json.dumps({"seed": self.seed, "options": self.options, "n_theta": self.n_theta}))
 
     @classmethod
     def load(cls, path: Path) -> "IsolationForestBackend":
-        """Read what :meth:`save` wrote (a joblib pickle: load only files you trust)."""
+        """Read what :meth:`save` wrote and refit the forest on the saved events (the same forest)."""
         path = Path(path)
         meta = json.loads((path / "backend.json").read_text())
         obj = cls(meta["seed"], **meta["options"])
-        obj.forest = joblib.load(path / "forest.joblib")
+        background = np.load(path / "background.npy", allow_pickle=False)
+        if background.dtype != np.float32 or background.ndim != 2:
+            raise ValueError(f"{path / 'background.npy'}: expected a 2-D float32 array, got {background.dtype} "
+                             f"{background.shape}")
+        obj._fit_forest(background)
         obj.n_theta = int(meta["n_theta"])
         return obj
