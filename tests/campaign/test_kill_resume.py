@@ -32,14 +32,18 @@ HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(HERE), os.environ.get("PYTHONPATH", "")])}
 
 
-def loop_config(tmp_path: Path, log: Path) -> Path:
-    """examples/moderator/run.yaml shrunk to seconds (sync executor), with the logging moderator."""
+def loop_config(tmp_path: Path) -> Path:
+    """examples/moderator/run.yaml shrunk to seconds (sync executor), with the logging moderator.
+
+    The simulator logs to ``sim.log`` in the working directory of ``rarefy run``
+    (:func:`rarefy_run` runs it in the config's folder), so every copy of the config is the same text.
+    """
     cfg = yaml.safe_load((ROOT / "examples" / "moderator" / "run.yaml").read_text())
     cfg["fidelities"][0]["events"] = 20_000
     cfg["fidelities"][1]["events"] = 20_000
     cfg["surrogate"]["restarts"] = 1
     cfg["surrogate"]["max_iter"] = 40
-    cfg["simulator"] = {"kind": "python", "target": "campaign_sims:LoggedModerator", "options": {"log": str(log), "sleep_s": 0.2}}
+    cfg["simulator"] = {"kind": "python", "target": "campaign_sims:LoggedModerator", "options": {"log": "sim.log", "sleep_s": 0.2}}
     cfg["campaign"]["runs"] = [{"fidelity": "lf", "runs": 8, "designs": "sobol"},
                                {"fidelity": "hf", "runs": 2, "designs": "lf"}]
     cfg["acquisition"].update(candidates=64, reference=16, starts=2, steps=4)
@@ -53,7 +57,12 @@ def loop_config(tmp_path: Path, log: Path) -> Path:
 
 def rarefy_run(cfg: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "rarefy.cli", "run", str(cfg), "--out", str(out)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=cfg.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def comparable(result: dict) -> dict:
+    """result.json without the moment it was written."""
+    return {**result, "provenance": {k: v for k, v in result["provenance"].items() if k != "created_utc"}}
 
 
 def finish(proc: subprocess.Popen) -> None:
@@ -111,7 +120,7 @@ class Reference:
 def reference(tmp_path_factory) -> Reference:
     tmp = tmp_path_factory.mktemp("reference")
     log = tmp / "sim.log"
-    cfg = loop_config(tmp, log)
+    cfg = loop_config(tmp)
     t0, start = time.monotonic(), time.time()
     finish(rarefy_run(cfg, tmp / "run"))
     wall = time.monotonic() - t0
@@ -119,7 +128,7 @@ def reference(tmp_path_factory) -> Reference:
     assert sorted(logged(log)) == sorted(runs["seed"])        # each run simulated exactly once
     first = float(log_lines(log)[0][4]) - start - 0.2
     last = (tmp / "run" / "result.json").stat().st_mtime - start
-    return Reference(json.loads((tmp / "run" / "result.json").read_text()), pd.read_parquet(tmp / "run" / "rates.parquet"),
+    return Reference(comparable(json.loads((tmp / "run" / "result.json").read_text())), pd.read_parquet(tmp / "run" / "rates.parquet"),
                      wall, (first, last))
 
 
@@ -133,7 +142,7 @@ def kill_and_resume(tmp_path: Path, reference: Reference, *, at_s: float = math.
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "sim.log"
-    cfg = loop_config(tmp_path, log)
+    cfg = loop_config(tmp_path)
     out = tmp_path / "run"
     proc = rarefy_run(cfg, out)
     t0 = time.monotonic()
@@ -160,7 +169,7 @@ def kill_and_resume(tmp_path: Path, reference: Reference, *, at_s: float = math.
     assert duplicates == 0, f"runs done before the kill were simulated again: {sorted(set(after) & done_at_kill)}"
     assert set(logged(log)) == set(runs["seed"])               # every run simulated, none lost
     assert max(Counter(after).values(), default=1) == 1         # and at most once after the kill
-    assert json.loads((out / "result.json").read_text()) == reference.result
+    assert comparable(json.loads((out / "result.json").read_text())) == reference.result
     pd.testing.assert_frame_equal(pd.read_parquet(out / "rates.parquet"), reference.rates)
     return {"killed": int(killed), "done_at_kill": len(done_at_kill), "logged_at_kill": n_logged_at_kill,
             "duplicates": duplicates, "runs": len(runs), "simulations": len(logged(log)),
