@@ -73,6 +73,15 @@ def test_sync_campaign_writes_rates(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "run" / "rates.parquet"), frame)
 
 
+def test_resume_removes_the_partial_shards_a_killed_worker_left(tmp_path):
+    run(toy_config(runs=2, hf_runs=0), tmp_path / "run")
+    partial = tmp_path / "run" / "events" / ".run-00001.parquet.k3x9.tmp"   # a shard write cut short by kill -9
+    partial.write_bytes(b"PAR1 half a file")
+    again = run(toy_config(runs=2, hf_runs=0), tmp_path / "run")
+    assert again.n_executed == 0 and not partial.exists()
+    assert sorted(p.name for p in (tmp_path / "run" / "events").iterdir()) == ["run-00000.parquet", "run-00001.parquet"]
+
+
 def test_different_config_on_same_run_dir_is_refused(tmp_path):
     run(toy_config(runs=2, hf_runs=0), tmp_path / "run")
     with pytest.raises(InputError, match="different campaign"):

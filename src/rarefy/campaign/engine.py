@@ -40,7 +40,8 @@ like any other; it never becomes a ``done`` run with ``n = 0``.
 * No run is lost: a worker that dies mid-run (killed, out of memory) has its run
   rescheduled by dask or retried by the driver; a driver killed at any moment (even
   ``kill -9``) leaves ``running`` rows that the next call runs again, and ``done`` runs
-  are never run again.
+  are never run again. The partial shard files a killed write leaves in ``events/`` are
+  removed when the campaign resumes.
 * External commands end with their run: on timeout (either timer), when a dask worker
   closes or is restarted (its :class:`rarefy.campaign.workers.CommandReaper` kills the
   commands it still runs), and on Ctrl-C of the driver. Only a ``kill -9`` of the process
@@ -295,6 +296,8 @@ def run_campaign(
     store = EventStore(run_dir)
     try:
         store.add_requests(requests)
+        if store.remove_partial_shards():
+            log.info("removed the partial event shards of runs a killed campaign left unfinished")
         requeued = store.requeue(("running", "failed") if retry_failed else ("running",))
         if requeued:
             log.info("resuming: %d unfinished runs go back to the queue", requeued)

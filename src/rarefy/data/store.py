@@ -130,6 +130,17 @@ class EventStore:
         """Write one run's events atomically (safe to call from a worker process)."""
         return events.to_parquet(EventStore.shard_path(run_dir, run_id))
 
+    def remove_partial_shards(self) -> int:
+        """Delete the temporary files of shard writes that a killed worker left in ``events/``.
+
+        Only safe while no worker writes into this run directory (the campaign engine calls
+        it before submitting runs; the jobs hold the run directory's lock). Returns how many.
+        """
+        partial = list(self.events_dir.glob(".*.parquet.*.tmp"))
+        for path in partial:
+            path.unlink(missing_ok=True)
+        return len(partial)
+
     def events(self, run_id: str) -> EventTable:
         """The events of one finished run."""
         return EventTable.read_parquet(self.shard_path(self.run_dir, run_id))
