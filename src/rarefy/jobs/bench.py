@@ -253,12 +253,14 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
     check_out_dir(out, "bench")
     bc, built = _prepare(cfg, source)
     with run_dir_lock(out, "rarefy bench", kind="bench"):
-        return _bench(cfg, path, source, bc, built, out, progress, t_wall, t_cpu)
+        return _bench(cfg, path, source, bc, built, out, progress, t_wall, t_cpu, tuple(overrides))
 
 
 def _bench(cfg: RunConfig, path: Path | None, source: str, bc: BenchConfig, built: list[tuple[str, Any, dict[str, Any]]],
-           out: Path, progress: Progress | None, t_wall: float, t_cpu: float) -> BenchResult:
-    """The work of :func:`bench` (its input checked, ``out`` locked)."""
+           out: Path, progress: Progress | None, t_wall: float, t_cpu: float,
+           overrides: tuple[str, ...] = ()) -> BenchResult:
+    """The work of :func:`bench` (its input checked, ``out`` locked; ``overrides`` re-applied when the
+    campaign is simulated from the config file)."""
     from ..threads import torch_threads
 
     seed = int(bc.seed if bc.seed is not None else cfg.seed)
