@@ -37,8 +37,12 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     path = Path(path)
     if not path.exists():
         raise InputError("config file not found", file=path)
+    if path.is_dir():
+        raise InputError("is a folder, expected a config file (YAML)", file=path)
     try:
         raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the config: {exc}", file=path) from None
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML: {exc}", file=path) from None
     if not isinstance(raw, dict):
@@ -84,6 +88,13 @@ def config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", so
         if sorted(design) != sorted(space.names):
             raise InputError(f"baseline.design must give exactly the parameters {space.names}, got {sorted(design)}",
                              file=source)
+        for p in space.parameters:  # checked here, not when the loop reaches its verification runs
+            if not p.low <= design[p.name] <= p.high:
+                raise InputError(f"baseline.design.{p.name}: {design[p.name]} is outside the bounds [{p.low}, {p.high}]",
+                                 file=source)
+        if not space.is_feasible(design)[0]:
+            raise InputError(f"baseline.design {design} violates an integer rule or a constraint "
+                             f"({'; '.join(space.constraints) or 'integers'})", file=source)
     return cfg
 
 

@@ -101,13 +101,21 @@ class EventStore:
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         self.run_dir = Path(run_dir).absolute()
         self.events_dir = self.run_dir / "events"
+        if self.events_dir.exists() and not self.events_dir.is_dir():
+            raise InputError("is a file, expected the folder of event shards", file=self.events_dir)
         self.events_dir.mkdir(parents=True, exist_ok=True)
         self.catalog_path = self.run_dir / "catalog.sqlite"
+        if self.catalog_path.is_dir():
+            raise InputError("is a folder, expected the run catalog (SQLite)", file=self.catalog_path)
         self._conn = sqlite3.connect(self.catalog_path, timeout=60.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        self._conn.commit()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+            self._conn.commit()
+        except sqlite3.DatabaseError as exc:  # not a database, a corrupt one, or another program's
+            self._conn.close()
+            raise InputError(f"cannot open the run catalog: {exc}", file=self.catalog_path) from None
 
     def close(self) -> None:
         """Close the catalog connection."""

@@ -60,6 +60,7 @@ from .metrics import expected_calibration_error, pr_auc
 from ..nn.mixup import Mixup
 from .models import CNP, build_model
 from .normalize import Normalizer, PhiMoments
+from ..nn.checkpoint import load_checkpoint
 from ..nn.early_stopping import EarlyStopping
 from ..nn.sampling import Phase, PositiveStream, Schedule, regular_batches
 from ..nn.schedule import lr_factor
@@ -372,12 +373,16 @@ def load_model(path: str | os.PathLike[str]) -> tuple[CNP, Normalizer, DenoiseCo
         path = path / MODEL
     if not path.exists():
         raise InputError("denoiser model not found", file=path)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = DenoiseConfig.model_validate_json(payload["config"])
-    model = model_from_config(cfg, *payload["dims"])
-    model.load_state_dict(payload["model"])
+    payload = load_checkpoint(path)
+    try:
+        cfg = DenoiseConfig.model_validate_json(payload["config"])
+        model = model_from_config(cfg, *payload["dims"])
+        model.load_state_dict(payload["model"])
+        normalizer = Normalizer.from_state_dict(payload["normalizer"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a foreign or edited file
+        raise InputError(f"not a saved denoiser: {type(exc).__name__}: {exc}", file=path) from None
     model.eval()
-    return model, Normalizer.from_state_dict(payload["normalizer"]), cfg
+    return model, normalizer, cfg
 
 
 

@@ -25,7 +25,7 @@ from scipy.stats import truncnorm
 from ..config import InferConfig, RunConfig, as_config
 from ..data.rundir import SURROGATE_DIR, write_config
 from ..errors import InputError
-from ..io import atomic_path, staged_run_dir, write_json
+from ..io import atomic_path, check_output, staged_run_dir, write_json
 from ..space import DesignSpace
 from .likelihood import RateLikelihood
 from .rates import FullRateModel, SimpleRateModel
@@ -190,6 +190,7 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
     if cfg.infer is None:
         raise InputError("the config has no 'infer' section", file=source)
     icfg = cfg.infer
+    check_output(out, folder=True)
     sur = surrogate if surrogate is not None else _surrogate(cfg)
     post = make_posterior(cfg, sur)
     seed = cfg.seed if icfg.seed is None else icfg.seed

@@ -48,7 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..io import write_json
+from ..io import check_output, write_json
 from ..config import BenchConfig, RunConfig, as_config
 from ..errors import InputError
 from ..zoo.base import EventBatch
@@ -247,7 +247,7 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
     source = "<config>" if path is None else str(path)
     bc, built = _prepare(cfg, source)
     seed = int(bc.seed if bc.seed is not None else cfg.seed)
-    out = Path(out).absolute()
+    out = check_output(Path(out).absolute(), folder=True)
     out.mkdir(parents=True, exist_ok=True)
     fids = list(bc.fidelities or [cfg.fidelity_names[0]])
 

@@ -37,7 +37,6 @@ All input checks (config, run directory, events, φ columns) run before any trai
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -56,7 +55,7 @@ from ..data.rundir import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, P
     write_config, write_rates
 from ..data.store import EventStore
 from ..errors import InputError
-from ..io import write_json
+from ..io import read_json, write_json
 from ..space import DesignSpace
 
 if TYPE_CHECKING:
@@ -339,7 +338,7 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
         if not (out / PIPELINE).exists() or not (out / CONFIG).exists():
             raise InputError("no trained denoiser here; run 'rarefy train CONFIG --run RUN_DIR' first", file=run_dir)
         cfg = load_config(out / CONFIG)
-        meta = json.loads((out / PIPELINE).read_text())
+        meta = read_json(out / PIPELINE)
         space = cfg.space.build()
         runs = store.runs(states=("done",))
         if runs.empty:

@@ -31,7 +31,7 @@ from ..data.rates import RateTable
 from ..data.rundir import FIT, SURROGATE_DIR, read_config, write_config, write_training_rates
 from ..errors import InputError
 from ..report.calibration import calibration_plot
-from ..io import staged_run_dir, write_json
+from ..io import check_output, staged_run_dir, write_json
 from ..surrogate import AR1Surrogate
 from ..surrogate import factory as surrogate_factory
 from ..diagnostics.validation import CVResult, cross_validate, metrics, predict_table
@@ -66,6 +66,7 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
     when everything succeeded.
     """
     cfg, _ = as_config(config)
+    check_output(out, folder=True)
     table = load_rate_table(cfg)
     sur = build_surrogate(cfg).fit(table)
     cv_result = None
@@ -114,6 +115,8 @@ def validate(run_dir: str | os.PathLike[str], data: str | os.PathLike[str],
     """
     run_dir = Path(run_dir)
     cfg = read_config(run_dir, fitted=True)
+    if json_out is not None:
+        check_output(json_out, folder=False)
     table = load_rate_table(cfg, paths=[Path(data)], fidelities=[cfg.target], strict=False)
     from ..surrogate.factory import load_surrogate
 

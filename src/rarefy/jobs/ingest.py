@@ -31,6 +31,7 @@ from ..config import RunConfig
 from ..data.rates import count_variance
 from ..data.readers import read_frame
 from ..errors import InputError, fmt_value
+from ..io import read_parquet
 from ..data.rundir import INGESTED, read_config, write_ingested
 
 __all__ = ["IngestResult", "ingest", "run_simulator"]
@@ -165,7 +166,7 @@ def ingest(run_dir: str | os.PathLike[str], files: Sequence[str | os.PathLike[st
                          column="run_id", row=int(new["_row"].iloc[i]))
     cols = [*space.names, "fidelity", "rate", "var", "k", "n", "cost_cpu_h", "run_id"]
     target = run_dir / INGESTED
-    old = pd.read_parquet(target) if target.exists() else pd.DataFrame(columns=cols)
+    old = read_parquet(target) if target.exists() else pd.DataFrame(columns=cols)
     known = old.set_index("run_id") if len(old) else None
     keep = np.ones(len(new), dtype=bool)
     for i, rid in enumerate(new["run_id"]):

@@ -17,6 +17,7 @@ from ..config import RunConfig, as_config
 from ..data.rundir import write_config
 from ..data.store import RunRequest
 from ..errors import InputError
+from ..io import check_output
 from ..space import DesignSpace
 
 __all__ = ["simulate", "campaign_requests", "simulator_spec"]
@@ -51,7 +52,7 @@ def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[
     if cfg.simulator is None or cfg.campaign is None:
         raise InputError("the config needs 'simulator' and 'campaign' sections to simulate", file=source)
     config_dir = source.absolute().parent if source is not None else Path.cwd()
-    out = Path(out).absolute()
+    out = check_output(Path(out).absolute(), folder=True)
     out.mkdir(parents=True, exist_ok=True)
     space = cfg.space.build()
     spec = simulator_spec(cfg, config_dir, out)
