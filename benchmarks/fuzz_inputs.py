@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
-import logging
 import shutil
 import signal
 import sys
@@ -36,7 +35,6 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("-v", "--verbose", action="store_true", help="print each breach to stderr")
     args = parser.parse_args()
-    logging.disable(logging.CRITICAL)
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: where a slow case spends its time
     ws = make_workspace()
     tally = Tally()
@@ -49,6 +47,9 @@ def main() -> None:
         problem = run_case(data, ws, tally)
         if problem is not None and args.verbose:
             print(problem, file=sys.stderr)
+        if args.verbose and tally.cases % 100 == 0:
+            print(f"-- {tally.cases} cases, {tally.tracebacks} breaches, {time.perf_counter() - start:.0f} s",
+                  file=sys.stderr)
 
     try:
         fuzz()

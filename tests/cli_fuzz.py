@@ -202,7 +202,7 @@ def shrink(name: str, tree: dict) -> dict:
 
 
 class Workspace:
-    """A folder with copies of the example data and, built once, a fitted and a simulated run directory."""
+    """A folder with copies of the example data and, built once, a fitted, a simulated and a denoised run directory."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -227,6 +227,14 @@ class Workspace:
         self.simulated = base / "simulated"
         cfg = self.config("moderator/run.yaml")
         out = invoke(["simulate", self.write_config(cfg, base / "moderator.yaml"), "--out", self.simulated])
+        assert out.exit_code == 0, out.stderr + (out.trace or "")
+        self.denoised = base / "denoised"
+        shutil.copytree(self.simulated, self.denoised)
+        cfg["denoise"] = {"model": {"encoder": [8], "decoder": [8]}, "epochs": 1, "batch_size": 256,
+                          "batches_per_epoch": 2, "context_size": 8, "context_per_batch": 64, "min_context": 2,
+                          "split": [0.5, 0.5, 0.0], "tensorboard": False, "progress": False, "device": "cpu",
+                          "early_stopping": {"enabled": False}}
+        out = invoke(["train", self.write_config(cfg, base / "denoise.yaml"), "--run", self.denoised])
         assert out.exit_code == 0, out.stderr + (out.trace or "")
 
     def config(self, name: str) -> dict:
@@ -348,7 +356,9 @@ def case_table(data: st.DataObject, ws: Workspace, folder: Path) -> Outcome:
     tree["data"]["paths"] = [str(table), str(ws.data / HELDOUT_CSV)]
     path = ws.write_config(tree, folder / "legend.yaml")
     if data.draw(st.booleans(), label="as validation data"):
-        return invoke(["validate", ws.fitted, table, "--json", folder / "v.json"])
+        run = folder / "fitted"  # validate writes its plot into the run directory: never into the shared one
+        shutil.copytree(ws.fitted, run)
+        return invoke(["validate", run, table, "--json", folder / "v.json"])
     return invoke(["fit", path, "--out", folder / "run"])
 
 
@@ -376,15 +386,17 @@ def _corrupt(data: st.DataObject, path: Path) -> None:
 
 
 def case_rundir(data: st.DataObject, ws: Workspace, folder: Path) -> Outcome:
-    """A fitted or simulated run directory with one file broken, then a command that reads it."""
-    kind = data.draw(st.sampled_from(["fitted", "simulated"]), label="run dir")
-    run = folder / kind
+    """A fitted, simulated or denoised run directory with one file broken (or none), then a command that reads it."""
+    kind = data.draw(st.sampled_from(["fitted", "simulated", "denoised"]), label="run dir")
+    run = folder / "run"
     shutil.copytree(getattr(ws, kind), run)
     entries = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
     if data.draw(st.integers(0, 5), label="intact") > 0:
         _corrupt(data, run / data.draw(st.sampled_from(entries), label="entry"))
     if kind == "fitted":
         cmd = data.draw(st.sampled_from(["validate", "optimize", "suggest", "report", "ingest"]), label="command")
+    elif kind == "denoised":
+        cmd = data.draw(st.sampled_from(["denoise", "train", "simulate"]), label="command")
     else:
         cmd = data.draw(st.sampled_from(["simulate", "suggest", "ingest", "denoise", "report", "fit_rundir"]),
                         label="command")
@@ -398,6 +410,8 @@ def case_rundir(data: st.DataObject, ws: Workspace, folder: Path) -> Outcome:
         return invoke(["report", run])
     if cmd == "denoise":
         return invoke(["denoise", run])
+    if cmd == "train":
+        return invoke(["train", ws.base / "denoise.yaml", "--run", run])
     if cmd == "simulate":
         return invoke(["simulate", ws.base / "moderator.yaml", "--out", run])
     if cmd == "fit_rundir":
@@ -447,7 +461,44 @@ def case_options(data: st.DataObject, ws: Workspace, folder: Path) -> Outcome:
     return invoke(["report", where])
 
 
-CASES = {"config": case_config, "table": case_table, "rundir": case_rundir, "options": case_options}
+def case_ingest(data: st.DataObject, ws: Workspace, folder: Path) -> Outcome:
+    """``rarefy ingest`` of a mutated run file (θ, fidelity, k, n) or event file (θ, fidelity, outcome, run_id)."""
+    rates = pd.read_parquet(ws.simulated / "rates.parquet")
+    names = ["radius", "thickness", "npanels", "theta", "length"]
+    if data.draw(st.booleans(), label="events"):
+        rows = rates.loc[rates.index.repeat(3), names + ["fidelity"]].reset_index(drop=True)
+        rows["outcome"] = [0, 1, 0] * len(rates)
+        rows["run_id"] = [f"ext-{i // 3}" for i in range(len(rows))]
+    else:
+        rows = rates[names + ["fidelity", "k", "n"]].reset_index(drop=True)
+        rows["run_id"] = [f"ext-{i}" for i in range(len(rows))]
+    columns = list(rows.columns)
+    for _ in range(data.draw(st.integers(0, 2), label="mutations")):
+        op = data.draw(st.sampled_from(["drop", "cell", "dup", "fidelity"]), label="ingest op")
+        if op == "drop":
+            rows = rows.drop(columns=[data.draw(st.sampled_from(columns), label="column")], errors="ignore")
+        elif op == "cell" and len(rows.columns):
+            col = data.draw(st.sampled_from(list(rows.columns)), label="column")
+            rows[col] = rows[col].astype(object)
+            bad = data.draw(st.sampled_from(BAD_VALUES[:12] + [-1, 0, 2, 10**30, float("nan"), 1e300, 3.5]), label="cell")
+            rows.at[data.draw(st.integers(0, len(rows) - 1), label="row"), col] = bad
+        elif op == "dup":
+            rows = pd.concat([rows, rows.iloc[:1]], ignore_index=True)
+        elif op == "fidelity" and "fidelity" in rows.columns:
+            rows["fidelity"] = data.draw(st.sampled_from(["hf-cnp", "xx", "", "lf "]), label="fidelity")
+    suffix = data.draw(st.sampled_from([".csv", ".parquet", ".txt", ".h5"]), label="suffix")
+    path = folder / f"runs{suffix}"
+    if suffix == ".parquet":
+        rows.astype({c: str for c in rows.columns if rows[c].dtype == object}).to_parquet(path)
+    else:
+        rows.to_csv(path, index=False)
+    run = folder / "sim"
+    shutil.copytree(ws.simulated, run)
+    return invoke(["ingest", run, path])
+
+
+CASES = {"config": case_config, "table": case_table, "rundir": case_rundir, "options": case_options,
+         "ingest": case_ingest}
 
 
 def run_case(data: st.DataObject, ws: Workspace, tally: Tally | None = None) -> str | None:

@@ -32,6 +32,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..errors import InputError
 from ..space import DesignSpace
@@ -137,6 +139,17 @@ class EventStore:
     def write_shard(run_dir: str | os.PathLike[str], run_id: str, events: EventTable) -> Path:
         """Write one run's events atomically (safe to call from a worker process)."""
         return events.to_parquet(EventStore.shard_path(run_dir, run_id))
+
+    @staticmethod
+    def shard_columns(run_dir: str | os.PathLike[str], run_id: str) -> list[str]:
+        """The column names of one run's event shard (read from its Parquet schema, not its data)."""
+        path = EventStore.shard_path(run_dir, run_id)
+        if not path.is_file():
+            raise InputError("event shard not found (or not a file)", file=path)
+        try:
+            return list(pq.read_schema(path).names)
+        except (OSError, ValueError, pa.ArrowException) as exc:  # pyarrow: ArrowInvalid is a ValueError
+            raise InputError(f"cannot read Parquet events: {exc}", file=path) from None
 
     def events(self, run_id: str) -> EventTable:
         """The events of one finished run."""

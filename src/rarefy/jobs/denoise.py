@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ..config import DenoiseConfig, RunConfig, as_config, load_config
 from ..data.events import EventTable
@@ -160,7 +159,7 @@ def _check_phi(store: EventStore, run_ids: Sequence[str], phi: list[str] | None)
                          file=EventStore.shard_path(store.run_dir, run_ids[0]))
     for rid in run_ids:
         path = EventStore.shard_path(store.run_dir, rid)
-        cols = pq.read_schema(path).names
+        cols = EventStore.shard_columns(store.run_dir, rid)
         missing = [c for c in names if c not in cols]
         if missing:
             raise InputError(f"events lack the φ column(s) {missing} named in denoise.phi "
@@ -246,6 +245,13 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
         if theta_names != list(space.names):
             raise InputError(f"event θ columns {theta_names} do not match the config's design space {space.names}",
                              file=EventStore.shard_path(run_dir, pool[0]))
+        from ..denoise.train import CHECKPOINT
+        from ..nn.checkpoint import load_checkpoint
+
+        read_rates(run_dir)  # the files written after training must be readable now, not after the work
+        for member_out in member_dirs(run_dir / DENOISE_DIR, dcfg.ensemble):
+            if (member_out / CHECKPOINT).exists():
+                load_checkpoint(member_out / CHECKPOINT)
 
         from ..denoise import split_runs
         from ..denoise import train as train_cnp
@@ -352,6 +358,7 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
         todo = sorted(r for r, f in fid_of.items() if f in wanted)
         phi = list(meta["phi"])
         _check_phi(store, todo, phi)
+        read_rates(run_dir)  # written after scoring: must be readable now, not after the work
 
         from ..denoise import aggregate_frame, average_scores, load_model, score
         from ..denoise.train import resolve_device

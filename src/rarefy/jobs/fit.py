@@ -67,12 +67,12 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
     """
     cfg, _ = as_config(config)
     check_output(out, folder=True)
+    if cv is not None and cv < 2:
+        raise InputError(f"--cv must be at least 2, got {cv}")
     table = load_rate_table(cfg)
     sur = build_surrogate(cfg).fit(table)
     cv_result = None
     if cv is not None:
-        if cv < 2:
-            raise InputError(f"--cv must be at least 2, got {cv}")
         cv_result = cross_validate(lambda: build_surrogate(cfg), table, cfg.target, k=cv, seed=cfg.seed,
                                    tolerance=cfg.cv_design_tolerance, progress=progress)
     with staged_run_dir(out) as stage:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..campaign import CampaignResult, SimulatorSpec, build_simulator, plan_requests, run_campaign
 from ..config import RunConfig, as_config
-from ..data.rundir import write_config
+from ..data.rundir import read_rates, write_config
 from ..data.store import RunRequest
 from ..errors import InputError
 from ..io import check_output
@@ -57,6 +57,7 @@ def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[
     space = cfg.space.build()
     spec = simulator_spec(cfg, config_dir, out)
     requests = campaign_requests(cfg, build_simulator(spec), space)
+    read_rates(out)  # merged with the new runs at the end: a broken one fails now, before any simulation
     write_config(out, cfg)
     return run_campaign(requests, spec, out, space, campaign=cfg.campaign, retry_failed=retry_failed,
                         progress=progress)
