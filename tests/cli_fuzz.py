@@ -43,6 +43,7 @@ HELDOUT_CSV = "Ge77_rates_new_samples_v1.6.csv"
 CONFIGS = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.glob("*/*.yaml"))
 FIT_CONFIGS = ("legend/legend.yaml", "legend/resum.yaml")
 SIM_CONFIGS = ("moderator/simulate.yaml", "moderator/run.yaml", "xlzd/run.yaml")
+INFER_CONFIGS = ("bbh/infer.yaml", "bbh/infer-full.yaml")
 
 #: replacement values: wrong types, negatives, zeros, huge numbers, NaN and infinity, empty and odd strings
 BAD_VALUES: list[Any] = [
@@ -193,6 +194,9 @@ def shrink(name: str, tree: dict) -> dict:
                        ("optimize", {"candidates": 32, "starts": 1, "steps": 2})):
         if isinstance(tree.get(key), dict) or key not in tree:
             tree[key] = {**(tree.get(key) or {}), **small}
+    if name in INFER_CONFIGS:
+        tree["infer"].update(walkers=8, steps=30, burn=10, thin=1)
+        tree["surrogate"].update(max_degree=1, cv_folds=2)
     if name in SIM_CONFIGS:
         fids = [f["name"] for f in tree["fidelities"]]
         tree["campaign"]["runs"] = [{"fidelity": fids[0], "runs": 3, "events": 300, "designs": "sobol"},
@@ -272,6 +276,17 @@ def cheap(tree: dict) -> bool:
         return False
 
 
+def cheap_infer(tree: dict) -> bool:
+    """Whether a (valid) mutated inference config samples a short chain with a small surrogate."""
+    try:
+        icfg, scfg = tree["infer"], tree.get("surrogate") or {}
+        return (int(icfg.get("walkers", 32)) * int(icfg.get("steps", 3000)) <= 2000
+                and int(scfg.get("max_degree", 4)) <= 2 and int(scfg.get("degree") or 0) <= 2
+                and int(scfg.get("restarts", 5)) <= 2 and int((icfg.get("full") or {}).get("grid", 16)) <= 64)
+    except Exception:  # noqa: BLE001 - a config this check cannot read is not run
+        return False
+
+
 def validate_only(path: Path) -> None:
     """What a slow job checks before any work: the config, and a campaign's run plan."""
     from rarefy.config import load_config
@@ -301,9 +316,13 @@ def case_config(data: st.DataObject, ws: Workspace, folder: Path) -> Outcome:
             args += ["--cv", data.draw(st.sampled_from([3, 2, 1, 0, -5, 10**6]), label="k")]
         return invoke(args)
     first = call(validate_only, path)
-    if first.exit_code != 0 or name not in SIM_CONFIGS or not isinstance(tree, dict) or not cheap(tree):
+    if first.exit_code != 0 or not isinstance(tree, dict):
         return first
-    return invoke(["simulate", path, "--out", out])
+    if name in INFER_CONFIGS and cheap_infer(tree):
+        return invoke(["infer", path, "--out", out])
+    if name in SIM_CONFIGS and cheap(tree):
+        return invoke(["simulate", path, "--out", out])
+    return first
 
 
 def case_table(data: st.DataObject, ws: Workspace, folder: Path) -> Outcome:

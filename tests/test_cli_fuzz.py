@@ -27,7 +27,7 @@ def fuzz(max_examples: int):
                     phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
 
 
-@fuzz(60)
+@fuzz(100)
 @given(data=st.data())
 def test_hostile_input_gives_one_line_or_success(workspace: Workspace, data: st.DataObject) -> None:
     problem = run_case(data, workspace)

@@ -31,6 +31,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     file is removed and ``path`` is left untouched.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError("is a folder, expected a file", file=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
+#: the files :func:`train` writes into its ``out`` folder
+OUTPUT_FILES = (CHECKPOINT, MODEL, "history.json", "split.json")
 _BANK_TAG = 1
 _SCORE_BATCH = 16384
 
@@ -479,8 +481,8 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
                          normalizer=s.normalizer, split=s.split, config=cfg, seed=seed, out=out_dir)
     if out_dir is not None and state.finished:
         save_model(out_dir / MODEL, model, s.normalizer, cfg, seed)
-        write_json(out_dir / "history.json", state.history)
-        write_json(out_dir / "split.json", {"train": s.split[0], "val": s.split[1], "test": s.split[2]})
+        write_json(out_dir / OUTPUT_FILES[2], state.history)
+        write_json(out_dir / OUTPUT_FILES[3], {"train": s.split[0], "val": s.split[1], "test": s.split[2]})
     return result
 
 

@@ -54,7 +54,7 @@ from ..data.rundir import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, P
     write_config, write_rates
 from ..data.store import EventStore
 from ..errors import InputError
-from ..io import read_json, write_json
+from ..io import check_output, read_json, write_json
 from ..space import DesignSpace
 
 if TYPE_CHECKING:
@@ -245,11 +245,16 @@ def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os
         if theta_names != list(space.names):
             raise InputError(f"event θ columns {theta_names} do not match the config's design space {space.names}",
                              file=EventStore.shard_path(run_dir, pool[0]))
-        from ..denoise.train import CHECKPOINT
+        from ..denoise.train import CHECKPOINT, OUTPUT_FILES
         from ..nn.checkpoint import load_checkpoint
 
-        read_rates(run_dir)  # the files written after training must be readable now, not after the work
+        # what is read or written after training must be usable now, not after the work
+        read_rates(run_dir)
+        for name in (CONFIG, PIPELINE):
+            check_output(run_dir / DENOISE_DIR / name, folder=False)
         for member_out in member_dirs(run_dir / DENOISE_DIR, dcfg.ensemble):
+            for name in OUTPUT_FILES:
+                check_output(member_out / name, folder=False)
             if (member_out / CHECKPOINT).exists():
                 load_checkpoint(member_out / CHECKPOINT)
 
@@ -358,7 +363,8 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
         todo = sorted(r for r, f in fid_of.items() if f in wanted)
         phi = list(meta["phi"])
         _check_phi(store, todo, phi)
-        read_rates(run_dir)  # written after scoring: must be readable now, not after the work
+        read_rates(run_dir)  # written after scoring: must be readable and writable now, not after the work
+        check_output(out / CNP_RATES, folder=False)
 
         from ..denoise import aggregate_frame, average_scores, load_model, score
         from ..denoise.train import resolve_device
