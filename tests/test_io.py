@@ -12,6 +12,8 @@ def test_check_output_accepts_new_and_existing_locations(tmp_path):
     assert not (tmp_path / "new").exists()  # nothing is created
     check_output(tmp_path, folder=True)
     check_output(tmp_path / "out.json", folder=False)
+    (tmp_path / "old.json").write_text("{}")
+    check_output(tmp_path / "old.json", folder=False)  # an existing file is replaced
 
 
 @pytest.mark.parametrize("where, folder, needle", [

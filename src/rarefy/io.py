@@ -98,7 +98,7 @@ def check_output(path: str | os.PathLike[str], *, folder: bool) -> Path:
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         raise InputError("is a folder, expected a file" if not folder else "exists and is not a folder", file=path)
-    ancestor = path if path.exists() else path.parent
+    ancestor = path if folder and path.exists() else path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
