@@ -209,7 +209,7 @@ class Surrogate(JointModel):
         counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
         empty = [n for n, c in counts.items() if c == 0]
         if empty:
-            raise ValueError(f"no rows for fidelities {empty}")
+            raise InputError(f"the rate table has no rows for fidelities {empty}")
         return frame, fid, counts
 
     # ----------------------------------------------------------------- botorch
