@@ -95,3 +95,15 @@ def test_corrupt_run_directory_file_is_named(workspace: Workspace, tmp_path, kin
     assert out.exit_code == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and file in lines[0], out.stderr
+
+
+def test_poisson_surrogate_without_event_counts_is_one_line(workspace: Workspace, tmp_path):
+    import yaml
+
+    cfg = yaml.safe_load((workspace.base / "legend.yaml").read_text())
+    cfg["surrogate"] = {"kind": "pce", "output": "poisson", "max_degree": 1, "cv_folds": 2}
+    path = tmp_path / "poisson.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = invoke(["fit", path, "--out", tmp_path / "run"])
+    assert out.trace is None, out.trace
+    assert out.exit_code == 2 and "surrogate.output: poisson needs" in out.stderr, out.stderr
