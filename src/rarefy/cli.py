@@ -23,7 +23,9 @@ Every command that reads a CONFIG takes ``--set KEY=VALUE`` (repeatable): dotted
 validated (:mod:`rarefy.config.load`; Python: the jobs' ``overrides=[...]``).
 
 Bad input (a missing column, a NaN, an unknown fidelity, ...) prints one line naming
-the file, column and row to stderr and exits with code 2.
+the file, column and row to stderr and exits with code 2. As a last resort, a file-system
+error that no reader turned into such a line (it names its path) and running out of
+memory end the same way; any other exception is a bug and shows its traceback.
 
 Logging: rarefy's INFO messages by default; ``-v`` adds rarefy's DEBUG messages and the
 INFO messages of other libraries (dask's scheduler and workers, ...), ``-vv`` everything.
@@ -52,14 +54,26 @@ err_console = Console(stderr=True)
 
 
 class Commands(TyperGroup):
-    """rarefy's commands: an :class:`InputError` becomes one line on stderr and exit code 2."""
+    """rarefy's commands: an :class:`InputError` becomes one line on stderr and exit code 2.
+
+    So do, as a backstop behind the readers' own checks, an ``OSError`` that names a path
+    (missing, unreadable or unwritable file or folder) and a ``MemoryError``.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InputError as exc:
-            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            message = str(exc)
+        except OSError as exc:
+            if exc.filename is None:  # not about a path: a bug or the system, keep the traceback
+                raise
+            where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+            message = f"{where}: {exc.strerror or exc}"
+        except MemoryError:
+            message = "out of memory: the config or options ask for more than this machine has; lower the sizes"
+        err_console.print(f"error: {' '.join(message.split())}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
 
 
 app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True,

@@ -96,7 +96,8 @@ def test_train_then_denoise_cli(simulated, tmp_path):
     rarefy.RateTable(first, rarefy.load_config(cfg).space.build())          # a valid RateTable
 
     # re-running replaces the -cnp rows (same values: deterministic scoring), never duplicates
-    assert runner.invoke(app, ["denoise", str(run)]).exit_code == 0
+    res = runner.invoke(app, ["denoise", str(run)])
+    assert res.exit_code == 0, res.output
     second = pd.read_parquet(run / "rates.parquet")
     assert len(second) == len(first)
     pd.testing.assert_frame_equal(second.sort_values(["fidelity", "run_id"]).reset_index(drop=True),

@@ -250,7 +250,7 @@ def test_fit_checks_out_and_cv_before_fitting(legend_dir, tmp_path, monkeypatch)
     with pytest.raises(InputError, match="--cv must be at least 2, got 1"):
         fit(cfg, tmp_path / "run", cv=1)
     (tmp_path / "afile").write_text("mine")
-    with pytest.raises(InputError, match="the output is a file, not a run directory"):
+    with pytest.raises(InputError, match="afile: exists and is not a folder"):
         fit(cfg, tmp_path / "afile")
     assert (tmp_path / "afile").read_text() == "mine"
     with pytest.raises(InputError, match="not a rarefy run directory"):

@@ -90,9 +90,34 @@ from .fidelity import FidelityPlan, RunNoise
 from .ivr import IntegratedVarianceReduction, MaxVarianceReduction
 from .pending import KrigingBeliever
 
-__all__ = ["Proposal", "Acquisition", "propose", "proposals_frame"]
+__all__ = ["Proposal", "Acquisition", "propose", "proposals_frame", "proposable_fidelities"]
 
 log = logging.getLogger(__name__)
+
+
+def proposable_fidelities(plans: Mapping[str, FidelityPlan], names: Sequence[str], target: str, *, cost_aware: bool,
+                          fidelities: Sequence[str] | None = None) -> list[str]:
+    """The fidelities an acquisition may propose runs at; raises :class:`InputError` when one lacks what it needs.
+
+    Cost-aware: ``fidelities`` (default: every one of ``names`` with events per run), each
+    with a number of events and a finite positive nominal cost; otherwise the ``target``
+    alone, with a number of events. Needs only the config, so jobs call it before fitting.
+    """
+    if cost_aware:
+        allowed = list(fidelities) if fidelities else [f for f in names if plans.get(f) and plans[f].events > 0]
+    else:
+        allowed = [target]
+    if not allowed:
+        raise InputError("no fidelity can be proposed: none has a number of events per run (set "
+                         "acquisition.events or the fidelities' 'events')")
+    for f in allowed:
+        plan = plans.get(f)
+        if plan is None or plan.events < 1:
+            raise InputError(f"fidelity {f!r} has no events per run: set acquisition.events.{f} or the fidelity's 'events'")
+        if cost_aware and not (math.isfinite(plan.cost_cpu_h) and plan.cost_cpu_h > 0):
+            raise InputError(f"cost-aware acquisition needs the nominal cost of fidelity {f!r}: set its "
+                             "'cost_cpu_h_per_event' (or 'cost_cpu_h' per run), or acquisition.cost_aware: false")
+    return allowed
 
 KINDS = ("ivr", "maxvar", "ei", "lcb")
 N_CENTERS = 4  # local candidates are drawn around this many best observed designs
@@ -161,21 +186,8 @@ class Acquisition:
         self.names = list(surrogate.fidelities)
         self.t_idx = self.names.index(self.target)
         self.plans = dict(plans)
-        if cost_aware:
-            allowed = list(fidelities) if fidelities else [f for f in self.names if self.plans.get(f) and self.plans[f].events > 0]
-        else:
-            allowed = [self.target]
-        if not allowed:
-            raise InputError("no fidelity can be proposed: none has a number of events per run (set "
-                             "acquisition.events or the fidelities' 'events')")
-        for f in allowed:
-            plan = self.plans.get(f)
-            if plan is None or plan.events < 1:
-                raise InputError(f"fidelity {f!r} has no events per run: set acquisition.events.{f} or the fidelity's 'events'")
-            if cost_aware and not (math.isfinite(plan.cost_cpu_h) and plan.cost_cpu_h > 0):
-                raise InputError(f"cost-aware acquisition needs the nominal cost of fidelity {f!r}: set its "
-                                 "'cost_cpu_h_per_event' (or 'cost_cpu_h' per run), or acquisition.cost_aware: false")
-        self.allowed = allowed
+        self.allowed = proposable_fidelities(self.plans, self.names, self.target, cost_aware=cost_aware,
+                                             fidelities=fidelities)
         self.nugget = {f: self.sur.noise_variance(f) for f in self.names}
         if reference is None and kind == "ivr":
             reference = self.space.sample(n_reference, method="sobol", seed=seed + 7919).to_numpy(dtype=float)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import ConfigModel
+from .base import MAX_PARALLEL, MAX_SAMPLES, MAX_SEED, ConfigModel
 
 __all__ = ["BenchBackendConfig", "BenchImbalanceConfig", "BenchConfig"]
 
@@ -50,7 +50,8 @@ class BenchImbalanceConfig(ConfigModel):
     """
 
     rate: float = Field(gt=0, lt=1)
-    min_positives: list[int] = Field(default_factory=lambda: [5, 2, 5], min_length=3, max_length=3)
+    min_positives: list[Annotated[int, Field(ge=0, le=MAX_SAMPLES)]] = Field(default_factory=lambda: [5, 2, 5],
+                                                                            min_length=3, max_length=3)
 
 
 class BenchConfig(ConfigModel):
@@ -70,11 +71,11 @@ class BenchConfig(ConfigModel):
     phi: list[str] | None = Field(default=None, min_length=1)
     split: list[float] = Field(default_factory=lambda: [0.7, 0.1, 0.2], min_length=3, max_length=3)
     imbalance: BenchImbalanceConfig | None = None
-    ece_bins: int = Field(default=15, ge=1)
+    ece_bins: int = Field(default=15, ge=1, le=MAX_SAMPLES)
     ece_binning: Literal["mass", "width"] = "mass"
-    threads: int = Field(default=1, ge=1)
+    threads: int = Field(default=1, ge=1, le=MAX_PARALLEL)
     save_models: bool = True
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _check(self) -> "BenchConfig":

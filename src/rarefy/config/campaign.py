@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
-from .base import ConfigModel
+from .base import MAX_EVENTS, MAX_PARALLEL, MAX_RUNS, ConfigModel
 
 __all__ = ["CampaignRunsConfig", "LocalExecutorConfig", "SlurmExecutorConfig", "SyncExecutorConfig", "ExecutorConfig",
            "CampaignConfig"]
@@ -21,8 +21,8 @@ class CampaignRunsConfig(ConfigModel):
     """
 
     fidelity: str
-    runs: int = Field(ge=0)
-    events: int | None = Field(default=None, ge=1)
+    runs: int = Field(ge=0, le=MAX_RUNS)
+    events: int | None = Field(default=None, ge=1, le=MAX_EVENTS)
     designs: str = "sobol"
 
 
@@ -31,8 +31,8 @@ class LocalExecutorConfig(ConfigModel):
     worker processes (or threads with ``processes: false``) with an optional ``memory_limit`` each."""
 
     kind: Literal["local"] = "local"
-    workers: int | None = Field(default=None, ge=1)
-    threads_per_worker: int = Field(default=1, ge=1)
+    workers: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
+    threads_per_worker: int = Field(default=1, ge=1, le=MAX_PARALLEL)
     processes: bool = True
     memory_limit: str | None = None
 
@@ -44,10 +44,10 @@ class SlurmExecutorConfig(ConfigModel):
     kind: Literal["slurm"] = "slurm"
     queue: str | None = None
     account: str | None = None
-    cores: int = Field(default=1, ge=1)
+    cores: int = Field(default=1, ge=1, le=MAX_PARALLEL)
     memory: str = "4GB"
     walltime: str = "01:00:00"
-    jobs: int = Field(default=1, ge=1)
+    jobs: int = Field(default=1, ge=1, le=MAX_PARALLEL)
     job_extra_directives: list[str] = Field(default_factory=list)
 
 
@@ -67,7 +67,7 @@ class CampaignConfig(ConfigModel):
     """A simulation campaign: blocks of run requests, retries, per-run timeout, executor."""
 
     runs: list[CampaignRunsConfig]
-    max_retries: int = Field(default=2, ge=0)
+    max_retries: int = Field(default=2, ge=0, le=MAX_PARALLEL)
     timeout_s: float | None = Field(default=None, gt=0, description="wall-clock limit of one run, seconds")
     executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
 

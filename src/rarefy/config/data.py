@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import ConfigModel
+from .base import MAX_EVENTS, ConfigModel
 
 __all__ = ["NoiseConfig", "FidelityConfig", "DataConfig"]
 
@@ -56,7 +56,7 @@ class FidelityConfig(ConfigModel):
     cost_cpu_h: float | None = Field(default=None, ge=0, description="nominal cost of one run, CPU-hours")
     cost_cpu_h_per_event: float | None = Field(
         default=None, ge=0, description="campaigns: nominal cost of one event, CPU-hours (default: the simulator's)")
-    events: int | None = Field(default=None, ge=1, description="campaigns: default number of events of one run")
+    events: int | None = Field(default=None, ge=1, le=MAX_EVENTS, description="campaigns: default number of events of one run")
 
 
 class DataConfig(ConfigModel):

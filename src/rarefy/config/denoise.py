@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from .base import ConfigModel
+from .base import MAX_LAYERS, MAX_PARALLEL, MAX_SAMPLES, MAX_SEED, MAX_STEPS, MAX_WIDTH, ConfigModel
 
 __all__ = ["DenoiseModelConfig", "LOSS_PARAMETERS", "DenoiseLossConfig", "MixupConfig", "ImbalancePhaseConfig", "EarlyStoppingConfig", "DenoiseConfig"]
+
+
+#: the units of one layer
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 
 
 class DenoiseModelConfig(ConfigModel):
@@ -21,12 +25,12 @@ class DenoiseModelConfig(ConfigModel):
     """
 
     kind: Literal["cnp", "attentive", "factorised"] = "cnp"
-    encoder: list[int] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32])
-    decoder: list[int] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32])
-    rep_dim: int | None = Field(default=None, ge=1)
-    heads: int = Field(default=4, ge=1)
-    rank: int = Field(default=1, ge=1)
-    design_widths: list[int] = Field(default_factory=list)
+    encoder: list[Width] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32], max_length=MAX_LAYERS)
+    decoder: list[Width] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32], max_length=MAX_LAYERS)
+    rep_dim: int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    heads: int = Field(default=4, ge=1, le=MAX_WIDTH)
+    rank: int = Field(default=1, ge=1, le=MAX_WIDTH)
+    design_widths: list[Width] = Field(default_factory=list, max_length=MAX_LAYERS)
 
     @model_validator(mode="after")
     def _widths(self) -> "DenoiseModelConfig":
@@ -89,16 +93,16 @@ class MixupConfig(ConfigModel):
 class ImbalancePhaseConfig(ConfigModel):
     """One phase of positive oversampling: ``epochs``, pool positives per batch (``null``: natural), reuse cap per epoch."""
 
-    epochs: int = Field(ge=1)
+    epochs: int = Field(ge=1, le=MAX_STEPS)
     positive_ratio: float | None = Field(default=None, ge=0, lt=1)
-    max_reuse: int = Field(default=10, ge=1)
+    max_reuse: int = Field(default=10, ge=1, le=MAX_SAMPLES)
 
 
 class EarlyStoppingConfig(ConfigModel):
     """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs; restore the best weights."""
 
     enabled: bool = True
-    patience: int = Field(default=5, ge=1)
+    patience: int = Field(default=5, ge=1, le=MAX_STEPS)
     min_delta: float = Field(default=0.0, ge=0)
 
 
@@ -131,31 +135,31 @@ class DenoiseConfig(ConfigModel):
     model: DenoiseModelConfig = Field(default_factory=DenoiseModelConfig)
     loss: DenoiseLossConfig = Field(default_factory=DenoiseLossConfig)
     mixup: MixupConfig = Field(default_factory=MixupConfig)
-    imbalance: list[ImbalancePhaseConfig] = Field(default_factory=list)
+    imbalance: list[ImbalancePhaseConfig] = Field(default_factory=list, max_length=MAX_LAYERS)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
-    epochs: int | None = Field(default=None, ge=1)
-    batch_size: int = Field(default=3000, ge=1)
-    batches_per_epoch: int | None = Field(default=None, ge=1)
+    epochs: int | None = Field(default=None, ge=1, le=MAX_STEPS)
+    batch_size: int = Field(default=3000, ge=1, le=MAX_SAMPLES)
+    batches_per_epoch: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     lr: float = Field(default=1e-3, gt=0)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(default=0.0, ge=0)
     split: list[float] = Field(default_factory=lambda: [0.8, 0.1, 0.1], min_length=3, max_length=3)
-    context_size: int = Field(default=64, ge=1)
-    context_per_batch: int = Field(default=1024, ge=1)
-    min_context: int = Field(default=4, ge=1)
+    context_size: int = Field(default=64, ge=1, le=MAX_SAMPLES)
+    context_per_batch: int = Field(default=1024, ge=1, le=MAX_SAMPLES)
+    min_context: int = Field(default=4, ge=1, le=MAX_SAMPLES)
     val_events_per_run: int | None = Field(default=None, ge=1)
-    score_folds: int = Field(default=2, ge=2)
+    score_folds: int = Field(default=2, ge=2, le=MAX_PARALLEL)
     checkpoint: bool = True
     tensorboard: bool = True
     progress: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     fidelities: list[str] | None = Field(default=None, min_length=1)
     phi: list[str] | None = Field(default=None, min_length=1)
     test_blocks: list[int] = Field(default_factory=list)
     stream: bool = False
     phi_log: Literal["auto", "none"] | list[str] = "none"
-    ensemble: int = Field(default=1, ge=1)
+    ensemble: int = Field(default=1, ge=1, le=MAX_PARALLEL)
 
     @model_validator(mode="after")
     def _epochs(self) -> "DenoiseConfig":

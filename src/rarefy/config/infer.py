@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import ConfigModel
+from .base import MAX_SAMPLES, MAX_SEED, MAX_STEPS, ConfigModel
 
 __all__ = ["PriorConfig", "ObservationConfig", "FullRateConfig", "InferConfig"]
 
@@ -53,9 +53,13 @@ class FullRateConfig(ConfigModel):
     z_param: str = "log10_z"
     z_spread_dex: float = Field(default=0.4, ge=0)
     z_evolution: bool = True
-    grid: int = Field(default=16, ge=2)
+    grid: int = Field(default=16, ge=2, le=MAX_SAMPLES)
     h0: float = Field(default=67.66, gt=0)
     omega_m: float = Field(default=0.3097, gt=0, lt=1)
+
+
+#: the most samples (walkers x steps) of one chain, which emcee holds in memory
+MAX_CHAIN = 10**9
 
 
 class InferConfig(ConfigModel):
@@ -80,17 +84,20 @@ class InferConfig(ConfigModel):
     observation: ObservationConfig = Field(default_factory=ObservationConfig)
     priors: dict[str, PriorConfig] = Field(default_factory=dict)
     marginalise: bool = True
-    walkers: int = Field(default=32, ge=4)
-    steps: int = Field(default=3000, ge=10)
+    walkers: int = Field(default=32, ge=4, le=MAX_SAMPLES)
+    steps: int = Field(default=3000, ge=10, le=MAX_STEPS)
     burn: int = Field(default=1000, ge=0)
-    thin: int = Field(default=1, ge=1)
+    thin: int = Field(default=1, ge=1, le=MAX_STEPS)
     moves: Literal["de", "stretch"] = Field(
         default="de", description="emcee proposals: 'de' (differential evolution 0.8 + DE snooker 0.2; "
                                   "autocorrelation times ~3x shorter on the BBH posterior) or 'stretch' (emcee's default)")
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _burn(self) -> "InferConfig":
+        if self.walkers * self.steps > MAX_CHAIN:
+            raise ValueError(f"walkers x steps = {self.walkers * self.steps:.3g} exceeds {MAX_CHAIN:.0e} samples "
+                             "(the chain is held in memory)")
         if self.burn >= self.steps:
             raise ValueError(f"burn ({self.burn}) must be smaller than steps ({self.steps})")
         if self.rate_model == "full" and self.full is None:

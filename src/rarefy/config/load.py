@@ -166,8 +166,12 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     path = Path(path)
     if not path.exists():
         raise InputError("config file not found", file=path)
+    if path.is_dir():
+        raise InputError("is a folder, expected a config file (YAML)", file=path)
     try:
         raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the config: {exc}", file=path) from None
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML: {exc}", file=path) from None
     if not isinstance(raw, dict):
@@ -223,6 +227,14 @@ def config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", so
         if sorted(design) != sorted(space.names):
             raise InputError(_blame(parsed, "baseline", f"baseline.design must give exactly the parameters "
                                                         f"{space.names}, got {sorted(design)}"), file=source)
+        for p in space.parameters:  # checked here, not when the loop reaches its verification runs
+            if not p.low <= design[p.name] <= p.high:
+                raise InputError(_blame(parsed, "baseline", f"baseline.design.{p.name}: {design[p.name]} is outside "
+                                                            f"the bounds [{p.low}, {p.high}]"), file=source)
+        if not space.is_feasible(design)[0]:
+            raise InputError(_blame(parsed, "baseline", f"baseline.design {design} violates an integer rule or a "
+                                                        f"constraint ({'; '.join(space.constraints) or 'integers'})"),
+                             file=source)
     return cfg
 
 

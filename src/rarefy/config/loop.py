@@ -3,11 +3,11 @@ objectives and the Pareto search of multi-objective runs."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import ConfigModel
+from .base import MAX_EVENTS, MAX_PARALLEL, MAX_RUNS, MAX_SAMPLES, MAX_STEPS, ConfigModel
 
 __all__ = ["AcquisitionConfig", "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig"]
 
@@ -29,12 +29,12 @@ class AcquisitionConfig(ConfigModel):
     kind: Literal["ivr", "maxvar", "ei", "lcb"] = "ivr"
     cost_aware: bool = True
     fidelities: list[str] | None = None
-    events: dict[str, int] = Field(default_factory=dict)
+    events: dict[str, Annotated[int, Field(le=MAX_EVENTS)]] = Field(default_factory=dict)
     beta: float = Field(default=2.0, ge=0)
-    candidates: int = Field(default=1024, ge=1)
-    reference: int = Field(default=64, ge=1)
-    starts: int = Field(default=4, ge=1)
-    steps: int = Field(default=20, ge=0)
+    candidates: int = Field(default=1024, ge=1, le=MAX_SAMPLES)
+    reference: int = Field(default=64, ge=1, le=MAX_SAMPLES)
+    starts: int = Field(default=4, ge=1, le=MAX_SAMPLES)
+    steps: int = Field(default=20, ge=0, le=MAX_STEPS)
 
     @field_validator("events")
     @classmethod
@@ -51,9 +51,9 @@ class OptimizeConfig(ConfigModel):
 
     objective: Literal["mean", "ucb"] = "mean"
     kappa: float = Field(default=1.0, ge=0)
-    candidates: int = Field(default=2048, ge=1)
-    starts: int = Field(default=8, ge=1)
-    steps: int = Field(default=40, ge=0)
+    candidates: int = Field(default=2048, ge=1, le=MAX_SAMPLES)
+    starts: int = Field(default=8, ge=1, le=MAX_SAMPLES)
+    steps: int = Field(default=40, ge=0, le=MAX_STEPS)
 
 
 class BaselineConfig(ConfigModel):
@@ -83,8 +83,8 @@ class BaselineConfig(ConfigModel):
 class VerifyConfig(ConfigModel):
     """Target-fidelity verification runs at the optimum: ``runs`` runs of ``events`` events (0 runs: none)."""
 
-    runs: int = Field(default=2, ge=0)
-    events: int | None = Field(default=None, ge=1)
+    runs: int = Field(default=2, ge=0, le=MAX_RUNS)
+    events: int | None = Field(default=None, ge=1, le=MAX_EVENTS)
 
 
 class LoopConfig(ConfigModel):
@@ -95,11 +95,11 @@ class LoopConfig(ConfigModel):
     the nominal cost of everything (initial design, loop and verification runs) in CPU-hours.
     """
 
-    iterations: int = Field(default=10, ge=0)
-    batch: int = Field(default=4, ge=1)
+    iterations: int = Field(default=10, ge=0, le=MAX_STEPS)
+    batch: int = Field(default=4, ge=1, le=MAX_RUNS)
     budget_cpu_h: float | None = Field(default=None, gt=0)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
-    cv_folds: int = Field(default=5, ge=0, description="K-fold cross-validation of the final surrogate over the "
+    cv_folds: int = Field(default=5, ge=0, le=MAX_PARALLEL, description="K-fold cross-validation of the final surrogate over the "
                           "target runs, for the report's calibration plot (0: none)")
 
 
@@ -152,9 +152,9 @@ class ParetoConfig(ConfigModel):
 
     acquisition: Literal["qnehvi", "qparego"] = "qnehvi"
     fidelity: str | None = Field(default=None, description="fidelity of the proposed runs (default: the target)")
-    mc_samples: int = Field(default=128, ge=8, description="quasi-MC posterior samples of the acquisition")
-    candidates: int = Field(default=512, ge=1, description="feasible Sobol designs screened per proposal")
-    starts: int = Field(default=4, ge=1, description="best screened designs refined by gradient steps")
-    steps: int = Field(default=15, ge=0, description="gradient steps per refined start")
-    front_candidates: int = Field(default=2048, ge=16, description="feasible Sobol designs of the estimated front")
-    front_max: int = Field(default=25, ge=2, description="most points kept on the estimated front (evenly thinned)")
+    mc_samples: int = Field(default=128, ge=8, le=MAX_SAMPLES, description="quasi-MC posterior samples of the acquisition")
+    candidates: int = Field(default=512, ge=1, le=MAX_SAMPLES, description="feasible Sobol designs screened per proposal")
+    starts: int = Field(default=4, ge=1, le=MAX_SAMPLES, description="best screened designs refined by gradient steps")
+    steps: int = Field(default=15, ge=0, le=MAX_STEPS, description="gradient steps per refined start")
+    front_candidates: int = Field(default=2048, ge=16, le=MAX_SAMPLES, description="feasible Sobol designs of the estimated front")
+    front_max: int = Field(default=25, ge=2, le=MAX_SAMPLES, description="most points kept on the estimated front (evenly thinned)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from ..errors import InputError
-from .base import ConfigModel
+from .base import MAX_SEED, ConfigModel
 from .bench import BenchConfig
 from .campaign import CampaignConfig
 from .data import DataConfig, FidelityConfig
@@ -30,7 +30,7 @@ class RunConfig(ConfigModel):
     """A whole run: design space, data, fidelities (low to high), target, surrogate, seed."""
 
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     space: SpaceConfig
     data: DataConfig | None = None
     fidelities: list[FidelityConfig]

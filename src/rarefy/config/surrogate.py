@@ -6,9 +6,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from .base import ConfigModel
+from .base import MAX_PARALLEL, MAX_STEPS, ConfigModel
 
 __all__ = ["SurrogateConfig"]
+
+
+#: the highest total degree of a PCE (its number of terms grows as C(d + degree, degree))
+MAX_DEGREE = 30
 
 
 class SurrogateConfig(ConfigModel):
@@ -25,16 +29,16 @@ class SurrogateConfig(ConfigModel):
     kernel: Literal["matern52", "rbf"] = "matern52"
     rho: Literal["constant", "linear"] = "constant"
     nugget: bool = True
-    restarts: int = Field(default=5, ge=1)
-    max_iter: int = Field(default=200, ge=1)
+    restarts: int = Field(default=5, ge=1, le=MAX_PARALLEL)
+    max_iter: int = Field(default=200, ge=1, le=MAX_STEPS)
     output: Literal["identity", "log", "poisson"] = "identity"
     rho_prior: float | None = Field(default=None, gt=0, description="ar1 and pce: scale s of a Normal(1, s) prior on "
                                     "each constant ρ, in standardised output units (None: flat)")
     mean_uncertainty: bool = Field(default=False, description="ar1: add the uncertainty of the target level's constant "
                                    "mean and ρ to its predictive variance (universal kriging; for few target runs)")
-    degree: int | None = Field(default=None, ge=0, description="pce: fixed total degree (default: by cross-validation)")
-    max_degree: int = Field(default=4, ge=1, description="pce: highest total degree tried by the cross-validation")
-    cv_folds: int = Field(default=5, ge=2, description="pce: folds of the degree cross-validation")
+    degree: int | None = Field(default=None, ge=0, le=MAX_DEGREE, description="pce: fixed total degree (default: by cross-validation)")
+    max_degree: int = Field(default=4, ge=1, le=MAX_DEGREE, description="pce: highest total degree tried by the cross-validation")
+    cv_folds: int = Field(default=5, ge=2, le=MAX_PARALLEL, description="pce: folds of the degree cross-validation")
     prior: Literal["ard", "degree"] = Field(
         default="ard", description="pce: coefficient prior — 'ard' (one precision per term) or 'degree' (one "
                                    "precision per fidelity level and total degree; better calibrated intervals)")

@@ -8,10 +8,10 @@ several fidelities: LEGEND's HF rows give both ``hf-cnp`` (from ``y_cnp``) and `
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
-
+import contextlib
 import logging
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -150,18 +150,38 @@ def load_rate_table(cfg: RunConfig, paths: Sequence[Path] | None = None,
         raise InputError("the config has no 'data' section: name the rate files in data.paths")
     paths = list(cfg.data.paths if paths is None else paths)
     wanted = [cfg.fidelity(n) for n in (fidelities or cfg.fidelity_names)]
-    frames = [(str(p), _mapped(Path(p), cfg.data.columns)) for p in paths]
-    parts = []
-    for fid in wanted:
-        got = [extract_fidelity(frame, fid, space, path, strict) for path, frame in frames]
-        got = [g for g in got if len(g)]
-        if not got and every_fidelity:
+    with _warnings_after_checks():  # bad input shows its one error line, not warnings about the same files first
+        frames = [(str(p), _mapped(Path(p), cfg.data.columns)) for p in paths]
+        parts = []
+        for fid in wanted:
+            got = [extract_fidelity(frame, fid, space, path, strict) for path, frame in frames]
+            got = [g for g in got if len(g)]
+            if not got and every_fidelity:
+                where = ", ".join(p for p, _ in frames)
+                raise InputError(f"fidelity {fid.name!r} has no rows (filter {fid.filter}, column {fid.value!r})",
+                                 file=where)
+            parts.extend(got)
+        if not parts:
             where = ", ".join(p for p, _ in frames)
-            raise InputError(f"fidelity {fid.name!r} has no rows (filter {fid.filter}, column {fid.value!r})", file=where)
-        parts.extend(got)
-    if not parts:
-        where = ", ".join(p for p, _ in frames)
-        raise InputError(f"no row matches a fidelity's filter ({'; '.join(f'{f.name}: {f.filter}' for f in wanted)})",
-                         file=where)
-    frame = pd.concat(parts, ignore_index=True)
-    return RateTable(frame, space, check_bounds=strict)
+            raise InputError(f"no row matches a fidelity's filter "
+                             f"({'; '.join(f'{f.name}: {f.filter}' for f in wanted)})", file=where)
+        frame = pd.concat(parts, ignore_index=True)
+        return RateTable(frame, space, check_bounds=strict)
+
+
+@contextlib.contextmanager
+def _warnings_after_checks() -> Iterator[None]:
+    """Hold this module's log records back and emit them only when the block succeeds."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    log.addFilter(hold)
+    try:
+        yield
+    finally:
+        log.removeFilter(hold)
+    for record in held:  # reached only when the block raised nothing
+        log.handle(record)

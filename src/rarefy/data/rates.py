@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path
+from ..io import atomic_path, read_parquet
 from ..errors import InputError, fmt_value
 from ..space import DesignSpace
 
@@ -201,7 +201,7 @@ class RateTable:
 
     @classmethod
     def read_parquet(cls, path: str | os.PathLike[str], space: DesignSpace) -> "RateTable":
-        return cls(pd.read_parquet(path), space, source=str(path))
+        return cls(read_parquet(path), space, source=str(path))
 
     def __repr__(self) -> str:
         counts = self.frame["fidelity"].value_counts().to_dict()

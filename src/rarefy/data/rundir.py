@@ -80,7 +80,7 @@ from filelock import FileLock, Timeout
 
 from ..config import RunConfig, dump_config, load_config
 from ..errors import InputError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, read_json, read_parquet, write_json
 from ..space import DesignSpace
 from .rates import RateTable
 
@@ -147,7 +147,7 @@ def read_config(run_dir: str | os.PathLike[str], *, fitted: bool = False) -> Run
 def read_rates(run_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
     """``RUN_DIR/rates.parquet`` as it is (all rows and columns), or None when there is none."""
     path = Path(run_dir) / RATES
-    return pd.read_parquet(path) if path.exists() else None
+    return read_parquet(path) if path.exists() else None
 
 
 def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
@@ -189,7 +189,7 @@ def write_rates(run_dir: str | os.PathLike[str], rows: pd.DataFrame, space: Desi
 def read_runs(run_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
     """Every run of ``run_dir``: ``rates.parquet`` and ``ingested.parquet`` together (None when neither exists)."""
     run_dir = Path(run_dir)
-    frames = [pd.read_parquet(run_dir / name) for name in (RATES, INGESTED) if (run_dir / name).exists()]
+    frames = [read_parquet(run_dir / name) for name in (RATES, INGESTED) if (run_dir / name).exists()]
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
@@ -214,12 +214,12 @@ def read_result(run_dir: str | os.PathLike[str], what: str = "closed-loop") -> d
     path = Path(run_dir) / RESULT
     if not path.exists():
         raise InputError(f"no {RESULT}: not a finished {what} run directory (run 'rarefy run')", file=run_dir)
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def read_loop_records(run_dir: str | os.PathLike[str], iterations: int | None = None) -> list[dict[str, Any]]:
     """The loop's per-iteration records ``RUN_DIR/loop/iter-III.json`` in order (only the first ``iterations``)."""
-    records = [json.loads(p.read_text()) for p in sorted((Path(run_dir) / LOOP_DIR).glob("iter-*.json"))]
+    records = [read_json(p) for p in sorted((Path(run_dir) / LOOP_DIR).glob("iter-*.json"))]
     return [r for r in records if iterations is None or r.get("iteration", 0) <= iterations]
 
 

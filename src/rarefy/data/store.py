@@ -32,6 +32,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..errors import InputError
 from ..space import DesignSpace
@@ -101,13 +103,21 @@ class EventStore:
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         self.run_dir = Path(run_dir).absolute()
         self.events_dir = self.run_dir / "events"
+        if self.events_dir.exists() and not self.events_dir.is_dir():
+            raise InputError("is a file, expected the folder of event shards", file=self.events_dir)
         self.events_dir.mkdir(parents=True, exist_ok=True)
         self.catalog_path = self.run_dir / "catalog.sqlite"
+        if self.catalog_path.is_dir():
+            raise InputError("is a folder, expected the run catalog (SQLite)", file=self.catalog_path)
         self._conn = sqlite3.connect(self.catalog_path, timeout=60.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        self._conn.commit()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+            self._conn.commit()
+        except sqlite3.DatabaseError as exc:  # not a database, a corrupt one, or another program's
+            self._conn.close()
+            raise InputError(f"cannot open the run catalog: {exc}", file=self.catalog_path) from None
 
     def close(self) -> None:
         """Close the catalog connection."""
@@ -140,6 +150,17 @@ class EventStore:
         for path in partial:
             path.unlink(missing_ok=True)
         return len(partial)
+
+    @staticmethod
+    def shard_columns(run_dir: str | os.PathLike[str], run_id: str) -> list[str]:
+        """The column names of one run's event shard (read from its Parquet schema, not its data)."""
+        path = EventStore.shard_path(run_dir, run_id)
+        if not path.is_file():
+            raise InputError("event shard not found (or not a file)", file=path)
+        try:
+            return list(pq.read_schema(path).names)
+        except (OSError, ValueError, pa.ArrowException) as exc:  # pyarrow: ArrowInvalid is a ValueError
+            raise InputError(f"cannot read Parquet events: {exc}", file=path) from None
 
     def events(self, run_id: str) -> EventTable:
         """The events of one finished run."""

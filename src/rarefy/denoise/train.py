@@ -60,6 +60,7 @@ from .metrics import expected_calibration_error, pr_auc
 from ..nn.mixup import Mixup
 from .models import CNP, build_model
 from .normalize import Normalizer, PhiMoments
+from ..nn.checkpoint import load_checkpoint
 from ..nn.early_stopping import EarlyStopping
 from ..nn.sampling import Phase, PositiveStream, Schedule, regular_batches
 from ..nn.schedule import lr_factor
@@ -73,6 +74,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
+#: the files :func:`train` writes into its ``out`` folder
+OUTPUT_FILES = (CHECKPOINT, MODEL, "history.json", "split.json")
 _BANK_TAG = 1
 _SCORE_BATCH = 16384
 
@@ -372,12 +375,16 @@ def load_model(path: str | os.PathLike[str]) -> tuple[CNP, Normalizer, DenoiseCo
         path = path / MODEL
     if not path.exists():
         raise InputError("denoiser model not found", file=path)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = DenoiseConfig.model_validate_json(payload["config"])
-    model = model_from_config(cfg, *payload["dims"])
-    model.load_state_dict(payload["model"])
+    payload = load_checkpoint(path)
+    try:
+        cfg = DenoiseConfig.model_validate_json(payload["config"])
+        model = model_from_config(cfg, *payload["dims"])
+        model.load_state_dict(payload["model"])
+        normalizer = Normalizer.from_state_dict(payload["normalizer"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a foreign or edited file
+        raise InputError(f"not a saved denoiser: {type(exc).__name__}: {exc}", file=path) from None
     model.eval()
-    return model, Normalizer.from_state_dict(payload["normalizer"]), cfg
+    return model, normalizer, cfg
 
 
 
@@ -474,8 +481,8 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
                          normalizer=s.normalizer, split=s.split, config=cfg, seed=seed, out=out_dir)
     if out_dir is not None and state.finished:
         save_model(out_dir / MODEL, model, s.normalizer, cfg, seed)
-        write_json(out_dir / "history.json", state.history)
-        write_json(out_dir / "split.json", {"train": s.split[0], "val": s.split[1], "test": s.split[2]})
+        write_json(out_dir / OUTPUT_FILES[2], state.history)
+        write_json(out_dir / OUTPUT_FILES[3], {"train": s.split[0], "val": s.split[1], "test": s.split[2]})
     return result
 
 

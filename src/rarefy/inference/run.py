@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.stats import truncnorm
 
 from ..config import InferConfig, RunConfig, as_config
 from ..data.rundir import SURROGATE_DIR, check_out_dir, run_dir_lock, write_config
-from ..errors import InputError
-from ..io import atomic_path, staged_run_dir, write_json
+from ..errors import InputError, fmt_value
+from ..io import atomic_path, check_output, staged_run_dir, write_json
 from ..provenance import provenance
 from ..space import DesignSpace
 from .likelihood import RateLikelihood
@@ -138,7 +139,12 @@ def make_rate_model(icfg: InferConfig, space: DesignSpace, source: str = "<confi
     if fc.delay_column not in frame.columns:
         raise InputError(f"no delay-time column {fc.delay_column!r} (columns: {list(frame.columns)})",
                          file=fc.delays, column=fc.delay_column)
-    delays = frame[fc.delay_column].to_numpy(float)
+    delays = pd.to_numeric(frame[fc.delay_column], errors="coerce").to_numpy(float)
+    text = np.isnan(delays) & frame[fc.delay_column].notna().to_numpy()
+    if text.any():
+        i = int(np.argmax(text))
+        raise InputError(f"value {fmt_value(frame[fc.delay_column].iloc[i])} is not a number", file=fc.delays,
+                         column=fc.delay_column, row=i)
     delays = delays[np.isfinite(delays)]
     if len(delays) == 0 or np.any(delays < 0):
         raise InputError("delay times must be finite, >= 0 and at least one", file=fc.delays, column=fc.delay_column)
@@ -195,6 +201,7 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
     cfg, source = as_config(config, overrides)
     if cfg.infer is None:
         raise InputError("the config has no 'infer' section", file=source)
+    check_output(out, folder=True)
     check_out_dir(out, "infer")
     with run_dir_lock(out, "rarefy infer", kind="infer"):
         return _infer(cfg, out, surrogate, t0)

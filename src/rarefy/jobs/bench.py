@@ -48,7 +48,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..io import write_json
+from ..io import check_output, write_json
 from ..config import BenchConfig, RunConfig, as_config
 from ..data.rundir import check_out_dir, run_dir_lock
 from ..errors import InputError
@@ -250,6 +250,7 @@ def bench(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str
     cfg, path = as_config(config, overrides)
     source = "<config>" if path is None else str(path)
     out = Path(out).absolute()
+    check_output(out, folder=True)
     check_out_dir(out, "bench")
     bc, built = _prepare(cfg, source)
     with run_dir_lock(out, "rarefy bench", kind="bench"):

@@ -37,7 +37,6 @@ All input checks (config, run directory, events, φ columns) run before any trai
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -47,7 +46,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ..config import DenoiseConfig, RunConfig, as_config, load_config
 from ..data.events import EventTable
@@ -56,7 +54,7 @@ from ..data.rundir import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, P
     run_dir_lock, write_config, write_rates
 from ..data.store import EventStore
 from ..errors import InputError
-from ..io import write_json
+from ..io import check_output, read_json, write_json
 from ..space import DesignSpace
 
 if TYPE_CHECKING:
@@ -161,7 +159,7 @@ def _check_phi(store: EventStore, run_ids: Sequence[str], phi: list[str] | None)
                          file=EventStore.shard_path(store.run_dir, run_ids[0]))
     for rid in run_ids:
         path = EventStore.shard_path(store.run_dir, rid)
-        cols = pq.read_schema(path).names
+        cols = EventStore.shard_columns(store.run_dir, rid)
         missing = [c for c in names if c not in cols]
         if missing:
             raise InputError(f"events lack the φ column(s) {missing} named in denoise.phi "
@@ -257,6 +255,18 @@ def _train_denoiser(cfg: RunConfig, source: Path | None, run_dir: str | os.PathL
         if theta_names != list(space.names):
             raise InputError(f"event θ columns {theta_names} do not match the config's design space {space.names}",
                              file=EventStore.shard_path(run_dir, pool[0]))
+        from ..denoise.train import CHECKPOINT, OUTPUT_FILES
+        from ..nn.checkpoint import load_checkpoint
+
+        # what is read or written after training must be usable now, not after the work
+        read_rates(run_dir)
+        for name in (CONFIG, PIPELINE):
+            check_output(run_dir / DENOISE_DIR / name, folder=False)
+        for member_out in member_dirs(run_dir / DENOISE_DIR, dcfg.ensemble):
+            for name in OUTPUT_FILES:
+                check_output(member_out / name, folder=False)
+            if (member_out / CHECKPOINT).exists():
+                load_checkpoint(member_out / CHECKPOINT)
 
         from ..denoise import split_runs
         from ..denoise import train as train_cnp
@@ -357,7 +367,7 @@ def _denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] |
         if not (out / PIPELINE).exists() or not (out / CONFIG).exists():
             raise InputError("no trained denoiser here; run 'rarefy train CONFIG --run RUN_DIR' first", file=run_dir)
         cfg = load_config(out / CONFIG)
-        meta = json.loads((out / PIPELINE).read_text())
+        meta = read_json(out / PIPELINE)
         space = cfg.space.build()
         runs = store.runs(states=("done",))
         if runs.empty:
@@ -371,6 +381,8 @@ def _denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] |
         todo = sorted(r for r, f in fid_of.items() if f in wanted)
         phi = list(meta["phi"])
         _check_phi(store, todo, phi)
+        read_rates(run_dir)  # written after scoring: must be readable and writable now, not after the work
+        check_output(out / CNP_RATES, folder=False)
 
         from ..denoise import aggregate_frame, average_scores, load_model, score
         from ..denoise.train import resolve_device

@@ -32,7 +32,7 @@ from ..data.rundir import FIT, SURROGATE_DIR, check_out_dir, read_config, run_di
     write_training_rates
 from ..errors import InputError
 from ..report.calibration import calibration_plot
-from ..io import staged_run_dir, write_json
+from ..io import check_output, staged_run_dir, write_json
 from ..provenance import provenance
 from ..surrogate import AR1Surrogate
 from ..surrogate import factory as surrogate_factory
@@ -71,6 +71,7 @@ def fit(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str],
     ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
     """
     cfg, _ = as_config(config, overrides)
+    check_output(out, folder=True)
     if cv is not None and cv < 2:
         raise InputError(f"--cv must be at least 2, got {cv}")
     check_out_dir(out, "fit")
@@ -136,6 +137,8 @@ def validate(run_dir: str | os.PathLike[str], data: str | os.PathLike[str],
     into ``run_dir``.
     """
     run_dir = Path(run_dir)
+    if json_out is not None:
+        check_output(json_out, folder=False)
     with run_dir_lock(run_dir, "rarefy validate"):
         cfg = read_config(run_dir, fitted=True)
         table = load_rate_table(cfg, paths=[Path(data)], fidelities=[cfg.target], strict=False)

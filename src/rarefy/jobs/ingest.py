@@ -38,6 +38,7 @@ from ..data.mapping import load_rate_table
 from ..data.rates import count_variance
 from ..data.readers import read_frame
 from ..errors import InputError, fmt_value
+from ..io import read_parquet
 from ..data.rundir import INGESTED, read_config, run_dir_lock, write_ingested
 
 __all__ = ["IngestResult", "ingest", "run_simulator"]
@@ -192,7 +193,7 @@ def _ingest(run_dir: Path, files: Sequence[str | os.PathLike[str]]) -> IngestRes
                          column="run_id", row=int(new["_row"].iloc[i]))
     cols = [*space.names, "fidelity", "rate", "var", "k", "n", "cost_cpu_h", "run_id"]
     target = run_dir / INGESTED
-    old = pd.read_parquet(target) if target.exists() else pd.DataFrame(columns=cols)
+    old = read_parquet(target) if target.exists() else pd.DataFrame(columns=cols)
     known = {(str(r), str(f)): i for i, (r, f) in enumerate(zip(old["run_id"], old["fidelity"]))} if len(old) else {}
     numbers = [*space.names, "rate", "k", "n"]
     keep = np.ones(len(new), dtype=bool)

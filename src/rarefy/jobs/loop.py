@@ -37,7 +37,6 @@ raising ``loop.iterations`` continues where it stopped (the optimum is then reco
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -56,7 +55,7 @@ from ..data.rundir import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, check_out_dir
 from ..data.store import RunRequest
 from ..diagnostics.validation import cross_validate
 from ..errors import InputError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, read_json, write_json
 from ..report.loop_report import loop_report
 from ..space import DesignSpace
 from .fit import build_surrogate
@@ -90,7 +89,7 @@ def _cross_validate(cfg: RunConfig, out: Path, space: DesignSpace, iterations: i
     if k < 2:
         return None
     if path.exists():
-        rec = json.loads(path.read_text())
+        rec = read_json(path)
         if rec.get("iterations") == iterations:
             return rec["metrics"]
     table = RateTable.read_parquet(out / TRAINING_RATES, space)

@@ -8,6 +8,7 @@ directory (from ``rarefy fit`` or ``rarefy run``) and writes ``RUN_DIR/optimum.j
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..data.rundir import CONFIG, OPTIMUM, RATES, SURROGATE_DIR, TRAINING_RATES, read_config, run_dir_lock
 from ..errors import InputError
-from ..io import write_json
+from ..io import check_output, read_parquet, write_json
 from ..optim.design import OptimumResult, baseline_of, optimize_design
 from ..space import DesignSpace
 
@@ -42,14 +43,16 @@ def _optimize(run_dir: Path, objective: str | None, kappa: float | None,
     from ..surrogate.factory import load_surrogate
 
     cfg = read_config(run_dir, fitted=True)
+    if json_out is not None:
+        check_output(json_out, folder=False)
     settings = cfg.optimize.model_copy()
     if objective is not None:
         if objective not in ("mean", "ucb"):
             raise InputError(f"objective must be 'mean' or 'ucb', got {objective!r}")
         settings.objective = objective  # type: ignore[assignment]
     if kappa is not None:
-        if kappa < 0:
-            raise InputError(f"kappa must be >= 0, got {kappa}")
+        if not 0 <= kappa < math.inf:
+            raise InputError(f"--kappa must be a finite number >= 0, got {kappa}")
         settings.kappa = kappa
     sur = load_surrogate(run_dir / SURROGATE_DIR)
     simulator = None
@@ -70,12 +73,10 @@ def _optimize(run_dir: Path, objective: str | None, kappa: float | None,
 
 
 def _observed_designs(run_dir: Path, space: DesignSpace) -> np.ndarray | None:
-    import pandas as pd
-
     for name in (TRAINING_RATES, RATES):
         path = run_dir / name
         if path.exists():
-            frame = pd.read_parquet(path)
+            frame = read_parquet(path)
             if all(n in frame.columns for n in space.names):
                 return frame[space.names].to_numpy(dtype=float)
     return None

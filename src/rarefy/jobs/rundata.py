@@ -23,6 +23,7 @@ from ..data.rates import RateTable
 from ..data.rundir import CNP_RATES, CNP_SUFFIX, DENOISE_DIR, INGESTED, PIPELINE, RATES, TRAINING_RATES, read_runs, \
     simulated_rows
 from ..errors import InputError
+from ..io import read_parquet
 from ..space import DesignSpace
 
 __all__ = ["INGESTED", "training_table", "add_denoised_fidelities", "denoised_fidelities", "update_denoised",
@@ -72,10 +73,10 @@ def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = Fal
         dcfg = cfg.denoise if cfg.denoise.fidelities else cfg.denoise.model_copy(update={"fidelities": bases})
         train_denoiser(cfg.model_copy(update={"denoise": dcfg}), run_dir,
                        progress=None if progress else (lambda done, total: None))
-    rates = pd.read_parquet(run_dir / RATES, columns=["run_id", "fidelity"])
+    rates = read_parquet(run_dir / RATES, columns=["run_id", "fidelity"])
     wanted = set(rates.loc[rates["fidelity"].astype(str).isin(bases), "run_id"].astype(str))
     scored_path = ddir / CNP_RATES
-    scored = set(pd.read_parquet(scored_path, columns=["run_id"])["run_id"].astype(str)) if scored_path.exists() else set()
+    scored = set(read_parquet(scored_path, columns=["run_id"])["run_id"].astype(str)) if scored_path.exists() else set()
     new = sorted(wanted - scored)
     if new:
         denoise_run(run_dir, fidelities=bases)
@@ -96,7 +97,7 @@ def add_denoised_fidelities(cfg: RunConfig, run_dir: Path, table: RateTable | No
         raise InputError(f"the config's fidelities {sorted(cnp)} need CNP rates: run 'rarefy train CONFIG --run "
                          "RUN_DIR' and 'rarefy denoise RUN_DIR' (rarefy run does both)", file=path)
     space = table.space
-    rows = pd.read_parquet(path)
+    rows = read_parquet(path)
     rows = rows[rows["fidelity"].astype(str).isin(cnp)].assign(cost_cpu_h=0.0)  # the raw run carries the cost
     cols = [*space.names, *[c for c in KEEP if c in rows.columns]]
     frame = pd.concat([table.frame, rows[cols]], ignore_index=True)
@@ -109,7 +110,7 @@ def training_table(run_dir: str | Path, cfg: RunConfig, space: DesignSpace | Non
     space = space or cfg.space.build()
     frame = read_runs(run_dir)
     if not (run_dir / RATES).exists() and (run_dir / TRAINING_RATES).exists():  # 'rarefy fit': its data + ingested
-        fitted = pd.read_parquet(run_dir / TRAINING_RATES)
+        fitted = read_parquet(run_dir / TRAINING_RATES)
         frame = fitted if frame is None else pd.concat([fitted, frame], ignore_index=True)
     if frame is None:
         raise InputError(f"the run directory holds no rates ({RATES}, {INGESTED} or {TRAINING_RATES}); run "

@@ -18,9 +18,10 @@ from typing import Any, Sequence
 
 from ..campaign import CampaignResult, SimulatorSpec, build_simulator, plan_requests, run_campaign
 from ..config import RunConfig, as_config
-from ..data.rundir import CATALOG, check_out_dir, run_dir_lock, write_config
+from ..data.rundir import CATALOG, check_out_dir, read_rates, run_dir_lock, write_config
 from ..data.store import EventStore, RunRequest
 from ..errors import InputError
+from ..io import check_output
 from ..space import DesignSpace
 
 __all__ = ["simulate", "campaign_requests", "simulator_spec", "check_campaign"]
@@ -65,13 +66,14 @@ def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[
     if cfg.simulator is None or cfg.campaign is None:
         raise InputError("the config needs 'simulator' and 'campaign' sections to simulate", file=source)
     config_dir = source.absolute().parent if source is not None else Path.cwd()
-    out = Path(out).absolute()
+    out = check_output(Path(out).absolute(), folder=True)
     check_out_dir(out, "simulate")
     space = cfg.space.build()
     spec = simulator_spec(cfg, config_dir, out)
     requests = campaign_requests(cfg, build_simulator(spec), space)
     with run_dir_lock(out, "rarefy simulate", kind="simulate"):
         check_campaign(out, requests)
+        read_rates(out)  # merged with the new runs at the end: a broken one fails now, before any simulation
         write_config(out, cfg)
         return run_campaign(requests, spec, out, space, campaign=cfg.campaign, retry_failed=retry_failed,
                             progress=progress)

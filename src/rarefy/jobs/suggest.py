@@ -29,13 +29,16 @@ import pandas as pd
 from ..acquisition import fidelity_plans, proposals_frame, propose
 from ..data.rates import RateTable
 from ..data.rundir import SUGGESTIONS, read_config, run_dir_lock
-from ..io import atomic_path
+from ..io import atomic_path, check_output
 from ..errors import InputError
 from .fit import build_surrogate
 from .ingest import run_simulator
 from .rundata import training_table
 
-__all__ = ["suggest", "events_from_runs", "parse_events"]
+__all__ = ["suggest", "events_from_runs", "parse_events", "MAX_SUGGESTIONS"]
+
+#: the most runs one call proposes (each is a sequential acquisition step; propose in rounds for more)
+MAX_SUGGESTIONS = 1000
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +93,14 @@ def suggest(run_dir: str | os.PathLike[str], n: int = 1, *, out: str | os.PathLi
     lock is held throughout (a second process on it fails at once).
     """
     run_dir = Path(run_dir)
-    if n < 1:
-        raise InputError(f"--n must be at least 1, got {n}")
+    if not 1 <= n <= MAX_SUGGESTIONS:
+        raise InputError(f"--n must be between 1 and {MAX_SUGGESTIONS}, got {n}")
+    target = check_output(Path(out) if out is not None else run_dir / SUGGESTIONS, folder=False)
     with run_dir_lock(run_dir, "rarefy suggest"):
-        return _suggest(run_dir, n, out, kind, cost_aware, seed, events)
+        return _suggest(run_dir, n, target, kind, cost_aware, seed, events)
 
 
-def _suggest(run_dir: Path, n: int, out: str | os.PathLike[str] | None, kind: str | None, cost_aware: bool | None,
+def _suggest(run_dir: Path, n: int, target: Path, kind: str | None, cost_aware: bool | None,
              seed: int | None, events: int | Mapping[str, int] | Sequence[str] | None) -> pd.DataFrame:
     cfg = read_config(run_dir)
     names = cfg.fidelity_names
@@ -133,7 +137,6 @@ def _suggest(run_dir: Path, n: int, out: str | os.PathLike[str] | None, kind: st
     props = propose(sur, settings, plans, q=n, target=cfg.target, observed=table.designs(),
                     seed=cfg.seed if seed is None else seed)
     frame = proposals_frame(props, space)
-    target = Path(out) if out is not None else run_dir / SUGGESTIONS
     with atomic_path(target) as tmp:
         frame.to_csv(tmp, index=False)
     log.info("%d suggestions (%s%s) -> %s", len(frame), settings.kind, ", cost-aware" if settings.cost_aware else "",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from ..campaign import run_campaign, run_seed
 from ..config import RunConfig
 from ..data.rundir import LOOP_DIR, REPORT_DIR, RESULT, write_config
 from ..data.store import RunRequest
-from ..io import write_json
+from ..io import check_output, read_json, write_json
 from ..provenance import provenance
 from ..optim.design import theta_rows
 from ..space import DesignSpace, text_table
@@ -99,7 +98,7 @@ class LoopWorkspace:
 
     def __init__(self, cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool) -> None:
         self.cfg, self.progress = cfg, progress
-        self.out = Path(out).absolute()
+        self.out = check_output(Path(out).absolute(), folder=True)
         self.space = cfg.space.build()
         self.spec = simulator_spec(cfg, config_dir, self.out)
         self.simulator = self.spec.build()
@@ -115,7 +114,7 @@ class LoopWorkspace:
     def record(self, name: str) -> dict[str, Any] | None:
         """The loop record ``RUN_DIR/loop/<name>.json`` (e.g. ``iter-001``, ``optimum``), None when absent."""
         path = self.out / LOOP_DIR / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None
 
     def save_record(self, name: str, record: dict[str, Any]) -> None:
         """Write ``RUN_DIR/loop/<name>.json`` atomically (proposals are saved before they are simulated,

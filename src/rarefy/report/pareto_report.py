@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..data.rundir import OBJECTIVES, REPORT_DIR, RESULT, read_loop_records, read_result
 from ..errors import InputError
-from ..io import write_text
+from ..io import read_parquet, write_text
 from ..space import DesignSpace, format_number
 from .figures import COLORS, save_figure, subplots
 from .page import embed_png, html_table, report_page, run_config, with_unit
@@ -133,7 +133,7 @@ def pareto_report(run_dir: str | os.PathLike[str]) -> Path:
     result = read_result(run_dir, "multi-objective")
     if "pareto_set" not in result:
         raise InputError(f"{RESULT} has no 'pareto_set': not a multi-objective run", file=run_dir)
-    frame = pd.read_parquet(run_dir / OBJECTIVES) if (run_dir / OBJECTIVES).exists() else None
+    frame = read_parquet(run_dir / OBJECTIVES) if (run_dir / OBJECTIVES).exists() else None
     records = read_loop_records(run_dir, result.get("iterations"))
     cfg = run_config(run_dir)
     space = cfg.space.build() if cfg is not None else None

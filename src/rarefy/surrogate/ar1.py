@@ -43,6 +43,7 @@ from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.priors import GammaPrior, LogNormalPrior
 
 from ..data.rates import RateTable
+from ..errors import InputError
 from ..space import DesignSpace
 from .base import DTYPE, Surrogate, standardise
 from ..threads import torch_threads
@@ -235,7 +236,7 @@ class AR1Surrogate(Surrogate):
     def _forward_y(self, y: np.ndarray, v: np.ndarray, fid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.settings.output == "log":
             if np.any(y <= 0):
-                raise ValueError("output: log needs strictly positive rates")
+                raise InputError("surrogate.output: log needs strictly positive rates")
             v = v / y**2  # delta method
             y = np.log(y)
         return y, v

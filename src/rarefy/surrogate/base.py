@@ -39,7 +39,9 @@ from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultivariateNormal
 from linear_operator.operators import DenseLinearOperator, TriangularLinearOperator
 
-from ..io import atomic_path
+from ..errors import InputError
+from ..io import atomic_path, read_json
+from ..nn.checkpoint import load_checkpoint
 from ..space import DesignSpace
 from .linalg import safe_cholesky
 
@@ -235,7 +237,7 @@ class Surrogate(JointModel):
         counts = {n: int((fid == i).sum()) for i, n in enumerate(self.fidelities)}
         empty = [n for n, c in counts.items() if c == 0]
         if empty:
-            raise ValueError(f"no rows for fidelities {empty}")
+            raise InputError(f"the rate table has no rows for fidelities {empty}")
         return frame, fid, counts
 
     # ----------------------------------------------------------------- botorch
@@ -276,11 +278,18 @@ class Surrogate(JointModel):
     def load(cls, directory: str | os.PathLike[str]) -> Any:
         """Load a surrogate written by :meth:`save`."""
         directory = Path(directory)
-        meta = json.loads((directory / "model.json").read_text())
-        sur = cls(DesignSpace.from_dict(meta["space"]), meta["fidelities"], cls.settings_class(**meta["settings"]),
-                  meta["seed"])
-        sur._restore(torch.load(directory / "model.pt", weights_only=True))
-        sur.info = type(sur.info)(**meta["fit"])
+        meta = read_json(directory / "model.json")
+        tensors = load_checkpoint(directory / "model.pt")
+        try:
+            sur = cls(DesignSpace.from_dict(meta["space"]), meta["fidelities"], cls.settings_class(**meta["settings"]),
+                      meta["seed"])
+            sur._restore(tensors)
+            sur.info = type(sur.info)(**meta["fit"])
+        except InputError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:  # a foreign or edited save
+            raise InputError(f"not a saved {cls.__name__} (model.json and model.pt do not match: "
+                             f"{type(exc).__name__}: {exc})", file=directory) from None
         return sur
 
 

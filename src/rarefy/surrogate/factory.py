@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import SurrogateConfig
 from ..errors import InputError
+from ..io import read_json
 from ..space import DesignSpace
 from .base import Surrogate
 
@@ -38,10 +38,7 @@ def load_surrogate(directory: str | os.PathLike[str]) -> Any:
     meta_path = directory / "model.json"
     if not meta_path.exists():
         raise InputError("no saved surrogate here (model.json missing)", file=directory)
-    try:
-        kind = json.loads(meta_path.read_text()).get("kind", "ar1")
-    except json.JSONDecodeError as exc:
-        raise InputError(f"unreadable surrogate metadata: {exc}", file=meta_path) from None
+    kind = read_json(meta_path).get("kind", "ar1")
     if kind == "pce":
         from .pce import PCESurrogate
 

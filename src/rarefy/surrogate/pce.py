@@ -80,6 +80,7 @@ from numpy.polynomial import legendre
 from scipy.optimize import minimize_scalar
 
 from ..data.rates import RateTable
+from ..errors import InputError
 from ..space import DesignSpace
 from .base import DTYPE, Surrogate, standardise
 
@@ -365,17 +366,17 @@ class PCESurrogate(Surrogate):
         if self.settings.output == "poisson":
             missing = [c for c in ("k", "n") if c not in frame.columns]
             if missing:
-                raise ValueError(f"output: poisson needs the count columns k and n; the rate table lacks {missing}")
+                raise InputError(f"surrogate.output: poisson needs the count columns k and n; the rate table lacks {missing}")
             y = frame["k"].to_numpy(float, copy=True)
             v = frame["n"].to_numpy(float, copy=True)
             if np.any(y < 0) or np.any(v <= 0) or not np.all(np.isfinite(y) & np.isfinite(v)):
-                raise ValueError("output: poisson needs counts k >= 0 and events n > 0")
+                raise InputError("surrogate.output: poisson needs counts k >= 0 and events n > 0 in every row (noise: {counts: k, events: n})")
         else:
             y = frame["rate"].to_numpy(float, copy=True)
             v = frame["var"].to_numpy(float, copy=True)
         if self.settings.output == "log":
             if np.any(y <= 0):
-                raise ValueError("output: log needs strictly positive rates (output: poisson handles zero counts)")
+                raise InputError("surrogate.output: log needs strictly positive rates (output: poisson handles zero counts)")
             v, y = v / y**2, np.log(y)
         runs = frame["run_id"].astype(str).to_numpy() if "run_id" in frame.columns else np.arange(len(frame)).astype(str)
         return self._u_numpy(frame[self.space.names]), fid, y, v, runs
