@@ -88,6 +88,21 @@ def test_infer_cli_and_bad_input(tmp_path):
         config_from_dict(raw)
 
 
+def test_degenerate_starting_points_are_refused_before_any_fit(tmp_path, monkeypatch):
+    import yaml
+
+    import rarefy.inference.run as run_module
+
+    raw = _config(tmp_path, steps=60)
+    raw["infer"]["priors"] = {"x1": {"kind": "normal", "mu": 0.5, "sigma": 1e-300}}  # every walker at one x1
+    (tmp_path / "infer.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setattr(run_module, "_surrogate", lambda cfg: pytest.fail("fitted before the priors were checked"))
+    r = CliRunner().invoke(app, ["infer", str(tmp_path / "infer.yaml"), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().count("\n") == 0 and "starting points drawn from the prior are degenerate (x1)" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_prior_ppf_maps_the_unit_cube_to_the_priors(tmp_path):
     from scipy.stats import truncnorm
 

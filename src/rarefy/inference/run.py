@@ -203,8 +203,30 @@ def infer(config: str | os.PathLike[str] | RunConfig, out: str | os.PathLike[str
         raise InputError("the config has no 'infer' section", file=source)
     check_output(out, folder=True)
     check_out_dir(out, "infer")
+    icfg = cfg.infer
+    prior = Posterior(None, cfg.space.build(), icfg, icfg.fidelity or str(cfg.target), str(source or "<config>"))
+    seed = cfg.seed if icfg.seed is None else icfg.seed
+    _check_start(prior.initial(icfg.walkers, np.random.default_rng(seed)), prior.names)  # before any fit
     with run_dir_lock(out, "rarefy infer", kind="infer"):
         return _infer(cfg, out, surrogate, t0)
+
+
+def _check_start(p0: np.ndarray, names: Sequence[str]) -> None:
+    """Refuse starting points the ensemble cannot move from (the same test emcee makes, without its SVD
+    failing on numbers too large to square): finite, spread in every parameter, well conditioned."""
+    with np.errstate(all="ignore"):
+        spread = np.ptp(p0, axis=0) if np.isfinite(p0).all() else np.full(p0.shape[1], np.nan)
+        c = (p0 - p0.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+        c = c / np.sqrt((c**2).sum(axis=0))
+        ok = bool(np.isfinite(spread).all() and (spread > 0).all() and np.isfinite(c).all())
+        try:
+            ok = ok and float(np.linalg.cond(c)) <= 1e8
+        except np.linalg.LinAlgError:
+            ok = False
+    if not ok:
+        bad = [n for n, s in zip(names, spread) if not (np.isfinite(s) and s > 0)]
+        raise InputError("infer: the walkers' starting points drawn from the prior are degenerate "
+                         f"({', '.join(bad) if bad else 'ill-conditioned'}); check the space bounds and the priors")
 
 
 def _infer(cfg: RunConfig, out: str | os.PathLike[str], surrogate: Any, t0: float) -> InferResult:
@@ -215,8 +237,7 @@ def _infer(cfg: RunConfig, out: str | os.PathLike[str], surrogate: Any, t0: floa
     post = make_posterior(cfg, sur)
     seed = cfg.seed if icfg.seed is None else icfg.seed
     rng = np.random.default_rng(seed)
-    res = run_emcee(post, post.names, post.initial(icfg.walkers, rng), icfg.steps, icfg.burn, icfg.thin, seed=seed,
-                    moves=icfg.moves)
+    res = run_emcee(post, post.names, post.initial(icfg.walkers, rng), icfg.steps, icfg.burn, icfg.thin, seed=seed, moves=icfg.moves)
     flat = res.chains.reshape(-1, len(post.names))
     samples = {n: flat[:, i] for i, n in enumerate(post.names)}
     if "log10_z" in samples:
