@@ -82,6 +82,15 @@ def test_resume_removes_the_partial_shards_a_killed_worker_left(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run" / "events").iterdir()) == ["run-00000.parquet", "run-00001.parquet"]
 
 
+def test_a_constraint_no_design_meets_names_the_config_file(tmp_path):
+    raw = toy_config(runs=2, hf_runs=0)
+    raw["space"] = {**TOY_SPACE, "constraints": ["x + y <= -1"]}
+    (tmp_path / "never.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match=r"never\.yaml: constraint 'x \+ y <= -1' is never met"):
+        simulate(tmp_path / "never.yaml", tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_different_config_on_same_run_dir_is_refused(tmp_path):
     run(toy_config(runs=2, hf_runs=0), tmp_path / "run")
     with pytest.raises(InputError, match="different campaign"):

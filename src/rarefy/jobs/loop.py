@@ -129,11 +129,11 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
             from .pareto import run_pareto
 
             return run_pareto(cfg, config_dir, out, progress=progress, on_iteration=on_iteration, source=source)
-        return _single_objective(cfg, config_dir, out, progress, on_iteration, t0)
+        return _single_objective(cfg, config_dir, out, progress, on_iteration, t0, source)
 
 
 def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], progress: bool,
-                      on_iteration: Callable[[int, int], None] | None, t0: float) -> LoopResult:
+                      on_iteration: Callable[[int, int], None] | None, t0: float, source: Any = None) -> LoopResult:
     """The single-objective loop of :func:`run` (see the module docstring), in a locked run directory."""
     loop = cfg.loop
     assert loop is not None
@@ -150,7 +150,7 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
     v_cost = plans[target].cost_cpu_h / plans[target].events * v_events if plans[target].events else float("nan")
     n_verify_sets = 2 if (cfg.baseline is not None and cfg.baseline.design is not None) else 1
     verify_cost = loop.verify.runs * n_verify_sets * (v_cost if math.isfinite(v_cost) else 0.0)
-    initial = campaign_requests(cfg, sim, space)
+    initial = campaign_requests(cfg, sim, space, source)
     simulate.save_config(initial)
 
     def table_now() -> RateTable:

@@ -206,7 +206,7 @@ def run_pareto(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[str], *,
     plan = plans[fidelity]
     if plan.events < 1:
         raise InputError(f"pareto.fidelity {fidelity!r} has no events per run: set the fidelity's 'events'")
-    initial = campaign_requests(cfg, sim, space)  # checks the space against the simulator before any run
+    initial = campaign_requests(cfg, sim, space, source)  # checks the space against the simulator before any run
     simulate.save_config(initial)
 
     simulate(initial)

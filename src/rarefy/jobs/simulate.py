@@ -35,11 +35,21 @@ def simulator_spec(cfg: RunConfig, config_dir: str | os.PathLike[str], run_dir: 
     return SimulatorSpec(cfg.simulator, str(config_dir), str(Path(run_dir) / "scratch"), timeout)
 
 
-def campaign_requests(cfg: RunConfig, simulator: Any = None, space: DesignSpace | None = None) -> list[RunRequest]:
-    """The run requests of the config's ``campaign`` section (deterministic for its ``seed``)."""
+def campaign_requests(cfg: RunConfig, simulator: Any = None, space: DesignSpace | None = None,
+                      source: str | os.PathLike[str] | None = None) -> list[RunRequest]:
+    """The run requests of the config's ``campaign`` section (deterministic for its ``seed``).
+
+    An :class:`InputError` of the plan (e.g. a constraint no design meets) names ``source``,
+    the config file, when it names no file of its own.
+    """
     if cfg.campaign is None:
-        raise InputError("the config has no 'campaign' section")
-    return plan_requests(cfg.campaign, cfg.fidelities, space or cfg.space.build(), cfg.seed, simulator)
+        raise InputError("the config has no 'campaign' section", file=source)
+    try:
+        return plan_requests(cfg.campaign, cfg.fidelities, space or cfg.space.build(), cfg.seed, simulator)
+    except InputError as exc:
+        if exc.file is not None or source is None:
+            raise
+        raise InputError(exc.reason, file=source, column=exc.column, row=exc.row) from None
 
 
 def check_campaign(run_dir: str | os.PathLike[str], requests: list[RunRequest]) -> None:
@@ -70,7 +80,7 @@ def simulate(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[
     check_out_dir(out, "simulate")
     space = cfg.space.build()
     spec = simulator_spec(cfg, config_dir, out)
-    requests = campaign_requests(cfg, build_simulator(spec), space)
+    requests = campaign_requests(cfg, build_simulator(spec), space, source)
     with run_dir_lock(out, "rarefy simulate", kind="simulate"):
         check_campaign(out, requests)
         read_rates(out)  # merged with the new runs at the end: a broken one fails now, before any simulation
