@@ -24,6 +24,9 @@ MAX_SEED = 2**63 - 1     #: seeds are 0 .. 2**63 - 1 (numpy and torch both take 
 
 
 class ConfigModel(BaseModel):
-    """A config section: validated once when the config is loaded; unknown keys and NaN / infinite numbers are errors."""
+    """A config section: validated once when the config is loaded; unknown keys and NaN / infinite numbers are errors.
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    The docstring under a field is its description in the JSON schema (and so in the config reference).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)

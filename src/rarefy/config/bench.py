@@ -21,9 +21,13 @@ class BenchBackendConfig(ConfigModel):
     """
 
     name: str
+    """registry name of the backend, or ``custom`` (with ``import_path``)"""
     label: str | None = None
+    """key of the backend in ``bench.json`` (default: ``name``; unique)"""
     import_path: str | None = None
+    """custom: the backend class, ``package.module:Class``"""
     options: dict[str, Any] = Field(default_factory=dict)
+    """keyword options of the backend's constructor ``Cls(seed=..., **options)``"""
 
     @model_validator(mode="after")
     def _known(self) -> "BenchBackendConfig":
@@ -50,8 +54,10 @@ class BenchImbalanceConfig(ConfigModel):
     """
 
     rate: float = Field(gt=0, lt=1)
+    """fraction of positives kept in each split part: round(rate · n_part) positives"""
     min_positives: list[Annotated[int, Field(ge=0, le=MAX_SAMPLES)]] = Field(default_factory=lambda: [5, 2, 5],
                                                                             min_length=3, max_length=3)
+    """fewest positives kept in [train, val, test] (at most those there are)"""
 
 
 class BenchConfig(ConfigModel):
@@ -66,16 +72,28 @@ class BenchConfig(ConfigModel):
     """
 
     backends: list[BenchBackendConfig] = Field(min_length=1)
+    """the backends trained and scored"""
     run_dir: Path | None = None
+    """a run directory written by ``rarefy simulate``, relative to the config (default: the config's ``campaign``
+    is simulated into ``OUT/events`` first)"""
     fidelities: list[str] | None = Field(default=None, min_length=1)
+    """fidelities whose finished runs are used (default: the lowest one)"""
     phi: list[str] | None = Field(default=None, min_length=1)
+    """per-event columns used (default: the events' φ)"""
     split: list[float] = Field(default_factory=lambda: [0.7, 0.1, 0.2], min_length=3, max_length=3)
+    """train / val / test fractions of the runs (by run, seeded)"""
     imbalance: BenchImbalanceConfig | None = None
+    """a rarer variant of the data (fewer positives kept)"""
     ece_bins: int = Field(default=15, ge=1, le=MAX_SAMPLES)
+    """bins of the expected calibration error"""
     ece_binning: Literal["mass", "width"] = "mass"
+    """``mass``: equal-count bins; ``width``: equal-width bins of p"""
     threads: int = Field(default=1, ge=1, le=MAX_PARALLEL)
+    """torch threads"""
     save_models: bool = True
+    """save each trained model, to ``DIR/backends/LABEL/model``"""
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    """random seed (default: the run config's ``seed``)"""
 
     @model_validator(mode="after")
     def _check(self) -> "BenchConfig":

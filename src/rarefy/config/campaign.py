@@ -21,9 +21,14 @@ class CampaignRunsConfig(ConfigModel):
     """
 
     fidelity: str
+    """fidelity of the block's runs"""
     runs: int = Field(ge=0, le=MAX_RUNS)
+    """number of runs of the block"""
     events: int | None = Field(default=None, ge=1, le=MAX_EVENTS)
+    """events per run (default: the fidelity's ``events`` or the simulator's default)"""
     designs: str = "sobol"
+    """``sobol``, ``lhs`` or ``random`` sampling of the design space, or the fidelity name of an earlier block
+    whose first ``runs`` designs are repeated"""
 
 
 class LocalExecutorConfig(ConfigModel):
@@ -31,10 +36,15 @@ class LocalExecutorConfig(ConfigModel):
     worker processes (or threads with ``processes: false``) with an optional ``memory_limit`` each."""
 
     kind: Literal["local"] = "local"
+    """``local``: a dask ``LocalCluster`` on this machine"""
     workers: int | None = Field(default=None, ge=1, le=MAX_PARALLEL)
+    """number of workers (default: one per core)"""
     threads_per_worker: int = Field(default=1, ge=1, le=MAX_PARALLEL)
+    """threads of each worker"""
     processes: bool = True
+    """workers are processes (false: threads)"""
     memory_limit: str | None = None
+    """memory limit of each worker, dask syntax (e.g. ``4GB``; default: none)"""
 
 
 class SlurmExecutorConfig(ConfigModel):
@@ -42,19 +52,28 @@ class SlurmExecutorConfig(ConfigModel):
     ``walltime`` (HH:MM:SS) and ``job_extra_directives``; scaled to ``jobs`` jobs."""
 
     kind: Literal["slurm"] = "slurm"
+    """``slurm``: dask-jobqueue's ``SLURMCluster``"""
     queue: str | None = None
+    """SLURM partition of each job"""
     account: str | None = None
+    """SLURM account charged for each job"""
     cores: int = Field(default=1, ge=1, le=MAX_PARALLEL)
+    """cores of each job"""
     memory: str = "4GB"
+    """memory of each job, dask syntax (e.g. ``4GB``)"""
     walltime: str = "01:00:00"
+    """wall-clock limit of each job, HH:MM:SS"""
     jobs: int = Field(default=1, ge=1, le=MAX_PARALLEL)
+    """number of SLURM jobs the cluster is scaled to"""
     job_extra_directives: list[str] = Field(default_factory=list)
+    """extra ``#SBATCH`` directives of each job (e.g. ``--gres=gpu:1``)"""
 
 
 class SyncExecutorConfig(ConfigModel):
     """``kind: sync``: in-process, one run after the other (no dask: fast simulators, tests, loops of few runs)."""
 
     kind: Literal["sync"] = "sync"
+    """``sync``: in-process, one run after the other (no dask)"""
 
 
 #: Where runs execute, chosen by ``kind``: ``local`` (default), ``slurm`` or ``sync``; each kind takes only its
@@ -67,9 +86,14 @@ class CampaignConfig(ConfigModel):
     """A simulation campaign: blocks of run requests, retries, per-run timeout, executor."""
 
     runs: list[CampaignRunsConfig]
+    """the blocks of run requests"""
     max_retries: int = Field(default=2, ge=0, le=MAX_PARALLEL)
-    timeout_s: float | None = Field(default=None, gt=0, description="wall-clock limit of one run, seconds")
+    """retries of a failed attempt (exception, timeout, unreadable or empty output, lost worker), with the same
+    seed; then the run is marked failed"""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """wall-clock limit of one run, seconds"""
     executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
+    """where runs execute: ``local`` (default), ``slurm`` or ``sync``; a plain string is shorthand for the kind"""
 
     @field_validator("executor", mode="before")
     @classmethod

@@ -25,9 +25,13 @@ class NoiseConfig(ConfigModel):
     """
 
     std: str | None = None
+    """column holding the 1σ error of the value (in the value's unit)"""
     variance: str | None = None
+    """column holding the noise variance of the value (in the value's unit, squared)"""
     counts: str | None = None
+    """column of signal counts k; variance = value² / k (Poisson/binomial)"""
     events: str | None = None
+    """column of events thrown n, used for k = 0 (only together with ``counts``)"""
 
     @model_validator(mode="after")
     def _one_source(self) -> "NoiseConfig":
@@ -48,22 +52,30 @@ class FidelityConfig(ConfigModel):
     """
 
     name: str
+    """name of the fidelity (used by ``target``, campaign blocks, acquisition, ...)"""
     value: str
-    value_unit: str = Field(default="", description="unit of the value column, shown on plots and in tables "
-                                                    "('' for none)")
+    """column holding the fidelity's value (the rate)"""
+    value_unit: str = ""
+    """unit of the value column, shown on plots and in tables ('' for none)"""
     filter: dict[str, Any] = Field(default_factory=dict)
+    """rows of this fidelity: column -> value or list of values"""
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
-    cost_cpu_h: float | None = Field(default=None, ge=0, description="nominal cost of one run, CPU-hours")
-    cost_cpu_h_per_event: float | None = Field(
-        default=None, ge=0, description="campaigns: nominal cost of one event, CPU-hours (default: the simulator's)")
-    events: int | None = Field(default=None, ge=1, le=MAX_EVENTS, description="campaigns: default number of events of one run")
+    """where the per-point noise variance comes from (default: none, the value is exact)"""
+    cost_cpu_h: float | None = Field(default=None, ge=0)
+    """nominal cost of one run, CPU-hours"""
+    cost_cpu_h_per_event: float | None = Field(default=None, ge=0)
+    """campaigns: nominal cost of one event, CPU-hours (default: the simulator's)"""
+    events: int | None = Field(default=None, ge=1, le=MAX_EVENTS)
+    """campaigns: default number of events of one run"""
 
 
 class DataConfig(ConfigModel):
     """Input rate files and the column mapping (file column name -> rarefy name)."""
 
     paths: list[Path]
+    """input rate files (``.csv`` or ``.parquet``), relative to the config's folder; one path or a list"""
     columns: dict[str, str] = Field(default_factory=dict)
+    """column renames: file column name -> rarefy name"""
 
     @field_validator("paths", mode="before")
     @classmethod

@@ -25,12 +25,19 @@ class DenoiseModelConfig(ConfigModel):
     """
 
     kind: Literal["cnp", "attentive", "factorised"] = "cnp"
+    """``cnp``, ``attentive`` (attentive CNP) or ``factorised`` (factorised CNP)"""
     encoder: list[Width] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32], max_length=MAX_LAYERS)
+    """units of each encoder layer"""
     decoder: list[Width] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32], max_length=MAX_LAYERS)
+    """units of each decoder layer"""
     rep_dim: int | None = Field(default=None, ge=1, le=MAX_WIDTH)
+    """representation size (default: the last encoder width)"""
     heads: int = Field(default=4, ge=1, le=MAX_WIDTH)
+    """attentive: attention heads (the representation size must be a multiple)"""
     rank: int = Field(default=1, ge=1, le=MAX_WIDTH)
+    """factorised: rank of the low-rank design interaction"""
     design_widths: list[Width] = Field(default_factory=list, max_length=MAX_LAYERS)
+    """factorised: units of each layer of the design network (``[]``: linear in θ)"""
 
     @model_validator(mode="after")
     def _widths(self) -> "DenoiseModelConfig":
@@ -56,7 +63,10 @@ class DenoiseLossConfig(ConfigModel):
     """Training loss by name (``bce``, ``focal``, ``logit_adjusted``, ``gaussian_nll``, ``brier``) and its parameters."""
 
     name: str = "bce"
+    """the loss: ``bce``, ``focal``, ``logit_adjusted``, ``gaussian_nll`` or ``brier``"""
     params: dict[str, Any] = Field(default_factory=dict)
+    """the loss's parameters (focal: ``alpha_pos``, ``alpha_neg``, ``gamma``; logit_adjusted: ``prior``, ``tau``;
+    the others: none)"""
 
     @model_validator(mode="before")
     @classmethod
@@ -78,10 +88,15 @@ class MixupConfig(ConfigModel):
     """Signal–background mixup: ``fraction`` of the batch, λ ~ Uniform(a, b) or Beta(a, b)."""
 
     enabled: bool = False
+    """apply signal–background mixup"""
     fraction: float = Field(default=0.1, ge=0, le=1)
+    """fraction of the batch that is mixed"""
     distribution: Literal["uniform", "beta"] = "uniform"
+    """distribution of the mixing weight λ: Uniform(a, b) or Beta(a, b)"""
     a: float = Field(default=0.5, gt=0)
+    """first parameter of λ's distribution (uniform: lower bound)"""
     b: float = Field(default=1.0, gt=0)
+    """second parameter of λ's distribution (uniform: upper bound)"""
 
     @model_validator(mode="after")
     def _range(self) -> "MixupConfig":
@@ -94,16 +109,22 @@ class ImbalancePhaseConfig(ConfigModel):
     """One phase of positive oversampling: ``epochs``, pool positives per batch (``null``: natural), reuse cap per epoch."""
 
     epochs: int = Field(ge=1, le=MAX_STEPS)
+    """epochs of the phase"""
     positive_ratio: float | None = Field(default=None, ge=0, lt=1)
+    """fraction of each batch drawn from the positive pool (null: the natural distribution)"""
     max_reuse: int = Field(default=10, ge=1, le=MAX_SAMPLES)
+    """most draws of one pool positive per epoch"""
 
 
 class EarlyStoppingConfig(ConfigModel):
     """Stop when the validation loss has not improved by ``min_delta`` for ``patience`` epochs; restore the best weights."""
 
     enabled: bool = True
+    """stop early on the validation loss"""
     patience: int = Field(default=5, ge=1, le=MAX_STEPS)
+    """epochs without improvement before stopping"""
     min_delta: float = Field(default=0.0, ge=0)
+    """smallest decrease of the validation loss that counts as an improvement"""
 
 
 class DenoiseConfig(ConfigModel):
@@ -133,33 +154,62 @@ class DenoiseConfig(ConfigModel):
     """
 
     model: DenoiseModelConfig = Field(default_factory=DenoiseModelConfig)
+    """the network"""
     loss: DenoiseLossConfig = Field(default_factory=DenoiseLossConfig)
+    """the training loss (a name is shorthand for one without parameters)"""
     mixup: MixupConfig = Field(default_factory=MixupConfig)
+    """signal–background mixup"""
     imbalance: list[ImbalancePhaseConfig] = Field(default_factory=list, max_length=MAX_LAYERS)
+    """phases of positive oversampling, run one after the other (sets the epochs)"""
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    """early stopping on the validation loss"""
     epochs: int | None = Field(default=None, ge=1, le=MAX_STEPS)
+    """training epochs without an ``imbalance`` schedule (default 20)"""
     batch_size: int = Field(default=3000, ge=1, le=MAX_SAMPLES)
+    """target events per batch"""
     batches_per_epoch: int | None = Field(default=None, ge=1, le=MAX_STEPS)
+    """most batches of one epoch (default: one pass over the training targets)"""
     lr: float = Field(default=1e-3, gt=0)
+    """learning rate (with ``lr_schedule: cosine``: the starting rate)"""
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    """``constant``, or ``cosine``: anneal from ``lr`` towards 0 over the epochs"""
     weight_decay: float = Field(default=0.0, ge=0)
+    """weight decay of the optimiser"""
     split: list[float] = Field(default_factory=lambda: [0.8, 0.1, 0.1], min_length=3, max_length=3)
+    """train / validation / test fractions of the runs"""
     context_size: int = Field(default=64, ge=1, le=MAX_SAMPLES)
+    """context events per run (the per-run context bank)"""
     context_per_batch: int = Field(default=1024, ge=1, le=MAX_SAMPLES)
+    """context events encoded per batch"""
     min_context: int = Field(default=4, ge=1, le=MAX_SAMPLES)
+    """fewest context events per run in a batch"""
     val_events_per_run: int | None = Field(default=None, ge=1)
+    """most validation target events per run, held in memory (default: all)"""
     score_folds: int = Field(default=2, ge=2, le=MAX_PARALLEL)
+    """folds of scoring: each fold is scored with context drawn from the other folds only"""
     checkpoint: bool = True
+    """save a checkpoint after every epoch, from which an interrupted training resumes"""
     tensorboard: bool = True
+    """write TensorBoard logs"""
     progress: bool = True
+    """show a progress bar"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``"""
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    """random seed (default: the run config's ``seed``)"""
     fidelities: list[str] | None = Field(default=None, min_length=1)
+    """fidelities whose runs train the denoiser (default: the lowest one)"""
     phi: list[str] | None = Field(default=None, min_length=1)
+    """per-event φ columns used (default: the events' φ columns)"""
     test_blocks: list[int] = Field(default_factory=list)
+    """0-based ``campaign.runs`` blocks whose runs are held out as the test split"""
     stream: bool = False
+    """read the event shards from disk every epoch instead of loading them into memory once"""
     phi_log: Literal["auto", "none"] | list[str] = "none"
+    """φ columns to log-transform before standardising: ``auto`` (strictly positive, right-skewed ones), a list
+    of names, or ``none``"""
     ensemble: int = Field(default=1, ge=1, le=MAX_PARALLEL)
+    """number K of denoisers trained (member i with seed ``seed + i``); their probabilities are averaged"""
 
     @model_validator(mode="after")
     def _epochs(self) -> "DenoiseConfig":

@@ -27,14 +27,24 @@ class AcquisitionConfig(ConfigModel):
     """
 
     kind: Literal["ivr", "maxvar", "ei", "lcb"] = "ivr"
+    """``ivr`` (integrated variance reduction), ``maxvar`` (variance reduction at the proposed design), ``ei``
+    (expected improvement) or ``lcb`` (lower confidence bound ``mean - beta * std``)"""
     cost_aware: bool = True
+    """choose the fidelity too, by value per nominal CPU-hour (false: target-fidelity runs only)"""
     fidelities: list[str] | None = None
+    """fidelities that may be proposed (default: all)"""
     events: dict[str, Annotated[int, Field(le=MAX_EVENTS)]] = Field(default_factory=dict)
+    """events per proposed run, by fidelity (default: the fidelity's ``events`` or the simulator's default)"""
     beta: float = Field(default=2.0, ge=0)
+    """lcb: weight of the std"""
     candidates: int = Field(default=1024, ge=1, le=MAX_SAMPLES)
+    """feasible Sobol points that seed the search"""
     reference: int = Field(default=64, ge=1, le=MAX_SAMPLES)
+    """ivr: Sobol points over which the variance is integrated"""
     starts: int = Field(default=4, ge=1, le=MAX_SAMPLES)
+    """best candidates refined by gradient steps"""
     steps: int = Field(default=20, ge=0, le=MAX_STEPS)
+    """gradient steps per refined start"""
 
     @field_validator("events")
     @classmethod
@@ -50,10 +60,15 @@ class OptimizeConfig(ConfigModel):
     ``mean`` or the ``ucb`` ``mean + kappa * std`` over the feasible designs, multistart."""
 
     objective: Literal["mean", "ucb"] = "mean"
+    """minimise the predicted ``mean`` or the ``ucb`` ``mean + kappa * std``"""
     kappa: float = Field(default=1.0, ge=0)
+    """ucb: weight of the std"""
     candidates: int = Field(default=2048, ge=1, le=MAX_SAMPLES)
+    """feasible designs screened (multistart seeds)"""
     starts: int = Field(default=8, ge=1, le=MAX_SAMPLES)
+    """best candidates refined by gradient steps"""
     steps: int = Field(default=40, ge=0, le=MAX_STEPS)
+    """gradient steps per refined start"""
 
 
 class BaselineConfig(ConfigModel):
@@ -67,9 +82,13 @@ class BaselineConfig(ConfigModel):
     """
 
     design: dict[str, float] | None = None
+    """a design (parameter -> value, in the parameters' units) whose rate the surrogate predicts"""
     rate: float | None = Field(default=None, gt=0)
+    """a known baseline rate, in the target's units"""
     sigma: float | None = Field(default=None, ge=0)
+    """1σ error of ``rate``, in the target's units"""
     simulator: bool = False
+    """use the simulator's ``baseline_rate(fidelity)``"""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "BaselineConfig":
@@ -84,7 +103,9 @@ class VerifyConfig(ConfigModel):
     """Target-fidelity verification runs at the optimum: ``runs`` runs of ``events`` events (0 runs: none)."""
 
     runs: int = Field(default=2, ge=0, le=MAX_RUNS)
+    """target-fidelity verification runs at the optimum (0: none)"""
     events: int | None = Field(default=None, ge=1, le=MAX_EVENTS)
+    """events per verification run (default: the target fidelity's ``events`` or the simulator's default)"""
 
 
 class LoopConfig(ConfigModel):
@@ -96,11 +117,16 @@ class LoopConfig(ConfigModel):
     """
 
     iterations: int = Field(default=10, ge=0, le=MAX_STEPS)
+    """most rounds of refit and acquisition after the initial design"""
     batch: int = Field(default=4, ge=1, le=MAX_RUNS)
+    """acquired runs simulated per round"""
     budget_cpu_h: float | None = Field(default=None, gt=0)
+    """cap on the nominal cost of all runs (initial design, loop and verification), CPU-hours (default: none)"""
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
-    cv_folds: int = Field(default=5, ge=0, le=MAX_PARALLEL, description="K-fold cross-validation of the final surrogate over the "
-                          "target runs, for the report's calibration plot (0: none)")
+    """verification runs at the optimum"""
+    cv_folds: int = Field(default=5, ge=0, le=MAX_PARALLEL)
+    """K-fold cross-validation of the final surrogate over the target runs, for the report's calibration
+    plot (0: none)"""
 
 
 class ObjectiveConfig(ConfigModel):
@@ -121,13 +147,23 @@ class ObjectiveConfig(ConfigModel):
     """
 
     name: str
+    """name of the objective (unique)"""
     statistic: Literal["rate", "mean", "std", "rel_std"] = "rate"
+    """what turns one run into one value: ``rate`` (outcome rate k/n), or ``mean`` / ``std`` / ``rel_std`` of the
+    per-event ``column``"""
     column: str | None = None
+    """mean / std / rel_std: the per-event column"""
     log10: bool = False
+    """fit and optimise log10 of the value"""
     scale: float = Field(default=1.0, gt=0)
+    """factor applied to the value (e.g. 100 for percent)"""
     max: float | None = None
+    """outcome constraint: objective ≤ max, in the fitted scale (default: none)"""
     reference: float | None = None
+    """hypervolume reference point of this objective, in the fitted scale (default: the worst observed value plus
+    10% of the observed range)"""
     unit: str = ""
+    """unit of the objective, shown on plots and in tables ('' for none)"""
 
     @model_validator(mode="after")
     def _column(self) -> "ObjectiveConfig":
@@ -151,10 +187,18 @@ class ParetoConfig(ConfigModel):
     """
 
     acquisition: Literal["qnehvi", "qparego"] = "qnehvi"
-    fidelity: str | None = Field(default=None, description="fidelity of the proposed runs (default: the target)")
-    mc_samples: int = Field(default=128, ge=8, le=MAX_SAMPLES, description="quasi-MC posterior samples of the acquisition")
-    candidates: int = Field(default=512, ge=1, le=MAX_SAMPLES, description="feasible Sobol designs screened per proposal")
-    starts: int = Field(default=4, ge=1, le=MAX_SAMPLES, description="best screened designs refined by gradient steps")
-    steps: int = Field(default=15, ge=0, le=MAX_STEPS, description="gradient steps per refined start")
-    front_candidates: int = Field(default=2048, ge=16, le=MAX_SAMPLES, description="feasible Sobol designs of the estimated front")
-    front_max: int = Field(default=25, ge=2, le=MAX_SAMPLES, description="most points kept on the estimated front (evenly thinned)")
+    """``qnehvi`` (q-log noisy expected hypervolume improvement) or ``qparego`` (q-log ParEGO)"""
+    fidelity: str | None = None
+    """fidelity of the proposed runs (default: the target)"""
+    mc_samples: int = Field(default=128, ge=8, le=MAX_SAMPLES)
+    """quasi-MC posterior samples of the acquisition"""
+    candidates: int = Field(default=512, ge=1, le=MAX_SAMPLES)
+    """feasible Sobol designs screened per proposal"""
+    starts: int = Field(default=4, ge=1, le=MAX_SAMPLES)
+    """best screened designs refined by gradient steps"""
+    steps: int = Field(default=15, ge=0, le=MAX_STEPS)
+    """gradient steps per refined start"""
+    front_candidates: int = Field(default=2048, ge=16, le=MAX_SAMPLES)
+    """feasible Sobol designs of the estimated front"""
+    front_max: int = Field(default=25, ge=2, le=MAX_SAMPLES)
+    """most points kept on the estimated front (evenly thinned)"""

@@ -30,28 +30,44 @@ class RunConfig(ConfigModel):
     """A whole run: design space, data, fidelities (low to high), target, surrogate, seed."""
 
     name: str = "run"
+    """name of the run, shown in report titles"""
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    """random seed (sections without their own ``seed`` use it); the same seed gives the same results"""
     space: SpaceConfig
+    """the design space: parameters, constraints and definitions"""
     data: DataConfig | None = None
+    """input rate files and their column mapping"""
     fidelities: list[FidelityConfig]
+    """the fidelities, ordered from lowest to highest"""
     target: str | None = None
+    """the target fidelity, the one predicted and optimised (default: the last, highest one)"""
     surrogate: SurrogateConfig = Field(default_factory=SurrogateConfig)
-    cv_design_tolerance: float = Field(
-        default=0.01, ge=0,
-        description="cross-validation holds out, with each target run, all runs whose design is within "
-                    "this distance (per coordinate, as a fraction of the parameter's range)",
-    )
+    """the multi-fidelity surrogate"""
+    cv_design_tolerance: float = Field(default=0.01, ge=0)
+    """cross-validation holds out, with each target run, all runs whose design is within this distance (per
+    coordinate, as a fraction of the parameter's range)"""
     simulator: SimulatorConfig | None = None
+    """the simulator a campaign drives (needed by ``campaign`` and ``loop``)"""
     campaign: CampaignConfig | None = None
+    """the simulation campaign (needs ``simulator``; the initial design of a ``loop``)"""
     denoise: DenoiseConfig | None = None
+    """the event-level denoiser and its training"""
     infer: InferConfig | None = None
+    """Bayesian inference of θ from an observed merger rate"""
     bench: BenchConfig | None = None
+    """the backends ``rarefy bench`` trains and scores"""
     acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
+    """what to simulate next"""
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    """the design optimisation"""
     baseline: BaselineConfig | None = None
+    """the reference a design's reduction is measured against"""
     loop: LoopConfig | None = None
+    """the closed loop of ``rarefy run`` (needs ``simulator`` and ``campaign``)"""
     objectives: list[ObjectiveConfig] = Field(default_factory=list)
+    """the objectives of a multi-objective run (two or more, unique names; empty: a single-objective run)"""
     pareto: ParetoConfig = Field(default_factory=ParetoConfig)
+    """multi-objective acquisition and front estimation (used with ``objectives``)"""
 
     @model_validator(mode="after")
     def _check_objectives(self) -> "RunConfig":

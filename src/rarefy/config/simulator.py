@@ -19,11 +19,17 @@ class EventColumnsConfig(ConfigModel):
     """
 
     columns: dict[str, str] = Field(default_factory=dict)
+    """column renames of the event files: file column name -> rarefy name"""
     theta: list[str] = Field(default_factory=list)
+    """the θ (design) columns; one the file lacks is filled from the run's design"""
     phi: list[str] | None = None
+    """the per-event φ columns (null: every remaining numeric column)"""
     outcome: str = "outcome"
+    """the 0/1 outcome column"""
     weight: str | None = None
+    """the optional per-event weight column"""
     key: str | None = None
+    """HDF5 key/group or ROOT TTree to read where a file holds several"""
 
 
 class SimulatorConfig(ConfigModel):
@@ -40,14 +46,24 @@ class SimulatorConfig(ConfigModel):
     """
 
     kind: Literal["builtin", "python", "command"] = "builtin"
+    """``builtin`` (by ``name``), ``python`` (by import path ``target``) or ``command`` (an external program)"""
     name: str | None = None
+    """builtin: the simulator's name in :func:`rarefy.simulators.get` (e.g. ``moderator``)"""
     target: str | None = None
+    """python: import path ``package.module:attribute`` of a function or of a class / factory"""
     options: dict[str, Any] = Field(default_factory=dict)
+    """keyword options passed to the builtin simulator, or to the python function or class / factory"""
     command: list[str] | None = None
+    """command: argument list (no shell) of ``str.format`` templates with ``{n}``, ``{seed}``, ``{fidelity}``,
+    ``{output}``, ``{run_id}`` and ``{theta[NAME]}``"""
     output: str = "events.parquet"
+    """command: the file the command writes (CSV, Parquet, HDF5 or ROOT, by suffix)"""
     env: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float | None = Field(default=None, gt=0, description="wall-clock limit of one request, seconds")
+    """command: environment variables set for the command, on top of the current environment"""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """wall-clock limit of one request, seconds"""
     events: EventColumnsConfig = Field(default_factory=EventColumnsConfig)
+    """how the command's event files map to rarefy's event columns"""
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> "SimulatorConfig":

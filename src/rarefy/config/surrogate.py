@@ -26,22 +26,34 @@ class SurrogateConfig(ConfigModel):
     """
 
     kind: Literal["ar1", "pce"] = "ar1"
+    """``ar1``: the AR1 Gaussian process; ``pce``: the Bayesian multi-fidelity PCE"""
     kernel: Literal["matern52", "rbf"] = "matern52"
+    """ar1: kernel of each level's GP, ARD Matérn-5/2 or RBF"""
     rho: Literal["constant", "linear"] = "constant"
+    """ar1: the scale factor ρ between consecutive levels, constant or linear in the design"""
     nugget: bool = True
+    """learn a noise nugget per fidelity on top of the known noise variances"""
     restarts: int = Field(default=5, ge=1, le=MAX_PARALLEL)
+    """ar1: random restarts of the hyperparameter fit"""
     max_iter: int = Field(default=200, ge=1, le=MAX_STEPS)
+    """iterations of one fit (ar1: L-BFGS iterations; pce: outer evidence iterations)"""
     output: Literal["identity", "log", "poisson"] = "identity"
-    rho_prior: float | None = Field(default=None, gt=0, description="ar1 and pce: scale s of a Normal(1, s) prior on "
-                                    "each constant ρ, in standardised output units (None: flat)")
-    mean_uncertainty: bool = Field(default=False, description="ar1: add the uncertainty of the target level's constant "
-                                   "mean and ρ to its predictive variance (universal kriging; for few target runs)")
-    degree: int | None = Field(default=None, ge=0, le=MAX_DEGREE, description="pce: fixed total degree (default: by cross-validation)")
-    max_degree: int = Field(default=4, ge=1, le=MAX_DEGREE, description="pce: highest total degree tried by the cross-validation")
-    cv_folds: int = Field(default=5, ge=2, le=MAX_PARALLEL, description="pce: folds of the degree cross-validation")
-    prior: Literal["ard", "degree"] = Field(
-        default="ard", description="pce: coefficient prior — 'ard' (one precision per term) or 'degree' (one "
-                                   "precision per fidelity level and total degree; better calibrated intervals)")
+    """scale of the modelled value: ``identity``, ``log`` (log of a positive rate, delta-method variance) or
+    ``poisson`` (pce only: log-rate model of the counts k of n events)"""
+    rho_prior: float | None = Field(default=None, gt=0)
+    """ar1 and pce: scale s of a Normal(1, s) prior on each constant ρ, in standardised output units (None: flat)"""
+    mean_uncertainty: bool = False
+    """ar1: add the uncertainty of the target level's constant mean and ρ to its predictive variance (universal
+    kriging; for few target runs)"""
+    degree: int | None = Field(default=None, ge=0, le=MAX_DEGREE)
+    """pce: fixed total degree (default: by cross-validation)"""
+    max_degree: int = Field(default=4, ge=1, le=MAX_DEGREE)
+    """pce: highest total degree tried by the cross-validation"""
+    cv_folds: int = Field(default=5, ge=2, le=MAX_PARALLEL)
+    """pce: folds of the degree cross-validation"""
+    prior: Literal["ard", "degree"] = "ard"
+    """pce: coefficient prior — 'ard' (one precision per term) or 'degree' (one precision per fidelity level and
+    total degree; better calibrated intervals)"""
 
     AR1_FIELDS: ClassVar[tuple[str, ...]] = ("kernel", "rho", "nugget", "restarts", "max_iter", "output", "rho_prior",
                                              "mean_uncertainty")
