@@ -32,8 +32,10 @@ def _rst_to_md(text: str) -> str:
 
 
 def _cell(text: str) -> str:
-    """One Markdown table cell: no newlines, escaped pipes."""
-    return " ".join(_rst_to_md(text).split()).replace("|", "\\|").replace("<", "&lt;")
+    """One Markdown table cell: no newlines, escaped pipes; ``<`` escaped outside code spans (inside them
+    Markdown shows it as it is)."""
+    parts = " ".join(_rst_to_md(text).split()).replace("|", "\\|").split("`")
+    return "`".join(part if i % 2 else part.replace("<", "&lt;") for i, part in enumerate(parts))
 
 
 def _anchor(name: str) -> str:
