@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,18 @@ def two_fidelity_table(space: DesignSpace, n_lf: int = 40, n_hf: int = 8, seed: 
 
 def truth_hf(x: np.ndarray) -> np.ndarray:
     return 1.5 * (np.sin(3 * x[:, 0]) + x[:, 1]) + 0.3 * x[:, 0] - 0.2
+
+
+def done_count(run_dir: Path) -> int:
+    """How many runs the catalog of ``run_dir`` records as done (0 while it does not exist or is locked)."""
+    path = Path(run_dir) / "catalog.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        con = sqlite3.connect(path, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM runs WHERE state = 'done'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0

@@ -17,10 +17,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import tempfile
 import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 

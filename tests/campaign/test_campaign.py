@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,8 @@ from rarefy.config import config_from_dict
 from rarefy.data.store import EventStore
 from rarefy.errors import InputError
 from rarefy.simulators.testing import toy_rate
+
+from conftest import done_count
 
 TOY_SPACE = {"parameters": {"x": {"low": 0, "high": 1}, "y": {"low": 0, "high": 1}}}
 FIDS = [{"name": "lf", "value": "rate", "filter": {"fidelity": "lf"}, "cost_cpu_h_per_event": 1e-6, "events": 400},
@@ -152,20 +153,6 @@ KILL_DRIVER = textwrap.dedent("""
     from rarefy.jobs.simulate import simulate
     simulate(sys.argv[1], sys.argv[2], progress=False)
 """)
-
-
-def done_count(run_dir: Path) -> int:
-    path = run_dir / "catalog.sqlite"
-    if not path.exists():
-        return 0
-    try:
-        con = sqlite3.connect(path, timeout=5)
-        try:
-            return con.execute("SELECT COUNT(*) FROM runs WHERE state = 'done'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
 
 
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path):

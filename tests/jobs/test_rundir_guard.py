@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -30,6 +29,8 @@ from rarefy.data.store import EventStore
 from rarefy.errors import InputError
 from rarefy.jobs.fit import fit
 from rarefy.jobs.simulate import simulate
+
+from conftest import done_count
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
@@ -58,17 +59,6 @@ def executions(tmp_path: Path) -> list[int]:
     """The seeds the simulator was called with, one per execution, in order."""
     path = tmp_path / "executions.log"
     return [int(s) for s in path.read_text().split()] if path.exists() else []
-
-
-def done_count(run_dir: Path) -> int:
-    try:
-        con = sqlite3.connect(run_dir / "catalog.sqlite", timeout=5)
-        try:
-            return con.execute("SELECT COUNT(*) FROM runs WHERE state = 'done'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
 
 
 def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120.0) -> None:
