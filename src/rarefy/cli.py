@@ -107,13 +107,9 @@ def setup_logging(verbose: int) -> None:
 def version_callback(value: bool) -> None:
     """``--version``: print ``rarefy X.Y.Z`` and exit."""
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        from . import __version__
 
-        try:
-            number = version("rarefy")
-        except PackageNotFoundError:  # running from a source tree that is not installed
-            from . import __version__ as number
-        console.print(f"rarefy {number}", markup=False, highlight=False)
+        console.print(f"rarefy {__version__}", markup=False, highlight=False)
         raise typer.Exit()
 
 
