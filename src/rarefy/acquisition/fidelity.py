@@ -60,15 +60,19 @@ def fidelity_plans(fidelities: Sequence[FidelityConfig], events: Mapping[str, in
     else the fidelity's ``cost_cpu_h`` per run, else NaN. A fidelity without an events
     number gets ``events = 0`` (it cannot be proposed). A denoised fidelity ``<base>-cnp``
     (see :mod:`rarefy.denoise`) without events of its own gets the plan of ``<base>``
-    with ``simulate=<base>``: a run of ``base`` is what yields its observation.
+    with ``simulate=<base>``: a run of ``base`` is what yields its observation; one whose base
+    is not among ``fidelities`` is simulated as its base too, at the base's cost per event.
     """
     out = {}
     events_of = dict(events or {})
+    names = {f.name for f in fidelities}
     for f in fidelities:
         sim_fid = None
         fids = getattr(simulator, "fidelities", None)
-        if fids is not None and f.name in fids:
-            sim_fid = fids[f.name]
+        base = f.name[: -len(CNP_SUFFIX)] if f.name.endswith(CNP_SUFFIX) else None
+        lookup = base if (base is not None and base not in names) else f.name   # simulated as its base
+        if fids is not None and lookup in fids:
+            sim_fid = fids[lookup]
         n_events = events_of.get(f.name) or f.events or (sim_fid.events_per_run if sim_fid else 0)
         per_event = f.cost_cpu_h_per_event
         if per_event is None and sim_fid is not None:
@@ -79,7 +83,7 @@ def fidelity_plans(fidelities: Sequence[FidelityConfig], events: Mapping[str, in
             cost = float(f.cost_cpu_h)
         else:
             cost = float("nan")
-        out[f.name] = FidelityPlan(f.name, int(n_events or 0), cost)
+        out[f.name] = FidelityPlan(f.name, int(n_events or 0), cost, simulate=None if lookup == f.name else lookup)
     for name, plan in list(out.items()):
         base = name[: -len(CNP_SUFFIX)]
         if name.endswith(CNP_SUFFIX) and plan.events == 0 and base in out and out[base].events > 0:

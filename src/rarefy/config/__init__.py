@@ -48,7 +48,7 @@ from .denoise import (LOSS_PARAMETERS, DenoiseConfig, DenoiseLossConfig, Denoise
 from .infer import FullRateConfig, InferConfig, ObservationConfig, PriorConfig
 from .load import apply_overrides, as_config, config_from_dict, dump_config, format_validation_error, load_config
 from .loop import (AcquisitionConfig, BaselineConfig, LoopConfig, ObjectiveConfig, OptimizeConfig, ParetoConfig,
-                   VerifyConfig)
+                   VerifyConfig, StopConfig)
 from .run import RunConfig
 from .simulator import EventColumnsConfig, SimulatorConfig
 from .space import ParameterConfig, SpaceConfig
@@ -60,7 +60,7 @@ __all__ = [
     "EventColumnsConfig", "SimulatorConfig", "CampaignRunsConfig", "ExecutorConfig", "CampaignConfig",
     "DenoiseModelConfig", "DenoiseLossConfig", "MixupConfig", "ImbalancePhaseConfig", "EarlyStoppingConfig",
     "DenoiseConfig", "BenchBackendConfig", "BenchImbalanceConfig", "BenchConfig", "AcquisitionConfig",
-    "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig",
+    "OptimizeConfig", "BaselineConfig", "VerifyConfig", "StopConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig",
     "PriorConfig", "ObservationConfig", "FullRateConfig", "InferConfig", "ConfigModel", "config_from_dict",
     "as_config", "apply_overrides", "LocalExecutorConfig", "SlurmExecutorConfig", "SyncExecutorConfig",
 ]

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import MAX_EVENTS, MAX_PARALLEL, MAX_RUNS, MAX_SAMPLES, MAX_STEPS, ConfigModel
 
-__all__ = ["AcquisitionConfig", "OptimizeConfig", "BaselineConfig", "VerifyConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig"]
+__all__ = ["AcquisitionConfig", "OptimizeConfig", "BaselineConfig", "VerifyConfig", "StopConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig"]
 
 
 class AcquisitionConfig(ConfigModel):
@@ -100,12 +100,43 @@ class BaselineConfig(ConfigModel):
 
 
 class VerifyConfig(ConfigModel):
-    """Target-fidelity verification runs at the optimum: ``runs`` runs of ``events`` events (0 runs: none)."""
+    """Target-fidelity verification runs at the optimum: ``runs`` runs of ``events`` events (0 runs: none).
+
+    With ``reduction_sigma`` the verification is sized to the predicted gain: enough runs
+    that the verified reduction's 1σ is at most ``reduction_sigma`` × the predicted
+    reduction (from the predicted rates and Poisson counts), at least ``runs`` and at most
+    ``max_runs`` runs, and never more than the budget leaves.
+    """
 
     runs: int = Field(default=2, ge=0, le=MAX_RUNS)
-    """target-fidelity verification runs at the optimum (0: none)"""
+    """target-fidelity verification runs at the optimum (0: none); with ``reduction_sigma``, the fewest"""
     events: int | None = Field(default=None, ge=1, le=MAX_EVENTS)
     """events per verification run (default: the target fidelity's ``events`` or the simulator's default)"""
+    reduction_sigma: float | None = Field(default=None, gt=0, le=1)
+    """size the verification so that the verified reduction's 1σ is at most this fraction of the predicted
+    reduction (e.g. 0.33; default: a fixed number of ``runs``)"""
+    max_runs: int = Field(default=32, ge=0, le=MAX_RUNS)
+    """with ``reduction_sigma``: the most verification runs (at the optimum; as many again at a baseline design)"""
+
+
+class StopConfig(ConfigModel):
+    """When a ``goal: surface`` loop has learned the target rate well enough (the truth is never needed).
+
+    Over ``designs`` feasible Sobol designs of the space the surrogate's target prediction
+    gives a mean μ(θ) and a latent σ(θ) [target units]; the loop stops before a round when
+    ``metric`` is at most ``below``:
+
+    - ``sigma_over_spread``: RMS σ over the designs ÷ (max μ − min μ) over them, the
+      surface's expected RMS error as a fraction of its range;
+    - ``rel_sigma``: the mean of σ/|μ| over the designs (the rate's relative error).
+    """
+
+    metric: Literal["sigma_over_spread", "rel_sigma"] = "sigma_over_spread"
+    """``sigma_over_spread`` (RMS σ ÷ range of μ) or ``rel_sigma`` (mean σ/|μ|) over the designs"""
+    below: float = Field(gt=0)
+    """stop when the metric is at most this (dimensionless)"""
+    designs: int = Field(default=1024, ge=16, le=MAX_SAMPLES)
+    """feasible Sobol designs the metric is averaged over"""
 
 
 class LoopConfig(ConfigModel):
@@ -114,8 +145,15 @@ class LoopConfig(ConfigModel):
     After the ``campaign`` (the initial design), each of at most ``iterations`` rounds
     refits the surrogate and simulates a ``batch`` of acquired runs. ``budget_cpu_h`` caps
     the nominal cost of everything (initial design, loop and verification runs) in CPU-hours.
+    ``goal: optimum`` ends with the design of lowest predicted target rate and its verification;
+    ``goal: surface`` learns the target rate over the space and also stops when ``stop`` holds.
     """
 
+    goal: Literal["optimum", "surface"] = "optimum"
+    """``optimum``: find the design with the lowest target rate and verify it; ``surface``: learn the target rate
+    over the whole design space until ``stop`` holds"""
+    stop: StopConfig | None = None
+    """``goal: surface``: the stopping rule (required there)"""
     iterations: int = Field(default=10, ge=0, le=MAX_STEPS)
     """most rounds of refit and acquisition after the initial design"""
     batch: int = Field(default=4, ge=1, le=MAX_RUNS)
@@ -127,6 +165,14 @@ class LoopConfig(ConfigModel):
     cv_folds: int = Field(default=5, ge=0, le=MAX_PARALLEL)
     """K-fold cross-validation of the final surrogate over the target runs, for the report's calibration
     plot (0: none)"""
+
+    @model_validator(mode="after")
+    def _goal(self) -> "LoopConfig":
+        if self.goal == "surface" and self.stop is None:
+            raise ValueError("goal 'surface' needs a 'stop' rule, e.g. stop: {metric: sigma_over_spread, below: 0.1}")
+        if self.goal == "optimum" and self.stop is not None:
+            raise ValueError("'stop' is for goal 'surface'; an 'optimum' loop stops at 'iterations' or 'budget_cpu_h'")
+        return self
 
 
 class ObjectiveConfig(ConfigModel):

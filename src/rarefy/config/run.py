@@ -94,16 +94,18 @@ class RunConfig(ConfigModel):
             self.target = names[-1]
         elif self.target not in names:
             raise ValueError(f"unknown fidelity {self.target!r} in 'target'; defined fidelities: {names}")
+        # a denoised fidelity '<base>-cnp' is observed by simulating '<base>' runs
+        scored = {n[: -len("-cnp")] for n in names if n.endswith("-cnp")}
         if self.campaign is not None:
             if self.simulator is None:
                 raise ValueError("a 'campaign' needs a 'simulator'")
             for i, block in enumerate(self.campaign.runs):
-                if block.fidelity not in names:
+                if block.fidelity not in names and block.fidelity not in scored:
                     raise ValueError(f"campaign.runs.{i}: unknown fidelity {block.fidelity!r}; defined fidelities: {names}")
         _check_known("acquisition.fidelities", self.acquisition.fidelities or [], names)
         _check_known("acquisition.events", list(self.acquisition.events), names)
         if self.denoise is not None:
-            _check_known("denoise.fidelities", self.denoise.fidelities or [], names)
+            _check_known("denoise.fidelities", self.denoise.fidelities or [], names + sorted(scored))
             n_blocks = len(self.campaign.runs) if self.campaign is not None else 0
             bad = [b for b in self.denoise.test_blocks if not 0 <= b < n_blocks]
             if bad:
@@ -113,6 +115,21 @@ class RunConfig(ConfigModel):
         if self.loop is not None and (self.simulator is None or self.campaign is None):
             raise ValueError("a 'loop' needs 'simulator' and 'campaign' sections (the campaign is the initial design)")
         return self
+
+    @property
+    def simulated_fidelities(self) -> list[FidelityConfig]:
+        """The fidelities a campaign may simulate: the config's own, plus ``<base>`` for each denoised
+        ``<base>-cnp`` fidelity whose base is not in the chain (raw ``k/n`` with count noise, the denoised
+        fidelity's events, cost and unit): the denoiser is trained on and scores those runs."""
+        names = self.fidelity_names
+        out = list(self.fidelities)
+        for f in self.fidelities:
+            base = f.name[: -len("-cnp")]
+            if f.name.endswith("-cnp") and base not in names:
+                out.append(FidelityConfig(name=base, filter={"fidelity": base}, value="rate", value_unit=f.value_unit,
+                                          noise={"counts": "k", "events": "n"}, events=f.events,
+                                          cost_cpu_h=f.cost_cpu_h, cost_cpu_h_per_event=f.cost_cpu_h_per_event))
+        return out
 
     @property
     def fidelity_names(self) -> list[str]:

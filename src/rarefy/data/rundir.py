@@ -100,6 +100,7 @@ TRAINING_RATES = "training_rates.parquet"
 FIT = "fit.json"
 OPTIMUM = "optimum.json"
 RESULT = "result.json"
+SURFACE = "surface.parquet"       # a surface loop's prediction over its Sobol designs
 OBJECTIVES = "objectives.parquet"
 SUGGESTIONS = "suggestions.csv"
 SURROGATE_DIR = "surrogate"
@@ -207,6 +208,14 @@ def simulated_rows(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
 def write_training_rates(run_dir: str | os.PathLike[str], table: RateTable) -> Path:
     """Write ``RUN_DIR/training_rates.parquet``, the table a surrogate was fitted on (atomically)."""
     return table.to_parquet(Path(run_dir) / TRAINING_RATES)
+
+
+def write_surface(run_dir: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
+    """Write ``RUN_DIR/surface.parquet``: a surface loop's target prediction (θ columns, ``mean``, ``sigma``)."""
+    path = Path(run_dir) / SURFACE
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return path
 
 
 def read_result(run_dir: str | os.PathLike[str], what: str = "closed-loop") -> dict[str, Any]:

@@ -8,6 +8,7 @@ nugget) plus the data point's own noise variance (zero if the data carry none).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -18,7 +19,7 @@ from ..data.rates import RateTable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["metrics", "bootstrap_metrics", "cross_validate", "CVResult", "predict_table"]
+__all__ = ["metrics", "bootstrap_metrics", "cross_validate", "CVResult", "predict_table", "surface_accuracy"]
 
 METRIC_KEYS = ("n", "coverage_1sigma", "coverage_2sigma", "coverage_3sigma", "mse", "mean_nll")
 
@@ -138,3 +139,21 @@ def cross_validate(make_surrogate: Callable[[], object], table: RateTable, targe
     m = metrics(pred["rate"], pred["mean"], pred["sigma"])
     boot = bootstrap_metrics(pred["rate"], pred["mean"], pred["sigma"], seed=seed)
     return CVResult(pred, m, boot)
+
+
+def surface_accuracy(mean: np.ndarray, sigma: np.ndarray) -> dict[str, float]:
+    """How well a surrogate knows a rate surface, from its own prediction over many designs (no truth needed).
+
+    ``mean``, ``sigma``: the predicted rate and its latent 1σ at each design [rate units].
+    Returns ``rms_sigma`` (rate units), ``spread`` (max − min of the mean, rate units),
+    ``sigma_over_spread`` = rms_sigma / spread (inf for a flat mean) and ``rel_sigma`` = the
+    mean of σ/|mean| (dimensionless; inf where a mean is 0). With a calibrated σ,
+    ``sigma_over_spread`` estimates the surface's RMS error as a fraction of its range.
+    """
+    mean, sigma = np.asarray(mean, dtype=float), np.asarray(sigma, dtype=float)
+    rms = float(np.sqrt(np.mean(sigma**2)))
+    spread = float(mean.max() - mean.min())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = float(np.mean(np.where(mean != 0, sigma / np.abs(mean), np.inf)))
+    return {"rms_sigma": rms, "spread": spread, "sigma_over_spread": rms / spread if spread > 0 else math.inf,
+            "rel_sigma": rel}

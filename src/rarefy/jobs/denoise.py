@@ -54,7 +54,7 @@ from ..data.rundir import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, P
     run_dir_lock, write_config, write_rates
 from ..data.store import EventStore
 from ..errors import InputError
-from ..io import check_output, read_json, write_json
+from ..io import check_output, read_json, read_parquet, write_json
 from ..space import DesignSpace
 
 if TYPE_CHECKING:
@@ -334,7 +334,7 @@ def member_dirs(out: Path, ensemble: int) -> list[Path]:
 
 # -------------------------------------------------------------------- score
 def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | None = None,
-                progress: Progress | None = None) -> DenoiseRunResult:
+                progress: Progress | None = None, new_only: bool = False) -> DenoiseRunResult:
     """Score every finished run with the trained denoiser; CLI: ``rarefy denoise RUN_DIR``.
 
     For each run the denoised rate is the mean CNP probability of its events with the
@@ -352,13 +352,17 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
         Simulated fidelities to score (default: every fidelity with finished runs).
     progress:
         Called as ``progress(runs_done, runs_total)``.
+    new_only:
+        Score only the runs that ``RUN_DIR/denoise/rates_cnp.parquet`` does not hold yet and
+        keep the others' rows (a run's score depends only on its own events and the seed, so
+        the result is the same as scoring everything; the closed loop does this every round).
     """
     with run_dir_lock(run_dir, "rarefy denoise"):
-        return _denoise_run(run_dir, fidelities=fidelities, progress=progress)
+        return _denoise_run(run_dir, fidelities=fidelities, progress=progress, new_only=new_only)
 
 
 def _denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | None,
-                 progress: Progress | None) -> DenoiseRunResult:
+                 progress: Progress | None, new_only: bool = False) -> DenoiseRunResult:
     t0 = time.perf_counter()
     run_dir = Path(run_dir).absolute()
     store = _open_store(run_dir)
@@ -379,6 +383,13 @@ def _denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] |
             raise InputError(f"no finished runs of fidelity {unknown} (has: {sorted(set(fid_of.values()))})",
                              file=run_dir)
         todo = sorted(r for r, f in fid_of.items() if f in wanted)
+        names = {f"{f}{SUFFIX}" for f in wanted}
+        kept = None
+        if new_only and (out / CNP_RATES).exists():
+            kept = read_parquet(out / CNP_RATES)
+            kept = kept[kept["fidelity"].astype(str).isin(names) & kept["run_id"].astype(str).isin(todo)]
+            done_ids = set(kept["run_id"].astype(str))
+            todo = [r for r in todo if r not in done_ids]
         phi = list(meta["phi"])
         _check_phi(store, todo, phi)
         read_rates(run_dir)  # written after scoring: must be readable and writable now, not after the work
@@ -407,14 +418,18 @@ def _denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] |
             n_events += data.n
             if progress is not None:
                 progress(i + 1, len(todo))
-        new = pd.concat(frames, ignore_index=True)
         split = meta.get("split", {})
-        new[SPLIT_COLUMN] = new["run_id"].astype(str).map(split).fillna("test")
+        new = pd.concat(frames, ignore_index=True) if frames else None
+        if new is not None:
+            new[SPLIT_COLUMN] = new["run_id"].astype(str).map(split).fillna("test")
+        if kept is not None and len(kept):
+            new = kept.reset_index(drop=True) if new is None else pd.concat([kept, new], ignore_index=True)
+        if new is None:
+            raise InputError(f"no runs of fidelity {wanted} to score", file=run_dir)
         table = RateTable(new, space, source=str(out / CNP_RATES))
         table.to_parquet(out / CNP_RATES)
 
         frame = _read_rates(store, space)
-        names = {f"{f}{SUFFIX}" for f in wanted}
         keep = frame[~frame["fidelity"].astype(str).isin(names)]
         split_of = keep["run_id"].astype(str).map(split).fillna("test")   # runs simulated after training: test
         keep = keep.assign(**{SPLIT_COLUMN: keep[SPLIT_COLUMN].fillna(split_of) if SPLIT_COLUMN in keep else split_of})

@@ -50,19 +50,16 @@ from ..acquisition import fidelity_plans, propose
 from ..campaign import run_seed
 from ..config import RunConfig, as_config
 from ..data.rates import RateTable
-from ..data.rundir import LOOP_DIR, SURROGATE_DIR, TRAINING_RATES, check_out_dir, run_dir_lock, simulated_rows, \
+from ..data.rundir import SURROGATE_DIR, check_out_dir, run_dir_lock, simulated_rows, \
     write_training_rates
 from ..data.store import RunRequest
-from ..diagnostics.validation import cross_validate
 from ..errors import InputError
-from ..io import atomic_path, read_json, write_json
 from ..report.loop_report import loop_report
-from ..space import DesignSpace
 from .fit import build_surrogate
 from ..optim.design import baseline_of, optimize_design
-from .rundata import cost_by_fidelity, denoised_fidelities, training_table, update_denoised
+from .rundata import cost_by_fidelity, denoised_fidelities
 from .simulate import campaign_requests
-from .workspace import BASELINE_BASE, VERIFY_BASE, LoopResult, LoopWorkspace, loop_request_id
+from .workspace import BASELINE_BASE, VERIFY_BASE, LoopResult, LoopWorkspace, loop_cross_validation, loop_request_id
 
 __all__ = ["LoopResult", "run", "loop_request_id"]
 
@@ -76,38 +73,9 @@ def _pooled(rates: pd.DataFrame, prefix: str) -> tuple[float, float, int, int]:
     return k / n, math.sqrt(max(k, 1.0)) / n, int(k), int(n)
 
 
-def _cross_validate(cfg: RunConfig, out: Path, space: DesignSpace, iterations: int) -> dict[str, Any] | None:
-    """K-fold CV of the final surrogate over the target runs (``loop.cv_folds``), for the report; cached.
-
-    Writes ``RUN_DIR/loop/cv_predictions.csv`` (held-out ``rate``, ``mean``, ``sigma``) and
-    ``RUN_DIR/loop/cv.json`` (metrics: RMSE, coverage, ...); a rerun with the same number of
-    iterations reads them back. Returns the metrics, or None (no CV asked, or too few target runs).
-    """
-    assert cfg.loop is not None
-    k = cfg.loop.cv_folds
-    path = out / LOOP_DIR / "cv.json"
-    if k < 2:
-        return None
-    if path.exists():
-        rec = read_json(path)
-        if rec.get("iterations") == iterations:
-            return rec["metrics"]
-    table = RateTable.read_parquet(out / TRAINING_RATES, space)
-    try:
-        res = cross_validate(lambda: build_surrogate(cfg), table, str(cfg.target), k=k, seed=cfg.seed,
-                             tolerance=cfg.cv_design_tolerance)
-    except ValueError as exc:  # e.g. fewer than 2 target runs
-        log.info("no cross-validation: %s", exc)
-        return None
-    with atomic_path(out / LOOP_DIR / "cv_predictions.csv") as tmp:
-        res.predictions.to_csv(tmp, index=False)
-    metrics = {key: float(v) for key, v in res.metrics.items()}
-    write_json(path, {"iterations": iterations, "folds": k, "metrics": metrics})
-    return metrics
-
-
 def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *, progress: bool = True,
-        on_iteration: Callable[[int, int], None] | None = None, overrides: Sequence[str] = ()) -> LoopResult:
+        on_iteration: Callable[[int, int], None] | None = None, overrides: Sequence[str] = (),
+        on_fit: Callable[[int, Any, dict[str, float]], None] | None = None) -> LoopResult:
     """Run (or resume) the closed loop of ``config`` in ``out``; CLI: ``rarefy run CONFIG --out RUN_DIR``.
 
     ``progress`` shows the campaign engine's progress bars; ``on_iteration(i, total)`` is
@@ -116,6 +84,9 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     an output directory that is not a campaign run directory, or whose catalog holds a
     different initial design, is refused before anything is written into it.
     ``overrides``: ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
+    With ``loop.goal: surface`` the loop learns the target rate over the space instead
+    (:mod:`rarefy.jobs.surface`); ``on_fit(i, surrogate, cost_cpu_h)`` is then called after
+    each round's fit.
     """
     t0 = time.perf_counter()
     cfg, source = as_config(config, overrides)
@@ -123,8 +94,15 @@ def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str],
     if cfg.loop is None or cfg.simulator is None or cfg.campaign is None:
         raise InputError("'rarefy run' needs 'simulator', 'campaign' (the initial design) and 'loop' sections",
                          file=source)
+    if cfg.objectives and cfg.loop.goal == "surface":
+        raise InputError("loop.goal: surface learns one target rate; drop 'objectives' or use goal 'optimum'",
+                         file=source)
     check_out_dir(out, "run")
     with run_dir_lock(out, "rarefy run", kind="run"):
+        if cfg.loop.goal == "surface":
+            from .surface import run_surface
+
+            return run_surface(cfg, config_dir, out, progress, on_iteration, t0, source, on_fit)
         if cfg.objectives:  # two or more objectives: the multi-objective loop (rarefy.jobs.pareto)
             from .pareto import run_pareto
 
@@ -153,22 +131,13 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
     initial = campaign_requests(cfg, sim, space, source)
     simulate.save_config(initial)
 
-    def table_now() -> RateTable:
-        """The training table; with -cnp fidelities, train the CNP once and score the new runs first."""
-        if use_cnp:
-            t_cnp = time.perf_counter()
-            new = update_denoised(cfg, out, progress=progress)
-            if new:
-                log.info("CNP: %d new runs scored (%.1f s)", len(new), time.perf_counter() - t_cnp)
-        return training_table(out, cfg, space)
-
     simulate(initial)
     records: list[dict[str, Any]] = []
     done_iterations = 0
     for i in range(1, loop.iterations + 1):
         record = simulate.record(f"iter-{i:03d}")
         if record is None:
-            table = table_now()
+            table = simulate.table()
             spent = cost_by_fidelity(simulated_rows(out))["total"]
             left = None if loop.budget_cpu_h is None else loop.budget_cpu_h - spent - verify_cost
             if left is not None and left <= 0:
@@ -201,7 +170,7 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
     if opt_rec is not None and opt_rec.get("iterations") != done_iterations:
         opt_rec = None  # more iterations ran since: recompute
     if opt_rec is None:
-        table = table_now()
+        table = simulate.table()
         if "run_id" in table.frame.columns:  # verification runs of an earlier, shorter loop stay out of the fit
             table = RateTable(table.frame[~table.frame["run_id"].astype(str).str.match(r"^(verify|baseline)-")], space)
         sur = build_surrogate(cfg).fit(table)
@@ -259,7 +228,7 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
         result["reduction_sigma"] = math.sqrt((sig / b_rate) ** 2 + (rate * (b_sigma or 0.0) / b_rate**2) ** 2)
     if hasattr(sim, "expected_rate"):  # a simulator that knows its exact expectation (e.g. the moderator)
         result["expected_rate"] = float(sim.expected_rate(theta_star, target))
-    cv = _cross_validate(cfg, out, space, done_iterations)
+    cv = loop_cross_validation(cfg, out, space, done_iterations)
     if cv is not None:
         result["cv"] = cv
     simulate.save_result(result, loop_report)

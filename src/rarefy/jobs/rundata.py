@@ -79,7 +79,7 @@ def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = Fal
     scored = set(read_parquet(scored_path, columns=["run_id"])["run_id"].astype(str)) if scored_path.exists() else set()
     new = sorted(wanted - scored)
     if new:
-        denoise_run(run_dir, fidelities=bases)
+        denoise_run(run_dir, fidelities=bases, new_only=True)
     return new
 
 

@@ -45,7 +45,7 @@ def campaign_requests(cfg: RunConfig, simulator: Any = None, space: DesignSpace 
     if cfg.campaign is None:
         raise InputError("the config has no 'campaign' section", file=source)
     try:
-        return plan_requests(cfg.campaign, cfg.fidelities, space or cfg.space.build(), cfg.seed, simulator)
+        return plan_requests(cfg.campaign, cfg.simulated_fidelities, space or cfg.space.build(), cfg.seed, simulator)
     except InputError as exc:
         if exc.file is not None or source is None:
             raise

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from ..campaign import run_campaign, run_seed
 from ..config import RunConfig
-from ..data.rundir import LOOP_DIR, REPORT_DIR, RESULT, write_config
+from ..data.rates import RateTable
+from ..data.rundir import LOOP_DIR, REPORT_DIR, RESULT, TRAINING_RATES, write_config
 from ..data.store import RunRequest
-from ..io import check_output, read_json, write_json
+from ..diagnostics.validation import cross_validate
+from ..io import atomic_path, check_output, read_json, write_json
 from ..provenance import provenance
 from ..optim.design import theta_rows
 from ..space import DesignSpace, text_table
+from .fit import build_surrogate
+from .rundata import denoised_fidelities, training_table, update_denoised
 from .simulate import check_campaign, simulator_spec
 
 __all__ = ["LOOP_BASE", "VERIFY_BASE", "BASELINE_BASE", "LoopResult", "LoopWorkspace", "loop_request_id",
-           "iteration_requests"]
+           "iteration_requests", "loop_cross_validation"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,15 @@ class LoopResult:
             return [f"estimated Pareto set: {len(r['pareto_set'])} designs, hypervolume {r['hypervolume']:.4g} "
                     f"(reference {r['reference_point']})", f"{tail}, {out / REPORT_DIR}"]
         unit = f" {self.rate_unit}" if self.rate_unit else ""
+        if r.get("goal") == "surface":
+            stop, acc = r["stop"], r["accuracy"]
+            lines = [f"{r['target']} rate surface: {stop['metric']} {acc[stop['metric']]:.3g} (stop at "
+                     f"{stop['below']:.3g}); stopped by {r['stopped']}"]
+            cv = r.get("cv") or {}
+            if "coverage_2sigma" in cv:
+                lines.append(f"cross-validated 2σ coverage over the {r['target']} runs: {cv['coverage_2sigma']:.2f}")
+            spent = ", ".join(f"{k} {v:.4g}" for k, v in r["cost_cpu_h"].items() if k != "total")
+            return [*lines, f"CPU-h nominal by part: {spent}", tail, f"report: {out / REPORT_DIR / 'index.html'}"]
         verified = "-" if r["verified_rate"] is None else f"{r['verified_rate']:.4g} ± {r['verified_sigma']:.2g}{unit}"
         lines = ["θ*:", *text_table(self.theta_rows())] if theta else []
         lines.append(f"{r['target']} rate: predicted {r['predicted_rate']:.4g} ± {r['predicted_sigma']:.2g}{unit}, "
@@ -111,6 +127,35 @@ class LoopWorkspace:
         (self.out / LOOP_DIR).mkdir(parents=True, exist_ok=True)
         write_config(self.out, self.cfg)
 
+    def table(self) -> RateTable:
+        """The training table of RUN_DIR; with denoised fidelities in the chain, the denoiser is trained once and
+        the runs not yet scored are scored first (:func:`rarefy.jobs.rundata.update_denoised`).
+
+        The denoiser's wall time × torch threads is added to :attr:`denoiser_cpu_h` and kept in
+        ``RUN_DIR/loop/denoiser.json``, so a resumed loop still counts what it spent.
+        """
+        if denoised_fidelities(self.cfg):
+            t0 = time.perf_counter()
+            new = update_denoised(self.cfg, self.out, progress=self.progress)
+            if new:
+                sec = time.perf_counter() - t0
+                log.info("denoiser: %d new runs scored (%.1f s)", len(new), sec)
+                self._add_denoiser_time(sec, torch.get_num_threads())
+        return training_table(self.out, self.cfg, self.space)
+
+    @property
+    def denoiser_cpu_h(self) -> float:
+        """CPU-hours spent training and running the denoiser in this run directory (wall time × threads)."""
+        path = self.out / LOOP_DIR / "denoiser.json"
+        return float(read_json(path)["cpu_h"]) if path.exists() else 0.0
+
+    def _add_denoiser_time(self, seconds: float, threads: int) -> None:
+        path = self.out / LOOP_DIR / "denoiser.json"
+        rec = read_json(path) if path.exists() else {"seconds": 0.0, "cpu_h": 0.0}
+        rec["seconds"] += seconds
+        rec["cpu_h"] += seconds * threads / 3600.0
+        write_json(path, rec)
+
     def record(self, name: str) -> dict[str, Any] | None:
         """The loop record ``RUN_DIR/loop/<name>.json`` (e.g. ``iter-001``, ``optimum``), None when absent."""
         path = self.out / LOOP_DIR / f"{name}.json"
@@ -143,3 +188,34 @@ class LoopWorkspace:
         res = run_campaign(requests, self.spec, self.out, self.space, campaign=self.cfg.campaign,
                            progress=self.progress)
         self.executed += res.n_executed
+
+
+def loop_cross_validation(cfg: RunConfig, out: Path, space: DesignSpace, iterations: int) -> dict[str, Any] | None:
+    """K-fold CV of a loop's final surrogate over the target runs (``loop.cv_folds``), for the report; cached.
+
+    Reads ``RUN_DIR/training_rates.parquet`` (the final fit's table); writes
+    ``RUN_DIR/loop/cv_predictions.csv`` (held-out ``rate``, ``mean``, ``sigma``) and
+    ``RUN_DIR/loop/cv.json`` (metrics: RMSE, coverage, ...); a rerun with the same number of
+    iterations reads them back. Returns the metrics, or None (no CV asked, or too few target runs).
+    """
+    assert cfg.loop is not None
+    k = cfg.loop.cv_folds
+    path = out / LOOP_DIR / "cv.json"
+    if k < 2:
+        return None
+    if path.exists():
+        rec = read_json(path)
+        if rec.get("iterations") == iterations:
+            return rec["metrics"]
+    table = RateTable.read_parquet(out / TRAINING_RATES, space)
+    try:
+        res = cross_validate(lambda: build_surrogate(cfg), table, str(cfg.target), k=k, seed=cfg.seed,
+                             tolerance=cfg.cv_design_tolerance)
+    except ValueError as exc:  # e.g. fewer than 2 target runs
+        log.info("no cross-validation: %s", exc)
+        return None
+    with atomic_path(out / LOOP_DIR / "cv_predictions.csv") as tmp:
+        res.predictions.to_csv(tmp, index=False)
+    metrics = {key: float(v) for key, v in res.metrics.items()}
+    write_json(path, {"iterations": iterations, "folds": k, "metrics": metrics})
+    return metrics

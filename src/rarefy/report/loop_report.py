@@ -237,6 +237,10 @@ def _loop_report(run_dir: Path) -> Path:
         from .pareto_report import pareto_report
 
         return pareto_report(run_dir)
+    if result.get("goal") == "surface":  # a surface loop
+        from .surface_report import surface_report
+
+        return surface_report(run_dir)
     records = read_loop_records(run_dir, result.get("iterations"))
     rates = read_runs(run_dir)
     if rates is None:
