@@ -105,7 +105,8 @@ class VerifyConfig(ConfigModel):
     With ``reduction_sigma`` the verification is sized to the predicted gain: enough runs
     that the verified reduction's 1σ is at most ``reduction_sigma`` × the predicted
     reduction (from the predicted rates and Poisson counts), at least ``runs`` and at most
-    ``max_runs`` runs, and never more than the budget leaves.
+    ``max_runs`` runs. ``max_runs`` is the verification's compute cap; ``loop.budget_cpu_h``
+    reserves only ``runs`` of them.
     """
 
     runs: int = Field(default=2, ge=0, le=MAX_RUNS)

@@ -15,7 +15,13 @@
 3. **Optimum.** Refit on everything, save the surrogate to ``RUN_DIR/surrogate``,
    minimise the predicted target rate (``optimize`` settings) → θ*.
 4. **Verification.** ``loop.verify.runs`` target-fidelity runs at θ* (and at the baseline
-   design, when the baseline is a design), pooled: ``k/n ± sqrt(k)/n``.
+   design, when the baseline is a design), pooled: ``k/n ± sqrt(k)/n``. With
+   ``loop.verify.reduction_sigma`` the number of runs is sized to the predicted gain
+   (:func:`verification_size`: the verified reduction's 1σ at most that fraction of the
+   predicted reduction), between ``runs`` and ``max_runs`` (its compute cap, beyond
+   ``loop.budget_cpu_h``, which reserves the ``runs`` only); the
+   result's ``verification`` says how many were needed and what limited them, and
+   ``gain_confirmed`` whether the verified reduction is at least 2σ above zero.
 5. **Cross-validation** (``loop.cv_folds``, default 5) of the final surrogate over the
    target runs -> ``RUN_DIR/loop/cv_predictions.csv``, ``loop/cv.json`` and ``cv`` in
    ``result.json`` (the report's calibration plot).
@@ -61,7 +67,7 @@ from .rundata import cost_by_fidelity, denoised_fidelities
 from .simulate import campaign_requests
 from .workspace import BASELINE_BASE, VERIFY_BASE, LoopResult, LoopWorkspace, loop_cross_validation, loop_request_id
 
-__all__ = ["LoopResult", "run", "loop_request_id"]
+__all__ = ["LoopResult", "run", "loop_request_id", "verification_size"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,44 @@ def _pooled(rates: pd.DataFrame, prefix: str) -> tuple[float, float, int, int]:
     if n <= 0:
         return float("nan"), float("nan"), 0, 0
     return k / n, math.sqrt(max(k, 1.0)) / n, int(k), int(n)
+
+
+def verification_size(rate: float, baseline: float | None, baseline_sigma: float | None, *, paired: bool,
+                      fraction: float, events: int, min_runs: int, max_runs: int) -> dict[str, Any]:
+    """How many verification runs make the verified reduction's 1σ at most ``fraction`` × the predicted one.
+
+    ``rate``: predicted target rate at θ* and ``baseline`` the baseline rate (per event);
+    the predicted reduction is R = 1 − rate/baseline. With N verification events the
+    verified rate's variance is rate/N (Poisson), so the reduction's is
+    ``rate/(N b²) + (rate·σ_b/b²)²`` for a known baseline ``b ± σ_b``, and
+    ``(rate/b²)(1 + rate/b)/N`` when the baseline design is verified with as many events
+    (``paired``). Solving σ_R ≤ ``fraction`` × R for N gives the runs of ``events`` events,
+    kept within ``[min_runs, max_runs]`` (``max_runs`` is the verification's compute cap).
+
+    Returns ``runs`` (what to simulate), ``needed`` (runs for the target σ; None when no
+    number of runs reaches it: R ≤ 0, or a known baseline's own σ is already too large),
+    ``reduction_sigma_target`` (fraction × R, or None) and ``limited_by`` (None or ``max_runs``).
+    """
+    out: dict[str, Any] = {"runs": min_runs, "needed": None, "reduction_sigma_target": None, "limited_by": None}
+    if not baseline or baseline <= 0 or not math.isfinite(rate) or rate < 0 or events < 1:
+        return out
+    red = 1.0 - rate / baseline
+    if red <= 0:
+        return out
+    goal = fraction * red
+    out["reduction_sigma_target"] = goal
+    if paired:
+        n_events = (rate / baseline**2) * (1.0 + rate / baseline) / goal**2
+    else:
+        room = goal**2 - (rate * (baseline_sigma or 0.0) / baseline**2) ** 2
+        n_events = rate / (baseline**2 * room) if room > 0 else math.inf
+    if math.isfinite(n_events):
+        out["needed"] = max(int(math.ceil(n_events / events)), 1)
+    want = max(out["needed"] or max_runs + 1, min_runs)
+    out["runs"] = max(min(want, max_runs), min_runs)
+    if out["runs"] < want:
+        out["limited_by"] = "max_runs"
+    return out
 
 
 def run(config: RunConfig | str | os.PathLike[str], out: str | os.PathLike[str], *, progress: bool = True,
@@ -181,13 +225,20 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
                               baseline=base)
         opt_rec = {"iterations": done_iterations, **opt.to_dict(),
                    "baseline_design": None if base is None else base.design}
+        if loop.verify.reduction_sigma is not None and v_events:   # size the verification to the predicted gain
+            opt_rec["verification"] = verification_size(
+                opt_rec["rate"], opt_rec.get("baseline_rate"), opt_rec.get("baseline_sigma"),
+                paired=bool(opt_rec["baseline_design"]), fraction=loop.verify.reduction_sigma, events=int(v_events),
+                min_runs=loop.verify.runs, max_runs=loop.verify.max_runs)
         simulate.save_record("optimum", opt_rec)
     theta_star = space.round_theta(opt_rec["theta"])
 
     # ----------------------------------------------------------- verification
     verify: list[RunRequest] = []
     tag = f"{done_iterations:03d}"
-    for j in range(loop.verify.runs):
+    sizing = opt_rec.get("verification")
+    n_verify = sizing["runs"] if sizing else loop.verify.runs
+    for j in range(n_verify):
         idx = VERIFY_BASE + 1000 * done_iterations + j
         verify.append(RunRequest(f"verify-{tag}-{j:02d}", idx, target, theta_star, int(v_events),
                                  run_seed(cfg.seed, idx), v_cost))
@@ -203,7 +254,7 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
     v_rate, v_sigma, v_k, v_n = _pooled(rates, f"verify-{tag}-")
     b_rate, b_sigma = opt_rec.get("baseline_rate"), opt_rec.get("baseline_sigma")
     b_source = opt_rec.get("baseline_source")
-    if opt_rec.get("baseline_design") and loop.verify.runs:
+    if opt_rec.get("baseline_design") and n_verify:
         b_rate, b_sigma, _, _ = _pooled(rates, f"baseline-{tag}-")
         b_source = "verified at the baseline design"
     result: dict[str, Any] = {
@@ -226,6 +277,10 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
         rate, sig = (v_rate, v_sigma) if v_n else (opt_rec["rate"], opt_rec["sigma"])
         result["reduction"] = 1.0 - rate / b_rate
         result["reduction_sigma"] = math.sqrt((sig / b_rate) ** 2 + (rate * (b_sigma or 0.0) / b_rate**2) ** 2)
+        if v_n:   # the verified gain is confirmed when it is at least 2σ above zero
+            result["gain_confirmed"] = bool(result["reduction"] >= 2.0 * result["reduction_sigma"] > 0)
+    if sizing:
+        result["verification"] = {**sizing, "events_per_run": int(v_events)}
     if hasattr(sim, "expected_rate"):  # a simulator that knows its exact expectation (e.g. the moderator)
         result["expected_rate"] = float(sim.expected_rate(theta_star, target))
     cv = loop_cross_validation(cfg, out, space, done_iterations)

@@ -82,8 +82,12 @@ class LoopResult:
         lines.append(f"{r['target']} rate: predicted {r['predicted_rate']:.4g} ± {r['predicted_sigma']:.2g}{unit}, "
                      f"verified {verified}")
         if r["reduction"] is not None:
-            lines.append(f"reduction vs baseline {r['baseline_rate']:.4g}{unit}: {100 * r['reduction']:.1f}% "
-                         f"± {100 * r['reduction_sigma']:.1f}%")
+            line = (f"reduction vs baseline {r['baseline_rate']:.4g}{unit}: {100 * r['reduction']:.1f}% "
+                    f"± {100 * r['reduction_sigma']:.1f}%")
+            if r.get("predicted_reduction") is not None and r.get("verified_rate") is not None:
+                line += (f" (predicted {100 * r['predicted_reduction']:.1f}%; gain "
+                         f"{'confirmed' if r.get('gain_confirmed') else 'not confirmed'} at 2σ)")
+            lines.append(line)
         return [*lines, tail, f"report: {out / REPORT_DIR / 'index.html'}"]
 
 

@@ -144,6 +144,18 @@ def _result_rows(result: dict[str, Any], unit: str) -> list[tuple[str, str, str]
                      _pm(result["baseline_rate"], result.get("baseline_sigma")), unit))
     if result.get("reduction") is not None:
         rows.append(("reduction vs baseline", _percent(result["reduction"], result.get("reduction_sigma")), "%"))
+    if result.get("gain_confirmed") is not None:
+        rows.append(("gain confirmed (verified reduction ≥ 2σ above zero)", "yes" if result["gain_confirmed"] else "no",
+                     ""))
+    ver = result.get("verification")
+    if ver:
+        needed = "-" if ver.get("needed") is None else str(ver["needed"])
+        rows.append(("verification runs (needed for σ ≤ the target below)", f"{ver['runs']} ({needed})", "runs"))
+        if ver.get("reduction_sigma_target") is not None:
+            rows.append(("target σ of the verified reduction", _percent(ver["reduction_sigma_target"], 0.0)
+                         .split(" ±")[0], "%"))
+        if ver.get("limited_by"):
+            rows.append(("verification limited by", str(ver["limited_by"]), ""))
     if result.get("predicted_reduction") is not None:
         rows.append(("predicted reduction vs baseline",
                      _percent(result["predicted_reduction"], result.get("predicted_reduction_sigma")), "%"))
