@@ -91,7 +91,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CONFIG", "CATALOG", "RATES", "INGESTED", "TRAINING_RATES", "FIT", "OPTIMUM", "RESULT", "OBJECTIVES",
     "SUGGESTIONS", "SURROGATE_DIR", "DENOISE_DIR", "DENOISED_RATES", "PIPELINE", "LOOP_DIR", "REPORT_DIR",
-    "DENOISED_SUFFIX", "LEGACY_NAMES", "denoised_base", "denoised_rates_path", "SPLIT_COLUMN", "KEY", "write_config", "read_config", "read_rates", "write_rates", "read_runs", "simulated_rows",
+    "DENOISED_SUFFIX", "LEGACY_NAMES", "denoised_base", "denoised_rates_path", "SPLIT_COLUMN", "KEY", "write_config",
+    "read_config", "read_rates", "write_rates", "read_runs", "simulated_rows",
     "write_ingested", "write_training_rates", "read_result", "read_loop_records",
     "LOCK", "HOLDER", "MARKER", "KINDS", "run_dir_lock", "read_holder", "check_out_dir", "read_marker",
 ]

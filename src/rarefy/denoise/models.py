@@ -211,7 +211,8 @@ class FactorisedClassifier(CNP):
     It is not a neural process: it keeps the :class:`CNP` interface (context in, per-event
     heads out) so that training and scoring are shared, but it reads no context at all. On
     the moderator acceptance data every route for a context representation into the
-    decoder (into ``a``, into ``v``, or into the σ head, which moves the moderated logit) lowered the held-out r at seed 11 (0.64, 0.75, 0.72 against 0.87), because a
+    decoder (into ``a``, into ``v``, or into the σ head, which moves the moderated logit)
+    lowered the held-out r at seed 11 (0.64, 0.75, 0.72 against 0.87), because a
     per-run representation is one more way to fit run-to-run noise.
     """
 
