@@ -11,11 +11,11 @@ HF prediction first reaches, on ``--test`` (200) random feasible designs,
 Strategies (each a closed loop of fit → acquire → simulate, built from rarefy's
 components; checked after every round):
 
-* ``a_full``: rarefy's full loop — the CNP denoiser (``examples/moderator/denoise.yaml``
+* ``a_full``: rarefy's full loop — the denoiser (``examples/moderator/denoise.yaml``
   settings) trained once on the initial LF runs' events, every LF run scored, AR1 chain
-  ``lf-cnp → hf``; cost-aware IVR acquisition (LF or HF by value per CPU-hour, a run
+  ``lf-denoised → hf``; cost-aware IVR acquisition (LF or HF by value per CPU-hour, a run
   costing at least the compute left under the cap per run slot left, as in ``rarefy run``);
-* ``b_raw``: the same without the CNP: AR1 chain ``lf → hf`` on raw LF counts;
+* ``b_raw``: the same without the denoiser: AR1 chain ``lf → hf`` on raw LF counts;
 * ``c_hf``: an HF-only GP with the same (IVR) acquisition, HF runs only;
 * ``d_brute``: HF runs at a 310-point scrambled Sobol design, one HF-only GP fit.
 
@@ -27,8 +27,8 @@ first LF designs for (a)/(b); ``--hf0c`` HF Sobol runs for (c).
 **Documented shortcuts (what keeps this to about an hour on 2 busy cores).**
 (1) An HF run's count is drawn as ``k ~ Binomial(n_hf, expected_rate(θ, "hf"))`` instead of
 simulating ~8 million muon-shower neutrons (the moderator's HF events are Bernoulli with that
-mean, clustering adds ~1% to the variance; the HF events are never used: the CNP trains on
-LF events). LF runs are real ``simulate`` calls (their events feed the CNP).
+mean, clustering adds ~1% to the variance; the HF events are never used: the denoiser trains on
+LF events). LF runs are real ``simulate`` calls (their events feed the denoiser).
 (2) (d)'s compute is 310 × the HF run cost by definition; its accuracy is still checked
 by actually fitting the GP on its 310 drawn runs.
 (3) (a)–(c) stop at a cap of ``--cap`` × (d)'s compute (default 0.25) or ``--rounds``
@@ -50,15 +50,15 @@ the corner radius 90 cm / thickness 2 cm, whose rate (up to 2.3× the median) th
 hardly ever reach, and (a) needs more HF runs from 3 initial ones than from 8 Sobol ones
 (seeds 11 and 13 not met by 24 and 8 HF runs with log, met at 8 and 4 with identity). Every GP adds the uncertainty of its target level's mean and ρ
 (``surrogate.mean_uncertainty``; ``--no-mean-uncertainty`` turns it off): with 8–10 HF runs
-the plug-in intervals are too narrow. The CNP is denoise.yaml's: an ensemble of 5 members
+the plug-in intervals are too narrow. The denoiser is denoise.yaml's: an ensemble of 5 members
 (30 epochs each) trained once on the initial LF runs' events, with denoise.yaml's rule for
 the positive oversampling scaled to the number of runs (each training positive about once
 per epoch: 3 per batch for 500 runs, instead of denoise.yaml's 1 for 200). ``--cnp-rank K``
 overrides the rank of its design interaction (docs/denoise.md, "Extreme designs need rank ≥ 2").
-The lf-cnp rows carry the φ-sampling variance only (:func:`rarefy.denoise.aggregate_frame`;
-``--cnp-model-error`` adds the CNP's conservative model σ̄² as in earlier versions).
+The lf-denoised rows carry the φ-sampling variance only (:func:`rarefy.denoise.aggregate_frame`;
+``--cnp-model-error`` adds the denoiser's conservative model σ̄² as in earlier versions).
 
-**Reusing a trained CNP.** The CNP depends only on ``--seed``, ``--cnp-rank``, ``--lf0`` and
+**Reusing a trained denoiser.** The denoiser depends only on ``--seed``, ``--cnp-rank``, ``--lf0`` and
 ``--lf-events``, not on ``--hf0`` or the acquisition, and training it is ~90% of (a)'s wall time at 1 thread.
 ``--cnp-cache DIR`` keeps the members in ``DIR/seed<S>-rank<R>-runs<N>x<events>/member-<i>`` and
 reuses them. ``--cnp-members I ...`` trains only those members into the cache and stops, so
@@ -186,7 +186,7 @@ def event_data(runs: list[LFEvents], theta_names: list[str]) -> Any:
 
 
 class CNPStage:
-    """Train the CNP once on LF events; score each LF run -> an lf-cnp row (rarefy.denoise public functions).
+    """Train the denoiser once on LF events; score each LF run -> an lf-denoised row (rarefy.denoise public functions).
 
     With ``denoise.ensemble: K`` (denoise.yaml) K members are trained, member i with seed + i
     (its own train/val split of the runs), and their scores averaged as ``rarefy denoise``
@@ -224,11 +224,11 @@ class CNPStage:
         positives = float(data.y.sum()) * self.cfg.split[0]
         per_batch = max(1, round(positives / self.cfg.batches_per_epoch))
         phase.positive_ratio = per_batch / self.cfg.batch_size
-        log.warning("CNP: %d positives in %d runs -> %d pool positives per batch", int(data.y.sum()), len(events),
+        log.warning("denoiser: %d positives in %d runs -> %d pool positives per batch", int(data.y.sum()), len(events),
                     per_batch)
         folder = self.workdir / "cnp"
         if self.cache is not None:
-            # the CNP depends only on the seed, the initial LF runs and the model, not on --hf0
+            # the denoiser depends only on the seed, the initial LF runs and the model, not on --hf0
             per_run = len(data.y) // len(events)
             folder = self.cache / f"seed{self.seed}-rank{self.cfg.model.rank}-runs{len(events)}x{per_run}"
         dirs = member_dirs(folder, self.cfg.ensemble)
@@ -237,7 +237,7 @@ class CNPStage:
                 train(data, self.cfg, out=dirs[i], space=space, seed=self.seed + i)
             return time.perf_counter() - t0
         if self.cache is not None and all((d / "model.pt").exists() for d in dirs):
-            log.warning("CNP: reusing the %d members in %s", len(dirs), folder)
+            log.warning("denoiser: reusing the %d members in %s", len(dirs), folder)
             self.members = [str(d) for d in dirs]
         else:
             self.members = [train(data, self.cfg, out=d, space=space, seed=self.seed + i)
@@ -253,7 +253,7 @@ class CNPStage:
         for i in range(0, len(events), chunk):
             data = event_data(events[i:i + chunk], space.names)
             sc = average_scores([score(m, data, seed=self.seed) for m in self.members])
-            out.extend(aggregate_frame(sc, suffix="-cnp", model_error=self.model_error).to_dict(orient="records"))
+            out.extend(aggregate_frame(sc, suffix="-denoised", model_error=self.model_error).to_dict(orient="records"))
         return out
 
 
@@ -264,7 +264,7 @@ def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[st
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     cnp_rows: list[dict[str, Any]] = []
-    events: list[LFEvents] = []   # kept until the CNP is trained, then dropped
+    events: list[LFEvents] = []   # kept until the denoiser is trained, then dropped
     n_lf = 0
 
     def add(new: list[dict[str, Any]]) -> None:
@@ -283,14 +283,14 @@ def loop(world: World, fidelities: list[str], initial: Callable[[], list[dict[st
         if cnp is not None and fresh:
             if not cnp.trained:
                 sec = cnp.train(events, world.space)
-                log.warning("CNP trained on %d LF runs in %.0f s", len(events), sec)
+                log.warning("denoiser trained on %d LF runs in %.0f s", len(events), sec)
                 events.clear()
             cnp_rows.extend(cnp.rows(fresh, world.space))
 
     add(initial())
     history = []
     out: dict[str, Any] = {"cpu_h": None}
-    plans = {"lf": FidelityPlan("lf", world.n_lf, world.lf_cost), "lf-cnp": FidelityPlan("lf-cnp", world.n_lf,
+    plans = {"lf": FidelityPlan("lf", world.n_lf, world.lf_cost), "lf-denoised": FidelityPlan("lf-denoised", world.n_lf,
              world.lf_cost, simulate="lf"), "hf": FidelityPlan("hf", world.n_hf, world.hf_cost)}
     for r in range(rounds + 1):
         frame_rows = [x for x in rows if x["fidelity"] in fidelities] + [x for x in cnp_rows if x["fidelity"] in fidelities]
@@ -343,14 +343,14 @@ def main() -> None:
     ap.add_argument("--mean-uncertainty", action=argparse.BooleanOptionalAction, default=True,
                     help="every GP adds the uncertainty of its target level's mean and ρ (surrogate.mean_uncertainty)")
     ap.add_argument("--cnp-rank", type=int, default=None,
-                    help="rank of the factorised CNP's design interaction (default: denoise.yaml's)")
+                    help="rank of the factorised classifier's design interaction (default: denoise.yaml's)")
     ap.add_argument("--cnp-cache", type=Path, default=None,
-                    help="keep the trained CNP members here and reuse them (they depend on seed, rank, --lf0, --lf-events only)")
-    ap.add_argument("--cnp-device", default="cpu", help="torch device the CNP trains on (cpu, cuda)")
+                    help="keep the trained denoiser members here and reuse them (they depend on seed, rank, --lf0, --lf-events only)")
+    ap.add_argument("--cnp-device", default="cpu", help="torch device the denoiser trains on (cpu, cuda)")
     ap.add_argument("--cnp-model-error", action="store_true",
-                    help="add the CNP's conservative model σ̄² to each lf-cnp row's variance (the earlier variance)")
+                    help="add the denoiser's conservative model σ̄² to each lf-denoised row's variance (the earlier variance)")
     ap.add_argument("--cnp-members", type=int, nargs="+", default=None,
-                    help="only train these CNP members into --cnp-cache and stop (to train them in parallel)")
+                    help="only train these denoiser members into --cnp-cache and stop (to train them in parallel)")
     ap.add_argument("--history", type=Path, default=None, help="write every round's RMSE/coverage here (JSON)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -388,7 +388,7 @@ def main() -> None:
                 res = {"cpu_h": d_cpu_h, "rmse": rmse, "coverage2": cov, "hf_runs": 310, "lf_runs": 0,
                        "reached": world.reached(rmse, cov), "wall_s": time.perf_counter() - t0}
             elif s == "a":
-                res = loop(world, ["lf-cnp", "hf"], mf_initial, cap, args.rounds, args.batch, args.seed,
+                res = loop(world, ["lf-denoised", "hf"], mf_initial, cap, args.rounds, args.batch, args.seed,
                            cnp=CNPStage(args.seed, Path(tmp), args.cnp_rank, args.cnp_cache, args.cnp_device,
                                         model_error=args.cnp_model_error), output=args.output,
                            mean_uncertainty=args.mean_uncertainty)
