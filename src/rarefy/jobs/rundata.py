@@ -5,8 +5,8 @@ A run directory written by ``rarefy simulate`` / ``rarefy run`` holds ``rates.pa
 simulated elsewhere); ``rarefy fit`` writes ``training_rates.parquet`` (file names and
 writers: :mod:`rarefy.data.rundir`). The training table of a run directory is its runs
 (``rates.parquet``, or in a directory that ``rarefy fit`` wrote, ``training_rates.parquet``)
-plus the ingested ones, restricted to the config's fidelities, plus the denoised ``-denoised`` fidelities the config's chain names
-(``RUN_DIR/denoise/rates_denoised.parquet``, see :func:`add_denoised_fidelities` and
+plus the ingested ones, restricted to the config's fidelities, plus the ``<fidelity>-denoised`` fidelities the config's
+chain names (``RUN_DIR/denoise/rates_denoised.parquet``, see :func:`add_denoised_fidelities` and
 :func:`update_denoised`, which trains and runs the denoiser when needed).
 """
 
@@ -89,8 +89,8 @@ def add_denoised_fidelities(cfg: RunConfig, run_dir: Path, table: RateTable | No
     """Add the ``<fidelity>-denoised`` rows of ``RUN_DIR/denoise/rates_denoised.parquet`` that the config's chain names.
 
     Rows and files of the old names (``-cnp``, ``rates_cnp.parquet``) are read too, under
-    the config's names. Without ``-denoised`` fidelities the raw ``k/n`` rates with their count noise are used as
-    they are. ``table=None`` only checks the config (before any simulation).
+    the config's names. Without ``-denoised`` fidelities the raw ``k/n`` rates with their
+    count noise are used as they are. ``table=None`` only checks the config (before any simulation).
     """
     denoised = denoised_fidelities(cfg)
     if table is None or not denoised:
