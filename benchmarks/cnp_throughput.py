@@ -1,4 +1,4 @@
-"""Throughput of the RESuM-size CNP denoiser on CPU; prints ONE JSON line.
+"""Throughput of a RESuM-size conditional neural process (``kind: cnp``) on CPU; prints ONE JSON line.
 
 Figures (samples = target events per second):
 

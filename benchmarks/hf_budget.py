@@ -19,7 +19,7 @@ Strategies (every surrogate checked after every round):
   code (:func:`rarefy.jobs.loop.run` with ``--set seed=S``, ``loop.stop.below`` = the tight
   multiple and ``loop.budget_cpu_h`` = the cap): 500 LF runs + 2 HF runs, the denoiser
   (a factorised per-event classifier, 5 members) trained once on the LF events, the AR1
-  chain ``lf-cnp → hf``, cost-aware IVR, one run per round, and the loop's own stopping
+  chain ``lf-denoised → hf``, cost-aware IVR, one run per round, and the loop's own stopping
   rule (RMS posterior σ over 1,024 Sobol designs ≤ 0.06 × the predicted spread). Its HF runs
   are real moderator simulations. The benchmark watches every round's fit (``on_fit``) to
   find when each target is first met; ``a_stop_*`` is where the product's rule stopped.
@@ -259,7 +259,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = load_config(CONFIG)
     events = {f.name: f.events for f in cfg.fidelities}
-    world = World(args.test, args.seed, events["lf-cnp"], events["hf"], args.tight)
+    world = World(args.test, args.seed, events["lf-denoised"], events["hf"], args.tight)
     d_cpu_h = 310 * world.hf_cost
     cap = args.cap * d_cpu_h
     out: dict[str, Any] = {"seed": args.seed, "spread": world.spread, "tight": args.tight, "n_hf": world.n_hf,

@@ -1,7 +1,7 @@
 """How good is the closed loop's optimum? One JSON line per call, over several seeds.
 
 For each seed, runs ``examples/moderator/run.yaml`` (the moderator closed loop, cost-aware
-EI; ``--config`` another one, e.g. ``run-cnp.yaml`` with the denoiser) with that seed and reports:
+EI; ``--config`` another one, e.g. ``run-denoised.yaml`` with the denoiser) with that seed and reports:
 
 * ``theta``: the loop's θ*;
 * ``percentile``: where the *exact* HF rate at θ* (``simulators.get("moderator").expected_rate``)
@@ -15,7 +15,7 @@ The exact rates of the 1,000 random designs depend only on the seed; they are ke
 
 Usage::
 
-    python benchmarks/loop_optimum.py --seeds 11 12 13 [--config examples/moderator/run-cnp.yaml] [--out DIR]
+    python benchmarks/loop_optimum.py --seeds 11 12 13 [--config examples/moderator/run-denoised.yaml] [--out DIR]
 """
 
 from __future__ import annotations

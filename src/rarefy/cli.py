@@ -229,7 +229,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the denoiser's seed."),
     overrides: Optional[list[str]] = set_option(),
 ) -> None:
-    """Train the CNP denoiser on the events in RUN_DIR (resumes); write RUN_DIR/denoise and the split column."""
+    """Train the denoiser on the events in RUN_DIR (resumes); write RUN_DIR/denoise and the split column."""
     from .jobs.denoise import train_denoiser
 
     with lazy_progress("denoiser epochs") as update:
@@ -241,7 +241,7 @@ def train(
 def denoise(
     run_dir: Path = typer.Argument(..., help="Run directory with a trained denoiser ('rarefy train')."),
 ) -> None:
-    """Score the events of every run and add the '<fidelity>-cnp' rows to RUN_DIR/rates.parquet."""
+    """Score the events of every run and add the '<fidelity>-denoised' rows to RUN_DIR/rates.parquet."""
     from .jobs.denoise import denoise_run
 
     with lazy_progress("runs scored") as update:

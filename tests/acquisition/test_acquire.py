@@ -237,12 +237,12 @@ def test_denoised_fidelity_plan_simulates_its_base():
     from pathlib import Path
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "moderator" / "run.yaml").read_text())
-    raw["fidelities"].insert(1, {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"}})
+    raw["fidelities"].insert(1, {"name": "lf-denoised", "value": "rate", "filter": {"fidelity": "lf-denoised"}})
     raw["denoise"] = {}
     cfg = config_from_dict(raw)
     plans = fidelity_plans(cfg.fidelities, cfg.acquisition.events, rarefy_simulator())
-    assert plans["lf-cnp"].simulated == "lf" and plans["lf-cnp"].events == plans["lf"].events
-    assert plans["lf-cnp"].cost_cpu_h == plans["lf"].cost_cpu_h and plans["hf"].simulated == "hf"
+    assert plans["lf-denoised"].simulated == "lf" and plans["lf-denoised"].events == plans["lf"].events
+    assert plans["lf-denoised"].cost_cpu_h == plans["lf"].cost_cpu_h and plans["hf"].simulated == "hf"
 
 
 def rarefy_simulator():

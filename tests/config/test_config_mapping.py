@@ -89,7 +89,7 @@ def test_value_unit_is_optional_and_read(tmp_path):
 
 @pytest.mark.parametrize("example, value_unit", [
     ("legend/legend.yaml", "nuc/(kg yr)"), ("legend/resum.yaml", "nuc/(kg yr)"), ("moderator/run.yaml", "1/neutron"),
-    ("moderator/run-cnp.yaml", "1/neutron"), ("moderator/simulate.yaml", "1/neutron"),
+    ("moderator/run-denoised.yaml", "1/neutron"), ("moderator/simulate.yaml", "1/neutron"),
     ("moderator/denoise.yaml", "1/neutron")])
 def test_examples_state_their_units(legend_dir, example, value_unit):
     cfg = load_config(legend_dir.parent / example)

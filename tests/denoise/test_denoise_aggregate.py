@@ -22,7 +22,7 @@ def test_rate_and_variance_by_hand() -> None:
                     theta=np.array([[0.2], [0.7]]), theta_names=["x"], fidelity=None)
     table = aggregate(scores, DesignSpace.from_bounds({"x": (0, 1)}), fidelity="lf")
     f = table.frame
-    assert list(f["fidelity"]) == ["lf-cnp", "lf-cnp"] and list(f["run_id"]) == ["a", "b"]
+    assert list(f["fidelity"]) == ["lf-denoised", "lf-denoised"] and list(f["run_id"]) == ["a", "b"]
     # run a: mean 0.2, sample variance ((-.1)² + .1² + 0²)/2 = 0.01, mean σ 0.02
     assert f["rate"][0] == pytest.approx(0.2, rel=1e-6)
     assert f["var"][0] == pytest.approx(0.01 / 3, rel=1e-5)

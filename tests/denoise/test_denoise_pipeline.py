@@ -86,16 +86,16 @@ def test_train_then_denoise_cli(simulated, tmp_path):
     res = runner.invoke(app, ["denoise", str(run)])
     assert res.exit_code == 0, res.output
     first = pd.read_parquet(run / "rates.parquet")
-    assert sorted(first["fidelity"].unique()) == ["hf", "hf-cnp", "lf", "lf-cnp"]
-    assert (first["fidelity"] == "lf-cnp").sum() == 11 and (first["fidelity"] == "hf-cnp").sum() == 2
-    cnp = first[first["fidelity"].str.endswith("-cnp")].set_index("run_id")
-    raw = first[~first["fidelity"].str.endswith("-cnp")].set_index("run_id")
-    assert (cnp["split"] == raw.loc[cnp.index, "split"]).all()
-    assert (cnp["n"] == raw.loc[cnp.index, "n"]).all() and (cnp["k"] == raw.loc[cnp.index, "k"]).all()
-    assert np.all((cnp["rate"] > 0) & (cnp["rate"] < 1)) and np.all(cnp["var"] > 0)
+    assert sorted(first["fidelity"].unique()) == ["hf", "hf-denoised", "lf", "lf-denoised"]
+    assert (first["fidelity"] == "lf-denoised").sum() == 11 and (first["fidelity"] == "hf-denoised").sum() == 2
+    den = first[first["fidelity"].str.endswith("-denoised")].set_index("run_id")
+    raw = first[~first["fidelity"].str.endswith("-denoised")].set_index("run_id")
+    assert (den["split"] == raw.loc[den.index, "split"]).all()
+    assert (den["n"] == raw.loc[den.index, "n"]).all() and (den["k"] == raw.loc[den.index, "k"]).all()
+    assert np.all((den["rate"] > 0) & (den["rate"] < 1)) and np.all(den["var"] > 0)
     rarefy.RateTable(first, rarefy.load_config(cfg).space.build())          # a valid RateTable
 
-    # re-running replaces the -cnp rows (same values: deterministic scoring), never duplicates
+    # re-running replaces the -denoised rows (same values: deterministic scoring), never duplicates
     res = runner.invoke(app, ["denoise", str(run)])
     assert res.exit_code == 0, res.output
     second = pd.read_parquet(run / "rates.parquet")
@@ -113,8 +113,8 @@ def test_python_api_deterministic_and_resumes(simulated, tmp_path):
         res = rarefy.train_denoiser(cfg, run)
         assert isinstance(res, rarefy.DenoiseTrainResult) and res.train.finished
         out = rarefy.denoise_run(run, fidelities=["lf"])
-        assert isinstance(out, rarefy.DenoiseRunResult) and out.fidelities == ["lf-cnp"]
-        assert out.n_events == 11 * 1500 and set(out.table.frame["fidelity"]) == {"lf-cnp"}
+        assert isinstance(out, rarefy.DenoiseRunResult) and out.fidelities == ["lf-denoised"]
+        assert out.n_events == 11 * 1500 and set(out.table.frame["fidelity"]) == {"lf-denoised"}
         runs.append(run)
     a, b = (pd.read_parquet(r / "rates.parquet") for r in runs)
     pd.testing.assert_frame_equal(a, b)                                       # same seed, same rates
@@ -129,7 +129,7 @@ def test_simulate_again_keeps_denoised_rows_and_split(simulated, tmp_path):
     rarefy.train_denoiser(cfg, run)
     rarefy.denoise_run(run)
     before = pd.read_parquet(run / "rates.parquet")
-    assert {"lf-cnp", "hf-cnp"} <= set(before["fidelity"]) and before["split"].notna().all()
+    assert {"lf-denoised", "hf-denoised"} <= set(before["fidelity"]) and before["split"].notna().all()
 
     rarefy.simulate(cfg, run, progress=False)                                 # nothing left to run
     pd.testing.assert_frame_equal(pd.read_parquet(run / "rates.parquet"), before)
@@ -141,13 +141,13 @@ def test_simulate_again_keeps_denoised_rows_and_split(simulated, tmp_path):
     after = pd.read_parquet(run / "rates.parquet")
     assert len(after) == len(before) + 1 and (after["run_id"] == "run-00013").sum() == 1
     old = after[after["run_id"] != "run-00013"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(old, before)                                # -cnp rows and split kept
+    pd.testing.assert_frame_equal(old, before)                                # -denoised rows and split kept
     assert after.loc[after["run_id"] == "run-00013", "split"].isna().all()    # not seen by the trainer yet
 
     rarefy.denoise_run(run)                                                   # scores it; its split: test
     final = pd.read_parquet(run / "rates.parquet")
     assert (final.loc[final["run_id"] == "run-00013", "split"] == "test").all()
-    assert set(final.loc[final["run_id"] == "run-00013", "fidelity"]) == {"hf", "hf-cnp"}
+    assert set(final.loc[final["run_id"] == "run-00013", "fidelity"]) == {"hf", "hf-denoised"}
 
 
 @pytest.mark.parametrize("case, pattern", [
@@ -245,7 +245,7 @@ def test_the_loop_trains_the_denoiser_once(simulated, tmp_path, monkeypatch, ens
     from rarefy.jobs.rundata import update_denoised
 
     raw = config(ensemble=ensemble)
-    raw["fidelities"] = [FIDS[0], {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"},
+    raw["fidelities"] = [FIDS[0], {"name": "lf-denoised", "value": "rate", "filter": {"fidelity": "lf-denoised"},
                                    "noise": {"variance": "var"}}, FIDS[1]]
     cfg = rarefy.load_config(write(tmp_path / "loop.yaml", raw))
     run = fresh_copy(simulated, tmp_path)
@@ -254,3 +254,35 @@ def test_the_loop_trains_the_denoiser_once(simulated, tmp_path, monkeypatch, ens
     monkeypatch.setattr(denoising, "train_denoiser", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert len(update_denoised(cfg, run)) == 11                # trained, then every LF run scored
     assert update_denoised(cfg, run) == [] and len(calls) == 1  # nothing new: neither trained nor scored
+
+
+def test_old_names_of_denoised_fidelities_still_work(simulated, tmp_path, caplog):
+    """A run directory and a config of the old names (``-cnp``, rates_cnp.parquet) read as ``-denoised``."""
+    from rarefy.acquisition.fidelity import fidelity_plans
+    from rarefy.data.rundir import denoised_base, simulated_rows
+    from rarefy.jobs.rundata import training_table
+
+    with caplog.at_level("WARNING", logger="rarefy.data.rundir"):
+        assert [denoised_base(n) for n in ("lf-denoised", "hf", "-denoised")] == ["lf", None, None]
+        assert denoised_base("alias-check-cnp") == denoised_base("alias-check-cnp") == "alias-check"
+    said = [r.getMessage() for r in caplog.records if "alias-check" in r.getMessage()]
+    assert len(said) == 1 and "'alias-check-denoised'" in said[0]             # one warning naming the new name
+
+    run = fresh_copy(simulated, tmp_path)                 # as an earlier version left it: only old names
+    rates = pd.read_parquet(run / "rates.parquet")
+    old_rows = rates[rates["fidelity"] == "lf"].assign(fidelity="lf-cnp", rate=0.5)
+    pd.concat([rates, old_rows], ignore_index=True).to_parquet(run / "rates.parquet")
+    (run / "denoise").mkdir()
+    old_rows.to_parquet(run / "denoise" / "rates_cnp.parquet")
+    assert set(simulated_rows(run)["fidelity"]) == {"lf", "hf"}                # old denoised rows cost nothing
+
+    denoised = {"name": "lf-denoised", "value": "rate", "noise": {"variance": "var"}}
+    for name in ("lf-denoised", "lf-cnp"):                                     # a new and an old config
+        raw = config()
+        raw["fidelities"] = [FIDS[0], {**denoised, "name": name, "filter": {"fidelity": name}}, FIDS[1]]
+        cfg = rarefy.load_config(write(tmp_path / f"{name}.yaml", raw))
+        table = training_table(run, cfg)
+        assert (table.frame["fidelity"] == name).sum() == 11 and (table.frame.loc[table.frame["fidelity"] == name,
+                                                                                   "rate"] == 0.5).all()
+        plans = fidelity_plans(cfg.fidelities, {"lf": 1500, "hf": 800})
+        assert plans[name].simulated == "lf" and plans[name].events == 1500       # a run of lf observes it

@@ -155,5 +155,5 @@ def test_streaming_parquet_shards_train_score_aggregate(tmp_path: Path) -> None:
     # chunking changes the fold deal, not the model: both are valid probabilities of the same events
     assert streamed.n == in_memory.n == data.n and ((streamed.p > 0) & (streamed.p < 1)).all()
     table = aggregate(streamed, SPACE)
-    assert table.fidelities == ["lf-cnp"] and len(table) == 5
+    assert table.fidelities == ["lf-denoised"] and len(table) == 5
     assert (table.frame["n"] == 200).all() and (table.frame["var"] > 0).all()

@@ -56,3 +56,25 @@ def test_no_work_log_words_in_product_files(name):
             if rx.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()[:100]}")
     assert not found, f"{name}:\n" + "\n".join(found)
+
+
+#: names that say the wrong thing about a model: the factorised per-event classifier that the
+#: examples use reads no context, so it is no conditional neural process (CNP)
+MISNOMERS = {
+    "CNP denoiser": re.compile(r"\bCNP[- ]denoiser", re.I),
+    "factorised CNP": re.compile(r"\bfactori[sz]ed CNP\b", re.I),
+}
+
+
+def test_misnomer_patterns():
+    assert all(rx.search(t) for rx, t in zip(MISNOMERS.values(), ("train the CNP denoiser", "a factorised CNP")))
+    assert not any(rx.search("the denoiser's conditional neural process; FactorisedCNP = FactorisedClassifier")
+                   for rx in MISNOMERS.values())
+
+
+@pytest.mark.parametrize("name", sorted(MISNOMERS))
+def test_models_are_named_for_what_they_are(name):
+    rx = MISNOMERS[name]
+    found = [f"{path.relative_to(ROOT)}:{i}: {line.strip()[:100]}" for path in _product_files()
+             for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if rx.search(line)]
+    assert not found, f"{name}:\n" + "\n".join(found)

@@ -294,11 +294,11 @@ def test_config_errors(tmp_path):
         config_from_dict({**raw, "acquisition": {"fidelities": ["mf"]}})
     with pytest.raises(InputError, match="baseline.design must give"):
         config_from_dict({**raw, "baseline": {"design": {"radius": 100}}})
-    fids = [raw["fidelities"][0], {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"}},
+    fids = [raw["fidelities"][0], {"name": "lf-denoised", "value": "rate", "filter": {"fidelity": "lf-denoised"}},
             raw["fidelities"][1]]
-    path = tiny_config(tmp_path, fidelities=fids)  # a -cnp fidelity without a 'denoise' section
+    path = tiny_config(tmp_path, fidelities=fids)  # a -denoised fidelity without a 'denoise' section
     res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "r")])
-    assert res.exit_code == 2 and "lf-cnp" in res.output and "'denoise' section" in res.output
+    assert res.exit_code == 2 and "lf-denoised" in res.output and "'denoise' section" in res.output
     assert not (tmp_path / "r" / "catalog.sqlite").exists()  # failed before any simulation
 
 
@@ -311,31 +311,31 @@ TINY_CNP = {"model": {"kind": "cnp", "encoder": [8], "decoder": [8]}, "epochs": 
 @pytest.mark.slow  # trains a (tiny) CNP inside a loop: about a minute on idle cores
 @pytest.mark.parametrize("ensemble", [1, 2])
 def test_loop_with_the_cnp_denoiser(tmp_path, ensemble):
-    """denoise section + lf-cnp in the chain: the CNP is trained once, every run is scored, lf-cnp enters the fit."""
+    """denoise section + lf-denoised in the chain: the CNP is trained once, every run is scored, lf-denoised enters the fit."""
     cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
     lf, hf = cfg["fidelities"]
-    cfg["fidelities"] = [lf, {"name": "lf-cnp", "value": "rate", "filter": {"fidelity": "lf-cnp"}}, hf]
+    cfg["fidelities"] = [lf, {"name": "lf-denoised", "value": "rate", "filter": {"fidelity": "lf-denoised"}}, hf]
     cfg["denoise"] = {**TINY_CNP, "ensemble": ensemble}
-    cfg["acquisition"]["fidelities"] = ["lf-cnp", "hf"]  # an LF run is valued by its denoised rate
+    cfg["acquisition"]["fidelities"] = ["lf-denoised", "hf"]  # an LF run is valued by its denoised rate
     path = tmp_path / "cnp.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = tmp_path / "run"
     res = rarefy.run(path, out, progress=False)
     model_pt = out / "denoise" / ("model.pt" if ensemble == 1 else f"member-{ensemble - 1}/model.pt")
     assert model_pt.exists()
-    cnp = pd.read_parquet(out / "denoise" / "rates_cnp.parquet")
+    scored = pd.read_parquet(out / "denoise" / "rates_denoised.parquet")
     runs = pd.read_parquet(out / "rates.parquet")
     lf_runs = set(runs.loc[(runs["fidelity"] == "lf") & ~runs["run_id"].str.startswith("verify"), "run_id"])
-    assert lf_runs <= set(cnp["run_id"])  # every LF run, loop runs included, was scored
-    assert (cnp["rate"] > 0).all() and (cnp["var"] > 0).all()
+    assert lf_runs <= set(scored["run_id"])  # every LF run, loop runs included, was scored
+    assert (scored["rate"] > 0).all() and (scored["var"] > 0).all()
     fitted = json.loads((out / "surrogate" / "model.json").read_text())
-    assert fitted["fidelities"] == ["lf", "lf-cnp", "hf"]
-    assert fitted["fit"]["n_per_fidelity"]["lf-cnp"] == fitted["fit"]["n_per_fidelity"]["lf"] == len(lf_runs)
-    for i in (1, 2):  # proposals simulate real fidelities; LF runs were valued as lf-cnp
+    assert fitted["fidelities"] == ["lf", "lf-denoised", "hf"]
+    assert fitted["fit"]["n_per_fidelity"]["lf-denoised"] == fitted["fit"]["n_per_fidelity"]["lf"] == len(lf_runs)
+    for i in (1, 2):  # proposals simulate real fidelities; LF runs were valued as lf-denoised
         rec = json.loads((out / "loop" / f"iter-{i:03d}.json").read_text())
         for p in rec["proposals"]:
             assert p["fidelity"] in ("lf", "hf")
-            assert p["valued_as"] == {"lf": "lf-cnp", "hf": "hf"}[p["fidelity"]]
+            assert p["valued_as"] == {"lf": "lf-denoised", "hf": "hf"}[p["fidelity"]]
     # costs count the simulated runs only (a denoised row costs nothing more)
     assert set(res.result["cost_cpu_h"]) == {"lf", "hf", "total"}
     assert res.result["cost_cpu_h"]["lf"] == pytest.approx((runs["fidelity"] == "lf").sum() * 20_000 * 3e-6)

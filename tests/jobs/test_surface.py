@@ -107,8 +107,8 @@ def test_surface_loop_with_the_denoiser_charges_its_compute(tmp_path):
     res = rarefy.run(cfg, tmp_path / "run", progress=False)
     r = res.result
     assert r["cost_cpu_h"]["denoiser"] > 0
-    assert "lf-cnp" in r["history"][0]["rows_per_fidelity"] and "lf" not in r["history"][0]["rows_per_fidelity"]
-    scored = pd.read_parquet(tmp_path / "run" / "denoise" / "rates_cnp.parquet")
+    assert "lf-denoised" in r["history"][0]["rows_per_fidelity"] and "lf" not in r["history"][0]["rows_per_fidelity"]
+    scored = pd.read_parquet(tmp_path / "run" / "denoise" / "rates_denoised.parquet")
     assert set(scored["run_id"]) == set(pd.read_parquet(tmp_path / "run" / "rates.parquet").query(
         "fidelity == 'lf'")["run_id"])
 

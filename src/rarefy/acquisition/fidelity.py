@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..config import FidelityConfig
-from ..data.rundir import CNP_SUFFIX
+from ..data.rundir import denoised_base
 
 __all__ = ["FidelityPlan", "RunNoise", "fidelity_plans"]
 
@@ -24,8 +24,8 @@ class FidelityPlan:
     """What a proposed run of one fidelity is: ``events`` per run and its nominal cost (CPU-hours, NaN if unknown).
 
     ``simulate`` is the fidelity that is actually simulated (default: ``name``): a
-    denoised fidelity ``lf-cnp`` is observed by simulating an ``lf`` run and scoring it
-    with the CNP, so its plan is the ``lf`` plan with ``simulate="lf"``.
+    denoised fidelity ``lf-denoised`` is observed by simulating an ``lf`` run and scoring it
+    with the denoiser, so its plan is the ``lf`` plan with ``simulate="lf"``.
     """
 
     name: str
@@ -58,7 +58,7 @@ def fidelity_plans(fidelities: Sequence[FidelityConfig], events: Mapping[str, in
     Events: ``events[f]`` (the config's ``acquisition.events``), else the fidelity's ``events``, else the simulator's
     default. Cost of a run (CPU-h): events × ``cost_cpu_h_per_event`` (config or simulator),
     else the fidelity's ``cost_cpu_h`` per run, else NaN. A fidelity without an events
-    number gets ``events = 0`` (it cannot be proposed). A denoised fidelity ``<base>-cnp``
+    number gets ``events = 0`` (it cannot be proposed). A denoised fidelity ``<base>-denoised``
     (see :mod:`rarefy.denoise`) without events of its own gets the plan of ``<base>``
     with ``simulate=<base>``: a run of ``base`` is what yields its observation; one whose base
     is not among ``fidelities`` is simulated as its base too, at the base's cost per event.
@@ -69,7 +69,7 @@ def fidelity_plans(fidelities: Sequence[FidelityConfig], events: Mapping[str, in
     for f in fidelities:
         sim_fid = None
         fids = getattr(simulator, "fidelities", None)
-        base = f.name[: -len(CNP_SUFFIX)] if f.name.endswith(CNP_SUFFIX) else None
+        base = denoised_base(f.name)
         lookup = base if (base is not None and base not in names) else f.name   # simulated as its base
         if fids is not None and lookup in fids:
             sim_fid = fids[lookup]
@@ -85,8 +85,8 @@ def fidelity_plans(fidelities: Sequence[FidelityConfig], events: Mapping[str, in
             cost = float("nan")
         out[f.name] = FidelityPlan(f.name, int(n_events or 0), cost, simulate=None if lookup == f.name else lookup)
     for name, plan in list(out.items()):
-        base = name[: -len(CNP_SUFFIX)]
-        if name.endswith(CNP_SUFFIX) and plan.events == 0 and base in out and out[base].events > 0:
+        base = denoised_base(name)
+        if base is not None and plan.events == 0 and base in out and out[base].events > 0:
             out[name] = FidelityPlan(name, out[base].events, out[base].cost_cpu_h, simulate=base)
     return out
 

@@ -128,7 +128,7 @@ class Proposal:
     """One proposed run: design ``theta``, ``fidelity``, ``events``, nominal ``cost_cpu_h`` and acquisition ``value``.
 
     ``fidelity`` is the fidelity to simulate; ``valued_as`` the surrogate fidelity whose
-    observation the acquisition valued (differs for a denoised fidelity: ``lf-cnp`` is
+    observation the acquisition valued (differs for a denoised fidelity: ``lf-denoised`` is
     valued, ``lf`` simulated). ``value`` is per CPU-hour for cost-aware acquisitions;
     ``noise_var`` is the rate noise variance assumed for the run (rate units²).
     """

@@ -1,4 +1,4 @@
-"""Denoise section: the event-level CNP denoiser, its loss, mixup, imbalance schedule and training."""
+"""Denoise section: the event-level denoiser, its model, loss, mixup, imbalance schedule and training."""
 
 from __future__ import annotations
 
@@ -16,16 +16,21 @@ Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 
 
 class DenoiseModelConfig(ConfigModel):
-    """The CNP (``kind: cnp``), attentive CNP (``attentive``) or factorised CNP (``factorised``).
+    """The denoiser's per-event model.
 
-    Defaults are RESuM-size (≈1e5 parameters). ``rep_dim`` is the representation size
+    ``kind: cnp`` and ``attentive`` are conditional neural processes: each event is scored
+    from a labelled context set of its own run (mean-pooled, or also cross-attended).
+    ``factorised`` is a factorised per-event classifier: its logit is ``a(φ) + u(θ)·v(φ)``
+    (a rank-``rank`` design term) and it reads no context; it is the kind that
+    ``examples/moderator/denoise.yaml`` uses (docs/denoise.md). Defaults are RESuM-size (≈1e5 parameters). ``rep_dim`` is the representation size
     (default: last encoder width); ``heads`` the attention heads of the attentive variant;
     ``rank`` and ``design_widths`` the low-rank design interaction of the factorised one
-    (:class:`rarefy.denoise.FactorisedCNP`; ``design_widths: []`` makes it linear in θ).
+    (:class:`rarefy.denoise.FactorisedClassifier`; ``design_widths: []`` makes it linear in θ).
     """
 
     kind: Literal["cnp", "attentive", "factorised"] = "cnp"
-    """``cnp``, ``attentive`` (attentive CNP) or ``factorised`` (factorised CNP)"""
+    """``cnp`` (conditional neural process), ``attentive`` (attentive neural process) or ``factorised``
+    (factorised per-event classifier, reads no context)"""
     encoder: list[Width] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32], max_length=MAX_LAYERS)
     """units of each encoder layer"""
     decoder: list[Width] = Field(default_factory=lambda: [32, 64, 128, 128, 128, 64, 48, 32], max_length=MAX_LAYERS)
@@ -128,7 +133,7 @@ class EarlyStoppingConfig(ConfigModel):
 
 
 class DenoiseConfig(ConfigModel):
-    """Event-level denoiser (CNP) training; see :func:`rarefy.denoise.train`.
+    """Event-level denoiser training; see :func:`rarefy.denoise.train`.
 
     ``epochs`` applies without an ``imbalance`` schedule (default 20); with one, training
     runs the phases' epochs. ``lr_schedule: cosine`` anneals the learning rate from ``lr``

@@ -19,6 +19,15 @@ from .surrogate import SurrogateConfig
 __all__ = ["RunConfig"]
 
 
+def _denoised_base(name: str) -> str | None:
+    """``lf`` for a denoised fidelity ``lf-denoised`` (or the older ``lf-cnp``), else None (names:
+    :mod:`rarefy.data.rundir`)."""
+    for suffix in ("-denoised", "-cnp"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
 def _check_known(key: str, fidelities: list[str], names: list[str]) -> None:
     """Raise when ``fidelities`` (listed under config key ``key``) are not all among ``names``."""
     unknown = [f for f in fidelities if f not in names]
@@ -94,8 +103,8 @@ class RunConfig(ConfigModel):
             self.target = names[-1]
         elif self.target not in names:
             raise ValueError(f"unknown fidelity {self.target!r} in 'target'; defined fidelities: {names}")
-        # a denoised fidelity '<base>-cnp' is observed by simulating '<base>' runs
-        scored = {n[: -len("-cnp")] for n in names if n.endswith("-cnp")}
+        # a denoised fidelity '<base>-denoised' is observed by simulating '<base>' runs
+        scored = {b for b in map(_denoised_base, names) if b is not None}
         if self.campaign is not None:
             if self.simulator is None:
                 raise ValueError("a 'campaign' needs a 'simulator'")
@@ -119,13 +128,13 @@ class RunConfig(ConfigModel):
     @property
     def simulated_fidelities(self) -> list[FidelityConfig]:
         """The fidelities a campaign may simulate: the config's own, plus ``<base>`` for each denoised
-        ``<base>-cnp`` fidelity whose base is not in the chain (raw ``k/n`` with count noise, the denoised
+        ``<base>-denoised`` fidelity whose base is not in the chain (raw ``k/n`` with count noise, the denoised
         fidelity's events, cost and unit): the denoiser is trained on and scores those runs."""
         names = self.fidelity_names
         out = list(self.fidelities)
         for f in self.fidelities:
-            base = f.name[: -len("-cnp")]
-            if f.name.endswith("-cnp") and base not in names:
+            base = _denoised_base(f.name)
+            if base is not None and base not in names:
                 out.append(FidelityConfig(name=base, filter={"fidelity": base}, value="rate", value_unit=f.value_unit,
                                           noise={"counts": "k", "events": "n"}, events=f.events,
                                           cost_cpu_h=f.cost_cpu_h, cost_cpu_h_per_event=f.cost_cpu_h_per_event))

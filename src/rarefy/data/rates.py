@@ -13,7 +13,7 @@ event stores, denoisers) and the surrogate side. Columns:
                  and >= ``k``
 ``cost_cpu_h``   optional: nominal cost of the run in CPU-hours, >= 0
 ``run_id``       optional: identifies the simulation run; several fidelities
-                 derived from one run (e.g. ``hf`` and ``hf-cnp``) share it
+                 derived from one run (e.g. ``hf`` and ``hf-denoised``) share it
 ===============  ===========================================================
 
 The optional columns may be empty (NaN) in rows that lack them (e.g. fidelities

@@ -5,13 +5,13 @@ Layout of ``RUN_DIR`` (every file written atomically)::
     config.yaml              the resolved config (rarefy simulate / fit / run / infer)
     catalog.sqlite, events/  run catalog and event shards (rarefy.data.store.EventStore)
     rates.parquet            one row per finished campaign run, plus rows and columns that
-                             later jobs add: the ``<fidelity>-cnp`` rows of rarefy denoise and
+                             later jobs add: the ``<fidelity>-denoised`` rows of rarefy denoise and
                              the ``split`` column of rarefy train
     ingested.parquet         runs simulated elsewhere (rarefy ingest)
     training_rates.parquet   the table a surrogate was fitted on (rarefy fit / run)
     fit.json, optimum.json, result.json, suggestions.csv, objectives.parquet
     surrogate/, surrogates/  saved surrogates
-    denoise/                 the denoiser: pipeline.json, config.yaml, model.pt, rates_cnp.parquet, ...
+    denoise/                 the denoiser: pipeline.json, config.yaml, model.pt, rates_denoised.parquet, ...
     loop/                    the closed loop's per-iteration records (iter-III.json, optimum.json, cv.json)
     report/                  index.html and figures
 
@@ -19,7 +19,7 @@ Layout of ``RUN_DIR`` (every file written atomically)::
 replace the rows with the same ``(run_id, fidelity)``, other rows are kept, and columns
 the given rows lack keep their old values. So ``rarefy simulate`` (which writes the
 simulated rows from the catalog) can run again after ``rarefy train`` / ``rarefy denoise``
-without dropping their ``-cnp`` rows or ``split`` column. Rows are sorted by ``run_id``
+without dropping their ``-denoised`` rows or ``split`` column. Rows are sorted by ``run_id``
 then ``fidelity``.
 
 **One process at a time.** Every job that writes a run directory holds its lock for the
@@ -64,7 +64,9 @@ existing run directory and only take its lock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import logging
 import os
 import socket
 import sys
@@ -84,10 +86,13 @@ from ..io import atomic_path, read_json, read_parquet, write_json
 from ..space import DesignSpace
 from .rates import RateTable
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "CONFIG", "CATALOG", "RATES", "INGESTED", "TRAINING_RATES", "FIT", "OPTIMUM", "RESULT", "OBJECTIVES",
-    "SUGGESTIONS", "SURROGATE_DIR", "DENOISE_DIR", "CNP_RATES", "PIPELINE", "LOOP_DIR", "REPORT_DIR", "CNP_SUFFIX",
-    "SPLIT_COLUMN", "KEY", "write_config", "read_config", "read_rates", "write_rates", "read_runs", "simulated_rows",
+    "SUGGESTIONS", "SURROGATE_DIR", "DENOISE_DIR", "DENOISED_RATES", "PIPELINE", "LOOP_DIR", "REPORT_DIR",
+    "DENOISED_SUFFIX", "LEGACY_NAMES", "denoised_base", "denoised_rates_path", "SPLIT_COLUMN", "KEY", "write_config",
+    "read_config", "read_rates", "write_rates", "read_runs", "simulated_rows",
     "write_ingested", "write_training_rates", "read_result", "read_loop_records",
     "LOCK", "HOLDER", "MARKER", "KINDS", "run_dir_lock", "read_holder", "check_out_dir", "read_marker",
 ]
@@ -105,11 +110,13 @@ OBJECTIVES = "objectives.parquet"
 SUGGESTIONS = "suggestions.csv"
 SURROGATE_DIR = "surrogate"
 DENOISE_DIR = "denoise"
-CNP_RATES = "rates_cnp.parquet"   # in DENOISE_DIR
+DENOISED_RATES = "rates_denoised.parquet"   # in DENOISE_DIR
 PIPELINE = "pipeline.json"        # in DENOISE_DIR
 LOOP_DIR = "loop"
 REPORT_DIR = "report"
-CNP_SUFFIX = "-cnp"               # a denoised fidelity's name: "<fidelity>-cnp"
+DENOISED_SUFFIX = "-denoised"     # a denoised fidelity's name: "<fidelity>-denoised"
+#: names that earlier versions wrote, old -> current: read (with one warning), never written
+LEGACY_NAMES = {"-cnp": DENOISED_SUFFIX, "rates_cnp.parquet": DENOISED_RATES}
 SPLIT_COLUMN = "split"            # train / val / test of the denoiser, per run
 KEY = ("run_id", "fidelity")      # what identifies a row of rates.parquet
 LOCK = ".rarefy.lock"             # flock'ed while a job works in the directory
@@ -187,6 +194,39 @@ def write_rates(run_dir: str | os.PathLike[str], rows: pd.DataFrame, space: Desi
     return RateTable(frame, space, source=str(path)).to_parquet(path)
 
 
+@functools.lru_cache(maxsize=None)
+def _warn_legacy(old: str, new: str) -> None:
+    """Log once per process that ``old`` is read as ``new``."""
+    log.warning("%r is an old name: it is now %r (read as such; please rename it)", old, new)
+
+
+def denoised_base(name: str) -> str | None:
+    """The fidelity that the denoised fidelity ``name`` denoises (``"lf"`` for ``"lf-denoised"``); None if not denoised.
+
+    The old suffix ``-cnp`` (:data:`LEGACY_NAMES`) is still recognised, with one log warning
+    naming the new name.
+    """
+    if name.endswith(DENOISED_SUFFIX) and len(name) > len(DENOISED_SUFFIX):
+        return name[: -len(DENOISED_SUFFIX)]
+    for old, new in LEGACY_NAMES.items():
+        if old.startswith("-") and name.endswith(old) and len(name) > len(old):
+            base = name[: -len(old)]
+            _warn_legacy(name, base + new)
+            return base
+    return None
+
+
+def denoised_rates_path(run_dir: str | os.PathLike[str]) -> Path:
+    """``RUN_DIR/denoise/rates_denoised.parquet``; an old run directory's ``rates_cnp.parquet`` if only that exists."""
+    path = Path(run_dir) / DENOISE_DIR / DENOISED_RATES
+    if not path.exists():
+        for old, new in LEGACY_NAMES.items():
+            if new == DENOISED_RATES and (path.parent / old).exists():
+                _warn_legacy(old, new)
+                return path.parent / old
+    return path
+
+
 def read_runs(run_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
     """Every run of ``run_dir``: ``rates.parquet`` and ``ingested.parquet`` together (None when neither exists)."""
     run_dir = Path(run_dir)
@@ -195,14 +235,15 @@ def read_runs(run_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
 
 
 def simulated_rows(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Every simulated run of ``run_dir`` (``rates.parquet`` + ``ingested.parquet``), without ``-cnp`` rows.
+    """Every simulated run of ``run_dir`` (``rates.parquet`` + ``ingested.parquet``), without denoised rows.
 
     What the nominal cost is counted on: a denoised row re-scores a run, it costs nothing more.
     """
     frame = read_runs(run_dir)
     if frame is None:
         return pd.DataFrame(columns=["fidelity", "cost_cpu_h", "run_id"])
-    return frame[~frame["fidelity"].astype(str).str.endswith(CNP_SUFFIX)].reset_index(drop=True)
+    denoised = frame["fidelity"].astype(str).map(lambda f: denoised_base(f) is not None)
+    return frame[~denoised.astype(bool)].reset_index(drop=True)
 
 
 def write_training_rates(run_dir: str | os.PathLike[str], table: RateTable) -> Path:

@@ -1,4 +1,4 @@
-"""Per-run denoised rates from per-event CNP probabilities, as RateTable rows.
+"""Per-run denoised rates from per-event signal probabilities, as RateTable rows.
 
 For run ``r`` with events ``i = 1..n`` scored ``p̄_i ± σ_i`` (:func:`rarefy.denoise.score`):
 
@@ -11,13 +11,13 @@ For run ``r`` with events ``i = 1..n`` scored ``p̄_i ± σ_i`` (:func:`rarefy.d
   correlated across the run's events: a conservative bound on the model's error of this
   run's rate, reported but **not** added to ``var`` by default. One model scores every
   run, so its error is systematic across designs, not per-run noise: the AR1 surrogate
-  learns it as the ``-cnp`` level's own surface and nugget and the next level's δ(θ).
+  learns it as the ``-denoised`` level's own surface and nugget and the next level's δ(θ).
   Added as per-run noise (``model_error=True``, the earlier behaviour) it is several
   times the real scatter of the rates (median σ̄/t̂ ≈ 0.2 on the moderator, where the rates
-  scatter by 4–7% about the exact rate); the GP then smooths the ``-cnp`` level flat and
+  scatter by 4–7% about the exact rate); the GP then smooths the ``-denoised`` level flat and
   loses the extreme designs (docs/denoise.md, "Per-run variance").
 
-Rows carry the observed ``k`` and ``n`` and fidelity ``<fidelity>-cnp``.
+Rows carry the observed ``k`` and ``n`` and fidelity ``<fidelity>-denoised``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .score import Scores
 __all__ = ["aggregate", "aggregate_frame"]
 
 
-def aggregate_frame(scores: Scores, fidelity: str | None = None, suffix: str = "-cnp",
+def aggregate_frame(scores: Scores, fidelity: str | None = None, suffix: str = "-denoised",
                     cost_cpu_h: Mapping[str, float] | None = None, model_error: bool = False) -> pd.DataFrame:
     """One row per run: θ columns, fidelity, rate, var, model_sigma, k, n, run_id (and cost_cpu_h when given).
 
@@ -74,7 +74,7 @@ def aggregate_frame(scores: Scores, fidelity: str | None = None, suffix: str = "
     return frame
 
 
-def aggregate(scores: Scores, space: DesignSpace, fidelity: str | None = None, suffix: str = "-cnp",
+def aggregate(scores: Scores, space: DesignSpace, fidelity: str | None = None, suffix: str = "-denoised",
               cost_cpu_h: Mapping[str, float] | None = None, model_error: bool = False) -> RateTable:
     """:func:`aggregate_frame` as a validated :class:`rarefy.RateTable` over ``space``."""
     return RateTable(aggregate_frame(scores, fidelity, suffix, cost_cpu_h, model_error), space)

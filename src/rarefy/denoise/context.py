@@ -1,7 +1,8 @@
 """Context / target splits that are disjoint **by construction** (no label leakage).
 
-A CNP scores a target event from a *context*: other events of the same run, with their
-labels. If a target's own label were in its context the score could copy it, so every
+A conditional neural process (``kind: cnp`` / ``attentive``) scores a target event from a
+*context*: other events of the same run, with their labels (the factorised classifier
+reads none, but gets the same banks). If a target's own label were in its context the score could copy it, so every
 function here builds context sets from an explicit ``allowed`` set that excludes the
 targets, and checks the disjointness before returning:
 

@@ -1,4 +1,4 @@
-"""Conditional neural processes over (θ, φ) for per-event signal probabilities.
+"""Per-event signal-probability models over (θ, φ): two conditional neural processes and a classifier.
 
 Shapes: ``U`` context groups (one per run present), ``m`` context events per group, ``B``
 target events, ``dx = dθ + dφ`` (normalised θ and φ concatenated).
@@ -9,7 +9,8 @@ target events, ``dx = dθ + dφ`` (normalised θ and φ concatenated).
 - :class:`AttentiveCNP`: as CNP, plus each target cross-attends
   (:class:`torch.nn.MultiheadAttention`) to the encoded context of its own group; the
   decoder sees ``(r, attention output, x_target)``.
-- :class:`FactorisedCNP`: the decoder's logit is ``a(φ) + Σ_k u_k(θ)·v_k(φ)``: the design
+- :class:`FactorisedClassifier` (a factorised per-event classifier, not a neural process):
+  the logit is ``a(φ) + Σ_k u_k(θ)·v_k(φ)``: the design
   enters each event's logit only through a low-rank interaction (``rank`` terms, ``u``
   linear in the normalised θ by default), and the context representation is not read.
   Given a track record that already carries the design's effect, the capture probability
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CNP", "AttentiveCNP", "FactorisedCNP", "build_model", "mlp", "RESUM_WIDTHS"]
+__all__ = ["CNP", "AttentiveCNP", "FactorisedClassifier", "build_model", "mlp", "RESUM_WIDTHS"]
 
 #: RESuM-size hidden widths (encoder and decoder each); ≈1e5 parameters in all
 RESUM_WIDTHS = (32, 64, 128, 128, 128, 64, 48, 32)
@@ -197,8 +198,8 @@ class AttentiveCNP(CNP):
         return torch.cat([rep.index_select(0, tgt_group), att, tgt_x], dim=-1)
 
 
-class FactorisedCNP(CNP):
-    """Conditional model whose decoder couples the design to each event through a low-rank interaction.
+class FactorisedClassifier(CNP):
+    """Factorised per-event classifier: the design meets each event only through a low-rank interaction.
 
     The logit mean is ``μ = a(φ) + Σ_k u_k(θ)·v_k(φ)`` and ``log σ²`` is ``a``'s second
     head: ``a`` is an MLP of the event's φ (``decoder`` widths), ``v`` an MLP of φ
@@ -207,10 +208,11 @@ class FactorisedCNP(CNP):
     ``rank`` and ``design_widths`` bound how much design dependence the model can fit
     beyond what φ already carries.
 
-    It keeps the CNP interface (context in, per-event heads out), but its decoder does not
-    read the context representation: on the moderator acceptance data every route for it
-    into the decoder (into ``a``, into ``v``, or into the σ head, which moves the moderated
-    logit) lowered the held-out r at seed 11 (0.64, 0.75, 0.72 against 0.87), because a
+    It is not a neural process: it keeps the :class:`CNP` interface (context in, per-event
+    heads out) so that training and scoring are shared, but it reads no context at all. On
+    the moderator acceptance data every route for a context representation into the
+    decoder (into ``a``, into ``v``, or into the σ head, which moves the moderated logit)
+    lowered the held-out r at seed 11 (0.64, 0.75, 0.72 against 0.87), because a
     per-run representation is one more way to fit run-to-run noise.
     """
 
@@ -239,14 +241,18 @@ class FactorisedCNP(CNP):
         return out[:, 0] + inter, out[:, 1].clamp(LOG_VAR_MIN, LOG_VAR_MAX)
 
 
+#: the earlier name of :class:`FactorisedClassifier`
+FactorisedCNP = FactorisedClassifier
+
+
 def build_model(kind: str, dim_theta: int, dim_phi: int, encoder: Sequence[int] = RESUM_WIDTHS,
                 decoder: Sequence[int] = RESUM_WIDTHS, rep_dim: int | None = None, heads: int = 4,
                 rank: int = 1, design_widths: Sequence[int] = ()) -> CNP:
-    """A :class:`CNP` (``kind="cnp"``), :class:`AttentiveCNP` (``"attentive"``) or :class:`FactorisedCNP` (``"factorised"``)."""
+    """A :class:`CNP` (``kind="cnp"``), :class:`AttentiveCNP` (``"attentive"``) or :class:`FactorisedClassifier` (``"factorised"``)."""
     if kind == "cnp":
         return CNP(dim_theta, dim_phi, encoder, decoder, rep_dim)
     if kind == "attentive":
         return AttentiveCNP(dim_theta, dim_phi, encoder, decoder, rep_dim, heads)
     if kind == "factorised":
-        return FactorisedCNP(dim_theta, dim_phi, encoder, decoder, rep_dim, rank, design_widths)
+        return FactorisedClassifier(dim_theta, dim_phi, encoder, decoder, rep_dim, rank, design_widths)
     raise ValueError(f"unknown model kind {kind!r}; use 'cnp', 'attentive' or 'factorised'")

@@ -91,7 +91,8 @@ def _resolve(model: object, normalizer: Normalizer | None) -> tuple[CNP, Normali
         if normalizer is None:
             raise InputError("scoring a bare model needs its Normalizer")
         return model, normalizer, 64, 2
-    raise InputError(f"cannot score with a {type(model).__name__}; give a TrainResult, a CNP or a model path")
+    raise InputError(f"cannot score with a {type(model).__name__}; give a TrainResult, a denoiser model "
+                     "(rarefy.denoise.build_model) or a model path")
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Training loop of the event-level denoiser (CNP), with resume, early stopping and logging.
+"""Training loop of the event-level denoiser, with resume, early stopping and logging.
 
 :func:`train` takes a data source (in-memory :class:`EventData` or a chunk source, see
 :mod:`rarefy.denoise.data`) and a :class:`rarefy.config.DenoiseConfig`, and
@@ -394,7 +394,7 @@ def train(source: Source, config: DenoiseConfig | Mapping[str, Any] | None = Non
           out: str | os.PathLike[str] | None = None, space: DesignSpace | None = None, seed: int | None = None,
           stop_after_epochs: int | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
           split: tuple[Sequence[str], Sequence[str], Sequence[str]] | None = None) -> TrainResult:
-    """Train a CNP denoiser on ``source``; resume from ``out/checkpoint.pt`` when present.
+    """Train a denoiser model on ``source``; resume from ``out/checkpoint.pt`` when present.
 
     Parameters
     ----------

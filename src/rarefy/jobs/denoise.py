@@ -1,9 +1,9 @@
 """The denoiser jobs on a run directory (Python equivalents of ``rarefy train`` / ``rarefy denoise``).
 
-:func:`train_denoiser` (CLI: ``rarefy train CONFIG --run RUN_DIR``) trains the CNP
+:func:`train_denoiser` (CLI: ``rarefy train CONFIG --run RUN_DIR``) trains the
 denoiser (:mod:`rarefy.denoise`) on the events that ``rarefy simulate`` stored in
 ``RUN_DIR`` and :func:`denoise_run` (CLI: ``rarefy denoise RUN_DIR``) scores the events
-of every finished run with it and adds the ``<fidelity>-cnp`` rows to
+of every finished run with it and adds the ``<fidelity>-denoised`` rows to
 ``RUN_DIR/rates.parquet``.
 
 **Which runs.** The config's ``denoise`` section (:class:`rarefy.config.DenoiseConfig`)
@@ -18,7 +18,7 @@ run: ``train`` / ``val`` / ``test`` as the trainer used them; held-out runs and 
 fidelities the denoiser was not trained on (e.g. ``hf``) are ``test`` (the model never
 saw their events). ``rates.parquet`` is written through its one merging writer
 (:func:`rarefy.data.rundir.write_rates`), so a later ``rarefy simulate`` on the same run
-directory keeps the ``-cnp`` rows and the ``split`` column; runs it adds have no split
+directory keeps the ``-denoised`` rows and the ``split`` column; runs it adds have no split
 until the next ``rarefy denoise`` marks them ``test``. The same mapping is kept in ``RUN_DIR/denoise/pipeline.json``.
 
 **Files.** ``RUN_DIR/denoise/`` holds the trainer's ``checkpoint.pt`` (re-running
@@ -28,9 +28,9 @@ per member; ``rarefy denoise`` averages the members, :func:`rarefy.denoise.avera
 and the ``split`` column is member 0's), plus ``config.yaml`` (the resolved config of the
 training run),
 ``pipeline.json`` (fidelities, φ columns, seed, per-run split) and, after
-``rarefy denoise``, ``rates_cnp.parquet`` (the denoised rows alone). Every file,
+``rarefy denoise``, ``rates_denoised.parquet`` (the denoised rows alone). Every file,
 ``rates.parquet`` included, is written atomically; re-running ``rarefy denoise`` replaces
-the ``-cnp`` rows, never duplicates them.
+the ``-denoised`` rows (and an older version's ``-cnp`` rows), never duplicates them.
 
 All input checks (config, run directory, events, φ columns) run before any training.
 """
@@ -50,8 +50,8 @@ import pandas as pd
 from ..config import DenoiseConfig, RunConfig, as_config, load_config
 from ..data.events import EventTable
 from ..data.rates import RateTable
-from ..data.rundir import CATALOG, CNP_RATES, CNP_SUFFIX, CONFIG, DENOISE_DIR, PIPELINE, SPLIT_COLUMN, read_rates, \
-    run_dir_lock, write_config, write_rates
+from ..data.rundir import CATALOG, CONFIG, DENOISE_DIR, DENOISED_RATES, DENOISED_SUFFIX, LEGACY_NAMES, PIPELINE, \
+    SPLIT_COLUMN, read_rates, run_dir_lock, write_config, write_rates
 from ..data.store import EventStore
 from ..errors import InputError
 from ..io import check_output, read_json, read_parquet, write_json
@@ -64,7 +64,7 @@ __all__ = ["DenoiseTrainResult", "DenoiseRunResult", "train_denoiser", "denoise_
 
 log = logging.getLogger(__name__)
 
-SUFFIX = CNP_SUFFIX
+SUFFIX = DENOISED_SUFFIX
 
 Progress = Callable[[int, int], None]
 
@@ -103,7 +103,7 @@ class DenoiseTrainResult:
 
 @dataclass
 class DenoiseRunResult:
-    """What :func:`denoise_run` did: the ``-cnp`` rows written, events scored, seconds."""
+    """What :func:`denoise_run` did: the ``-denoised`` rows written, events scored, seconds."""
 
     run_dir: Path
     rates_path: Path
@@ -199,7 +199,7 @@ def _read_rates(store: EventStore, space: DesignSpace) -> pd.DataFrame:
 def train_denoiser(config: RunConfig | str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
                    seed: int | None = None, progress: Progress | None = None,
                    overrides: Sequence[str] = ()) -> DenoiseTrainResult:
-    """Train the CNP denoiser on the events stored in ``run_dir``; CLI: ``rarefy train CONFIG --run RUN_DIR``.
+    """Train the denoiser on the events stored in ``run_dir``; CLI: ``rarefy train CONFIG --run RUN_DIR``.
 
     Writes ``RUN_DIR/denoise/`` (see the module docstring) and the ``split`` column of
     ``RUN_DIR/rates.parquet``. Re-running resumes an interrupted training. Raises
@@ -269,7 +269,7 @@ def _train_denoiser(cfg: RunConfig, source: Path | None, run_dir: str | os.PathL
                 load_checkpoint(member_out / CHECKPOINT)
 
         from ..denoise import split_runs
-        from ..denoise import train as train_cnp
+        from ..denoise import train as train_member
 
         if dcfg.early_stopping.enabled and not split_runs(pool, dcfg.split, seed)[1]:
             raise InputError(f"early stopping needs validation runs, but denoise.split {dcfg.split} of {len(pool)} "
@@ -301,7 +301,7 @@ def _train_denoiser(cfg: RunConfig, source: Path | None, run_dir: str | os.PathL
 
             if dcfg.ensemble > 1:
                 log.info("ensemble member %d of %d (seed %d)", i + 1, dcfg.ensemble, seed + i)
-            results.append(train_cnp(data, train_cfg, out=member_out, space=space, seed=seed + i,
+            results.append(train_member(data, train_cfg, out=member_out, space=space, seed=seed + i,
                                      on_epoch=on_epoch))
         result = results[0]
         if progress is not None:
@@ -337,9 +337,9 @@ def denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] | 
                 progress: Progress | None = None, new_only: bool = False) -> DenoiseRunResult:
     """Score every finished run with the trained denoiser; CLI: ``rarefy denoise RUN_DIR``.
 
-    For each run the denoised rate is the mean CNP probability of its events with the
+    For each run the denoised rate is the mean per-event probability of its events with the
     variance of :func:`rarefy.denoise.aggregate` (rates per event). Rows of fidelity
-    ``<fidelity>-cnp`` (e.g. ``lf-cnp``, ``hf-cnp``) replace any earlier ones in
+    ``<fidelity>-denoised`` (e.g. ``lf-denoised``, ``hf-denoised``) replace any earlier ones in
     ``RUN_DIR/rates.parquet`` (atomically) and carry their run's ``split``.
 
     The run directory's lock is held throughout (a second process on it fails at once).
@@ -385,15 +385,15 @@ def _denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] |
         todo = sorted(r for r, f in fid_of.items() if f in wanted)
         names = {f"{f}{SUFFIX}" for f in wanted}
         kept = None
-        if new_only and (out / CNP_RATES).exists():
-            kept = read_parquet(out / CNP_RATES)
+        if new_only and (out / DENOISED_RATES).exists():
+            kept = read_parquet(out / DENOISED_RATES)
             kept = kept[kept["fidelity"].astype(str).isin(names) & kept["run_id"].astype(str).isin(todo)]
             done_ids = set(kept["run_id"].astype(str))
             todo = [r for r in todo if r not in done_ids]
         phi = list(meta["phi"])
         _check_phi(store, todo, phi)
         read_rates(run_dir)  # written after scoring: must be readable and writable now, not after the work
-        check_output(out / CNP_RATES, folder=False)
+        check_output(out / DENOISED_RATES, folder=False)
 
         from ..denoise import aggregate_frame, average_scores, load_model, score
         from ..denoise.train import resolve_device
@@ -426,10 +426,11 @@ def _denoise_run(run_dir: str | os.PathLike[str], *, fidelities: Sequence[str] |
             new = kept.reset_index(drop=True) if new is None else pd.concat([kept, new], ignore_index=True)
         if new is None:
             raise InputError(f"no runs of fidelity {wanted} to score", file=run_dir)
-        table = RateTable(new, space, source=str(out / CNP_RATES))
-        table.to_parquet(out / CNP_RATES)
+        table = RateTable(new, space, source=str(out / DENOISED_RATES))
+        table.to_parquet(out / DENOISED_RATES)
 
         frame = _read_rates(store, space)
+        names = {f"{f}{s}" for f in wanted for s in (SUFFIX, *[o for o in LEGACY_NAMES if o.startswith("-")])}
         keep = frame[~frame["fidelity"].astype(str).isin(names)]
         split_of = keep["run_id"].astype(str).map(split).fillna("test")   # runs simulated after training: test
         keep = keep.assign(**{SPLIT_COLUMN: keep[SPLIT_COLUMN].fillna(split_of) if SPLIT_COLUMN in keep else split_of})

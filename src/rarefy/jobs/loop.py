@@ -5,11 +5,11 @@
 2. **Iterations** ``i = 1 … loop.iterations``: fit the AR1 surrogate on the run
    directory's rates (raw ``k/n`` with count noise, campaign + ingested runs), propose a
    batch of ``loop.batch`` runs with the ``acquisition`` settings, and simulate them.
-   **CNP.** When the fidelity chain names denoised fidelities (``lf-cnp``; needs a
-   ``denoise`` section), the first fit trains the CNP on the initial design's events
+   **Denoiser.** When the fidelity chain names denoised fidelities (``lf-denoised``; needs a
+   ``denoise`` section), the first fit trains the denoiser on the initial design's events
    (:func:`rarefy.train_denoiser`, once, resumable) and every fit first scores the runs
-   not yet scored (:func:`rarefy.denoise_run`), so the ``-cnp`` rates enter the AR1 chain
-   (:func:`rarefy.jobs.rundata.update_denoised`). An ``lf-cnp`` proposal simulates an ``lf``
+   not yet scored (:func:`rarefy.denoise_run`), so the ``-denoised`` rates enter the AR1 chain
+   (:func:`rarefy.jobs.rundata.update_denoised`). An ``lf-denoised`` proposal simulates an ``lf``
    run; costs are counted on the simulated runs only. Stops early when the nominal budget
    ``loop.budget_cpu_h`` (minus the verification runs' cost) has nothing left.
 3. **Optimum.** Refit on everything, save the surrogate to ``RUN_DIR/surrogate``,
@@ -159,9 +159,9 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
     """The single-objective loop of :func:`run` (see the module docstring), in a locked run directory."""
     loop = cfg.loop
     assert loop is not None
-    use_cnp = bool(denoised_fidelities(cfg))  # fails early (before any simulation) for -cnp names without 'denoise'
+    use_cnp = bool(denoised_fidelities(cfg))  # fails early (before any simulation) for -denoised names without 'denoise'
     if cfg.denoise is not None and not use_cnp:
-        log.warning("the config has a 'denoise' section but no '<fidelity>-cnp' fidelity: the loop fits raw rates")
+        log.warning("the config has a 'denoise' section but no '<fidelity>-denoised' fidelity: the loop fits raw rates")
     simulate = LoopWorkspace(cfg, config_dir, out, progress)
     out, space, sim = simulate.out, simulate.space, simulate.simulator
     plans = fidelity_plans(cfg.fidelities, cfg.acquisition.events, sim)
@@ -249,7 +249,7 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
                                      run_seed(cfg.seed, idx_b), v_cost))
     if verify:
         simulate(verify)
-    all_rows = simulated_rows(out)  # campaign + ingested runs, no -cnp rows
+    all_rows = simulated_rows(out)  # campaign + ingested runs, no denoised rows
     rates = all_rows
     v_rate, v_sigma, v_k, v_n = _pooled(rates, f"verify-{tag}-")
     b_rate, b_sigma = opt_rec.get("baseline_rate"), opt_rec.get("baseline_sigma")

@@ -5,8 +5,8 @@ A run directory written by ``rarefy simulate`` / ``rarefy run`` holds ``rates.pa
 simulated elsewhere); ``rarefy fit`` writes ``training_rates.parquet`` (file names and
 writers: :mod:`rarefy.data.rundir`). The training table of a run directory is its runs
 (``rates.parquet``, or in a directory that ``rarefy fit`` wrote, ``training_rates.parquet``)
-plus the ingested ones, restricted to the config's fidelities, plus the denoised ``-cnp`` fidelities the config's chain names
-(``RUN_DIR/denoise/rates_cnp.parquet``, see :func:`add_denoised_fidelities` and
+plus the ingested ones, restricted to the config's fidelities, plus the ``<fidelity>-denoised`` fidelities the config's
+chain names (``RUN_DIR/denoise/rates_denoised.parquet``, see :func:`add_denoised_fidelities` and
 :func:`update_denoised`, which trains and runs the denoiser when needed).
 """
 
@@ -20,8 +20,8 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..data.rates import RateTable
-from ..data.rundir import CNP_RATES, CNP_SUFFIX, DENOISE_DIR, INGESTED, PIPELINE, RATES, TRAINING_RATES, read_runs, \
-    simulated_rows
+from ..data.rundir import DENOISE_DIR, INGESTED, PIPELINE, RATES, TRAINING_RATES, denoised_base, denoised_rates_path, \
+    read_runs, simulated_rows
 from ..errors import InputError
 from ..io import read_parquet
 from ..space import DesignSpace
@@ -36,37 +36,39 @@ KEEP = ("fidelity", "rate", "var", "k", "n", "cost_cpu_h", "run_id")
 
 
 def denoised_fidelities(cfg: RunConfig) -> dict[str, str]:
-    """The config's denoised fidelities and what they denoise: ``{"lf-cnp": "lf", ...}``.
+    """The config's denoised fidelities and what they denoise: ``{"lf-denoised": "lf", ...}``.
 
-    A ``<base>-cnp`` fidelity needs a ``denoise`` section and ``base`` among the
+    A ``<base>-denoised`` fidelity needs a ``denoise`` section and ``base`` among the
     fidelities (or the simulator's); a ``denoise`` section in a loop needs at least one
-    ``-cnp`` fidelity in the chain (else the CNP would be trained for nothing).
+    ``-denoised`` fidelity in the chain (else the denoiser would be trained for nothing).
+    The old suffix ``-cnp`` is read as ``-denoised`` (:func:`rarefy.data.rundir.denoised_base`).
     """
-    cnp = {f: f[: -len(CNP_SUFFIX)] for f in cfg.fidelity_names if f.endswith(CNP_SUFFIX)}
-    if cnp and cfg.denoise is None:
-        raise InputError(f"fidelities {sorted(cnp)} are CNP-denoised rates: add a 'denoise' section (the CNP "
-                         "settings) or drop them from 'fidelities'")
-    return cnp
+    bases = {f: denoised_base(f) for f in cfg.fidelity_names}
+    denoised = {f: b for f, b in bases.items() if b is not None}
+    if denoised and cfg.denoise is None:
+        raise InputError(f"fidelities {sorted(denoised)} are denoised rates: add a 'denoise' section (the "
+                         "denoiser's settings) or drop them from 'fidelities'")
+    return denoised
 
 
 def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = False) -> list[str]:
-    """Train the CNP once (``RUN_DIR/denoise``) and score the runs it has not scored yet; returns the new run ids.
+    """Train the denoiser once (``RUN_DIR/denoise``) and score the runs it has not scored yet; returns the new run ids.
 
     The closed loop calls this after every simulation round when the config has a
-    ``denoise`` section and ``-cnp`` fidelities: the first call trains the denoiser on the
-    finished runs of ``denoise.fidelities`` (default: the fidelities the ``-cnp`` names
+    ``denoise`` section and ``-denoised`` fidelities: the first call trains the denoiser on the
+    finished runs of ``denoise.fidelities`` (default: the fidelities the ``-denoised`` names
     denoise) with :func:`rarefy.train_denoiser` (resumable from its checkpoint); every
     call with unscored runs re-scores the runs of those fidelities with
     :func:`rarefy.denoise_run` (deterministic for the seed), which writes
-    ``RUN_DIR/denoise/rates_cnp.parquet``. The model is not retrained as runs arrive.
+    ``RUN_DIR/denoise/rates_denoised.parquet``. The model is not retrained as runs arrive.
     """
     from .denoise import denoise_run, member_dirs, train_denoiser
 
-    cnp = denoised_fidelities(cfg)
-    if not cnp or cfg.denoise is None:
+    denoised = denoised_fidelities(cfg)
+    if not denoised or cfg.denoise is None:
         return []
     run_dir = Path(run_dir)
-    bases = sorted(set(cnp.values()))
+    bases = sorted(set(denoised.values()))
     ddir = run_dir / DENOISE_DIR
     trained = all((d / "model.pt").exists() for d in member_dirs(ddir, cfg.denoise.ensemble))
     if not ((ddir / PIPELINE).exists() and trained):
@@ -75,7 +77,7 @@ def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = Fal
                        progress=None if progress else (lambda done, total: None))
     rates = read_parquet(run_dir / RATES, columns=["run_id", "fidelity"])
     wanted = set(rates.loc[rates["fidelity"].astype(str).isin(bases), "run_id"].astype(str))
-    scored_path = ddir / CNP_RATES
+    scored_path = denoised_rates_path(run_dir)
     scored = set(read_parquet(scored_path, columns=["run_id"])["run_id"].astype(str)) if scored_path.exists() else set()
     new = sorted(wanted - scored)
     if new:
@@ -84,21 +86,24 @@ def update_denoised(cfg: RunConfig, run_dir: str | Path, *, progress: bool = Fal
 
 
 def add_denoised_fidelities(cfg: RunConfig, run_dir: Path, table: RateTable | None) -> RateTable | None:
-    """Add the ``<fidelity>-cnp`` rows of ``RUN_DIR/denoise/rates_cnp.parquet`` that the config's chain names.
+    """Add the ``<fidelity>-denoised`` rows of ``RUN_DIR/denoise/rates_denoised.parquet`` that the config's chain names.
 
-    Without ``-cnp`` fidelities the raw ``k/n`` rates with their count noise are used as
-    they are. ``table=None`` only checks the config (before any simulation).
+    Rows and files of the old names (``-cnp``, ``rates_cnp.parquet``) are read too, under
+    the config's names. Without ``-denoised`` fidelities the raw ``k/n`` rates with their
+    count noise are used as they are. ``table=None`` only checks the config (before any simulation).
     """
-    cnp = denoised_fidelities(cfg)
-    if table is None or not cnp:
+    denoised = denoised_fidelities(cfg)
+    if table is None or not denoised:
         return table
-    path = Path(run_dir) / DENOISE_DIR / CNP_RATES
+    path = denoised_rates_path(run_dir)
     if not path.exists():
-        raise InputError(f"the config's fidelities {sorted(cnp)} need CNP rates: run 'rarefy train CONFIG --run "
-                         "RUN_DIR' and 'rarefy denoise RUN_DIR' (rarefy run does both)", file=path)
+        raise InputError(f"the config's fidelities {sorted(denoised)} need denoised rates: run 'rarefy train CONFIG "
+                         "--run RUN_DIR' and 'rarefy denoise RUN_DIR' (rarefy run does both)", file=path)
     space = table.space
     rows = read_parquet(path)
-    rows = rows[rows["fidelity"].astype(str).isin(cnp)].assign(cost_cpu_h=0.0)  # the raw run carries the cost
+    name_of = {base: name for name, base in denoised.items()}   # the config's name for each denoised base
+    fid = rows["fidelity"].astype(str).map(lambda f: name_of.get(denoised_base(f) or ""))
+    rows = rows.assign(fidelity=fid)[fid.notna()].assign(cost_cpu_h=0.0)  # the raw run carries the cost
     cols = [*space.names, *[c for c in KEEP if c in rows.columns]]
     frame = pd.concat([table.frame, rows[cols]], ignore_index=True)
     return RateTable(frame, space, source=str(path))
@@ -115,8 +120,8 @@ def training_table(run_dir: str | Path, cfg: RunConfig, space: DesignSpace | Non
     if frame is None:
         raise InputError(f"the run directory holds no rates ({RATES}, {INGESTED} or {TRAINING_RATES}); run "
                          "'rarefy simulate', 'rarefy run' or 'rarefy fit' first", file=run_dir)
-    cnp = denoised_fidelities(cfg)
-    raw = [f for f in cfg.fidelity_names if f not in cnp]  # -cnp rows come from denoise/rates_cnp.parquet only
+    denoised = denoised_fidelities(cfg)
+    raw = [f for f in cfg.fidelity_names if f not in denoised]  # denoised rows come from denoise/ only
     frame = frame[frame["fidelity"].astype(str).isin(raw)]
     cols = [*space.names, *[c for c in KEEP if c in frame.columns]]
     table = RateTable(frame[cols].reset_index(drop=True), space, source=str(run_dir))

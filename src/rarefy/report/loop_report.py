@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.rundir import LOOP_DIR, RATES, REPORT_DIR, SURROGATE_DIR, read_loop_records, read_result, read_runs, \
-    run_dir_lock
+from ..data.rundir import LOOP_DIR, RATES, REPORT_DIR, SURROGATE_DIR, denoised_base, read_loop_records, read_result, \
+    read_runs, run_dir_lock
 from ..errors import InputError
 from ..io import write_text
 from ..space import DesignSpace, format_number
@@ -185,7 +185,7 @@ def _surrogate_sections(run_dir: Path, result: dict[str, Any], records: list[dic
     from .surrogate_plots import acquisition_plot, cost_plot, influence, map_plot, slices_plot
 
     parts = []
-    sim_rows = rates[~rates["fidelity"].astype(str).str.endswith("-cnp")]
+    sim_rows = rates[rates["fidelity"].astype(str).map(lambda f: denoised_base(f) is None).astype(bool)]
     target = str(result.get("target"))
     if (run_dir / SURROGATE_DIR / "model.json").exists():
         from ..surrogate.factory import load_surrogate

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.rundir import LOOP_DIR, RATES, REPORT_DIR, SURFACE, SURROGATE_DIR, read_loop_records, read_result, \
-    read_runs, run_dir_lock
+from ..data.rundir import LOOP_DIR, RATES, REPORT_DIR, SURFACE, SURROGATE_DIR, denoised_base, read_loop_records, \
+    read_result, read_runs, run_dir_lock
 from ..errors import InputError
 from ..io import read_parquet, write_text
 from ..space import format_number
@@ -138,7 +138,7 @@ def _surface_report(run_dir: Path) -> Path:
             parts.append(f"<h2>The surface over its two most influential parameters</h2><p>Predicted "
                          f"{html.escape(with_unit(target, unit))} mean and σ; the other parameters at the design of "
                          f"median predicted rate ({html.escape(where)}).</p>" + embed_png(out / "map.png", "map"))
-    sim_rows = rates[~rates["fidelity"].astype(str).str.endswith("-cnp")]
+    sim_rows = rates[rates["fidelity"].astype(str).map(denoised_base).isna()]
     cost_plot(records, sim_rows, out / "cost.png")
     parts.append("<h2>Cost per fidelity</h2>" + embed_png(out / "cost.png", "cost per fidelity"))
     page = report_page(f"Rate surface: {run_dir.name}", "\n".join(parts), run_dir, result, cfg)

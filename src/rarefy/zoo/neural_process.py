@@ -1,4 +1,4 @@
-"""``cnp`` and ``attentive_np``: the stage-1 denoiser (:mod:`rarefy.denoise`) as zoo backends.
+"""``cnp`` and ``attentive_np``: the denoiser's conditional neural processes (:mod:`rarefy.denoise`) as zoo backends.
 
 Both wrap :func:`rarefy.denoise.train` — its losses, imbalance (positive oversampling)
 schedules, mixup, early stopping, atomic checkpoints and TensorBoard logs — and
@@ -56,7 +56,7 @@ def to_event_data(events: EventBatch) -> tuple[Any, np.ndarray]:
 
 
 class CNPBackend:
-    """The CNP denoiser (mean-pooled context) as a backend; see the module docstring.
+    """The conditional neural process (mean-pooled context) as a backend; see the module docstring.
 
     ``Cls(seed=0, **options)``: options are :class:`rarefy.config.DenoiseConfig` fields.
     """
@@ -142,7 +142,7 @@ class CNPBackend:
 
 
 class AttentiveNPBackend(CNPBackend):
-    """The attentive CNP (targets cross-attend to their run's context) as a backend."""
+    """The attentive neural process (targets cross-attend to their run's context) as a backend."""
 
     name = "attentive_np"
     kind = "attentive"
