@@ -127,13 +127,14 @@ class StopConfig(ConfigModel):
     gives a mean μ(θ) and a latent σ(θ) [target units]; the loop stops before a round when
     ``metric`` is at most ``below``:
 
-    - ``sigma_over_spread``: RMS σ over the designs ÷ (max μ − min μ) over them, the
-      surface's expected RMS error as a fraction of its range;
+    - ``sigma_over_spread``: RMS σ over the designs ÷ the range of μ over their central 99%
+      (0.5th to 99.5th percentile), the surface's expected RMS error as a fraction of its range;
     - ``rel_sigma``: the mean of σ/|μ| over the designs (the rate's relative error).
     """
 
     metric: Literal["sigma_over_spread", "rel_sigma"] = "sigma_over_spread"
-    """``sigma_over_spread`` (RMS σ ÷ range of μ) or ``rel_sigma`` (mean σ/|μ|) over the designs"""
+    """``sigma_over_spread`` (RMS σ ÷ range of μ over the central 99%) or ``rel_sigma`` (mean σ/|μ|) over the
+    designs"""
     below: float = Field(gt=0)
     """stop when the metric is at most this (dimensionless)"""
     designs: int = Field(default=1024, ge=16, le=MAX_SAMPLES)

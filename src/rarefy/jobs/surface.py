@@ -11,7 +11,8 @@ t̄(θ) everywhere in the space, to an accuracy the user states, for the least c
    target over ``loop.stop.designs`` feasible Sobol designs and compute the stopping
    metric (:func:`rarefy.diagnostics.validation.surface_accuracy`):
 
-   * ``sigma_over_spread`` — RMS σ ÷ (max − min of the mean): with a calibrated σ, the
+   * ``sigma_over_spread`` — RMS σ ÷ the range of the mean over the central 99% of the
+     designs (robust to a few extreme corners): with a calibrated σ, the
      expected RMS error of the surface as a fraction of its range;
    * ``rel_sigma`` — the mean relative σ.
 

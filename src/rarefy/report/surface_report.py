@@ -66,7 +66,7 @@ def _rows(result: dict[str, Any], unit: str) -> list[tuple[str, str, str]]:
             ("stopping rule", f"{stop['metric']} ≤ {stop['below']:g} over {stop['designs']} Sobol designs", ""),
             ("stopped by", str(result["stopped"]), ""),
             ("RMS σ over the designs", _num(acc["rms_sigma"]), unit),
-            ("spread of the predicted mean", _num(acc["spread"]), unit),
+            ("range of the predicted mean (central 99% of the designs)", _num(acc["spread"]), unit),
             ("σ / spread", _num(acc["sigma_over_spread"]), ""),
             ("mean relative σ", _num(acc["rel_sigma"]), "")]
     cv = result.get("cv") or {}
