@@ -105,7 +105,7 @@ def main() -> None:
             for model in args.models:
                 res = evaluate(world, model, (lf if model.startswith("mf") else []) + hf, seed, args.restarts)
                 results[model].setdefault(seed, {})[n] = res
-                logging.warning("seed %d n %d %s: %s", seed, n, model, {k: round(v, 4) for k, v in res.items()})
+                logging.warning("seed %d n %d %s: %s", seed, n, model, {k: float(f"{v:.4g}") for k, v in res.items()})
     summary: dict[str, dict[int, dict[str, float]]] = {}
     for model, per_seed in results.items():
         summary[model] = {}
