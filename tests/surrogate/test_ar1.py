@@ -1,4 +1,5 @@
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -181,8 +182,10 @@ def test_mean_uncertainty_is_the_vague_constant_mean_limit(space2d):
     """One fidelity: the added variance is that of a constant mean with a flat prior (universal kriging),
     i.e. the limit of adding c² to every kernel entry as c → ∞."""
     table = two_fidelity_table(space2d).subset("hf")
-    sur = AR1Surrogate(space2d, ["hf"], AR1Settings(restarts=1, max_iter=100, mean_uncertainty=True), seed=0).fit(table)
-    plain = AR1Surrogate(space2d, ["hf"], AR1Settings(restarts=1, max_iter=100), seed=0).fit(table)
+    # calibrate="none": the formula of the mean's variance alone, without the LOO factor
+    sur = AR1Surrogate(space2d, ["hf"], AR1Settings(restarts=1, max_iter=100, mean_uncertainty=True, calibrate="none"),
+                       seed=0).fit(table)
+    plain = AR1Surrogate(space2d, ["hf"], AR1Settings(restarts=1, max_iter=100, calibrate="none"), seed=0).fit(table)
     x = space2d.sample(5, method="random", seed=4).to_numpy()
     m_mu, s_mu = sur.predict(x, "hf")
     m_pl, s_pl = plain.predict(x, "hf")
@@ -202,9 +205,9 @@ def test_mean_uncertainty_is_the_vague_constant_mean_limit(space2d):
 
 def test_mean_uncertainty_widens_the_target_and_keeps_joint_consistent(space2d, tmp_path):
     table = two_fidelity_table(space2d, n_hf=5)
-    plain = AR1Surrogate(space2d, ["lf", "hf"], FAST, seed=0).fit(table)
-    sur = AR1Surrogate(space2d, ["lf", "hf"], AR1Settings(restarts=2, max_iter=100, mean_uncertainty=True),
-                       seed=0).fit(table)
+    plain = AR1Surrogate(space2d, ["lf", "hf"], replace(FAST, calibrate="none"), seed=0).fit(table)
+    sur = AR1Surrogate(space2d, ["lf", "hf"], AR1Settings(restarts=2, max_iter=100, mean_uncertainty=True,
+                                                          calibrate="none"), seed=0).fit(table)
     x = space2d.sample(20, method="random", seed=5).to_numpy()
     m_mu, s_mu = sur.predict(x, "hf")
     m_pl, s_pl = plain.predict(x, "hf")

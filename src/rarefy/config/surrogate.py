@@ -19,7 +19,8 @@ class SurrogateConfig(ConfigModel):
     """Settings of the multi-fidelity surrogate.
 
     ``kind: ar1`` (default): the AR1 Gaussian process, :class:`rarefy.AR1Surrogate`
-    (``kernel``, ``rho``, ``nugget``, ``restarts``, ``max_iter``, ``output``).
+    (``kernel``, ``rho``, ``nugget``, ``restarts``, ``max_iter``, ``output``, ``rho_prior``,
+    ``mean_uncertainty``, ``calibrate``).
     ``kind: pce``: the Bayesian multi-fidelity PCE, :class:`rarefy.PCESurrogate`
     (``degree`` or ``max_degree`` with ``cv_folds``, ``nugget``, ``max_iter``, ``output``;
     ``output: poisson`` models the log rate behind the counts ``k`` of ``n`` events, pce only).
@@ -45,6 +46,9 @@ class SurrogateConfig(ConfigModel):
     mean_uncertainty: bool = False
     """ar1: add the uncertainty of the target level's constant mean and ρ to its predictive variance (universal
     kriging; for few target runs)"""
+    calibrate: Literal["loo", "none"] = "loo"
+    """ar1: ``loo`` widens each fidelity's latent σ by the factor c >= 1 that makes its closed-form leave-one-out
+    residuals most likely (stored with the model, see ``hyperparameters``); ``none`` keeps the fitted σ"""
     degree: int | None = Field(default=None, ge=0, le=MAX_DEGREE)
     """pce: fixed total degree (default: by cross-validation)"""
     max_degree: int = Field(default=4, ge=1, le=MAX_DEGREE)
@@ -56,7 +60,7 @@ class SurrogateConfig(ConfigModel):
     total degree; better calibrated intervals)"""
 
     AR1_FIELDS: ClassVar[tuple[str, ...]] = ("kernel", "rho", "nugget", "restarts", "max_iter", "output", "rho_prior",
-                                             "mean_uncertainty")
+                                             "mean_uncertainty", "calibrate")
     PCE_FIELDS: ClassVar[tuple[str, ...]] = ("degree", "max_degree", "cv_folds", "nugget", "max_iter", "output",
                                              "prior", "rho_prior")
 
