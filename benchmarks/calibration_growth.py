@@ -1,6 +1,6 @@
 """Calibration of the AR1 surrogate's HF σ as the number of HF runs grows (3 → 310), LOO widening on and off.
 
-Prints ONE JSON line. The world is that of ``benchmarks/hf_budget.py`` (its :class:`World`):
+Prints ONE JSON line. The world is that of ``benchmarks/hf_budget.py``:
 the built-in ``moderator`` with its exact expected HF rates on ``--test`` (200) random
 feasible designs, HF runs of ``n_hf = ceil(1 / (0.05² × median HF rate))`` events whose
 counts are drawn as ``k ~ Binomial(n_hf, expected_rate(θ, "hf"))`` (the shortcut documented
@@ -24,7 +24,7 @@ mean latent σ over the test designs; ``rmse`` is the same on and off), and ``su
 with the minimum and mean coverage over the seeds, on and off, and the mean of σ̄ / RMSE.
 
 Run: ``python benchmarks/calibration_growth.py [--seeds 11 12 13 14] [--models hf hf_mu mf mf_mu]``
-(about 20 minutes at 1 thread for the defaults).
+(about 35 minutes at 1 thread for the defaults: 12 for ``hf hf_mu``, 23 for ``mf mf_mu``).
 """
 
 from __future__ import annotations
@@ -32,23 +32,54 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
+import math
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_budget import World, rate_table  # noqa: E402  (the same moderator world and rate rows)
-
-from rarefy import AR1Settings, AR1Surrogate  # noqa: E402
-from rarefy.threads import torch_threads  # noqa: E402
+import rarefy
+from rarefy import AR1Settings, AR1Surrogate, RateTable
+from rarefy.data.rates import count_variance
+from rarefy.threads import torch_threads
 
 SIZES = [3, 5, 10, 20, 40, 80, 160, 310]
 MODELS = ["hf", "hf_mu", "mf", "mf_mu"]
 LF_EVENTS = 50_000
+
+
+class World:
+    """The moderator, ``n_test`` random test designs with their exact HF rates, and the HF run size.
+
+    As ``hf_budget.py``'s: test designs ``sample(n_test, "random", seed + 7)``, ``n_hf =
+    ceil(1 / (0.05² × median HF rate over the test designs))``.
+    """
+
+    def __init__(self, n_test: int, seed: int) -> None:
+        self.sim = rarefy.simulators.get("moderator")
+        self.space = self.sim.space
+        self.names = self.space.names
+        self.test_x = self.space.sample(n_test, method="random", seed=seed + 7).to_numpy(float)
+        self.test_y = np.array([self.exact(x, "hf") for x in self.test_x])
+        self.n_hf = int(math.ceil(1.0 / (0.05**2 * float(np.median(self.test_y)))))
+
+    def exact(self, x: np.ndarray, fidelity: str) -> float:
+        return float(self.sim.expected_rate(dict(zip(self.names, map(float, x))), fidelity))
+
+    def hf_run(self, x: np.ndarray, run_seed: int) -> dict[str, Any]:
+        k = int(np.random.default_rng(run_seed).binomial(self.n_hf, self.exact(x, "hf")))
+        return {**dict(zip(self.names, x)), "fidelity": "hf", "k": k, "n": self.n_hf}
+
+
+def rate_table(rows: list[dict[str, Any]], space: Any) -> RateTable:
+    """Counted runs as a RateTable: rate = k/n with its count noise variance."""
+    frame = pd.DataFrame(rows)
+    k, n = frame["k"].to_numpy(float), frame["n"].to_numpy(float)
+    frame["rate"] = k / n
+    frame["var"] = count_variance(k / n, k, n)
+    return RateTable(frame, space)
 
 
 def lf_rows(world: World, n_lf: int, seed: int) -> list[dict[str, Any]]:
@@ -56,7 +87,7 @@ def lf_rows(world: World, n_lf: int, seed: int) -> list[dict[str, Any]]:
     xs = world.space.sample(n_lf, method="sobol", seed=seed).to_numpy(float)
     rows = []
     for i, x in enumerate(xs):
-        p = float(world.sim.expected_rate(dict(zip(world.names, map(float, x))), "lf"))
+        p = world.exact(x, "lf")
         k = int(np.random.default_rng(seed * 1_000_003 + i).binomial(LF_EVENTS, p))
         rows.append({**dict(zip(world.names, x)), "fidelity": "lf", "k": k, "n": LF_EVENTS})
     return rows
@@ -98,7 +129,7 @@ def main() -> None:
     t0 = time.perf_counter()
     results: dict[str, dict[int, dict[int, dict[str, float]]]] = {m: {} for m in args.models}
     for seed in args.seeds:
-        world = World(args.test, seed, LF_EVENTS)
+        world = World(args.test, seed)
         lf = lf_rows(world, args.lf, seed) if any(m.startswith("mf") for m in args.models) else []
         for n in args.sizes:
             hf = hf_rows(world, n, seed, args.design)

@@ -38,9 +38,9 @@ upper end of the 95% likelihood-ratio interval). Why the bound: the residuals ar
 dominated by the runs' noise, so ℓ is flat; on the moderator ĉ stays at or near 1 for
 3–160 HF runs while the test errors are twice the σ, and the data cannot exclude c = 2.
 The bound is wide where the rows say little and tightens to ĉ as runs accrue (measured
-on seeds 11–14: coverage >= 0.9 at every size; ĉ alone leaves it at 0.73–0.89 on some
+on seeds 11–14: coverage >= 0.9 at every size; ĉ alone leaves it at 0.73–0.85 on some
 seeds, the bounds at 1.0 and 2.71 (68% and 90% intervals) at 0.85 and 0.895; 3.84 widens
-σ by 5–10% more than 2.71 for 10 or more runs).
+σ by 4–14% more than 2.71 for 10 or more runs).
 Why c >= 1: an interval is never narrowed below the fitted model's. Why the latent part
 only: the noise is known (v_i) or fitted on all runs (τ_f); the latent σ is what the
 plug-in understates. ``predict``'s latent variance is multiplied by c_f², ``joint``'s
