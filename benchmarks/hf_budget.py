@@ -36,7 +36,7 @@ run has 8,000,000 events (5% binomial precision at the median HF rate), an LF ru
 neutrons (the moderator's HF events are Bernoulli with that mean; clustering adds ~1% to
 the variance). (2) (d)'s compute is 310 × the HF run cost by definition; its accuracy is
 checked by fitting the GP on its 310 drawn runs. (3) (a)–(c) stop at ``--cap`` × (d)'s
-compute (default 0.25) or ``--rounds`` rounds; a strategy that does not reach a target
+compute (default 0.25) or ``--rounds`` rounds (``--a-rounds`` for (a)); a strategy that does not reach a target
 reports ``null`` compute and its final RMSE/coverage.
 
 Keys, for each strategy ``s`` and target ``t`` (``std``, ``tight``): ``<s>_<t>_cpu_h`` (or
@@ -250,7 +250,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--tight", type=float, default=0.06, help="the tight target's RMSE as a multiple of the spread")
     ap.add_argument("--hf0c", type=int, default=2, help="initial HF Sobol runs of (c)")
-    ap.add_argument("--rounds", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=300, help="most rounds of (b) and (c)")
+    ap.add_argument("--a-rounds", type=int, default=300, help="most rounds of (a) (its HF runs are real simulations)")
     ap.add_argument("--cap", type=float, default=0.25, help="compute cap of (a)-(c) as a fraction of (d)'s")
     ap.add_argument("--workdir", type=Path, default=None, help="keep (a)'s run directory here (DIR/seed<S>)")
     ap.add_argument("--history", type=Path, default=None, help="write every round's RMSE/coverage here (JSON)")
@@ -287,7 +288,7 @@ def main() -> None:
                     res[f"{t}_cpu_h"] = d_cpu_h if world.reached(rmse, cov, t) else None
             elif s == "a":
                 base = args.workdir if args.workdir is not None else Path(tmp)
-                res = strategy_a(world, args.seed, cap, args.tight, args.rounds, base / f"seed{args.seed}")
+                res = strategy_a(world, args.seed, cap, args.tight, args.a_rounds, base / f"seed{args.seed}")
             elif s == "b":
                 res = loop(world, ["lf", "hf"], design(lf0, "lf") + design(lf0[:hf0], "hf"), cap, args.rounds,
                            args.seed)
