@@ -206,8 +206,11 @@ def test_ctrl_c_of_the_driver_kills_the_running_commands(tmp_path, executor, tim
     ex = {"kind": "sync"} if executor == "sync" else {"kind": "local", "workers": 1, "processes": True}
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config(sim, executor=ex, timeout_s=timeout_s)))
+    # the driver gets Ctrl-C's default disposition even when the test runner itself was started as a
+    # background job (which ignores SIGINT, and its children inherit that)
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(cfg), str(tmp_path / "run")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         started = wait_for_pids(pids, 2)
         proc.send_signal(signal.SIGINT)
