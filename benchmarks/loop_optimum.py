@@ -8,7 +8,7 @@ EI; ``--config`` another one, e.g. ``run-denoised.yaml`` with the denoiser) with
   ranks among 1,000 random feasible designs (0 = better than all of them);
 * ``pull``: the verification pull ``|predicted − verified| / sqrt(σp² + σv²)``;
 * ``predicted_reduction``, ``reduction`` ± ``reduction_sigma`` (verified), ``gain_confirmed``,
-  ``verify_runs`` and the nominal ``cost_cpu_h`` (total and per fidelity).
+  ``verify_runs`` (in all; ``follow_up_runs`` of them from the second look) and the nominal ``cost_cpu_h`` (total and per fidelity).
 
 The exact rates of the 1,000 random designs depend only on the seed; they are kept in
 ``OUT/exact-<seed>.npy`` and reused (they take ~3 min to compute).
@@ -35,6 +35,13 @@ from rarefy.config import config_from_dict
 from rarefy.simulators import get as get_simulator
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "moderator" / "run.yaml"
+
+
+def _verify_runs(ver: dict | None) -> int | None:
+    """Verification runs at θ* in all: the sized first look plus the second look's."""
+    if not ver:
+        return None
+    return int(ver["runs"]) + int((ver.get("follow_up") or {}).get("runs") or 0)
 
 
 def one_seed(seed: int, out: Path, n_random: int = 1000, config: Path = EXAMPLE) -> dict:
@@ -67,7 +74,8 @@ def one_seed(seed: int, out: Path, n_random: int = 1000, config: Path = EXAMPLE)
             "pull": pull, "iterations": r["iterations"], "cost_cpu_h": r["cost_cpu_h"]["total"],
             "cost_by_fidelity": r["cost_cpu_h"], "predicted_reduction": r.get("predicted_reduction"),
             "reduction": r.get("reduction"), "reduction_sigma": r.get("reduction_sigma"),
-            "gain_confirmed": r.get("gain_confirmed"), "verify_runs": (r.get("verification") or {}).get("runs"),
+            "gain_confirmed": r.get("gain_confirmed"), "verify_runs": _verify_runs(r.get("verification")),
+            "follow_up_runs": ((r.get("verification") or {}).get("follow_up") or {}).get("runs"),
             "exact_reduction": 1.0 - exact / r["baseline_rate"] if r.get("baseline_rate") else None,
             "wall_s": round(wall, 1)}
 

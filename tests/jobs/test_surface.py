@@ -159,6 +159,25 @@ def test_verification_is_sized_to_the_predicted_gain():
     assert hopeless["needed"] is None and hopeless["runs"] == 9 and hopeless["limited_by"] == "max_runs"
 
 
+def test_the_second_look_adds_the_runs_that_would_confirm_the_measured_gain():
+    from rarefy.jobs.loop import follow_up_size
+
+    b, ev = 5.1e-5, 1_000_000
+    # six runs measured 7% (σ 5.5%: not confirmed): enough runs in all for σ <= 3.5%
+    f = follow_up_size(0.93 * b, b, 0.0, paired=False, events=ev, runs=6, max_runs=40)
+    total = (6 + f["runs"]) * ev
+    assert f["runs"] > 0 and f["reason"] == "sized to the measured gain"
+    assert np.sqrt(0.93 * b / total) / b <= 0.07 / 2
+    assert np.sqrt(0.93 * b / (total - ev)) / b > 0.07 / 2     # one run fewer would not do
+    # the cap holds in all; a confirmed or absent gain adds nothing
+    assert follow_up_size(0.93 * b, b, 0.0, paired=False, events=ev, runs=6, max_runs=10)["runs"] == 4
+    assert follow_up_size(0.7 * b, b, 0.0, paired=False, events=ev, runs=6, max_runs=40)["runs"] == 0
+    assert follow_up_size(1.02 * b, b, 0.0, paired=False, events=ev, runs=6, max_runs=40)["reason"] == "no measured gain"
+    # a paired baseline needs more runs than a known one
+    assert (follow_up_size(0.93 * b, b, None, paired=True, events=ev, runs=6, max_runs=400)["runs"]
+            > f["runs"])
+
+
 def test_the_optimum_loop_sizes_its_verification_and_says_whether_the_gain_is_confirmed(tmp_path):
     cfg = yaml.safe_load((ROOT / "examples" / "moderator" / "run.yaml").read_text())
     for f in cfg["fidelities"]:
@@ -175,7 +194,9 @@ def test_the_optimum_loop_sizes_its_verification_and_says_whether_the_gain_is_co
     r = rarefy.run(path, tmp_path / "run", progress=False).result
     ver = r["verification"]
     assert 1 <= ver["runs"] <= 3 and ver["events_per_run"] == 20_000
-    assert r["verified_n"] == ver["runs"] * 20_000
+    follow = ver["follow_up"]
+    assert 0 <= ver["runs"] + follow["runs"] <= 3
+    assert r["verified_n"] == (ver["runs"] + follow["runs"]) * 20_000
     if r["predicted_reduction"] and r["predicted_reduction"] > 0:
         assert ver["reduction_sigma_target"] == pytest.approx(0.3 * r["predicted_reduction"])
     assert r["gain_confirmed"] == (r["reduction"] >= 2 * r["reduction_sigma"] > 0)

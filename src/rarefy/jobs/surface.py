@@ -120,6 +120,7 @@ def run_surface(cfg: RunConfig, config_dir: Path, out: str | Path, progress: boo
 
     records: list[dict[str, Any]] = []
     stopped, done = "iterations", 0
+    last_fit: tuple[Surrogate, Any] | None = None   # the stopping round's own fit and table, reused at the end
     for i in range(1, loop.iterations + 2):   # round iterations + 1 only fits and checks
         record = ws.record(f"iter-{i:03d}")
         if record is not None:
@@ -134,6 +135,7 @@ def run_surface(cfg: RunConfig, config_dir: Path, out: str | Path, progress: boo
             cost = spent_now()
             t_fit = time.perf_counter()
             sur = build_surrogate(cfg).fit(table)
+            last_fit = (sur, table)
             acc = surface_accuracy(*_predict(sur, designs, target))
             if on_fit is not None:
                 on_fit(i - 1, sur, cost)
@@ -158,14 +160,18 @@ def run_surface(cfg: RunConfig, config_dir: Path, out: str | Path, progress: boo
         if record.get("stop"):
             stopped = record["stop"]
             break
+        last_fit = None   # runs are added after this round's fit
         ws.run_iteration(i, record, cfg.seed)
         done = i
         if on_iteration is not None:
             on_iteration(i, loop.iterations)
 
     # ------------------------------------------------------------ final fit
-    table = ws.table()
-    sur = build_surrogate(cfg).fit(table)
+    if last_fit is not None:   # the stopping round was fitted in this process: nothing has been added since
+        sur, table = last_fit
+    else:                      # resumed at a recorded stop: fit once
+        table = ws.table()
+        sur = build_surrogate(cfg).fit(table)
     sur.save(out / SURROGATE_DIR)
     write_training_rates(out, table)
     mean, sigma = _predict(sur, designs, target)

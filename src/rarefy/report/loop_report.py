@@ -156,6 +156,10 @@ def _result_rows(result: dict[str, Any], unit: str) -> list[tuple[str, str, str]
                          .split(" ±")[0], "%"))
         if ver.get("limited_by"):
             rows.append(("verification limited by", str(ver["limited_by"]), ""))
+        follow = ver.get("follow_up")
+        if follow:
+            rows.append(("second look: runs added to confirm the measured gain",
+                         f"{follow['runs']} ({follow.get('reason', '')})", "runs"))
     if result.get("predicted_reduction") is not None:
         rows.append(("predicted reduction vs baseline",
                      _percent(result["predicted_reduction"], result.get("predicted_reduction_sigma")), "%"))
