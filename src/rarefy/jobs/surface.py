@@ -50,7 +50,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..acquisition import fidelity_plans, propose
 from ..config import RunConfig
@@ -70,12 +69,6 @@ log = logging.getLogger(__name__)
 EXACT_DESIGNS = 200   # designs of the exact check (an exact rate can take 0.2 s, as the moderator's)
 
 OnFit = Callable[[int, Surrogate, dict[str, float]], None]
-
-
-def _predict(sur: Surrogate, designs: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray]:
-    with torch.no_grad():
-        m, s = sur.predict(designs, target)
-    return m.numpy(), s.numpy()
 
 
 def _stop_reason(cfg: RunConfig, record: dict[str, Any], i: int, left: float | None) -> str | None:
@@ -136,7 +129,7 @@ def run_surface(cfg: RunConfig, config_dir: Path, out: str | Path, progress: boo
             t_fit = time.perf_counter()
             sur = build_surrogate(cfg).fit(table)
             last_fit = (sur, table)
-            acc = surface_accuracy(*_predict(sur, designs, target))
+            acc = surface_accuracy(*sur.predict_numpy(designs, target))
             if on_fit is not None:
                 on_fit(i - 1, sur, cost)
             left = None if loop.budget_cpu_h is None else loop.budget_cpu_h - cost["total"]
@@ -174,7 +167,7 @@ def run_surface(cfg: RunConfig, config_dir: Path, out: str | Path, progress: boo
         sur = build_surrogate(cfg).fit(table)
     sur.save(out / SURROGATE_DIR)
     write_training_rates(out, table)
-    mean, sigma = _predict(sur, designs, target)
+    mean, sigma = sur.predict_numpy(designs, target)
     frame = pd.DataFrame(designs, columns=space.names).assign(mean=mean, sigma=sigma)
     for prm in space.parameters:
         if prm.integer:

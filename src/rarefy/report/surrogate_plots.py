@@ -22,11 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .figures import COLORS, save_figure, subplots
 from ..space import DesignSpace
-from ..threads import torch_threads
 
 __all__ = ["slices_plot", "influence", "map_plot", "cost_plot", "acquisition_plot"]
 
@@ -54,9 +52,7 @@ def _slice(space: DesignSpace, x0: np.ndarray, j: int, n: int) -> np.ndarray:
 
 
 def _predict(sur: Any, x: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray]:
-    with torch_threads(1), torch.no_grad():  # small GP algebra: one thread is much faster on a busy machine
-        m, s = sur.predict(np.asarray(x, float), target)
-    return np.asarray(m, float), np.asarray(s, float)
+    return sur.predict_numpy(x, target)
 
 
 def influence(sur: Any, target: str, theta_star: dict[str, float], n: int = 64) -> dict[str, float]:

@@ -43,6 +43,7 @@ from ..errors import InputError
 from ..io import atomic_path, read_json
 from ..nn.checkpoint import load_checkpoint
 from ..space import DesignSpace
+from ..threads import torch_threads
 from .linalg import safe_cholesky
 
 __all__ = ["Surrogate", "JointModel", "FixedFidelity", "JointCovariance", "RateNormal", "joint_posterior", "standardise",
@@ -212,6 +213,13 @@ class Surrogate(JointModel):
     def predict(self, x: Any, fidelity: str | None = None, *, observed: bool = False,
                 noise_var: Any = None) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def predict_numpy(self, x: Any, fidelity: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict`'s latent mean and σ [rate units] as float arrays, without gradients, on one thread
+        (small GP algebra runs much faster single-threaded on a busy machine)."""
+        with torch_threads(1), torch.no_grad():
+            m, s = self.predict(np.asarray(x, float), fidelity)
+        return np.asarray(m, float), np.asarray(s, float)
 
     def hyperparameters(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
