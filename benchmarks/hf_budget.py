@@ -36,8 +36,9 @@ run has 8,000,000 events (5% binomial precision at the median HF rate), an LF ru
 neutrons (the moderator's HF events are Bernoulli with that mean; clustering adds ~1% to
 the variance). (2) (d)'s compute is 310 × the HF run cost by definition; its accuracy is
 checked by fitting the GP on its 310 drawn runs. (3) (a)–(c) stop at ``--cap`` × (d)'s
-compute (default 0.25) or ``--rounds`` rounds (``--a-rounds`` for (a)); a strategy that does not reach a target
-reports ``null`` compute and its final RMSE/coverage.
+compute (default 0.25) or ``--rounds`` rounds (``--a-rounds`` for (a)); (b) and (c) also stop once no HF run
+fits in what is left of the cap (LF runs alone barely move the HF level). A strategy that does not reach a
+target reports ``null`` compute and its final RMSE/coverage.
 
 Keys, for each strategy ``s`` and target ``t`` (``std``, ``tight``): ``<s>_<t>_cpu_h`` (or
 null), ``<s>_<t>_fraction_of_d``, ``<s>_<t>_hf_runs``; ``<s>_rmse``/``<s>_coverage2`` (final),
@@ -244,7 +245,7 @@ def loop(world: World, fidelities: list[str], initial: list[dict[str, Any]], cap
         if watch(sur, spent, sum(x["fidelity"] == "hf" for x in rows), n_lf):
             break
         left = cap_cpu_h - spent
-        if r == rounds or left < min(p.cost_cpu_h for f, p in plans.items() if f in fidelities):
+        if r == rounds or left < world.hf_cost:   # no HF run fits: LF runs alone would not change the HF level much
             break
         acq = Acquisition(sur, {f: plans[f] for f in fidelities}, kind="ivr", cost_aware=len(fidelities) > 1,
                           target="hf", observed=table.designs(), n_reference=64, seed=seed + r)
