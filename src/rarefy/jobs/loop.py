@@ -281,19 +281,25 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
     theta_star = space.round_theta(opt_rec["theta"])
 
     # ----------------------------------------------------------- verification
-    verify: list[RunRequest] = []
     tag = f"{done_iterations:03d}"
     sizing = opt_rec.get("verification")
     n_verify = sizing["runs"] if sizing else loop.verify.runs
-    for j in range(n_verify):
-        idx = VERIFY_BASE + 1000 * done_iterations + j
-        verify.append(RunRequest(f"verify-{tag}-{j:02d}", idx, target, theta_star, int(v_events),
-                                 run_seed(cfg.seed, idx), v_cost))
-        if opt_rec.get("baseline_design"):
-            idx_b = BASELINE_BASE + 1000 * done_iterations + j
-            verify.append(RunRequest(f"baseline-{tag}-{j:02d}", idx_b, target,
-                                     space.round_theta(opt_rec["baseline_design"]), int(v_events),
-                                     run_seed(cfg.seed, idx_b), v_cost))
+
+    def verify_requests(runs: range) -> list[RunRequest]:
+        """Verification runs ``runs`` at θ* (and as many at the baseline design, when there is one)."""
+        reqs: list[RunRequest] = []
+        for j in runs:
+            idx = VERIFY_BASE + 1000 * done_iterations + j
+            reqs.append(RunRequest(f"verify-{tag}-{j:02d}", idx, target, theta_star, int(v_events),
+                                   run_seed(cfg.seed, idx), v_cost))
+            if opt_rec.get("baseline_design"):
+                idx_b = BASELINE_BASE + 1000 * done_iterations + j
+                reqs.append(RunRequest(f"baseline-{tag}-{j:02d}", idx_b, target,
+                                       space.round_theta(opt_rec["baseline_design"]), int(v_events),
+                                       run_seed(cfg.seed, idx_b), v_cost))
+        return reqs
+
+    verify = verify_requests(range(n_verify))
     if verify:
         simulate(verify)
     b_rate, b_sigma = opt_rec.get("baseline_rate"), opt_rec.get("baseline_sigma")
@@ -310,16 +316,7 @@ def _single_objective(cfg: RunConfig, config_dir: Path, out: str | os.PathLike[s
             follow = follow_up_size(v0, b0, bs0, paired=bool(opt_rec.get("baseline_design")), events=int(v_events),
                                     runs=n_verify, max_runs=loop.verify.max_runs)
             simulate.save_record(f"verify-follow-up-{tag}", follow)
-        more: list[RunRequest] = []
-        for j in range(n_verify, n_verify + follow["runs"]):
-            idx = VERIFY_BASE + 1000 * done_iterations + j
-            more.append(RunRequest(f"verify-{tag}-{j:02d}", idx, target, theta_star, int(v_events),
-                                   run_seed(cfg.seed, idx), v_cost))
-            if opt_rec.get("baseline_design"):
-                idx_b = BASELINE_BASE + 1000 * done_iterations + j
-                more.append(RunRequest(f"baseline-{tag}-{j:02d}", idx_b, target,
-                                       space.round_theta(opt_rec["baseline_design"]), int(v_events),
-                                       run_seed(cfg.seed, idx_b), v_cost))
+        more = verify_requests(range(n_verify, n_verify + follow["runs"]))
         if more:
             log.info("verification: %d more run(s) at θ* to confirm the measured gain", follow["runs"])
             simulate(more)
