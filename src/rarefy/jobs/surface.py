@@ -113,7 +113,8 @@ def run_surface(cfg: RunConfig, config_dir: Path, out: str | Path, progress: boo
 
     records: list[dict[str, Any]] = []
     stopped, done = "iterations", 0
-    last_fit: tuple[Surrogate, Any] | None = None   # the stopping round's own fit and table, reused at the end
+    last_fit: tuple[Surrogate, Any, np.ndarray, np.ndarray] | None = None   # the stopping round's fit, table,
+    # mean and σ over the designs, reused at the end
     for i in range(1, loop.iterations + 2):   # round iterations + 1 only fits and checks
         record = ws.record(f"iter-{i:03d}")
         if record is not None:
@@ -128,8 +129,9 @@ def run_surface(cfg: RunConfig, config_dir: Path, out: str | Path, progress: boo
             cost = spent_now()
             t_fit = time.perf_counter()
             sur = build_surrogate(cfg).fit(table)
-            last_fit = (sur, table)
-            acc = surface_accuracy(*sur.predict_numpy(designs, target))
+            mean, sigma = sur.predict_numpy(designs, target)
+            last_fit = (sur, table, mean, sigma)
+            acc = surface_accuracy(mean, sigma)
             if on_fit is not None:
                 on_fit(i - 1, sur, cost)
             left = None if loop.budget_cpu_h is None else loop.budget_cpu_h - cost["total"]
@@ -161,13 +163,13 @@ def run_surface(cfg: RunConfig, config_dir: Path, out: str | Path, progress: boo
 
     # ------------------------------------------------------------ final fit
     if last_fit is not None:   # the stopping round was fitted in this process: nothing has been added since
-        sur, table = last_fit
+        sur, table, mean, sigma = last_fit
     else:                      # resumed at a recorded stop: fit once
         table = ws.table()
         sur = build_surrogate(cfg).fit(table)
+        mean, sigma = sur.predict_numpy(designs, target)
     sur.save(out / SURROGATE_DIR)
     write_training_rates(out, table)
-    mean, sigma = sur.predict_numpy(designs, target)
     frame = pd.DataFrame(designs, columns=space.names).assign(mean=mean, sigma=sigma)
     for prm in space.parameters:
         if prm.integer:
