@@ -7,7 +7,7 @@ import torch
 
 from rarefy import AR1Settings, AR1Surrogate, DesignSpace, InputError, Parameter, RateTable
 from rarefy.config import config_from_dict
-from rarefy.surrogate.ar1 import loo_scale
+from rarefy.surrogate.ar1 import block_scale, design_clusters, loo_scale
 from conftest import two_fidelity_table
 
 
@@ -134,3 +134,80 @@ def test_calibrate_setting_is_validated():
     assert config_from_dict({**raw, "surrogate": {"calibrate": "none"}}).surrogate.calibrate == "none"
     with pytest.raises(InputError, match="surrogate.calibrate"):
         config_from_dict({**raw, "surrogate": {"calibrate": "cv"}})
+
+
+# ------------------------------------------------------------- calibration under shift (calibrate: loco)
+
+def _shift_truth(x: np.ndarray) -> np.ndarray:
+    return np.sin(5 * x[:, 0]) + 0.5 * x[:, 1] + 0.3 * np.sin(9 * x[:, 0] * x[:, 1])
+
+
+def test_block_scale_recovers_a_known_factor_from_correlated_blocks():
+    rng = np.random.default_rng(0)
+    blocks, iid = [], []
+    for _ in range(600):
+        a = rng.normal(size=(3, 3))
+        S = a @ a.T + 0.1 * np.eye(3)
+        n = rng.uniform(0.1, 1.0, 3)
+        r = rng.multivariate_normal(np.zeros(3), 4.0 * S + np.diag(n))   # c = 2
+        blocks.append((r, S, n))
+        iid += [(r[j:j + 1], S[j:j + 1, j:j + 1], n[j:j + 1]) for j in range(3)]
+    assert block_scale(blocks, bound=0) == pytest.approx(2.0, rel=0.06)
+    assert block_scale(blocks, bound=0) < block_scale(blocks) < 1.1 * block_scale(blocks, bound=0)
+    # one residual per block is loo_scale's likelihood exactly
+    r, s2, n = (np.array([b[i].item() for b in iid]) for i in range(3))
+    assert block_scale(iid, bound=0) == pytest.approx(loo_scale(r, s2, n, bound=0), rel=1e-6)
+    assert block_scale([(np.zeros(3), np.eye(3), np.ones(3))] * 5, bound=0) == 1.0   # no excess: 1
+
+
+def test_design_clusters_are_deterministic_and_start_at_the_edges():
+    u = np.random.default_rng(0).random((30, 2))
+    lab = design_clusters(u, 3)
+    assert set(lab) == {0, 1, 2}
+    np.testing.assert_array_equal(lab, design_clusters(u.copy(), 3))
+    np.testing.assert_array_equal(design_clusters(u[:3], 5), [0, 1, 2])   # fewer designs than clusters: LOO
+    far = int(np.argmax(((u - u.mean(0)) ** 2).sum(1)))
+    assert np.sum(lab == lab[far]) < 20                                   # the extreme design's cluster is a corner
+
+
+def test_loco_widens_sigma_where_designs_shift_and_keeps_the_mean():
+    # 16 runs with a < 0.6, tested at 0.6 <= a <= 0.9 (extrapolation): leaving clusters out
+    # shows errors that leaving single runs out does not
+    space = DesignSpace([Parameter("a", 0.0, 1.0), Parameter("b", 0.0, 1.0)])
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 2))
+    x[:, 0] *= 0.6
+    table = _table(space, x, _shift_truth(x) + rng.normal(0, 0.02, len(x)), 0.02**2)
+    xt = rng.random((200, 2))
+    xt[:, 0] = 0.6 + 0.3 * xt[:, 0]
+    sur = AR1Surrogate(space, ["hf"], AR1Settings(restarts=1, max_iter=60, calibrate="none")).fit(table)
+    m0, s0 = sur.predict_numpy(xt)
+    out = {}
+    for mode in ("none", "loo", "loco"):
+        sur.recalibrate(mode, table, loco_clusters=4)
+        m, s = sur.predict_numpy(xt)
+        np.testing.assert_array_equal(m, m0)                                # the mean is untouched
+        c = sur.hyperparameters()["hf"]["calibration"]
+        np.testing.assert_allclose(s, c * s0, rtol=1e-10)
+        out[mode] = (c, float(np.mean(np.abs(m - _shift_truth(xt)) < 2 * s)))
+    assert out["loco"][0] > out["loo"][0] * 1.1 and out["loo"][0] >= 1.0
+    assert out["loco"][1] > out["loo"][1] >= out["none"][1]
+    # fit() with the setting gives the same factor as recalibrate
+    again = AR1Surrogate(space, ["hf"], AR1Settings(restarts=1, max_iter=60, calibrate="loco", loco_clusters=4)).fit(table)
+    assert again.hyperparameters()["hf"]["calibration"] == pytest.approx(out["loco"][0], rel=1e-9)
+    with pytest.raises(ValueError, match="table"):
+        sur.recalibrate("loco")
+
+
+def test_loco_settings_are_validated():
+    with pytest.raises(ValueError, match="loco_clusters"):
+        AR1Settings(calibrate="loco", loco_clusters=1)
+    with pytest.raises(ValueError, match="loco_bound"):
+        AR1Settings(loco_bound=-1.0)
+    raw = {"space": {"parameters": {"x": {"low": 0, "high": 1}}}, "data": {"paths": "r.parquet"},
+           "fidelities": [{"name": "hf", "value": "y"}]}
+    s = config_from_dict({**raw, "surrogate": {"calibrate": "loco", "loco_clusters": 4, "loco_bound": 1.0}}).surrogate
+    assert (s.calibrate, s.loco_clusters, s.loco_bound) == ("loco", 4, 1.0)
+    for bad in ({"loco_clusters": 1}, {"loco_bound": -0.5}, {"loco_bound": float("inf")}):
+        with pytest.raises(InputError, match="surrogate.loco"):
+            config_from_dict({**raw, "surrogate": {"calibrate": "loco", **bad}})

@@ -20,7 +20,7 @@ class SurrogateConfig(ConfigModel):
 
     ``kind: ar1`` (default): the AR1 Gaussian process, :class:`rarefy.AR1Surrogate`
     (``kernel``, ``rho``, ``nugget``, ``restarts``, ``max_iter``, ``output``, ``rho_prior``,
-    ``mean_uncertainty``, ``calibrate``).
+    ``mean_uncertainty``, ``calibrate``, ``loco_clusters``, ``loco_bound``).
     ``kind: pce``: the Bayesian multi-fidelity PCE, :class:`rarefy.PCESurrogate`
     (``degree`` or ``max_degree`` with ``cv_folds``, ``nugget``, ``max_iter``, ``output``;
     ``output: poisson`` models the log rate behind the counts ``k`` of ``n`` events, pce only).
@@ -46,9 +46,17 @@ class SurrogateConfig(ConfigModel):
     mean_uncertainty: bool = False
     """ar1: add the uncertainty of the target level's constant mean and ρ to its predictive variance (universal
     kriging; for few target runs)"""
-    calibrate: Literal["loo", "none"] = "loo"
+    calibrate: Literal["loo", "loco", "none"] = "loo"
     """ar1: ``loo`` widens each fidelity's latent σ by the factor c >= 1 that makes its closed-form leave-one-out
-    residuals most likely (stored with the model, see ``hyperparameters``); ``none`` keeps the fitted σ"""
+    residuals most likely (stored with the model, see ``hyperparameters``); ``loco`` also widens the target's σ to
+    what its leave-one-cluster-out residuals need (clusters of target designs held out in turn and refitted
+    without: shifted designs; ``loco_clusters`` + 1 fits);
+    ``none`` keeps the fitted σ"""
+    loco_clusters: int = Field(default=3, ge=2, le=MAX_PARALLEL)
+    """ar1 with ``calibrate: loco``: number of k-means clusters of the target runs' designs, each held out in turn"""
+    loco_bound: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    """ar1 with ``calibrate: loco``: the factor is the upper end of its likelihood interval 2Δℓ <= loco_bound
+    (0: the likelihood maximiser; 3.84: the 95% interval's upper end, as ``loo`` uses)"""
     degree: int | None = Field(default=None, ge=0, le=MAX_DEGREE)
     """pce: fixed total degree (default: by cross-validation)"""
     max_degree: int = Field(default=4, ge=1, le=MAX_DEGREE)
@@ -60,7 +68,7 @@ class SurrogateConfig(ConfigModel):
     total degree; better calibrated intervals)"""
 
     AR1_FIELDS: ClassVar[tuple[str, ...]] = ("kernel", "rho", "nugget", "restarts", "max_iter", "output", "rho_prior",
-                                             "mean_uncertainty", "calibrate")
+                                             "mean_uncertainty", "calibrate", "loco_clusters", "loco_bound")
     PCE_FIELDS: ClassVar[tuple[str, ...]] = ("degree", "max_degree", "cv_folds", "nugget", "max_iter", "output",
                                              "prior", "rho_prior")
 

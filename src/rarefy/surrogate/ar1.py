@@ -51,6 +51,24 @@ predictions and its entries of ``joint``). The mean is unchanged. c_f is saved w
 ``hyperparameters()[f]["calibration"]``; ``benchmarks/calibration_growth.py`` measures it
 (docs/method.md).
 
+**Calibration under shift** (``calibrate: loco``). Leave-one-out asks how well the model
+predicts a run *inside* the cloud of the others; designs to be predicted later often lie at
+its edge or beyond (a validation set leaning towards thicker panels than any training run).
+``loco`` also asks how well it predicts a *cluster* of runs from the rest: the target runs'
+designs are split into K = ``loco_clusters`` clusters by k-means on the unit cube
+(:func:`design_clusters`, initialised at the cloud's extremes), each cluster is held out
+with every row at its designs (a paired LF run), the model is refitted on the rest — its
+hyperparameters too, which matters with few target runs: with all runs the closed-form
+identities above would keep the lengthscales and ρ that the held-out runs helped to fit —
+and the cluster's runs are predicted jointly: residual r_B, latent covariance S_B, noise
+N_B. The factor maximises the exact likelihood ``ℓ(c) = Σ_B log N(r_B; 0, c² S_B + N_B)``
+(:func:`block_scale`; a cluster's residuals move together, so they are not scored as
+independent) — or, with ``loco_bound`` > 0, is the upper end of its likelihood interval as
+above — and the target's factor is ``max(c_loo, c_loco)``: an interval is never narrower
+than leave-one-out asks. Lower fidelities keep ``c_loo``. The mean is unchanged; the cost
+is K more fits. K and the bound are chosen by cross-validation under shift
+(``benchmarks/calibration_shift.py``, docs/reliability.md).
+
 Inputs are scaled to the unit cube by the DesignSpace bounds; outputs are standardised
 per fidelity (optionally after a log transform). Everything is float64 torch, so
 predictions are batched and differentiable in x. The surrogate is a BoTorch ``Model``
@@ -82,12 +100,14 @@ from .linalg import safe_cholesky
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AR1Surrogate", "AR1Settings", "loo_scale"]
+__all__ = ["AR1Surrogate", "AR1Settings", "loo_scale", "block_scale", "design_clusters"]
 
 SMALL_N = 2000  # below this many training rows the fit runs single-threaded (faster, see torch_threads)
 MIN_LOO_ROWS = 3  # fewer rows of a fidelity than this: its calibration factor stays 1
 MAX_CALIBRATION = 100.0  # upper bound of the calibration factor c (a std ratio)
 LOO_BOUND = 3.84  # c is the upper end of its likelihood interval 2Δℓ <= 3.84 (χ²₁ 95%)
+DESIGN_TOL = 0.01  # a held-out cluster takes every row within this fraction of each range of its designs (rarefy fit --cv's default)
+KMEANS_ITER = 100  # Lloyd iterations of design_clusters
 
 
 @dataclass
@@ -105,8 +125,13 @@ class AR1Settings:
     # variance (universal kriging with a flat prior on them; see AR1Surrogate.predict)
     mean_uncertainty: bool = False
     # widen each fidelity's latent posterior variance by a factor c² >= 1 fitted to its
-    # closed-form leave-one-out residuals ("loo"), or leave it as fitted ("none")
+    # closed-form leave-one-out residuals ("loo"); "loco" also fits the target's factor to
+    # leave-one-cluster-out residuals (shifted designs); "none" leaves it as fitted
     calibrate: str = "loo"
+    # number of design-space clusters (k-means on the unit cube) of the target runs for "loco"
+    loco_clusters: int = 3
+    # "loco": the factor is the upper end of its likelihood interval 2Δℓ <= loco_bound (0: the maximiser)
+    loco_bound: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kernel not in ("matern52", "rbf"):
@@ -115,8 +140,12 @@ class AR1Settings:
             raise ValueError(f"rho must be 'constant' or 'linear', got {self.rho!r}")
         if self.output not in ("identity", "log"):
             raise ValueError(f"output must be 'identity' or 'log', got {self.output!r}")
-        if self.calibrate not in ("loo", "none"):
-            raise ValueError(f"calibrate must be 'loo' or 'none', got {self.calibrate!r}")
+        if self.calibrate not in ("loo", "loco", "none"):
+            raise ValueError(f"calibrate must be 'loo', 'loco' or 'none', got {self.calibrate!r}")
+        if not (isinstance(self.loco_clusters, int) and self.loco_clusters >= 2):
+            raise ValueError(f"loco_clusters must be an integer >= 2, got {self.loco_clusters!r}")
+        if not (self.loco_bound >= 0 and math.isfinite(self.loco_bound)):
+            raise ValueError(f"loco_bound must be a finite number >= 0, got {self.loco_bound!r}")
         if self.rho_prior is not None and not self.rho_prior > 0:
             raise ValueError(f"rho_prior must be a positive scale or None, got {self.rho_prior!r}")
 
@@ -320,8 +349,7 @@ class AR1Surrogate(Surrogate):
         self.module = _AR1Module(len(self.fidelities), self.space.dim, self.settings)
         self.module.load_state_dict(best_state)
         self._condition()
-        self._calibration = self._loo_calibration() if self.settings.calibrate == "loo" else \
-            torch.ones(len(self.fidelities), dtype=DTYPE)
+        self._calibration = self._calibration_factors(table)
         self.info = FitInfo(losses=losses, best=int(np.argmin(losses)), seconds=time.perf_counter() - t0,
                             n_per_fidelity=counts)
         log.info("AR1 fit: %d restarts in %.2f s, best loss %.4f", len(losses), self.info.seconds, best_loss)
@@ -388,6 +416,16 @@ class AR1Surrogate(Surrogate):
             self._uk = (KinvH, torch.linalg.pinv(G + 1e-10 * torch.eye(G.shape[0], dtype=DTYPE)))
 
     @torch.no_grad()
+    def _precision(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """P = K⁻¹ (less K⁻¹H(HᵀK⁻¹H)⁻¹HᵀK⁻¹ with ``mean_uncertainty``) and e = P(z − m), standardised units."""
+        m, d = self.module, self._data
+        P = torch.cholesky_inverse(self._L)
+        if self._uk is not None:
+            KinvH, Ginv = self._uk
+            P = P - KinvH @ Ginv @ KinvH.T
+        return P, P @ (d.z - m.prior_mean(d.x, d.fid))
+
+    @torch.no_grad()
     def _loo(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Closed-form leave-one-out of every training row (standardised units): residual, latent variance, noise.
 
@@ -396,12 +434,9 @@ class AR1Surrogate(Surrogate):
         s_i², noise n_i = v_i + τ_f).
         """
         m, d = self.module, self._data
-        P = torch.cholesky_inverse(self._L)
-        if self._uk is not None:
-            KinvH, Ginv = self._uk
-            P = P - KinvH @ Ginv @ KinvH.T
+        P, e = self._precision()
         diag = P.diagonal().clamp_min(1e-300)
-        resid = (P @ (d.z - m.prior_mean(d.x, d.fid))) / diag
+        resid = e / diag
         noise = d.v + m.nugget[d.fid]
         return resid, (1.0 / diag - noise).clamp_min(0.0), noise
 
@@ -416,6 +451,75 @@ class AR1Surrogate(Surrogate):
                 out[f] = loo_scale(resid[sel].numpy(), latent[sel].numpy(), noise[sel].numpy())
         log.info("AR1 LOO calibration factors: %s", [round(float(c), 3) for c in out])
         return out
+
+    def loco_blocks(self, table: RateTable) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Leave-one-cluster-out cross-validation of the target fidelity, by refits (rate units).
+
+        The target rows of ``table`` are split into ``settings.loco_clusters`` clusters by
+        :func:`design_clusters` on the unit cube. Each cluster is held out in turn with every
+        row (of any fidelity) whose design lies within ``DESIGN_TOL`` of one of its designs
+        (a paired lower-fidelity run), a fresh surrogate with the same settings (uncalibrated,
+        same seed) is fitted to the rest, and the cluster's target runs are predicted jointly.
+        Returns, per cluster, (r, S, n): the residuals (observed − predicted mean), their
+        latent covariance S (``joint``) and noise variances n (own variance + nugget). Clusters
+        whose removal leaves a fidelity without rows are skipped.
+        """
+        from dataclasses import replace
+
+        frame, fid, _ = self._rows(table)
+        top = len(self.fidelities) - 1
+        u = np.asarray(self.space.to_unit(frame[self.space.names].to_numpy(float)))
+        rows = np.flatnonzero(fid == top)
+        labels = design_clusters(u[rows], self.settings.loco_clusters)
+        inner = replace(self.settings, calibrate="none")
+        blocks = []
+        for c in np.unique(labels):
+            t = rows[labels == c]
+            hold = np.any(np.all(np.abs(u[:, None, :] - u[None, t, :]) <= DESIGN_TOL, axis=-1), axis=1)
+            if any(not np.any(~hold & (fid == f)) for f in range(len(self.fidelities))):
+                continue
+            sub = RateTable(frame[~hold].reset_index(drop=True), self.space)
+            sur = AR1Surrogate(self.space, self.fidelities, inner, self.seed)._fit(sub)
+            test = frame.iloc[t]
+            with torch.no_grad():
+                m, S = sur.joint(test[self.space.names].to_numpy(float), self.target)
+            n = test["var"].to_numpy(float) + sur.noise_variance(self.target)
+            blocks.append((test["rate"].to_numpy(float) - m.numpy(), S.numpy(), n))
+        return blocks
+
+    def _calibration_factors(self, table: RateTable | None = None) -> torch.Tensor:
+        """Per-fidelity factors c_f >= 1 on the latent posterior std, as ``settings.calibrate`` says."""
+        out = torch.ones(self.module.levels, dtype=DTYPE)
+        if self.settings.calibrate == "none":
+            return out
+        out = self._loo_calibration()
+        if self.settings.calibrate == "loco":
+            if table is None:
+                raise ValueError("calibrate: loco refits on the training table; pass it")
+            top = self.module.levels - 1
+            c_loco = block_scale(self.loco_blocks(table), bound=self.settings.loco_bound)
+            log.info("AR1 LOCO calibration of the target: %.3f (LOO: %.3f)", c_loco, float(out[top]))
+            out[top] = max(float(out[top]), c_loco)
+        return out
+
+    def recalibrate(self, calibrate: str, table: RateTable | None = None, **settings: Any) -> "AR1Surrogate":
+        """Recompute the σ calibration of a fitted surrogate with another ``calibrate`` setting (no refit).
+
+        The hyperparameters and the mean stay as fitted; only the factors c_f change (and the
+        settings, so that :meth:`save` records them). ``calibrate: loco`` refits on ``table``
+        (the training table of :meth:`fit`); ``settings``: ``loco_clusters`` or ``loco_bound``.
+        Returns self.
+        """
+        if self.module is None:
+            raise RuntimeError("call fit() before recalibrate()")
+        from dataclasses import replace
+
+        unknown = set(settings) - {"loco_clusters", "loco_bound"}
+        if unknown:
+            raise ValueError(f"recalibrate takes loco_clusters and loco_bound, not {sorted(unknown)}")
+        self.settings = replace(self.settings, calibrate=calibrate, **settings)
+        self._calibration = self._calibration_factors(table)
+        return self
 
     def _basis(self, x: torch.Tensor, fid: torch.Tensor) -> torch.Tensor:
         """Regression basis of the target level, (..., n, p): [1] for one fidelity, else [z_{F-1}(x), 1].
@@ -613,3 +717,62 @@ def loo_scale(resid: np.ndarray, latent: np.ndarray, noise: np.ndarray, bound: f
     j = int(above[0])
     a = max(best, float(grid[j - 1]))
     return float(math.exp(brentq(lambda g: dev(g) - best_val - bound, a, float(grid[j]), xtol=1e-9)))
+
+
+def design_clusters(u: np.ndarray, k: int) -> np.ndarray:
+    """Cluster labels (0 … k'−1, k' <= k) of the designs ``u`` (n, d; unit cube) by k-means, deterministically.
+
+    Initialisation by farthest-point traversal: the first centre is the design farthest
+    from the centroid, each next one the design farthest from the centres so far — so the
+    first clusters sit at the edges of the cloud and holding one out makes the rest
+    extrapolate to it. Then Lloyd's iterations; an emptied cluster is dropped. With
+    n <= k every design is its own cluster (leave-one-out).
+    """
+    u = np.asarray(u, float)
+    n = len(u)
+    if n <= k:
+        return np.arange(n)
+    centres = [int(np.argmax(((u - u.mean(0)) ** 2).sum(1)))]
+    dist = ((u - u[centres[0]]) ** 2).sum(1)
+    while len(centres) < k:
+        nxt = int(np.argmax(dist))
+        centres.append(nxt)
+        dist = np.minimum(dist, ((u - u[nxt]) ** 2).sum(1))
+    c = u[centres].copy()
+    labels = np.full(n, -1)
+    for _ in range(KMEANS_ITER):
+        new = np.argmin(((u[:, None, :] - c[None]) ** 2).sum(-1), axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        c = np.stack([u[labels == j].mean(0) if np.any(labels == j) else c[j] for j in range(len(c))])
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels
+
+
+def block_scale(blocks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], bound: float = LOO_BOUND,
+                upper: float = MAX_CALIBRATION) -> float:
+    """Calibration factor c in [1, upper] of a latent std from held-out *blocks* of correlated residuals.
+
+    ``blocks``: per held-out cluster, (r, S, n): its residuals r (m,), their latent covariance
+    S (m, m) and noise variances n (m,) (diagonal). The exact likelihood of c is
+    ℓ(c) = Σ_B log N(r_B; 0, c² S_B + N_B). With N^{-1/2} S N^{-1/2} = Q Λ Qᵀ, the rotated
+    residuals w = Qᵀ N^{-1/2} r are independent with variances c² λ_j + 1, so ℓ is
+    :func:`loo_scale`'s likelihood of (w, λ, 1) and c is the upper end of its likelihood
+    interval as there. Residuals of one cluster move together (a cluster outside the others'
+    cloud is over- or under-predicted as a whole); scoring them as independent would count
+    one cluster's misfit several times.
+    """
+    w, lam = [], []
+    for r, S, n in blocks:
+        r, S, n = np.asarray(r, float), np.atleast_2d(np.asarray(S, float)), np.asarray(n, float)
+        n = np.maximum(n, 1e-12 * max(float(np.mean(np.abs(np.diag(S)))), 1e-300))
+        h = 1.0 / np.sqrt(n)
+        M = h[:, None] * 0.5 * (S + S.T) * h[None, :]
+        ev, Q = np.linalg.eigh(M)
+        w.append(Q.T @ (h * r))
+        lam.append(np.clip(ev, 0.0, None))
+    if not w:
+        return 1.0
+    w, lam = np.concatenate(w), np.concatenate(lam)
+    return loo_scale(w, lam, np.ones_like(w), bound=bound, upper=upper)
