@@ -44,7 +44,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     sim = CosmicBBH()
-    todo = {z: int(round(n * args.scale)) for z, n in zip(Z_GRID, N_PER_Z)}
+    todo = {z: round(n * args.scale) for z, n in zip(Z_GRID, N_PER_Z)}
     rows: list[dict[str, float]] = []
     seed = args.seed
     t0 = time.time()
@@ -57,7 +57,7 @@ def main() -> None:
             events, info = sim.simulate_detailed(theta, n, "hf", seed)
             df = events.to_pandas()
             rows.append({"log10_z": theta["log10_z"], "z": z, "alpha_ce": 1.0, "sigma_bh": 265.0,
-                         "sigma_ns": 265.0, "k": int(df["outcome"].sum()), "n": int(len(df)),
+                         "sigma_ns": 265.0, "k": int(df["outcome"].sum()), "n": len(df),
                          "msun": float(df["msun_per_binary"].sum()), "cpu_s": float(info["cpu_s"]),
                          "seed": seed})
             todo[z] -= n

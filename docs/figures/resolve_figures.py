@@ -59,7 +59,7 @@ def msun_per_massive_binary(breaks: list[float], slopes: list[float], fbin: floa
         for i, s in enumerate(slopes):
             a, b = max(lo, breaks[i]), min(hi, breaks[i + 1])
             if a < b:
-                total += quad(lambda m: coef[i] * m ** -s * g(m), a, b, limit=200)[0]
+                total += quad(lambda m, c=coef[i], s=s: c * m ** -s * g(m), a, b, limit=200)[0]
         return total
 
     n = integral(lambda m: 1.0, breaks[0], breaks[-1])
