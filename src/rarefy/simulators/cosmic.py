@@ -52,8 +52,19 @@ binary.
 with k mergers is ε = k / M, where M = (mass of all singles and binaries the sampler
 drew, including those cut away; COSMIC's ``mass_singles + mass_binaries``) represents
 the run. Since the cut is on masses only, M/n does not depend on θ;
-:meth:`CosmicBBH.msun_per_binary` estimates it once from a large sample (about 550 M☉
-per evolved binary), so ε(θ) = rate(θ) / msun_per_binary with rate = k/n per binary.
+:meth:`CosmicBBH.msun_per_binary` estimates it once from a large sample (498 M☉ per
+evolved binary from 100,000; the quadrature of the same IMF, binary fraction and mass-ratio
+law gives 500.1 M☉), so ε(θ) = rate(θ) / msun_per_binary with rate = k/n per binary.
+
+**Normalisation, exactly.** Primaries m1 from Kroupa (2001) truncated to 0.08–150 M☉
+(dN/dm ∝ m^-1.3 below 0.5 M☉, m^-2.3 above; COSMIC's ``kroupa01``, no brown dwarfs);
+each primary has a companion with probability 0.5; secondaries m2 = q·m1 with q uniform on
+[0.1, 1] (COSMIC 4.3.3 applies qmin = 0.1 to every primary under ``qmin = -1``). M counts
+every sampled star: singles, light binaries and the kept massive binaries, so
+M / (kept binaries) = E[m1](1 + 0.5·E[q]) / (0.5 · P(m1 > 8, q·m1 > 8)) = 0.747 M☉ /
+1.494e-3 = 500.1 M☉. The sampler draws primaries in batches until it has at least n massive
+binaries, so it returns a few more than n (up to ~7% more at n = 1,000); M is the mass of
+all of them, and the first n kept represent the share n / (returned) of it.
 
 **Fidelities**: ``lf`` (5,000 binaries per run by default) and ``hf`` (200,000); the
 same physics, different Monte-Carlo noise. The nominal cost, 5.3e-6 CPU-h per binary
@@ -211,13 +222,18 @@ class CosmicBBH:
         return bse, {"bhsigmafrac": s_bh / sigma}
 
     def _sample(self, z: float, n: int) -> tuple[Any, float]:
+        """(first ``n`` massive binaries at metallicity ``z``, star-forming mass they represent in M☉)."""
         InitialBinaryTable = require("cosmic.sample.initialbinarytable").InitialBinaryTable
 
         table, m_singles, m_binaries, _, _ = InitialBinaryTable.sampler(
             "independent", [14], [14], binfrac_model=self.binfrac, primary_model="kroupa01", ecc_model="sana12",
             porb_model="sana12", qmin=-1, SF_start=HUBBLE_TIME_MYR, SF_duration=0.0, met=z, size=int(n))
+        # The sampler stops after the batch that reaches ``n`` massive binaries, so it returns
+        # ``len(table) >= n`` of them, and ``m_singles + m_binaries`` is the star-forming mass of
+        # all of those. The first n are kept: they represent the share n / len(table) of it.
+        full = len(table)
         table = table.iloc[: int(n)].reset_index(drop=True)
-        return table, float(m_singles + m_binaries)
+        return table, float(m_singles + m_binaries) * len(table) / full
 
     def msun_per_binary(self, n: int = 200_000, seed: int = 0) -> float:
         """Star-forming mass (M☉) the sampler represents per evolved binary, from ``n`` draws."""
