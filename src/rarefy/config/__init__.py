@@ -45,6 +45,7 @@ from .campaign import (CampaignConfig, CampaignRunsConfig, ExecutorConfig, Local
 from .data import DataConfig, FidelityConfig, NoiseConfig
 from .denoise import (LOSS_PARAMETERS, DenoiseConfig, DenoiseLossConfig, DenoiseModelConfig, EarlyStoppingConfig,
                       ImbalancePhaseConfig, MixupConfig)
+from .generate import GenerateConfig, GenerateFlowConfig
 from .infer import FullRateConfig, InferConfig, ObservationConfig, PriorConfig
 from .load import apply_overrides, as_config, config_from_dict, dump_config, format_validation_error, load_config
 from .loop import (AcquisitionConfig, BaselineConfig, LoopConfig, ObjectiveConfig, OptimizeConfig, ParetoConfig,
@@ -61,6 +62,6 @@ __all__ = [
     "DenoiseModelConfig", "DenoiseLossConfig", "MixupConfig", "ImbalancePhaseConfig", "EarlyStoppingConfig",
     "DenoiseConfig", "BenchBackendConfig", "BenchImbalanceConfig", "BenchConfig", "AcquisitionConfig",
     "OptimizeConfig", "BaselineConfig", "VerifyConfig", "StopConfig", "LoopConfig", "ObjectiveConfig", "ParetoConfig",
-    "PriorConfig", "ObservationConfig", "FullRateConfig", "InferConfig", "ConfigModel", "config_from_dict",
+    "GenerateConfig", "GenerateFlowConfig", "PriorConfig", "ObservationConfig", "FullRateConfig", "InferConfig", "ConfigModel", "config_from_dict",
     "as_config", "apply_overrides", "LocalExecutorConfig", "SlurmExecutorConfig", "SyncExecutorConfig",
 ]

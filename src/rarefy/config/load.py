@@ -214,6 +214,8 @@ def config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", so
         cfg.data.paths = [_absolute(p, base) for p in cfg.data.paths]
     if cfg.bench is not None and cfg.bench.run_dir is not None:
         cfg.bench.run_dir = _absolute(cfg.bench.run_dir, base)
+    if cfg.simulator is not None and cfg.simulator.run is not None:
+        cfg.simulator.run = _absolute(cfg.simulator.run, base)
     if cfg.infer is not None and cfg.infer.surrogate is not None:
         cfg.infer.surrogate = _absolute(cfg.infer.surrogate, base)
     if cfg.infer is not None and cfg.infer.full is not None:

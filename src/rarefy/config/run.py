@@ -10,6 +10,7 @@ from .bench import BenchConfig
 from .campaign import CampaignConfig
 from .data import DataConfig, FidelityConfig
 from .denoise import DenoiseConfig
+from .generate import GenerateConfig
 from .infer import InferConfig
 from .loop import AcquisitionConfig, BaselineConfig, LoopConfig, ObjectiveConfig, OptimizeConfig, ParetoConfig
 from .simulator import SimulatorConfig
@@ -61,6 +62,8 @@ class RunConfig(ConfigModel):
     """the simulation campaign (needs ``simulator``; the initial design of a ``loop``)"""
     denoise: DenoiseConfig | None = None
     """the event-level denoiser and its training"""
+    generate: GenerateConfig | None = None
+    """the conditional normalizing-flow event generator p(φ | θ) of ``rarefy generate train``"""
     infer: InferConfig | None = None
     """Bayesian inference of θ from an observed merger rate"""
     bench: BenchConfig | None = None
@@ -119,6 +122,8 @@ class RunConfig(ConfigModel):
             bad = [b for b in self.denoise.test_blocks if not 0 <= b < n_blocks]
             if bad:
                 raise ValueError(f"denoise.test_blocks: {bad} are not campaign.runs blocks (there are {n_blocks})")
+        if self.generate is not None and self.generate.fidelity is not None:
+            _check_known("generate.fidelity", [self.generate.fidelity], names + sorted(scored))
         if self.bench is not None:
             _check_known("bench.fidelities", self.bench.fidelities or [], names)
         if self.loop is not None and (self.simulator is None or self.campaign is None):

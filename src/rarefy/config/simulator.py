@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -42,11 +43,15 @@ class SimulatorConfig(ConfigModel):
     - ``kind: command``: ``command`` is an argument list (no shell) whose items are
       ``str.format`` templates with ``{n}``, ``{seed}``, ``{fidelity}``, ``{output}``,
       ``{run_id}`` and ``{theta[NAME]}``; the command writes ``output`` (CSV, Parquet,
-      HDF5 or ROOT, by suffix) which is read back with ``events``.
+      HDF5 or ROOT, by suffix) which is read back with ``events``;
+    - ``kind: flow``: ``run`` is a run directory with a generator trained by ``rarefy generate train``
+      (:mod:`rarefy.generate`); events are sampled from p(φ | θ) and ``outcome`` (an import path of
+      ``t(theta, phi) -> per-event probability``) draws each event's outcome.
     """
 
-    kind: Literal["builtin", "python", "command"] = "builtin"
-    """``builtin`` (by ``name``), ``python`` (by import path ``target``) or ``command`` (an external program)"""
+    kind: Literal["builtin", "python", "command", "flow"] = "builtin"
+    """``builtin`` (by ``name``), ``python`` (by import path ``target``), ``command`` (an external program) or
+    ``flow`` (a trained event generator in ``run``)"""
     name: str | None = None
     """builtin: the simulator's name in :func:`rarefy.simulators.get` (e.g. ``moderator``)"""
     target: str | None = None
@@ -62,12 +67,19 @@ class SimulatorConfig(ConfigModel):
     """command: environment variables set for the command, on top of the current environment"""
     timeout_s: float | None = Field(default=None, gt=0)
     """wall-clock limit of one request, seconds"""
+    run: Path | None = None
+    """flow: the run directory holding the generator (``RUN/generate/``, from ``rarefy generate train``)"""
+    outcome: str | None = None
+    """flow: import path ``package.module:attribute`` of ``t(theta, phi) -> probability per event`` (a function, an
+    object with ``capture_probability``, or a class instantiated without arguments that has it); each event's
+    outcome is Bernoulli(t)"""
     events: EventColumnsConfig = Field(default_factory=EventColumnsConfig)
     """how the command's event files map to rarefy's event columns"""
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> "SimulatorConfig":
-        need = {"builtin": "name", "python": "target", "command": "command"}[self.kind]
-        if not getattr(self, need):
-            raise ValueError(f"a simulator of kind {self.kind!r} needs '{need}'")
+        needs = {"builtin": ("name",), "python": ("target",), "command": ("command",), "flow": ("run", "outcome")}
+        for need in needs[self.kind]:
+            if not getattr(self, need):
+                raise ValueError(f"a simulator of kind {self.kind!r} needs '{need}'")
         return self

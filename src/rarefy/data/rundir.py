@@ -11,6 +11,7 @@ Layout of ``RUN_DIR`` (every file written atomically)::
     training_rates.parquet   the table a surrogate was fitted on (rarefy fit / run)
     fit.json, optimum.json, result.json, suggestions.csv, objectives.parquet
     surrogate/, surrogates/  saved surrogates
+    generate/                the event generator p(φ | θ): model.pt, generator.json, history.json, ...
     denoise/                 the denoiser: pipeline.json, config.yaml, model.pt, rates_denoised.parquet, ...
     loop/                    the closed loop's per-iteration records (iter-III.json, optimum.json, cv.json)
     report/                  index.html and figures
@@ -40,6 +41,7 @@ lock taken by          command
 ``fit`` / ``validate`` ``rarefy fit`` / ``rarefy validate``
 ``train_denoiser``     ``rarefy train``
 ``denoise_run``        ``rarefy denoise``
+``train_generator``    ``rarefy generate train``
 ``infer``              ``rarefy infer``
 ``suggest``            ``rarefy suggest``
 ``ingest``             ``rarefy ingest``
@@ -90,7 +92,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CONFIG", "CATALOG", "RATES", "INGESTED", "TRAINING_RATES", "FIT", "OPTIMUM", "RESULT", "OBJECTIVES",
-    "SUGGESTIONS", "SURROGATE_DIR", "DENOISE_DIR", "DENOISED_RATES", "PIPELINE", "LOOP_DIR", "REPORT_DIR",
+    "SUGGESTIONS", "SURROGATE_DIR", "DENOISE_DIR", "GENERATE_DIR", "DENOISED_RATES", "PIPELINE", "LOOP_DIR", "REPORT_DIR",
     "DENOISED_SUFFIX", "LEGACY_NAMES", "denoised_base", "denoised_rates_path", "SPLIT_COLUMN", "KEY", "write_config",
     "read_config", "read_rates", "write_rates", "read_runs", "simulated_rows",
     "write_ingested", "write_training_rates", "read_result", "read_loop_records",
@@ -110,6 +112,7 @@ OBJECTIVES = "objectives.parquet"
 SUGGESTIONS = "suggestions.csv"
 SURROGATE_DIR = "surrogate"
 DENOISE_DIR = "denoise"
+GENERATE_DIR = "generate"
 DENOISED_RATES = "rates_denoised.parquet"   # in DENOISE_DIR
 PIPELINE = "pipeline.json"        # in DENOISE_DIR
 LOOP_DIR = "loop"

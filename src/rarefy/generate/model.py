@@ -1,0 +1,214 @@
+"""The trained generator: a conditional zuko flow over the transformed φ, its feature map and its space.
+
+A :class:`Generator` draws events from p(φ | θ) (or p(φ | θ, y) when trained with
+``condition_on_outcome``). The flow's context is θ mapped to the design space's unit
+cube, ``u = (θ - low) / (high - low)`` (so every parameter counts alike whatever its
+unit), with the outcome y ∈ {0, 1} appended when conditioned on it. φ lives in the
+unbounded space of :class:`~rarefy.generate.features.FeatureMap`.
+
+**Files** (no pickle): ``model.pt``, the flow's ``state_dict`` (read with
+``weights_only=True``), and ``generator.json``: φ names, θ space, feature map, flow
+options, fidelity, seed, training summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import zuko
+
+from ..errors import InputError, fmt_value
+from ..io import atomic_path
+from ..nn.seeding import seeded
+from ..space import DesignSpace
+from .features import FeatureMap
+
+__all__ = ["Generator", "build_flow", "MODEL_FILE", "META_FILE"]
+
+MODEL_FILE = "model.pt"
+META_FILE = "generator.json"
+_CHUNK = 65536
+
+
+def build_flow(features: int, context: int, kind: str = "nsf", transforms: int = 3,
+               hidden: tuple[int, ...] | list[int] = (64, 64), bins: int = 8) -> zuko.flows.Flow:
+    """A conditional zuko flow over ``features`` dimensions with a ``context``-dimensional condition.
+
+    ``nsf``: neural spline flow (rational-quadratic splines, ``bins`` per feature, on [-5, 5],
+    identity outside); ``maf``: masked affine autoregressive flow. Parameters are drawn from
+    torch's global generator: build it inside :func:`rarefy.nn.seeding.seeded`.
+    """
+    if kind == "nsf":
+        return zuko.flows.NSF(features=features, context=context, transforms=transforms, bins=bins,
+                              hidden_features=tuple(hidden))
+    if kind == "maf":
+        return zuko.flows.MAF(features=features, context=context, transforms=transforms,
+                              hidden_features=tuple(hidden))
+    raise ValueError(f"flow kind must be 'nsf' or 'maf', got {kind!r}")
+
+
+class Generator:
+    """A trained conditional event generator (see the module docstring).
+
+    Parameters
+    ----------
+    flow:
+        The conditional zuko flow (context: θ in the unit cube, then y when ``condition_on_outcome``).
+    features:
+        The φ feature map (bounds, integer columns, standardisation).
+    space:
+        The design space θ lives in; sampling outside its bounds is refused.
+    options:
+        The flow options it was built with (``kind``, ``transforms``, ``hidden``, ``bins``).
+    fidelity:
+        The fidelity whose events it learnt.
+    condition_on_outcome:
+        Whether the flow is conditioned on the outcome y as well.
+    info:
+        Training summary (seed, events, runs, epochs, validation NLL), kept in ``generator.json``.
+    """
+
+    def __init__(self, flow: zuko.flows.Flow, features: FeatureMap, space: DesignSpace, options: Mapping[str, Any],
+                 fidelity: str, condition_on_outcome: bool = False, info: Mapping[str, Any] | None = None) -> None:
+        self.flow = flow.eval()
+        self.features = features
+        self.space = space
+        self.options = dict(options)
+        self.fidelity = fidelity
+        self.condition_on_outcome = bool(condition_on_outcome)
+        self.info = dict(info or {})
+
+    @property
+    def phi_names(self) -> list[str]:
+        """The generated φ columns, in order."""
+        return list(self.features.names)
+
+    @property
+    def theta_names(self) -> list[str]:
+        """The θ parameters, in the space's order."""
+        return self.space.names
+
+    # ------------------------------------------------------------- context
+    def check_theta(self, theta: Mapping[str, Any]) -> dict[str, float]:
+        """θ as floats in the space's order; a missing, unknown, non-finite or out-of-bounds value raises InputError."""
+        names = self.space.names
+        missing = [k for k in names if k not in theta]
+        if missing:
+            raise InputError(f"θ lacks the parameters {missing}; the generator was trained on {names}",
+                             column=missing[0])
+        unknown = [k for k in theta if k not in names]
+        if unknown:
+            raise InputError(f"θ has unknown parameters {unknown}; the generator was trained on {names}",
+                             column=unknown[0])
+        out = {}
+        for p in self.space.parameters:
+            try:
+                v = float(theta[p.name])
+            except (TypeError, ValueError):
+                raise InputError(f"θ value {fmt_value(theta[p.name])} is not a number", column=p.name) from None
+            if not math.isfinite(v) or not p.low - 1e-9 * (p.high - p.low) <= v <= p.high + 1e-9 * (p.high - p.low):
+                raise InputError(f"θ value {fmt_value(v)} is outside the trained space [{fmt_value(p.low)}, "
+                                 f"{fmt_value(p.high)}]", column=p.name)
+            out[p.name] = v
+        return out
+
+    def context(self, theta_unit: np.ndarray, outcome: np.ndarray | None = None) -> torch.Tensor:
+        """The flow's context (n, d [+1]): θ in the unit cube, then y when conditioned on the outcome."""
+        ctx = np.asarray(theta_unit, dtype=np.float32)
+        if self.condition_on_outcome:
+            if outcome is None:
+                raise InputError("this generator is conditioned on the outcome: give outcome=0 or 1")
+            ctx = np.column_stack([ctx, np.broadcast_to(np.asarray(outcome, np.float32), (len(ctx),))])
+        return torch.from_numpy(np.ascontiguousarray(ctx, dtype=np.float32))
+
+    # ------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample_array(self, theta: Mapping[str, Any], n: int, seed: int = 0, outcome: int | None = None) -> np.ndarray:
+        """``n`` draws of φ (n, p) at design ``theta``, in φ's units; deterministic for ``seed``."""
+        th = self.check_theta(theta)
+        if n < 0:
+            raise InputError(f"number of events must be >= 0, got {n}")
+        if outcome is not None and outcome not in (0, 1):
+            raise InputError(f"outcome must be 0 or 1, got {fmt_value(outcome)}")
+        if outcome is not None and not self.condition_on_outcome:
+            raise InputError("this generator models p(φ | θ) only (trained without condition_on_outcome); "
+                             "give no outcome")
+        u = self.space.to_unit(np.array([[th[k] for k in self.space.names]]))
+        ctx = self.context(u, None if outcome is None else np.array([outcome]))[0]
+        self.flow.eval()
+        out = []
+        with seeded(int(seed)):
+            dist = self.flow(ctx)
+            for start in range(0, int(n), _CHUNK):
+                out.append(dist.sample((min(_CHUNK, int(n) - start),)).double().numpy())
+        z = np.concatenate(out) if out else np.zeros((0, len(self.phi_names)))
+        return self.features.inverse(z)
+
+    def sample(self, theta: Mapping[str, Any], n: int, seed: int = 0, outcome: int | None = None) -> pd.DataFrame:
+        """``n`` events at design ``theta``: the θ columns (constant) and the φ columns, in their units."""
+        th = self.check_theta(theta)
+        phi = self.sample_array(th, n, seed, outcome)
+        frame = pd.DataFrame({k: np.full(len(phi), v) for k, v in th.items()})
+        for j, name in enumerate(self.phi_names):
+            frame[name] = phi[:, j]
+        return frame
+
+    @torch.no_grad()
+    def log_prob(self, theta_unit: np.ndarray, phi: np.ndarray, outcome: np.ndarray | None = None) -> np.ndarray:
+        """log density of φ (n, p) given θ (n, d, unit cube) in the flow's space (integers at mid-bin ``u = 0.5``).
+
+        A relative score (e.g. a validation NLL); it omits the Jacobian of the feature map,
+        which does not depend on the flow.
+        """
+        z = torch.from_numpy(self.features.forward(phi, None))
+        ctx = self.context(theta_unit, outcome)
+        out = [self.flow(ctx[i:i + _CHUNK]).log_prob(z[i:i + _CHUNK]).double().numpy() for i in range(0, len(z), _CHUNK)]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    # ----------------------------------------------------------------- I/O
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``model.pt`` (state_dict) and ``generator.json`` into ``folder``, atomically."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / MODEL_FILE) as tmp:
+            torch.save(self.flow.state_dict(), tmp)
+        meta = {"fidelity": self.fidelity, "condition_on_outcome": self.condition_on_outcome,
+                "flow": self.options, "features": self.features.state(), "space": self.space.to_dict(),
+                "info": self.info}
+        with atomic_path(folder / META_FILE) as tmp:
+            tmp.write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> "Generator":
+        """Read what :meth:`save` wrote (``weights_only=True``: no pickle)."""
+        folder = Path(folder)
+        for name in (META_FILE, MODEL_FILE):
+            if not (folder / name).exists():
+                raise InputError(f"no trained generator here (missing {name}; run 'rarefy generate train' first)",
+                                 file=folder)
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+            features = FeatureMap.from_state(meta["features"])
+            space = DesignSpace.from_dict(meta["space"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"cannot read the generator: {exc}", file=folder / META_FILE) from None
+        o = meta["flow"]
+        ctx = space.dim + int(bool(meta["condition_on_outcome"]))
+        flow = build_flow(len(features.names), ctx, o["kind"], o["transforms"], o["hidden"], o["bins"])
+        try:
+            flow.load_state_dict(torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True))
+        except Exception as exc:  # corrupt or foreign file
+            raise InputError(f"cannot read the generator's weights: {exc}", file=folder / MODEL_FILE) from None
+        return cls(flow, features, space, o, meta["fidelity"], meta["condition_on_outcome"], meta.get("info"))
+
+    def __repr__(self) -> str:
+        y = ", y" if self.condition_on_outcome else ""
+        return f"Generator(p({', '.join(self.phi_names)} | θ{y}), fidelity={self.fidelity!r}, flow={self.options['kind']})"
