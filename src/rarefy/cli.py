@@ -1,8 +1,8 @@
 """The ``rarefy`` command line (typer). Every command calls a public Python function.
 
-==========================================  =====================================
-command                                     Python equivalent
-==========================================  =====================================
+============================================  =====================================
+command                                       Python equivalent
+============================================  =====================================
 ``rarefy fit CONFIG --out RUN_DIR [--cv K]``  :func:`rarefy.fit`
 ``rarefy validate RUN_DIR DATA --json OUT``   :func:`rarefy.validate`
 ``rarefy simulate CONFIG --out RUN_DIR``      :func:`rarefy.simulate`
@@ -15,7 +15,9 @@ command                                     Python equivalent
 ``rarefy optimize RUN_DIR``                   :func:`rarefy.optimize_run`
 ``rarefy report RUN_DIR``                     :func:`rarefy.loop_report`
 ``rarefy bench CONFIG --out DIR``             :func:`rarefy.bench`
-==========================================  =====================================
+``rarefy generate train CONFIG --run RUN_DIR``  :func:`rarefy.jobs.generate.train_generator`
+``rarefy generate sample RUN_DIR ...``          :func:`rarefy.jobs.generate.sample_generator`
+============================================  =====================================
 
 Every command that reads a CONFIG takes ``--set KEY=VALUE`` (repeatable): dotted keys
 (``surrogate.kind=pce``, ``space.parameters.radius.high=200``, ``campaign.runs.0.events=1000``,
@@ -375,6 +377,46 @@ def bench(
                   "(bench.json, bench_meta.json, pr_curves.png)")
     if result.failed:
         raise typer.Exit(code=1)
+
+
+generate_app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True,
+                           help="Conditional normalizing-flow event generator p(φ | θ).")
+app.add_typer(generate_app, name="generate")
+
+
+@generate_app.command("train")
+def generate_train(
+    config: Path = typer.Argument(..., help="Config (YAML) whose 'generate' section drives the training."),
+    run_dir: Path = typer.Option(..., "--run", "-r", help="Run directory written by 'rarefy simulate'."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the generator's seed."),
+    restart: bool = typer.Option(False, "--restart", help="Discard an earlier training's checkpoint first."),
+    overrides: Optional[list[str]] = set_option(),
+) -> None:
+    """Train p(φ | θ) on one fidelity's events in RUN_DIR (resumes); write RUN_DIR/generate."""
+    from .jobs.generate import train_generator
+
+    with lazy_progress("generator epochs") as update:
+        result = train_generator(config, run_dir, seed=seed, progress=update, overrides=overrides or (),
+                                 restart=restart)
+    last = result.history[-1] if result.history else {}
+    console.print(f"generator of p({', '.join(result.phi)} | θ) on {result.fidelity}: {len(result.history)} epochs, "
+                  f"validation NLL {last.get('val_nll', float('nan')):.4g}, {result.wall_s:.1f} s -> {result.folder}")
+
+
+@generate_app.command("sample")
+def generate_sample(
+    run_dir: Path = typer.Argument(..., help="Run directory with a trained generator ('rarefy generate train')."),
+    theta: list[str] = typer.Option(..., "--theta", metavar="NAME=VALUE", help="Design parameter (repeat for each)."),
+    n: int = typer.Option(..., "--n", "-n", help="Number of events."),
+    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    outcome: Optional[int] = typer.Option(None, "--outcome", help="0 or 1: sample p(φ | θ, y) (conditioned generators)."),
+) -> None:
+    """Draw N events at design θ from the generator in RUN_DIR and write them as Parquet."""
+    from .jobs.generate import parse_theta, sample_generator
+
+    frame = sample_generator(run_dir, parse_theta(theta), n, out=out, seed=seed, outcome=outcome)
+    console.print(f"{len(frame)} events -> {out}")
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def _events(run_dir: Path, fidelity: str) -> EventTable:
 
 
 def train_generator(config: RunConfig | str | os.PathLike[str], run_dir: str | os.PathLike[str], *,
-                    seed: int | None = None, overrides: Sequence[str] = (),
+                    seed: int | None = None, overrides: Sequence[str] = (), restart: bool = False,
                     progress: Callable[[int, int], None] | None = None) -> GenerateTrainResult:
     """Train the event generator on the events stored in ``run_dir``; CLI: ``rarefy generate train CONFIG --run RUN_DIR``.
 
@@ -88,6 +88,9 @@ def train_generator(config: RunConfig | str | os.PathLike[str], run_dir: str | o
         Overrides ``generate.seed`` (default: the config's ``seed``).
     overrides:
         ``KEY=VALUE`` config overrides (``--set``), see :mod:`rarefy.config.load`.
+    restart:
+        Delete the checkpoint of an earlier training first (needed after changing the
+        config, seed or events: a checkpoint of another training is refused).
     progress:
         Called as ``progress(epochs_done, epochs_total)`` after each epoch.
     """
@@ -115,7 +118,19 @@ def train_generator(config: RunConfig | str | os.PathLike[str], run_dir: str | o
             if progress is not None:
                 progress(int(row["epoch"]) + 1, gcfg.epochs)
 
-        fit = fit_generator(events, space, gcfg, seed=seed, workdir=folder, source=str(run_dir), on_epoch=on_epoch)
+        from ..generate.train import CHECKPOINT
+
+        if restart and (folder / CHECKPOINT).exists():
+            (folder / CHECKPOINT).unlink()
+            log.info("generate: removed the earlier checkpoint %s (restart)", folder / CHECKPOINT)
+        try:
+            fit = fit_generator(events, space, gcfg, seed=seed, workdir=folder, source=str(run_dir),
+                                on_epoch=on_epoch)
+        except InputError as exc:
+            if exc.file != str(folder / CHECKPOINT):
+                raise
+            raise InputError("the checkpoint here is of a training with another config, seed or events; "
+                             "rerun with --restart (restart=True) to train afresh", file=exc.file) from None
         fit.generator.fidelity = fidelity
         fit.generator.save(folder)
         write_json(folder / "history.json", fit.history)

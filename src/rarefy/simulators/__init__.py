@@ -3,7 +3,8 @@
 ``rarefy.simulators.get("moderator")`` returns the built-in LEGEND-like moderator
 simulator, ``get("cosmic")`` the COSMIC binary-black-hole adapter (``cosmic`` extra), ``get("xlzd")``
 the XLZD-like liquid-xenon TPC on NEST (``nest`` extra);
-:func:`from_config` builds whatever a config's ``simulator`` section names.
+:func:`from_config` builds whatever a config's ``simulator`` section names (``kind: flow``: a trained
+event generator, :class:`rarefy.generate.simulator.FlowSimulator`).
 """
 
 from __future__ import annotations
@@ -53,5 +54,9 @@ def from_config(cfg: Any, *, config_dir: str | os.PathLike[str] = ".", scratch_d
         return get(cfg.name, **cfg.options)
     if cfg.kind == "python":
         return PythonSimulator(cfg.target, cfg.options, events)
+    if cfg.kind == "flow":  # torch and zuko load only here
+        from ..generate.simulator import FlowSimulator
+
+        return FlowSimulator(cfg.run, cfg.outcome)
     return CommandSimulator(cfg.command, cfg.output, timeout_s=cfg.timeout_s or timeout_s, env=cfg.env,
                             events=events, config_dir=config_dir, scratch_dir=scratch_dir)
