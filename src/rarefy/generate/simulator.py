@@ -25,7 +25,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..data.events import EventTable
+from ..data.rundir import GENERATE_DIR
 from ..errors import InputError
+from .model import META_FILE, Generator
 
 __all__ = ["FlowSimulator", "outcome_model"]
 
@@ -63,10 +65,11 @@ class FlowSimulator:
     """
 
     def __init__(self, run: str | os.PathLike[str], outcome: str | Callable[..., Any]) -> None:
-        from ..jobs.generate import load_generator
-
         self.run = Path(run)
-        self.generator = load_generator(self.run)
+        folder = self.run if (self.run / META_FILE).exists() else self.run / GENERATE_DIR
+        if not self.run.exists():
+            raise InputError("run directory of the flow simulator not found", file=self.run)
+        self.generator = Generator.load(folder)
         self.space = self.generator.space
         self._t = outcome_model(outcome)
         self.outcome = outcome
@@ -79,7 +82,11 @@ class FlowSimulator:
         th = gen.check_theta(theta)
         phi_arr = gen.sample_array(th, int(n), seed=int(seed))
         phi = {name: phi_arr[:, j] for j, name in enumerate(gen.phi_names)}
-        t = np.asarray(self._t(th, phi), dtype=float)
+        try:
+            t = np.asarray(self._t(th, phi), dtype=float)
+        except KeyError as exc:
+            raise InputError(f"outcome model {self.outcome!r} needs the φ column {exc.args[0]!r}, which the generator "
+                             f"does not generate (it generates {gen.phi_names})", column=str(exc.args[0])) from None
         if t.shape != (int(n),) or not np.all((t >= 0) & (t <= 1)):
             raise InputError(f"outcome model {self.outcome!r} must return one probability in [0, 1] per event")
         rng = np.random.default_rng([int(seed), 7])

@@ -45,7 +45,7 @@ from ..space import DesignSpace
 from .features import FeatureMap
 from .model import Generator, build_flow
 
-__all__ = ["fit_generator", "GeneratorFit", "select_phi", "CHECKPOINT", "TENSORBOARD"]
+__all__ = ["fit_generator", "GeneratorFit", "check_events", "select_phi", "CHECKPOINT", "TENSORBOARD"]
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,10 @@ def _split(run_ids: np.ndarray, fraction: float, rng: np.random.Generator) -> tu
     return np.isin(run_ids, val), [r for r in runs if r not in val], val
 
 
-def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *, seed: int,
-                  workdir: str | os.PathLike[str] | None = None, source: str | None = None,
-                  on_epoch: Callable[[dict[str, Any]], None] | None = None) -> GeneratorFit:
-    """Train a :class:`Generator` of p(φ | θ) (or p(φ | θ, y)) on ``events`` (see the module docstring).
-
-    ``events`` are the events of one fidelity (θ columns named as the ``space``'s
-    parameters); ``cfg`` the ``generate`` config section; ``workdir`` (optional) receives the
-    trainer's ``checkpoint.pt`` and ``tensorboard/``. Returns the generator (best
-    validation epoch) with its history; saving it is the caller's.
-    """
+def check_events(events: EventTable, space: DesignSpace, cfg: GenerateConfig, source: str | None = None
+                 ) -> tuple[list[str], np.ndarray, np.ndarray, list[bool]]:
+    """Every input check, before any work: θ columns of the space, φ columns present and finite, θ inside the
+    space, ``integer`` naming generated columns. Returns the φ names, φ (n, p), θ (n, d) and the integer flags."""
     missing = [k for k in space.names if k not in events.theta_names]
     if missing:
         raise InputError(f"the events lack the θ column (have θ: {', '.join(events.theta_names)})",
@@ -119,9 +113,6 @@ def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *
     if bad.any():
         raise InputError(f"an event's θ {dict(zip(space.names, theta[int(np.argmax(bad))]))} lies outside the space",
                          file=source, row=int(np.argmax(bad)))
-    y = events.outcome.astype(np.float32)
-    run_ids = (np.asarray(events.table.column(RUN_ID).to_numpy(zero_copy_only=False), dtype=str)
-               if RUN_ID in events.table.column_names else np.full(len(events), "run"))
     if cfg.integer is None:
         integer = [bool(np.all(phi[:, j] == np.round(phi[:, j]))) for j in range(len(names))]
     else:
@@ -130,6 +121,23 @@ def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *
             raise InputError(f"generate.integer names {unknown}, which are not generated φ columns {names}",
                              file=source, column=unknown[0])
         integer = [c in cfg.integer for c in names]
+    return names, phi, theta, integer
+
+
+def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *, seed: int,
+                  workdir: str | os.PathLike[str] | None = None, source: str | None = None,
+                  on_epoch: Callable[[dict[str, Any]], None] | None = None) -> GeneratorFit:
+    """Train a :class:`Generator` of p(φ | θ) (or p(φ | θ, y)) on ``events`` (see the module docstring).
+
+    ``events`` are the events of one fidelity (θ columns named as the ``space``'s
+    parameters); ``cfg`` the ``generate`` config section; ``workdir`` (optional) receives the
+    trainer's ``checkpoint.pt`` and ``tensorboard/``. Returns the generator (best
+    validation epoch) with its history; saving it is the caller's.
+    """
+    names, phi, theta, integer = check_events(events, space, cfg, source)
+    y = events.outcome.astype(np.float32)
+    run_ids = (np.asarray(events.table.column(RUN_ID).to_numpy(zero_copy_only=False), dtype=str)
+               if RUN_ID in events.table.column_names else np.full(len(events), "run"))
 
     rng = np.random.default_rng([seed, 1])
     is_val, train_runs, val_runs = _split(run_ids, cfg.val_fraction, rng)

@@ -106,7 +106,7 @@ def train_generator(config: RunConfig | str | os.PathLike[str], run_dir: str | o
     folder = run_dir / GENERATE_DIR
     with run_dir_lock(run_dir, "rarefy generate train"):
         events = _events(run_dir, fidelity)
-        if list(events.theta_names) != list(space.names):
+        if sorted(events.theta_names) != sorted(space.names):
             raise InputError(f"event θ columns {events.theta_names} do not match the config's design space "
                              f"{space.names}", file=run_dir)
         check_output(folder, folder=True)
@@ -118,8 +118,9 @@ def train_generator(config: RunConfig | str | os.PathLike[str], run_dir: str | o
             if progress is not None:
                 progress(int(row["epoch"]) + 1, gcfg.epochs)
 
-        from ..generate.train import CHECKPOINT
+        from ..generate.train import CHECKPOINT, check_events
 
+        check_events(events, space, gcfg, str(run_dir))
         if restart and (folder / CHECKPOINT).exists():
             (folder / CHECKPOINT).unlink()
             log.info("generate: removed the earlier checkpoint %s (restart)", folder / CHECKPOINT)
