@@ -25,6 +25,12 @@ of ``Moderator.simulate`` (LF), ``--speed-events`` (100,000) events at the first
 design, best of 3. The moderator is a semi-analytic numpy stand-in; the ratio says what
 the flow costs per event, not what it would save against Geant4.
 
+``--phi all`` adds the track columns ``ncross``, ``thermalised`` and ``escaped`` (integers,
+dequantised), which do depend on θ: the panels a neutron crosses. The birth columns alone
+do not (an LF neutron's birth is the same whatever the moderator), so ``--phi birth``
+tests the fidelity of the density and ``--phi all`` also the conditioning on θ.
+``--passes 2`` uses coupling instead of fully autoregressive transforms (faster sampling).
+
 ``--figure PATH`` also writes the per-feature histograms (simulated vs generated) at the
 first held-out design.
 
@@ -44,10 +50,10 @@ from rarefy.config import GenerateConfig
 from rarefy.data.events import EventTable
 from rarefy.generate import fit_generator
 from rarefy.generate.evaluate import compare
-from rarefy.simulators.moderator import BIRTH_COLUMNS, Moderator
+from rarefy.simulators.moderator import BIRTH_COLUMNS, PHI_COLUMNS, Moderator
 
 UNITS = {"r0_cm": "cm", "z0_cm": "cm", "phi0_rad": "rad", "e0_mev": "MeV", "psi_rad": "rad", "cosz": "",
-         "t0_ms": "ms"}
+         "t0_ms": "ms", "ncross": "", "thermalised": "", "escaped": ""}
 
 
 def main() -> None:
@@ -61,18 +67,22 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--figure", default=None)
+    ap.add_argument("--phi", choices=["birth", "all"], default="birth",
+                    help="birth: the 7 birth columns (independent of θ in the LF moderator); all: also the "
+                         "θ-dependent integer track columns ncross, thermalised, escaped")
+    ap.add_argument("--passes", type=int, default=None, help="flow.passes (None: fully autoregressive; 2: coupling)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t_start = time.perf_counter()
 
     sim = Moderator()
     space = sim.space
-    phi = list(BIRTH_COLUMNS)
+    phi = list(BIRTH_COLUMNS) if args.phi == "birth" else list(PHI_COLUMNS)
     train = space.sample(args.train_runs, "sobol", seed=0)
     tables = [sim.simulate(row, args.train_events, "lf", seed=10_000 + i).with_run(run_id=f"run-{i:03d}")
               for i, row in enumerate(train[space.names].to_dict("records"))]
     events = EventTable.concat(tables)
-    cfg = GenerateConfig(phi=phi, epochs=args.epochs, batch_size=512)
+    cfg = GenerateConfig(phi=phi, epochs=args.epochs, batch_size=512, flow={"passes": args.passes})
     t0 = time.perf_counter()
     fit = fit_generator(events, space, cfg, seed=args.seed)
     train_s = time.perf_counter() - t0
@@ -117,16 +127,19 @@ def _timed(f) -> float:  # noqa: ANN001
 def _figure(real: np.ndarray, fake: np.ndarray, names: list[str], theta: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(13, 5.6))
+    rows = (len(names) + 3) // 4 + (len(names) % 4 == 0)
+    fig, axes = plt.subplots(rows, 4, figsize=(13, 2.8 * rows))
     for j, (ax, name) in enumerate(zip(axes.flat, names)):
         lo, hi = np.quantile(real[:, j], [0.001, 0.999])
-        bins = np.linspace(lo, hi, 41)
+        values = np.unique(real[:, j])
+        bins = np.arange(values[0] - 0.5, values[-1] + 1.5) if len(values) <= 12 else np.linspace(lo, hi, 41)
         ax.hist(real[:, j], bins, histtype="step", density=True, label="simulated (moderator)", color="k")
         ax.hist(fake[:, j], bins, histtype="step", density=True, label="generated (flow)", color="C1")
         unit = UNITS.get(name, "")
         ax.set_xlabel(f"{name} [{unit}]" if unit else name)
         ax.set_ylabel(f"density [1/{unit}]" if unit else "density")
-    axes.flat[-1].axis("off")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.suptitle("LF neutron births at a held-out design: " + ", ".join(f"{k}={v:.3g}" for k, v in theta.items()),
                  fontsize=10)

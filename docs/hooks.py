@@ -190,11 +190,16 @@ def cli_reference() -> str:
                   "| option | help |", "|---|---|"]
         lines += [f"| `{', '.join(p.opts)}` | {_cell(getattr(p, 'help', None) or '')} |" for p in top]
         lines.append("")
+    commands: dict[str, Any] = {}
+    for name, cmd in group.commands.items():  # a group (rarefy generate) lists its subcommands
+        subs = getattr(cmd, "commands", None)
+        commands.update({f"{name} {sub}": c for sub, c in subs.items()} if subs else {name: cmd})
     lines += ["| command | what it does |", "|---|---|"]
-    for name, cmd in group.commands.items():
-        lines.append(f"| [`rarefy {name}`](#rarefy-{name}) | {_cell((cmd.help or '').splitlines()[0])} |")
+    for name, cmd in commands.items():
+        lines.append(f"| [`rarefy {name}`](#rarefy-{name.replace(' ', '-')}) | "
+                     f"{_cell((cmd.help or '').splitlines()[0])} |")
     lines.append("")
-    for name, cmd in group.commands.items():
+    for name, cmd in commands.items():
         usage = " ".join(p.name.upper() + ("..." if p.nargs == -1 else "")
                          for p in cmd.params if p.param_type_name == "argument")
         lines += [f"## rarefy {name}", "", f"```\nrarefy {name} {usage} [OPTIONS]\n```", "",

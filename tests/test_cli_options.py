@@ -77,6 +77,7 @@ def test_a_bad_override_is_one_line_exit_2(legend_copy, tmp_path, override, patt
 @pytest.mark.parametrize("command", [
     ["simulate", "CONFIG", "--out", "RUN"], ["train", "CONFIG", "--run", "RUN"], ["run", "CONFIG", "--out", "RUN"],
     ["infer", "CONFIG", "--out", "RUN"], ["bench", "CONFIG", "--out", "RUN"],
+    ["generate", "train", "CONFIG", "--run", "RUN"],
 ])
 def test_every_config_command_takes_set(command, tmp_path):
     args = [str(MODERATOR) if a == "CONFIG" else str(tmp_path / "run") if a == "RUN" else a for a in command]

@@ -6,6 +6,7 @@ Public API (see README for the tour)::
     from rarefy import fit, validate                       # the CLI jobs, as functions
     from rarefy import simulate, simulators, EventTable, EventStore, read_events
     from rarefy import train_denoiser, denoise_run           # the denoiser jobs
+    from rarefy import train_generator, sample_generator     # the event generator p(φ | θ)
     from rarefy import run, suggest, ingest, optimize_run    # the closed loop
 
 Names are imported lazily (PEP 562), so ``import rarefy`` is cheap: torch and gpytorch
@@ -50,6 +51,9 @@ _EXPORTS = {
     "read_frame": ".data.readers",
     "simulate": ".jobs.simulate",
     "train_denoiser": ".jobs.denoise",
+    "train_generator": ".jobs.generate",
+    "sample_generator": ".jobs.generate",
+    "GenerateTrainResult": ".jobs.generate",
     "validate": ".jobs.fit",
     "Acquisition": ".acquisition",
     "propose": ".acquisition",
@@ -62,7 +66,7 @@ _EXPORTS = {
     "bench": ".jobs.bench",
     "BenchResult": ".jobs.bench",
 }
-_SUBMODULES = {"simulators", "denoise", "surrogate", "data", "report", "inference", "zoo"}
+_SUBMODULES = {"simulators", "denoise", "generate", "surrogate", "data", "report", "inference", "zoo"}
 
 __all__ = sorted([*_EXPORTS, "simulators", "__version__"])
 
@@ -94,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .data.readers import read_frame
     from .data.store import EventStore
     from .jobs.denoise import DenoiseRunResult, DenoiseTrainResult, denoise_run, train_denoiser
+    from .jobs.generate import GenerateTrainResult, sample_generator, train_generator
     from .errors import InputError
     from .acquisition import Acquisition, propose
     from .jobs.fit import fit, validate

@@ -15,8 +15,8 @@ command                                       Python equivalent
 ``rarefy optimize RUN_DIR``                   :func:`rarefy.optimize_run`
 ``rarefy report RUN_DIR``                     :func:`rarefy.loop_report`
 ``rarefy bench CONFIG --out DIR``             :func:`rarefy.bench`
-``rarefy generate train CONFIG --run RUN_DIR``  :func:`rarefy.jobs.generate.train_generator`
-``rarefy generate sample RUN_DIR ...``          :func:`rarefy.jobs.generate.sample_generator`
+``rarefy generate train CONFIG --run RUN_DIR``  :func:`rarefy.train_generator`
+``rarefy generate sample RUN_DIR ...``          :func:`rarefy.sample_generator`
 ============================================  =====================================
 
 Every command that reads a CONFIG takes ``--set KEY=VALUE`` (repeatable): dotted keys

@@ -201,3 +201,19 @@ def test_evaluation_metrics_tell_same_from_different():
     assert chi2_two_sample(a[:, 0], b[:, 0] + 0.5)["p"] < 1e-6
     k = chi2_two_sample(rng.integers(0, 3, 2000).astype(float), rng.integers(0, 3, 2000).astype(float))
     assert k["ndf"] == 2
+
+
+def test_the_shipped_examples_run_with_small_sizes(tmp_path):
+    from pathlib import Path
+
+    from rarefy.jobs.simulate import simulate
+
+    examples = Path(__file__).parents[2] / "examples" / "moderator"
+    run = tmp_path / "gen"
+    simulate(examples / "generate.yaml", run, overrides=["campaign.runs.0.runs=3", "campaign.runs.0.events=400"])
+    result = train_generator(examples / "generate.yaml", run, overrides=["generate.epochs=1"])
+    assert result.phi == list(BIRTH) and len(result.history) == 1
+    out = simulate(examples / "flow-campaign.yaml", tmp_path / "flow",
+                   overrides=[f"simulator.run={run}", "campaign.runs.0.runs=2", "campaign.runs.0.events=200"])
+    rates = pd.read_parquet(tmp_path / "flow" / "rates.parquet")
+    assert len(rates) == 2 and (rates["n"] == 200).all(), out

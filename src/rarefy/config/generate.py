@@ -22,6 +22,9 @@ class GenerateFlowConfig(ConfigModel):
     """hidden layer widths of each transform's conditioner network"""
     bins: int = Field(default=8, ge=2, le=256)
     """nsf: spline bins per feature"""
+    passes: int | None = Field(default=None, ge=2, le=MAX_LAYERS)
+    """passes of each transform's inverse: null = fully autoregressive (one pass per φ column, the most expressive);
+    2 = coupling transforms (half the columns condition the other half; sampling several times faster)"""
 
     @field_validator("hidden")
     @classmethod

@@ -38,19 +38,22 @@ _CHUNK = 65536
 
 
 def build_flow(features: int, context: int, kind: str = "nsf", transforms: int = 3,
-               hidden: tuple[int, ...] | list[int] = (64, 64), bins: int = 8) -> zuko.flows.Flow:
+               hidden: tuple[int, ...] | list[int] = (64, 64), bins: int = 8, passes: int | None = None
+               ) -> zuko.flows.Flow:
     """A conditional zuko flow over ``features`` dimensions with a ``context``-dimensional condition.
 
     ``nsf``: neural spline flow (rational-quadratic splines, ``bins`` per feature, on [-5, 5],
-    identity outside); ``maf``: masked affine autoregressive flow. Parameters are drawn from
+    identity outside); ``maf``: masked affine autoregressive flow. ``passes``: None for fully
+    autoregressive transforms (sampling inverts one φ column after the other), 2 for coupling
+    transforms (two passes, faster sampling). Parameters are drawn from
     torch's global generator: build it inside :func:`rarefy.nn.seeding.seeded`.
     """
     if kind == "nsf":
         return zuko.flows.NSF(features=features, context=context, transforms=transforms, bins=bins,
-                              hidden_features=tuple(hidden))
+                              hidden_features=tuple(hidden), passes=passes)
     if kind == "maf":
         return zuko.flows.MAF(features=features, context=context, transforms=transforms,
-                              hidden_features=tuple(hidden))
+                              hidden_features=tuple(hidden), passes=passes)
     raise ValueError(f"flow kind must be 'nsf' or 'maf', got {kind!r}")
 
 
@@ -202,7 +205,8 @@ class Generator:
             raise InputError(f"cannot read the generator: {exc}", file=folder / META_FILE) from None
         o = meta["flow"]
         ctx = space.dim + int(bool(meta["condition_on_outcome"]))
-        flow = build_flow(len(features.names), ctx, o["kind"], o["transforms"], o["hidden"], o["bins"])
+        flow = build_flow(len(features.names), ctx, o["kind"], o["transforms"], o["hidden"], o["bins"],
+                          o.get("passes"))
         try:
             flow.load_state_dict(torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True))
         except Exception as exc:  # corrupt or foreign file

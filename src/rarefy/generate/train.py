@@ -157,7 +157,7 @@ def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *
 
     o = cfg.flow
     with seeded(seed):
-        flow = build_flow(len(names), ctx_all.shape[1], o.kind, o.transforms, o.hidden, o.bins)
+        flow = build_flow(len(names), ctx_all.shape[1], o.kind, o.transforms, o.hidden, o.bins, o.passes)
     n, bs = len(tr), cfg.batch_size
     nb = max(1, math.ceil(n / bs))
     if cfg.max_batches is not None:
@@ -203,7 +203,8 @@ def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *
             "runs_val": len(val_runs), "epochs": state.epochs_run, "best_epoch": state.best_epoch,
             "val_nll": None if not math.isfinite(state.best_val_loss) else state.best_val_loss,
             "stopped_early": state.stopped_early}
-    options = {"kind": o.kind, "transforms": o.transforms, "hidden": list(o.hidden), "bins": o.bins}
+    options = {"kind": o.kind, "transforms": o.transforms, "hidden": list(o.hidden), "bins": o.bins,
+               "passes": o.passes}
     fidelity = str(events.table.column("fidelity")[0].as_py()) if "fidelity" in events.table.column_names else ""
     gen = Generator(flow, features, space, options, fidelity, cfg.condition_on_outcome, info)
     return GeneratorFit(gen, list(state.history), train_runs, val_runs)
