@@ -141,7 +141,7 @@ def _figure(real: np.ndarray, fake: np.ndarray, names: list[str], theta: dict, p
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
-    fig.suptitle("LF neutron births at a held-out design: " + ", ".join(f"{k}={v:.3g}" for k, v in theta.items()),
+    fig.suptitle("LF neutrons at a held-out design: " + ", ".join(f"{k}={v:.3g}" for k, v in theta.items()),
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

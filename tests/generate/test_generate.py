@@ -62,6 +62,21 @@ def test_same_seed_same_generator_other_seed_other():
     assert not np.array_equal(s1, s3)
 
 
+def test_an_interrupted_training_resumes_to_the_same_generator(tmp_path):
+    events, space = synthetic()
+    cfg = GenerateConfig(**{**SMALL, "epochs": 3})
+    theta = {"a": 0.4, "b": 0.2}
+    whole = fit_generator(events, space, cfg, seed=2, workdir=tmp_path / "a")
+    part = fit_generator(events, space, cfg, seed=2, workdir=tmp_path / "b", stop_after_epochs=1)
+    assert len(part.history) == 1
+    resumed = fit_generator(events, space, cfg, seed=2, workdir=tmp_path / "b")
+    assert len(resumed.history) == 3
+    assert resumed.history[0] == part.history[0]      # epoch 0 came from the checkpoint (its wall time too)
+    np.testing.assert_array_equal(resumed.generator.sample_array(theta, 200, seed=1),
+                                  whole.generator.sample_array(theta, 200, seed=1))
+    assert list((tmp_path / "a" / "tensorboard").iterdir())
+
+
 def test_save_load_gives_the_same_samples_without_pickle(tmp_path):
     events, space = synthetic()
     fit = fit_generator(events, space, GenerateConfig(**SMALL), seed=0)

@@ -34,7 +34,7 @@ __all__ = ["Generator", "build_flow", "MODEL_FILE", "META_FILE"]
 
 MODEL_FILE = "model.pt"
 META_FILE = "generator.json"
-_CHUNK = 65536
+_CHUNK = 16384
 
 
 def build_flow(features: int, context: int, kind: str = "nsf", transforms: int = 3,

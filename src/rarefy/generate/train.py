@@ -126,13 +126,15 @@ def check_events(events: EventTable, space: DesignSpace, cfg: GenerateConfig, so
 
 def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *, seed: int,
                   workdir: str | os.PathLike[str] | None = None, source: str | None = None,
-                  on_epoch: Callable[[dict[str, Any]], None] | None = None) -> GeneratorFit:
+                  on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                  stop_after_epochs: int | None = None) -> GeneratorFit:
     """Train a :class:`Generator` of p(φ | θ) (or p(φ | θ, y)) on ``events`` (see the module docstring).
 
     ``events`` are the events of one fidelity (θ columns named as the ``space``'s
     parameters); ``cfg`` the ``generate`` config section; ``workdir`` (optional) receives the
-    trainer's ``checkpoint.pt`` and ``tensorboard/``. Returns the generator (best
-    validation epoch) with its history; saving it is the caller's.
+    trainer's ``checkpoint.pt`` and ``tensorboard/``; ``stop_after_epochs`` ends this call
+    after that many epochs (the checkpoint stays; call again to go on). Returns the generator
+    (best validation epoch once finished) with its history; saving it is the caller's.
     """
     names, phi, theta, integer = check_events(events, space, cfg, source)
     y = events.outcome.astype(np.float32)
@@ -198,7 +200,7 @@ def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *
         checkpoint=work / CHECKPOINT if work is not None else None, fingerprint=fingerprint,
         tensorboard=work / TENSORBOARD if work is not None else None, on_epoch=on_epoch, name="generate",
         batch_weight=lambda b: float(len(b[0])))
-    state = trainer.fit(batches)
+    state = trainer.fit(batches, stop_after_epochs=stop_after_epochs)
     info = {"seed": seed, "events_train": int(len(tr)), "events_val": int(len(va)), "runs_train": len(train_runs),
             "runs_val": len(val_runs), "epochs": state.epochs_run, "best_epoch": state.best_epoch,
             "val_nll": None if not math.isfinite(state.best_val_loss) else state.best_val_loss,

@@ -24,17 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from ..config import GenerateConfig, RunConfig, as_config
 from ..data.events import EventTable
-from ..data.rundir import CATALOG, CONFIG, GENERATE_DIR, run_dir_lock, write_config
+from ..data.rundir import CATALOG, GENERATE_DIR, run_dir_lock, write_config
 from ..data.store import EventStore
 from ..errors import InputError
 from ..io import atomic_path, check_output, write_json
 
-__all__ = ["GenerateTrainResult", "train_generator", "sample_generator", "load_generator", "GENERATE_DIR"]
+__all__ = ["GenerateTrainResult", "train_generator", "sample_generator", "load_generator", "parse_theta",
+           "GENERATE_DIR"]
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,7 @@ def train_generator(config: RunConfig | str | os.PathLike[str], run_dir: str | o
                              f"{space.names}", file=run_dir)
         check_output(folder, folder=True)
         folder.mkdir(parents=True, exist_ok=True)
-        done = [0]
-
         def on_epoch(row: dict[str, Any]) -> None:
-            done[0] += 1
             if progress is not None:
                 progress(int(row["epoch"]) + 1, gcfg.epochs)
 
