@@ -162,6 +162,9 @@ def test_cli_train_sample_and_errors(moderator_run, tmp_path):
     bad = [t if "radius" not in t else "radius=400" for t in theta]
     res = runner.invoke(app, ["generate", "sample", str(run), *bad, "--n", "5", "--out", str(out)])
     assert res.exit_code == 2 and "outside the trained space" in res.output
+    wide = [t if "length" not in t else "length=150" for t in theta]     # r_out - radius > 20 cm
+    res = runner.invoke(app, ["generate", "sample", str(run), *wide, "--n", "5", "--out", str(out)])
+    assert res.exit_code == 2 and "violates a constraint" in res.output
     res = runner.invoke(app, ["generate", "train", str(cfg), "--run", str(run), "--set", "generate.phi=[r0_cm,foo]",
                               "--restart"])
     assert res.exit_code == 2 and "'foo'" in res.output

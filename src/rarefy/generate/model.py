@@ -100,7 +100,9 @@ class Generator:
 
     # ------------------------------------------------------------- context
     def check_theta(self, theta: Mapping[str, Any]) -> dict[str, float]:
-        """θ as floats in the space's order; a missing, unknown, non-finite or out-of-bounds value raises InputError."""
+        """θ as floats in the space's order; a missing, unknown, non-finite, out-of-bounds or non-integer (for an
+        integer parameter) value, or a design that violates the space's constraints, raises InputError: the flow
+        learnt p(φ | θ) on feasible designs only."""
         names = self.space.names
         missing = [k for k in names if k not in theta]
         if missing:
@@ -119,7 +121,12 @@ class Generator:
             if not math.isfinite(v) or not p.low - 1e-9 * (p.high - p.low) <= v <= p.high + 1e-9 * (p.high - p.low):
                 raise InputError(f"θ value {fmt_value(v)} is outside the trained space [{fmt_value(p.low)}, "
                                  f"{fmt_value(p.high)}]", column=p.name)
+            if p.integer and v != round(v):
+                raise InputError(f"θ value {fmt_value(v)} must be an integer", column=p.name)
             out[p.name] = v
+        if self.space.constraints and not self.space.is_feasible(out)[0]:
+            raise InputError(f"θ {out} violates a constraint of the trained space "
+                             f"({'; '.join(self.space.constraints)})")
         return out
 
     def context(self, theta_unit: np.ndarray, outcome: np.ndarray | None = None) -> torch.Tensor:
