@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from rarefy.jobs.generate import sample_generator, train_generator
 from rarefy.simulators.moderator import BIRTH_COLUMNS as BIRTH
 from rarefy.space import DesignSpace, Parameter
 
+EXAMPLES = Path(__file__).parents[2] / "examples" / "moderator"
 SMALL = dict(epochs=2, batch_size=256, flow={"transforms": 1, "hidden": [16]})
 
 
@@ -129,7 +131,7 @@ def test_theta_outside_the_space_and_missing_columns_are_one_line_errors():
 @pytest.fixture
 def moderator_run(tmp_path):
     """A moderator run directory (3 LF runs of 800 events) and its config with a small generate section."""
-    cfg = yaml.safe_load((__import__("pathlib").Path(__file__).parents[2] / "examples/moderator/simulate.yaml").read_text())
+    cfg = yaml.safe_load((EXAMPLES / "simulate.yaml").read_text())
     cfg["fidelities"] = cfg["fidelities"][:1]
     cfg["target"] = "lf"
     cfg["campaign"] = {"runs": [{"fidelity": "lf", "runs": 3, "events": 800, "designs": "sobol"}],
@@ -222,11 +224,9 @@ def test_evaluation_metrics_tell_same_from_different():
 
 
 def test_the_shipped_examples_run_with_small_sizes(tmp_path):
-    from pathlib import Path
-
     from rarefy.jobs.simulate import simulate
 
-    examples = Path(__file__).parents[2] / "examples" / "moderator"
+    examples = EXAMPLES
     run = tmp_path / "gen"
     simulate(examples / "generate.yaml", run, overrides=["campaign.runs.0.runs=3", "campaign.runs.0.events=400"])
     result = train_generator(examples / "generate.yaml", run, overrides=["generate.epochs=1"])

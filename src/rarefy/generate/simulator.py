@@ -70,6 +70,9 @@ class FlowSimulator:
         if not self.run.exists():
             raise InputError("run directory of the flow simulator not found", file=self.run)
         self.generator = Generator.load(folder)
+        if self.generator.condition_on_outcome:
+            raise InputError("the flow simulator needs a generator of p(φ | θ); this one is conditioned on the "
+                             "outcome (generate.condition_on_outcome: true)", file=folder)
         self.space = self.generator.space
         self._t = outcome_model(outcome)
         self.outcome = outcome
