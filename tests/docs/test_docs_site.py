@@ -37,7 +37,12 @@ def test_cli_reference_covers_every_command_and_option():
     from rarefy.cli import app
 
     page = _hooks().cli_reference()
-    for name, command in typer.main.get_command(app).commands.items():
+    commands = {}
+    for name, command in typer.main.get_command(app).commands.items():   # a group: its subcommands
+        subs = getattr(command, "commands", None)
+        commands.update({f"{name} {s}": c for s, c in subs.items()} if subs else {name: command})
+    assert "generate train" in commands
+    for name, command in commands.items():
         assert f"## rarefy {name}\n" in page, name
         for param in command.params:
             label = param.name.upper() if param.param_type_name == "argument" else ", ".join(param.opts)
