@@ -15,6 +15,7 @@ command                                     Python equivalent
 ``rarefy optimize RUN_DIR``                   :func:`rarefy.optimize_run`
 ``rarefy report RUN_DIR``                     :func:`rarefy.loop_report`
 ``rarefy bench CONFIG --out DIR``             :func:`rarefy.bench`
+``rarefy anomaly CONFIG --out DIR``           :func:`rarefy.run_anomaly`
 ==========================================  =====================================
 
 Every command that reads a CONFIG takes ``--set KEY=VALUE`` (repeatable): dotted keys
@@ -375,6 +376,20 @@ def bench(
                   "(bench.json, bench_meta.json, pr_curves.png)")
     if result.failed:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def anomaly(
+    config: Path = typer.Argument(..., help="Anomaly config (YAML): signal_region, data or synthetic, flow, classifier."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: scores.parquet, summary.json (sic.png)."),
+    overrides: Optional[list[str]] = set_option(),
+) -> None:
+    """CATHODE search for an overdensity in a signal region of m (sideband flow + k-fold classifier)."""
+    from .anomaly.run import run_anomaly
+
+    result = run_anomaly(config, out, overrides=overrides or ())
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False)
 
 
 def main() -> None:
