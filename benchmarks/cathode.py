@@ -56,20 +56,65 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("benchmarks/.cache/cathode"))
     ap.add_argument("--curves-seed", type=int, default=None, help="keep SIC curves of this seed (for the docs plot)")
     ap.add_argument("--summary-only", action="store_true", help="only summarise what the cache holds")
+    ap.add_argument("--plot", type=Path, default=None, help="write the SIC figure (PNG) here")
+    ap.add_argument("--shard", default="0/1", help="I/N: run only every N-th (seed, f) job starting at I")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.cache.mkdir(parents=True, exist_ok=True)
     fractions = list(args.fractions) + ([0.0] if args.null else [])
-    for seed in args.seeds:
-        for f in fractions:
-            path = args.cache / f"n{args.n_background}_s{seed}_f{f:g}.json"
-            if path.exists() or args.summary_only:
-                continue
-            r = one(seed, f, args.n_background, curves=seed == args.curves_seed)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(r))
-            os.replace(tmp, path)
-    print(json.dumps(summarise(args.cache, args.seeds, fractions, args.n_background)))
+    i_shard, n_shard = (int(v) for v in args.shard.split("/"))
+    order = sorted(fractions, key=lambda f: (f != 0.005, f != 0.0, f != 0.01, f))  # acceptance cases first
+    jobs = [(seed, f) for f in order for seed in args.seeds]
+    for j, (seed, f) in enumerate(jobs):
+        path = args.cache / f"n{args.n_background}_s{seed}_f{f:g}.json"
+        if j % n_shard != i_shard or path.exists() or args.summary_only:
+            continue
+        r = one(seed, f, args.n_background, curves=seed == args.curves_seed)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(r))
+        os.replace(tmp, path)
+    summary = summarise(args.cache, args.seeds, fractions, args.n_background)
+    if args.plot is not None:
+        plot(summary, args.cache, args.n_background, args.curves_seed, args.plot)
+    print(json.dumps(summary))
+
+
+def plot(summary: dict, cache: Path, n_background: int, curves_seed: int | None, path: Path) -> None:
+    """Left: mean max SIC (±1 std over seeds) against f; right: SIC curves of one seed at f = 0.5 %."""
+    from matplotlib.figure import Figure
+
+    from rarefy.io import atomic_path
+
+    fig = Figure(figsize=(11, 4.2))
+    ax1, ax2 = fig.subplots(1, 2)
+    fr = sorted(summary["fractions"], key=float)
+    for m in ("optimal", "supervised", "idealized", "cathode", "anode", "cwola"):
+        xs = [100 * float(f) for f in fr if m in summary["fractions"][f]]
+        ys = [summary["fractions"][f][m]["max_sic"]["mean"] for f in fr if m in summary["fractions"][f]]
+        es = [summary["fractions"][f][m]["max_sic"]["std"] for f in fr if m in summary["fractions"][f]]
+        ax1.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=m, ls="--" if m == "optimal" else "-")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("signal fraction S/B, whole m range (%)")
+    ax1.set_ylabel("max SIC = ε_S/√ε_B (ε_B ≥ 2.5e-4)")
+    ax1.set_title(f"mean ± std over seeds {summary['seeds']}", fontsize=9)
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    p = cache / f"n{n_background}_s{curves_seed}_f0.005.json"
+    if curves_seed is not None and p.exists():
+        r = json.loads(p.read_text())
+        for m in ("optimal", "supervised", "idealized", "cathode", "anode", "cwola"):
+            if m in r and "curve" in r[m]:
+                ax2.plot(r[m]["curve"]["eps_s"], r[m]["curve"]["sic"], label=m, ls="--" if m == "optimal" else "-")
+        ax2.set_title(f"SIC curves, seed {curves_seed}, S/B = 0.5 %", fontsize=9)
+    ax2.set_xlabel("signal efficiency ε_S (SR test events)")
+    ax2.set_ylabel("SIC = ε_S/√ε_B")
+    ax2.set_xlim(0, 1)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
 
 
 def summarise(cache: Path, seeds: list[int], fractions: list[float], n_background: int) -> dict:
@@ -79,7 +124,7 @@ def summarise(cache: Path, seeds: list[int], fractions: list[float], n_backgroun
 
     out: dict = {"benchmark": "cathode", "n_background": n_background, "seeds": seeds,
                  "sizes": {"sr_test_background": 200_000, "sr_test_signal": 20_000, "max_sic_min_background": 50,
-                           "flow": "MAF 3x(32,32), <=30 epochs, cosine lr 1e-3, early stop 10",
+                           "flow": "MAF 3x(32,32), <=30 epochs, cosine lr 1e-3, patience 10",
                            "classifier": "MLP (64,64), 8 epochs, 5 folds", "oversample": 4},
                  "fractions": {}, "null": None, "acceptance": {}}
     walls = []
