@@ -30,11 +30,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import os
+
 import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["BumpHunt", "Events"]
+__all__ = ["BumpHunt", "Events", "write_example_events"]
 
 _A = (0.6, -0.4, 0.3, 0.2)          # slope of the background mean per unit m
 _MU_S = (1.0, -0.8, 0.7, -0.5)      # signal centre in x
@@ -239,3 +241,21 @@ class BumpHunt:
         perm = rng.permutation(len(b) + len(s))
         return Events(np.concatenate([b.m, s.m])[perm], np.concatenate([b.x, s.x])[perm],
                       np.concatenate([b.y, s.y])[perm])
+
+
+def write_example_events(path: str | os.PathLike[str], n_background: int = 150_000, signal_fraction: float = 0.005,
+                         seed: int = 0, hunt: BumpHunt | None = None) -> None:
+    """Write a bump-hunt data set as a table (CSV or Parquet by suffix): columns ``m``, ``x1`` … ``xd``,
+    ``is_signal``; written atomically."""
+    import pandas as pd
+
+    from ..io import atomic_path
+
+    hunt = hunt or BumpHunt()
+    e = hunt.sample(n_background, signal_fraction, np.random.default_rng([seed, 0]))
+    frame = pd.DataFrame({"m": e.m, **{f"x{i + 1}": e.x[:, i] for i in range(e.x.shape[1])}, "is_signal": e.y})
+    with atomic_path(path) as tmp:
+        if str(path).endswith(".csv"):
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
