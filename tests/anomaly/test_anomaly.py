@@ -186,3 +186,24 @@ def test_cli_synthetic_with_comparison(tmp_path):
     assert set(summary["methods"]) == {"optimal", "cathode", "idealized", "supervised", "cwola", "anode"}
     assert (tmp_path / "out" / "sic.png").stat().st_size > 1000
     assert "max SIC" in res.output
+
+
+def test_non_finite_value_names_row(tmp_path):
+    p = _events_file(tmp_path, n=2000)
+    frame = pd.read_csv(p)
+    frame.loc[7, "b"] = np.nan
+    frame.to_csv(p, index=False)
+    cfg = _config(tmp_path, data={"path": "events.csv", "mass": "mjj", "features": ["a", "b"]})
+    with pytest.raises(InputError, match=r"column 'b', row 7: value nan is not finite"):
+        run_anomaly(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_folder_of_another_kind_refused(tmp_path):
+    _events_file(tmp_path, n=2000)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    cfg = _config(tmp_path, data={"path": "events.csv", "mass": "mjj", "features": ["a", "b"]})
+    with pytest.raises(InputError):
+        run_anomaly(cfg, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

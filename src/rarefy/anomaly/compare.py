@@ -61,11 +61,13 @@ def _metrics(sig: np.ndarray, bkg: np.ndarray, s: CompareSettings) -> dict[str, 
 
 def run_methods(hunt: BumpHunt, data: Events, seed: int, *, flow: FlowSettings = FlowSettings(),
                 classifier: ClassifierSettings = ClassifierSettings(), oversample: int = 4,
-                settings: CompareSettings = CompareSettings()) -> dict[str, Any]:
+                settings: CompareSettings = CompareSettings(), keep_scores: bool = False) -> dict[str, Any]:
     """Every method of ``settings.methods`` on ``data``; SIC metrics per method on the common SR test set.
 
     Returns ``{"optimal": metrics, METHOD: {metrics..., "seconds": s}, "null": {...}, "sr": {...}}``;
     ``null`` is CATHODE's excess test (:func:`rarefy.anomaly.cathode.null_test`) on the SR data.
+    ``keep_scores``: also ``"cathode_oof"``, CATHODE's k-fold result
+    (:class:`~rarefy.anomaly.cathode.KFoldScores`) on the SR data (label 1) and flow samples (label 0).
     """
     tb, ts = _test_set(hunt, settings, seed)
     extra = (np.concatenate([ts.x, tb.x]),)
@@ -94,6 +96,8 @@ def run_methods(hunt: BumpHunt, data: Events, seed: int, *, flow: FlowSettings =
             _, xs = cath.sample_background(sb_flow, d_sr.m)
             k = kfold_classify(d_sr.x, xs, classifier, seed, extra, name="CATHODE")
             out["null"] = null_test(k.scores1, k.fold1, k.scores0, k.fold0)
+            if keep_scores:
+                out["cathode_oof"] = k
             record("cathode", k.extra[0], t0, flow_epochs=len(sb_flow.history))
         if "anode" in settings.methods:
             t1 = time.perf_counter()

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..config.anomaly import AnomalyConfig
 from ..config.load import load_anomaly_config
+from ..data.rundir import check_out_dir, run_dir_lock
 from ..errors import InputError, fmt_value
 from ..io import atomic_path, check_output, write_json
 from .cathode import Cathode, ClassifierSettings, FlowSettings, null_test, sic_metrics
@@ -129,7 +130,11 @@ def _settings(cfg: AnomalyConfig) -> tuple[FlowSettings, ClassifierSettings]:
 
 def run_anomaly(config: AnomalyConfig | str | os.PathLike[str], out: str | os.PathLike[str],
             overrides: Sequence[str] = ()) -> AnomalyResult:
-    """Run CATHODE as the config says and write ``out`` (see the module docstring)."""
+    """Run CATHODE as the config says and write ``out`` (see the module docstring); CLI ``rarefy anomaly``.
+
+    ``out`` must be new, empty or an earlier ``rarefy anomaly`` folder, and is locked for
+    the whole job. Bad input raises :class:`InputError` before any training.
+    """
     if isinstance(config, AnomalyConfig):
         cfg, where = config, "<config>"
         if overrides:
@@ -138,7 +143,14 @@ def run_anomaly(config: AnomalyConfig | str | os.PathLike[str], out: str | os.Pa
             cfg = anomaly_config_from_dict(config.model_dump(mode="json"), overrides=overrides)
     else:
         cfg, where = load_anomaly_config(config, overrides), str(config)
-    out = check_output(out, folder=True)
+    out = Path(out).absolute()
+    check_output(out, folder=True)
+    check_out_dir(out, "anomaly")
+    with run_dir_lock(out, "rarefy anomaly", kind="anomaly"):
+        return _run(cfg, where, out)
+
+
+def _run(cfg: AnomalyConfig, where: str, out: Path) -> AnomalyResult:
     sr = (float(cfg.signal_region[0]), float(cfg.signal_region[1]))
     flow, clf = _settings(cfg)
     t0 = time.perf_counter()
@@ -160,28 +172,31 @@ def run_anomaly(config: AnomalyConfig | str | os.PathLike[str], out: str | os.Pa
     _check_region(events, sr, where_m, col, clf.folds)
     sr_mask = (events.m >= sr[0]) & (events.m < sr[1])
     summary.update(events=len(events), sr_events=int(sr_mask.sum()), sb_events=int((~sr_mask).sum()))
-    cath = Cathode(sr, flow=flow, classifier=clf, oversample=cfg.oversample, seed=cfg.seed)
-    res = cath.run(events.m, events.x)
-    summary["timings_s"] = res.timings
-    summary["excess"] = null_test(res.scores, res.fold, res.sample_scores, res.sample_fold)
-    d_sr = events.select(sr_mask)
-    if (d_sr.y >= 0).all() and 0 < d_sr.y.sum() < len(d_sr):
-        summary["sr_data_sic"] = sic_metrics(res.scores[d_sr.y == 1], res.scores[d_sr.y == 0], 50)
     if cfg.synthetic is not None and cfg.synthetic.compare:
         from .compare import CompareSettings, run_methods
 
         comp = run_methods(hunt, events, cfg.seed, flow=flow, classifier=clf, oversample=cfg.oversample,
-                           settings=CompareSettings(curves=True))
-        summary["methods"] = {k: v for k, v in comp.items() if k not in ("sr", "null")}
+                           settings=CompareSettings(curves=True), keep_scores=True)
+        k = comp.pop("cathode_oof")
+        scores, fold, s_scores, s_fold = k.scores1, k.fold1, k.scores0, k.fold0
+        summary["methods"] = {key: v for key, v in comp.items() if key not in ("sr", "null")}
         summary["sr_truth"] = comp["sr"]
+    else:
+        res = Cathode(sr, flow=flow, classifier=clf, oversample=cfg.oversample, seed=cfg.seed).run(events.m, events.x)
+        scores, fold, s_scores, s_fold = res.scores, res.fold, res.sample_scores, res.sample_fold
+        summary["timings_s"] = res.timings
+    summary["excess"] = null_test(scores, fold, s_scores, s_fold)
+    d_sr = events.select(sr_mask)
+    if (d_sr.y >= 0).all() and 0 < d_sr.y.sum() < len(d_sr):
+        summary["sr_data_sic"] = sic_metrics(scores[d_sr.y == 1], scores[d_sr.y == 0], 50)
     summary["wall_s"] = time.perf_counter() - t0
     import pandas as pd
 
     frame = pd.DataFrame({"m": d_sr.m, **{n: d_sr.x[:, i] for i, n in enumerate(names)}})
     if (d_sr.y >= 0).all():
         frame["label"] = d_sr.y
-    frame["score"] = res.scores
-    frame["fold"] = res.fold
+    frame["score"] = scores
+    frame["fold"] = fold
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "scores.parquet") as tmp:
         frame.to_parquet(tmp, index=False)
