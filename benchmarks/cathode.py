@@ -94,6 +94,7 @@ def plot(summary: dict, cache: Path, n_background: int, curves_seed: int | None,
         es = [summary["fractions"][f][m]["max_sic"]["std"] for f in fr if m in summary["fractions"][f]]
         ax1.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=m, ls="--" if m == "optimal" else "-")
     ax1.set_xscale("log")
+    ax1.set_xticks([100 * float(f) for f in fr], [f"{100 * float(f):g}" for f in fr])
     ax1.set_xlabel("signal fraction S/B, whole m range (%)")
     ax1.set_ylabel("max SIC = ε_S/√ε_B (ε_B ≥ 2.5e-4)")
     ax1.set_title(f"mean ± std over seeds {summary['seeds']}", fontsize=9)
