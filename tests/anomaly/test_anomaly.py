@@ -207,3 +207,15 @@ def test_output_folder_of_another_kind_refused(tmp_path):
     with pytest.raises(InputError):
         run_anomaly(cfg, tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.slow
+def test_cathode_reaches_idealized_and_beats_cwola_at_one_percent():
+    from rarefy.anomaly.compare import CompareSettings, run_methods
+
+    h = BumpHunt()
+    data = h.sample(150_000, 0.01, np.random.default_rng([13, 0]))
+    r = run_methods(h, data, 13, settings=CompareSettings(methods=("cathode", "idealized", "cwola")))
+    assert r["cathode"]["max_sic"] >= 0.8 * r["idealized"]["max_sic"]
+    assert r["cathode"]["max_sic"] > r["cwola"]["max_sic"] + 1
+    assert r["optimal"]["max_sic"] >= r["idealized"]["max_sic"] - 0.3
