@@ -38,6 +38,8 @@ _EXPORTS = {
     "PCESettings": ".surrogate.pce",
     "PCESurrogate": ".surrogate.pce",
     "infer": ".inference.run",
+    "run_anomaly": ".anomaly.run",
+    "AnomalyResult": ".anomaly.run",
     "load_surrogate": ".surrogate.factory",
     "Parameter": ".space",
     "RateTable": ".data.rates",
@@ -66,7 +68,7 @@ _EXPORTS = {
     "bench": ".jobs.bench",
     "BenchResult": ".jobs.bench",
 }
-_SUBMODULES = {"simulators", "denoise", "generate", "surrogate", "data", "report", "inference", "zoo"}
+_SUBMODULES = {"simulators", "denoise", "generate", "surrogate", "data", "report", "inference", "zoo", "anomaly"}
 
 __all__ = sorted([*_EXPORTS, "simulators", "__version__"])
 
@@ -106,6 +108,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .jobs.loop import run
     from .report.loop_report import loop_report
     from .jobs.bench import BenchResult, bench
+    from .anomaly.run import AnomalyResult, run_anomaly
     from .jobs.optimize import optimize_run
     from .optim.design import optimize_design
     from .jobs.suggest import suggest

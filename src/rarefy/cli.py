@@ -1,23 +1,24 @@
 """The ``rarefy`` command line (typer). Every command calls a public Python function.
 
-============================================  =====================================
-command                                       Python equivalent
-============================================  =====================================
-``rarefy fit CONFIG --out RUN_DIR [--cv K]``  :func:`rarefy.fit`
-``rarefy validate RUN_DIR DATA --json OUT``   :func:`rarefy.validate`
-``rarefy simulate CONFIG --out RUN_DIR``      :func:`rarefy.simulate`
-``rarefy train CONFIG --run RUN_DIR``         :func:`rarefy.train_denoiser`
-``rarefy denoise RUN_DIR``                    :func:`rarefy.denoise_run`
-``rarefy infer CONFIG --out RUN_DIR``         :func:`rarefy.infer`
-``rarefy run CONFIG --out RUN_DIR``           :func:`rarefy.run`
-``rarefy suggest RUN_DIR --n K``              :func:`rarefy.suggest`
-``rarefy ingest RUN_DIR FILES...``            :func:`rarefy.ingest`
-``rarefy optimize RUN_DIR``                   :func:`rarefy.optimize_run`
-``rarefy report RUN_DIR``                     :func:`rarefy.loop_report`
-``rarefy bench CONFIG --out DIR``             :func:`rarefy.bench`
+==============================================  =====================================
+command                                         Python equivalent
+==============================================  =====================================
+``rarefy fit CONFIG --out RUN_DIR [--cv K]``    :func:`rarefy.fit`
+``rarefy validate RUN_DIR DATA --json OUT``     :func:`rarefy.validate`
+``rarefy simulate CONFIG --out RUN_DIR``        :func:`rarefy.simulate`
+``rarefy train CONFIG --run RUN_DIR``           :func:`rarefy.train_denoiser`
+``rarefy denoise RUN_DIR``                      :func:`rarefy.denoise_run`
+``rarefy infer CONFIG --out RUN_DIR``           :func:`rarefy.infer`
+``rarefy run CONFIG --out RUN_DIR``             :func:`rarefy.run`
+``rarefy suggest RUN_DIR --n K``                :func:`rarefy.suggest`
+``rarefy ingest RUN_DIR FILES...``              :func:`rarefy.ingest`
+``rarefy optimize RUN_DIR``                     :func:`rarefy.optimize_run`
+``rarefy report RUN_DIR``                       :func:`rarefy.loop_report`
+``rarefy bench CONFIG --out DIR``               :func:`rarefy.bench`
 ``rarefy generate train CONFIG --run RUN_DIR``  :func:`rarefy.train_generator`
 ``rarefy generate sample RUN_DIR ...``          :func:`rarefy.sample_generator`
-============================================  =====================================
+``rarefy anomaly CONFIG --out DIR``             :func:`rarefy.run_anomaly`
+==============================================  =====================================
 
 Every command that reads a CONFIG takes ``--set KEY=VALUE`` (repeatable): dotted keys
 (``surrogate.kind=pce``, ``space.parameters.radius.high=200``, ``campaign.runs.0.events=1000``,
@@ -417,6 +418,20 @@ def generate_sample(
 
     frame = sample_generator(run_dir, parse_theta(theta), n, out=out, seed=seed, outcome=outcome)
     console.print(f"{len(frame)} events -> {out}")
+
+
+@app.command()
+def anomaly(
+    config: Path = typer.Argument(..., help="Anomaly config (YAML): signal_region, data or synthetic, flow, classifier."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: scores.parquet, summary.json (sic.png)."),
+    overrides: Optional[list[str]] = set_option(),
+) -> None:
+    """CATHODE search for an overdensity in a signal region of m (sideband flow + k-fold classifier)."""
+    from .anomaly.run import run_anomaly
+
+    result = run_anomaly(config, out, overrides=overrides or ())
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False)
 
 
 def main() -> None:

@@ -38,6 +38,8 @@ A minimal config::
 
 from __future__ import annotations
 
+from .anomaly import (AnomalyClassifierConfig, AnomalyConfig, AnomalyDataConfig, AnomalyFlowConfig,
+                      AnomalySyntheticConfig)
 from .base import ConfigModel
 from .bench import BenchBackendConfig, BenchConfig, BenchImbalanceConfig
 from .campaign import (CampaignConfig, CampaignRunsConfig, ExecutorConfig, LocalExecutorConfig, SlurmExecutorConfig,
@@ -47,7 +49,8 @@ from .denoise import (LOSS_PARAMETERS, DenoiseConfig, DenoiseLossConfig, Denoise
                       ImbalancePhaseConfig, MixupConfig)
 from .generate import GenerateConfig, GenerateFlowConfig
 from .infer import FullRateConfig, InferConfig, ObservationConfig, PriorConfig
-from .load import apply_overrides, as_config, config_from_dict, dump_config, format_validation_error, load_config
+from .load import (anomaly_config_from_dict, apply_overrides, as_config, config_from_dict, dump_config,
+                   format_validation_error, load_anomaly_config, load_config)
 from .loop import (AcquisitionConfig, BaselineConfig, LoopConfig, ObjectiveConfig, OptimizeConfig, ParetoConfig,
                    VerifyConfig, StopConfig)
 from .run import RunConfig
@@ -56,6 +59,8 @@ from .space import ParameterConfig, SpaceConfig
 from .surrogate import SurrogateConfig
 
 __all__ = [
+    "AnomalyConfig", "AnomalyDataConfig", "AnomalySyntheticConfig", "AnomalyFlowConfig", "AnomalyClassifierConfig",
+    "load_anomaly_config", "anomaly_config_from_dict",
     "ParameterConfig", "SpaceConfig", "NoiseConfig", "FidelityConfig", "DataConfig",
     "SurrogateConfig", "RunConfig", "load_config", "dump_config", "format_validation_error", "LOSS_PARAMETERS",
     "EventColumnsConfig", "SimulatorConfig", "CampaignRunsConfig", "ExecutorConfig", "CampaignConfig",

@@ -34,10 +34,11 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import InputError
+from .anomaly import AnomalyConfig
 from .run import RunConfig
 
-__all__ = ["load_config", "config_from_dict", "dump_config", "format_validation_error", "as_config",
-           "apply_overrides", "Override"]
+__all__ = ["load_config", "load_anomaly_config", "config_from_dict", "dump_config", "format_validation_error", "as_config",
+           "apply_overrides", "Override", "anomaly_config_from_dict"]
 
 
 class Override:
@@ -164,6 +165,10 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     (see the module docstring), e.g. ``["surrogate.kind=pce", "campaign.runs.0.events=1000"]``.
     """
     path = Path(path)
+    return config_from_dict(_read_yaml(path), base=path.parent, source=str(path), overrides=overrides)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise InputError("config file not found", file=path)
     if path.is_dir():
@@ -176,7 +181,31 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         raise InputError(f"not valid YAML: {exc}", file=path) from None
     if not isinstance(raw, dict):
         raise InputError("config must be a YAML mapping", file=path)
-    return config_from_dict(raw, base=path.parent, source=str(path), overrides=overrides)
+    return raw
+
+
+def load_anomaly_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> AnomalyConfig:
+    """Read and validate a ``rarefy anomaly`` config (:class:`AnomalyConfig`); ``data.path`` is resolved
+    against the config's folder. ``overrides``: ``KEY=VALUE`` as for :func:`load_config`."""
+    path = Path(path)
+    return anomaly_config_from_dict(_read_yaml(path), base=path.parent, source=str(path), overrides=overrides)
+
+
+def anomaly_config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", source: str = "<config>",
+                             overrides: Sequence[str] = ()) -> AnomalyConfig:
+    """Validate an anomaly config given as a dict, after ``overrides``."""
+    try:
+        parsed = [Override(o) for o in overrides]
+        raw = apply_overrides(raw, parsed) if parsed else raw
+    except InputError as exc:
+        raise InputError(exc.reason, file=source) from None
+    try:
+        cfg = AnomalyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, parsed), file=source) from None
+    if cfg.data is not None:
+        cfg.data.path = _absolute(cfg.data.path, base)
+    return cfg
 
 
 def as_config(config: RunConfig | str | os.PathLike[str],
