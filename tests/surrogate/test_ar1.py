@@ -220,3 +220,65 @@ def test_mean_uncertainty_widens_the_target_and_keeps_joint_consistent(space2d, 
     assert torch.linalg.eigvalsh(cov).min() > -1e-8
     loaded = AR1Surrogate.load(sur.save(tmp_path))
     torch.testing.assert_close(loaded.predict(x, "hf")[1], s_mu)
+
+
+def _reference_loss(sur, m):
+    """The fit's loss built from the general covariance and plain autograd through the Cholesky factor."""
+    import math
+
+    from rarefy.surrogate.linalg import safe_cholesky
+
+    d = sur._data
+    K = m.covariance(d.x, d.fid, d.x, d.fid) + torch.diag(d.v + m.nugget[d.fid])
+    L = safe_cholesky(K, quiet=True)
+    r = (d.z - m.prior_mean(d.x, d.fid)).unsqueeze(-1)
+    alpha = torch.cholesky_solve(r, L)
+    n = len(d.z)
+    nll = 0.5 * (r * alpha).sum() + torch.log(torch.diagonal(L)).sum() + 0.5 * n * math.log(2 * math.pi)
+    return (nll - m.log_prior()) / n
+
+
+@pytest.mark.parametrize("kernel, rho, cached", [("matern52", "constant", True), ("matern52", "linear", False),
+                                                 ("rbf", "linear", True), ("rbf", "constant", False)])
+def test_fit_loss_and_gradient_match_the_general_covariance(space2d, kernel, rho, cached):
+    """The fit's cached-geometry loss and its closed-form gradient equal autograd through covariance()."""
+    from rarefy.surrogate.ar1 import _AR1Module, _Geometry
+
+    rng = np.random.default_rng(5)
+    frames = []
+    for i, (name, n) in enumerate((("f0", 25), ("f1", 9), ("f2", 4))):
+        x = rng.random((n, 2))
+        frames.append(pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "fidelity": name,
+                                    "rate": np.sin(3 * x[:, 0]) + x[:, 1] * (1 + i), "var": 1e-3}))
+    frame = pd.concat(frames, ignore_index=True).sample(frac=1.0, random_state=1)  # fidelities interleaved
+    frame = pd.concat([frame, frame.iloc[:2].assign(fidelity="f2")], ignore_index=True)  # shared designs
+    settings = AR1Settings(kernel=kernel, rho=rho, restarts=1, max_iter=3, rho_prior=0.5)
+    sur = AR1Surrogate(space2d, ["f0", "f1", "f2"], settings).fit(RateTable(frame, space2d))
+    d = sur._data
+    sur._geometry = _Geometry(d.x, d.fid, 3, max_entries=10**9 if cached else 0)
+    gen = torch.Generator().manual_seed(0)
+    for restart in range(3):
+        m = _AR1Module(3, 2, settings)
+        sur._initialise(m, restart, gen)
+        with torch.no_grad():
+            m.rho_w.normal_(0.0, 0.3, generator=gen) if rho == "linear" else None
+        params = [p for p in m.parameters() if p.requires_grad]
+        ref = _reference_loss(sur, m)
+        new = sur._neg_log_posterior(m)
+        torch.testing.assert_close(new, ref, rtol=1e-12, atol=1e-12)
+        for g_new, g_ref in zip(torch.autograd.grad(new, params), torch.autograd.grad(ref, params)):
+            torch.testing.assert_close(g_new, g_ref, rtol=1e-9, atol=1e-11)
+
+
+def test_log_prior_matches_gpytorch_priors():
+    """The written-out prior densities equal GPyTorch's (whose parameters are float32: 1e-6 relative)."""
+    from rarefy.surrogate.ar1 import _AR1Module
+
+    m = _AR1Module(3, 4, AR1Settings(rho_prior=0.7))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.5 * torch.randn(p.shape, dtype=p.dtype, generator=gen))
+    ref = sum(prior.log_prob(closure(module)).sum() for _, module, prior, closure, _ in m.named_priors())
+    ref = ref + m.nugget_prior.log_prob(m.nugget).sum() - 0.5 * (((m.rho0[1:] - 1.0) / 0.7) ** 2).sum()
+    torch.testing.assert_close(m.log_prior(), ref, rtol=1e-6, atol=0.0)

@@ -18,7 +18,11 @@ starts. Joint rather than recursive because (i) it is exact when high-fidelity d
 not nested in low-fidelity ones (the recursive scheme must plug in the lower level's
 posterior mean and ignore its correlations), and (ii) every ρ_f and kernel sees all data.
 The cost is one Cholesky of the stacked covariance per step: O(N³) for N runs in all,
-a few milliseconds for the hundreds of runs typical of a campaign.
+a few milliseconds for the hundreds of runs typical of a campaign. The gradient is taken
+in closed form, ``∂/∂K = ½ (K⁻¹ − ααᵀ)`` with α = K⁻¹(z − m) (Rasmussen & Williams eq. 5.9),
+and chained through each level's kernel with the training inputs' squared differences
+cached for the whole fit: the same value and gradient as autograd through the Cholesky
+factor and GPyTorch's kernels (tested to 1e-9), about 2.7× less CPU per step.
 
 **Leave-one-out calibration** (``calibrate: loo``, the default). The plug-in posterior
 treats the fitted hyperparameters as exact. When the runs' own noise is as large as the
@@ -108,6 +112,15 @@ MAX_CALIBRATION = 100.0  # upper bound of the calibration factor c (a std ratio)
 LOO_BOUND = 3.84  # c is the upper end of its likelihood interval 2Δℓ <= 3.84 (χ²₁ 95%)
 DESIGN_TOL = 0.01  # a held-out cluster takes every row within this fraction of each range of its designs (rarefy fit --cv's default)
 KMEANS_ITER = 100  # Lloyd iterations of design_clusters
+OUTPUTSCALE_PRIOR = (2.0, 2.0)  # Gamma(shape, rate) on each level's outputscale
+NUGGET_PRIOR = (1.1, 0.05)  # Gamma(shape, rate) on each fidelity's nugget τ_f
+# L-BFGS stops when the largest gradient entry or the change of the loss (per training row)
+# falls below these
+GTOL = 1e-7
+FTOL = 1e-10
+# largest per-level table of squared input differences (d × n_j × n_j float64 entries) kept
+# for a fit (2**23 entries: 64 MiB); above it r² is recomputed each step
+GEOMETRY_ENTRIES = 2**23
 
 
 @dataclass
@@ -158,14 +171,18 @@ class _AR1Module(gpytorch.Module):
         self.levels = levels
         self.dim = dim
         self.kernels = torch.nn.ModuleList()
+        # the priors' parameters (float64 numbers; log_prior writes the densities out)
+        self._ls_prior = (math.sqrt(2) + 0.5 * math.log(dim), math.sqrt(3))
+        self._os_prior = OUTPUTSCALE_PRIOR
+        self._nugget_prior = NUGGET_PRIOR
         for _ in range(levels):
             # BoTorch's dimension-scaled lengthscale prior (Hvarfner et al. 2024), with a
             # softplus-transformed bound so unconstrained L-BFGS keeps lengthscales > 0.025.
-            prior = LogNormalPrior(loc=math.sqrt(2) + 0.5 * math.log(dim), scale=math.sqrt(3))
+            prior = LogNormalPrior(loc=self._ls_prior[0], scale=self._ls_prior[1])
             kw = dict(ard_num_dims=dim, lengthscale_prior=prior, lengthscale_constraint=GreaterThan(2.5e-2))
             base = RBFKernel(**kw) if settings.kernel == "rbf" else MaternKernel(nu=2.5, **kw)
             base.lengthscale = prior.mode
-            self.kernels.append(ScaleKernel(base, outputscale_prior=GammaPrior(2.0, 2.0),
+            self.kernels.append(ScaleKernel(base, outputscale_prior=GammaPrior(*OUTPUTSCALE_PRIOR),
                                             outputscale_constraint=GreaterThan(1e-6)))
         self.mean = torch.nn.Parameter(torch.zeros(levels))
         self.rho0 = torch.nn.Parameter(torch.ones(levels))  # entry 0 unused
@@ -173,8 +190,9 @@ class _AR1Module(gpytorch.Module):
         self.use_nugget = settings.nugget
         self.nugget_constraint = Interval(1e-8, 10.0)
         self.raw_nugget = torch.nn.Parameter(torch.full((levels,), -6.0), requires_grad=settings.nugget)
-        self.nugget_prior = GammaPrior(1.1, 0.05)
+        self.nugget_prior = GammaPrior(*NUGGET_PRIOR)
         self.rho_prior_scale = settings.rho_prior
+        self.kernel_kind = settings.kernel
         self.to(DTYPE)
 
     @property
@@ -224,21 +242,189 @@ class _AR1Module(gpytorch.Module):
             K = K + a1[..., :, j, None] * a2[..., None, :, j] * kj
         return K
 
+    def train_loadings(self, geo: "_Geometry", x: torch.Tensor) -> torch.Tensor:
+        """:meth:`loadings` of the training rows in one product over the cached chain masks (same maths)."""
+        r = self.rho(x)
+        return torch.where(geo.chain, r[:, None, :], 1.0).prod(-1) * geo.on
+
+    def log_prior(self, lengthscales: Sequence[torch.Tensor] | None = None,
+                  outputscales: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Log density of the hyperparameters' priors (up to the ρ prior's constant).
+
+        LogNormal(√2 + ½ log d, √3) on each lengthscale, Gamma(2, 2) on each outputscale,
+        Gamma(1.1, 0.05) on each nugget, Normal(1, s) on each ρ (with ``rho_prior``). The
+        densities are written out in float64 (GPyTorch's prior objects keep float32
+        parameters) rather than going through ``torch.distributions`` once per prior and
+        step. ``lengthscales``/``outputscales``: the levels' transformed values, when the
+        caller has them already.
+        """
+        if lengthscales is None:
+            lengthscales = [k.base_kernel.lengthscale for k in self.kernels]
+        if outputscales is None:
+            outputscales = [k.outputscale for k in self.kernels]
+        mu, sigma = self._ls_prior
+        alpha, beta = self._os_prior
+        ls = torch.cat([t.reshape(-1) for t in lengthscales])
+        os_ = torch.stack([t.reshape(()) for t in outputscales])
+        log_ls = ls.log()
+        lp = (-0.5 * ((log_ls - mu) / sigma) ** 2 - log_ls).sum() - len(ls) * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+        lp = lp + _log_gamma(os_, alpha, beta)
+        if self.use_nugget:
+            lp = lp + _log_gamma(self.nugget, *self._nugget_prior)
+        if self.rho_prior_scale is not None and self.levels > 1:
+            z = (self.rho0[1:] - 1.0) / self.rho_prior_scale
+            lp = lp - 0.5 * (z**2).sum()
+        return lp
+
+    def train_blocks(self, geo: "_Geometry", a: torch.Tensor, lengthscales: Sequence[torch.Tensor],
+                     outputscales: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The training rows' prior covariance ``covariance(x, fid, x, fid)`` in two parts (same maths).
+
+        Returns level 0's term on all rows (N, N) and the sum of the higher levels' terms on
+        the rows of fidelity >= 1 (``geo.rows[1]``; None with one level): level j's term
+        only touches the rows of fidelity >= j, which are nested. ``a``: the rows' loadings
+        (N, L); ``lengthscales``/``outputscales``: each level's (transformed) kernel
+        hyperparameters. Level j's kernel is a function of ``r² = Σ_k (x_ik − x_jk)² / ℓ_k²``; with the
+        per-dimension squared differences cached in ``geo`` (they do not change during a fit),
+        r² and its gradient are one contraction with ``ℓ⁻²`` (:class:`_KernelBlock`) instead of
+        a GPyTorch kernel call per level and step.
+        """
+        K0, S = None, None
+        for j in range(self.levels):
+            inv_ls2 = lengthscales[j].reshape(-1).pow(-2)
+            outputscale = outputscales[j]
+            aj = a[:, j] if geo.rows[j] is None else a[geo.rows[j], j]
+            if geo.sq[j] is not None:
+                block = _KernelBlock.apply(inv_ls2, outputscale, aj, geo.sq[j], self.kernel_kind)
+            else:
+                xs = geo.x[j] * inv_ls2.sqrt()
+                nrm = (xs**2).sum(-1)
+                r2 = (nrm[:, None] + nrm[None, :] - 2.0 * xs @ xs.T).clamp_min(0.0)
+                block = (aj[:, None] * aj[None, :]) * (outputscale * _stationary(r2, self.kernel_kind))
+            if j == 0:
+                K0 = block
+            elif j == 1:
+                S = block
+            else:
+                pos = geo.within[j]
+                S = S.index_put((pos[:, None], pos[None, :]), block, accumulate=True)
+        return K0, S
+
     def prior_variance(self, x: torch.Tensor, fid: torch.Tensor) -> torch.Tensor:
         a = self.loadings(x, fid)
         scales = torch.stack([k.outputscale for k in self.kernels])
         return (a**2) @ scales
 
-    def log_prior(self) -> torch.Tensor:
-        lp = torch.zeros((), dtype=DTYPE)
-        for _, module, prior, closure, _ in self.named_priors():
-            lp = lp + prior.log_prob(closure(module)).sum()
-        if self.use_nugget:
-            lp = lp + self.nugget_prior.log_prob(self.nugget).sum()
-        if self.rho_prior_scale is not None and self.levels > 1:
-            z = (self.rho0[1:] - 1.0) / self.rho_prior_scale
-            lp = lp - 0.5 * (z**2).sum()
-        return lp
+
+def _log_gamma(x: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """Σ log Gamma(x; shape α, rate β) over the entries of x."""
+    return (alpha - 1.0) * x.log().sum() - beta * x.sum() + x.numel() * (alpha * math.log(beta) - math.lgamma(alpha))
+
+
+def _stationary(r2: torch.Tensor, kind: str) -> torch.Tensor:
+    """Unit-variance kernel of the scaled squared distance r²: GPyTorch's Matérn-5/2 or RBF formula."""
+    if kind == "rbf":
+        return torch.exp(-0.5 * r2)
+    s = math.sqrt(5.0) * r2.clamp_min(1e-30).sqrt()
+    return (1.0 + s + (5.0 / 3.0) * r2) * torch.exp(-s)
+
+
+class _KernelBlock(torch.autograd.Function):
+    """One level's block ``σ² (a aᵀ) ∘ k(r²)`` with ``r² = Σ_k sq_k ℓ_k⁻²``, and its gradient in one pass.
+
+    Inputs: ``ℓ⁻²`` (d,), the outputscale σ² (scalar), the loadings a (n,), the cached squared
+    differences sq (d, n, n) and the kernel kind. The backward pass uses the closed-form
+    ``dk/dr²`` (Matérn-5/2: ``−(5/6)(1 + √5 r) e^{−√5 r}``; RBF: ``−k/2``) instead of
+    differentiating a dozen elementwise n × n operations one by one.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, inv_ls2: torch.Tensor, outputscale: torch.Tensor, a: torch.Tensor, sq: torch.Tensor,
+                kind: str) -> torch.Tensor:
+        n = sq.shape[-1]
+        r2 = (inv_ls2 @ sq.reshape(sq.shape[0], -1)).reshape(n, n)
+        if kind == "rbf":
+            k = r2.mul_(-0.5).exp_()
+            dk = k.mul(-0.5)
+        else:
+            s = r2.sqrt().mul_(math.sqrt(5.0))
+            e = s.neg().exp_()
+            k = r2.mul_(5.0 / 3.0).add_(s).add_(1.0).mul_(e)
+            dk = s.add_(1.0).mul_(e).mul_(-5.0 / 6.0)
+        A = torch.outer(a, a)
+        ctx.save_for_backward(outputscale, a, sq, k, dk.mul_(A))   # saves k and A ∘ dk/dr²
+        return A.mul_(k).mul_(outputscale)
+
+    @staticmethod
+    def backward(ctx: Any, G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
+        outputscale, a, sq, k, Adk = ctx.saved_tensors
+        Gk = G * k
+        v = Gk @ a
+        g_outputscale = v @ a
+        g_a = (v + Gk.T @ a) * outputscale
+        g_inv_ls2 = (sq.reshape(sq.shape[0], -1) @ Gk.copy_(G).mul_(Adk).reshape(-1)) * outputscale
+        return g_inv_ls2, g_outputscale, g_a, None, None
+
+
+class _Geometry:
+    """What a fit's covariance needs of the fixed training inputs: each level's rows and squared differences.
+
+    ``rows[j]``: indices of the rows of fidelity >= j (None for level 0: all rows); ``x[j]``: their inputs;
+    ``sq[j]``: their per-dimension squared differences (d, n_j, n_j), or None above
+    ``max_entries`` (then r² is recomputed from ``x[j]`` each step); ``within[j]``: the
+    positions of ``rows[j]`` among ``rows[1]`` (j >= 2). ``chain`` (N, L, L): whether ρ_i
+    enters a_{f,j} (j < i <= f for the row's fidelity f); ``on`` (N, L): f >= j.
+    """
+
+    def __init__(self, x: torch.Tensor, fid: torch.Tensor, levels: int, max_entries: int = GEOMETRY_ENTRIES) -> None:
+        self.rows: list[torch.Tensor | None] = []
+        self.x: list[torch.Tensor] = []
+        self.sq: list[torch.Tensor | None] = []
+        self.within: list[torch.Tensor | None] = []  # positions of rows[j] among rows[1] (j >= 2)
+        idx_1 = torch.arange(len(x))
+        lv = torch.arange(levels)
+        self.on = (fid[:, None] >= lv).to(DTYPE)
+        self.chain = (lv[:, None] < lv[None, :]) & (lv[None, None, :] <= fid[:, None, None])
+        for j in range(levels):
+            idx = torch.nonzero(fid >= j).squeeze(-1)
+            xj = x[idx]
+            self.rows.append(None if j == 0 else idx)
+            self.x.append(xj)
+            fits = x.shape[-1] * len(idx) ** 2 <= max_entries
+            self.sq.append((xj.T[:, :, None] - xj.T[:, None, :]) ** 2 if fits else None)
+            self.within.append(torch.nonzero(fid[idx_1] >= j).squeeze(-1) if j >= 2 else None)
+            if j == 1:
+                idx_1 = idx
+
+
+class _GaussianNLL(torch.autograd.Function):
+    """``½ rᵀK⁻¹r + ½ log|K|`` with the closed-form gradient ``∂/∂K = ½ (K⁻¹ − ααᵀ)``, ``∂/∂r = α = K⁻¹r``.
+
+    K = K0 + S (added on the rows ``rows``) + diag(noise), assembled here so that its parts
+    need no n × n copies of their own. The same value and gradient as autograd through the Cholesky
+    factor, at a fraction of its cost: one ``cholesky_inverse`` (Rasmussen & Williams eq. 5.9)
+    instead of the factor's backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, K0: torch.Tensor, S: torch.Tensor | None, rows: torch.Tensor | None, noise: torch.Tensor,
+                r: torch.Tensor, quiet: bool) -> torch.Tensor:
+        K = K0.clone()
+        if S is not None:
+            K.index_put_((rows[:, None], rows[None, :]), S, accumulate=True)
+        K.diagonal().add_(noise)
+        L = safe_cholesky(K, quiet=quiet)
+        alpha = torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
+        ctx.save_for_backward(L, alpha, rows)
+        ctx.has_s = S is not None
+        return 0.5 * (r @ alpha) + torch.log(torch.diagonal(L)).sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        L, alpha, rows = ctx.saved_tensors
+        gK = torch.cholesky_inverse(L).addr_(alpha, alpha, alpha=-1.0).mul_(0.5 * grad)
+        gS = gK[rows[:, None], rows[None, :]] if ctx.has_s else None
+        return gK, gS, None, gK.diagonal().clone(), grad * alpha, None
 
 
 @dataclass
@@ -334,6 +520,7 @@ class AR1Surrogate(Surrogate):
             v=torch.as_tensor(v, dtype=DTYPE) / self._y_std[fid_t] ** 2,
             fid=fid_t,
         )
+        self._geometry = _Geometry(self._data.x, fid_t, len(self.fidelities))
         gen = torch.Generator().manual_seed(self.seed)
         best_state, best_loss, losses = None, math.inf, []
         for r in range(self.settings.restarts):
@@ -369,20 +556,21 @@ class AR1Surrogate(Surrogate):
                 module.raw_nugget.copy_(module.nugget_constraint.inverse_transform(nug))
 
     def _neg_log_posterior(self, module: _AR1Module, quiet: bool = True) -> torch.Tensor:
-        d = self._data
-        K = module.covariance(d.x, d.fid, d.x, d.fid)
-        K = K + torch.diag(d.v + module.nugget[d.fid])
-        L = safe_cholesky(K, quiet=quiet)
-        r = (d.z - module.prior_mean(d.x, d.fid)).unsqueeze(-1)
-        alpha = torch.cholesky_solve(r, L)
+        """Negative log posterior of the hyperparameters per training row (the fit's loss)."""
+        d, geo = self._data, self._geometry
+        a = module.train_loadings(geo, d.x)
+        ls = [k.base_kernel.lengthscale for k in module.kernels]
+        os_ = [k.outputscale for k in module.kernels]
+        K0, S = module.train_blocks(geo, a, ls, os_)
+        r = d.z - a @ module.mean
         n = len(d.z)
-        nll = 0.5 * (r * alpha).sum() + torch.log(torch.diagonal(L)).sum() + 0.5 * n * math.log(2 * math.pi)
-        return (nll - module.log_prior()) / n
+        nll = _GaussianNLL.apply(K0, S, geo.rows[1] if S is not None else None, d.v + module.nugget[d.fid], r, quiet)
+        return (nll + 0.5 * n * math.log(2 * math.pi) - module.log_prior(ls, os_)) / n
 
     def _optimise(self, module: _AR1Module) -> float:
         params = [p for p in module.parameters() if p.requires_grad]
         opt = torch.optim.LBFGS(params, lr=1.0, max_iter=self.settings.max_iter, line_search_fn="strong_wolfe",
-                                tolerance_grad=1e-7, tolerance_change=1e-10, history_size=20)
+                                tolerance_grad=GTOL, tolerance_change=FTOL, history_size=20)
 
         def closure() -> torch.Tensor:
             opt.zero_grad()

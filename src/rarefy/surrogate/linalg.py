@@ -23,6 +23,9 @@ def safe_cholesky(K: torch.Tensor, *, quiet: bool = False, max_tries: int = 8) -
     Each escalation is logged as a warning unless ``quiet`` (used inside optimisation
     loops, where it is logged at debug level instead).
     """
+    L, info = torch.linalg.cholesky_ex(K)
+    if not torch.any(info):  # the common case: no jitter, no warning machinery
+        return L
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NumericalWarning)
         L = psd_safe_cholesky(K, max_tries=max_tries)
