@@ -194,15 +194,7 @@ def load_anomaly_config(path: str | os.PathLike[str], overrides: Sequence[str] =
 def anomaly_config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", source: str = "<config>",
                              overrides: Sequence[str] = ()) -> AnomalyConfig:
     """Validate an anomaly config given as a dict, after ``overrides``."""
-    try:
-        parsed = [Override(o) for o in overrides]
-        raw = apply_overrides(raw, parsed) if parsed else raw
-    except InputError as exc:
-        raise InputError(exc.reason, file=source) from None
-    try:
-        cfg = AnomalyConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise InputError(format_validation_error(exc, parsed), file=source) from None
+    cfg, _ = _validated(AnomalyConfig, raw, source, overrides)
     if cfg.data is not None:
         cfg.data.path = _absolute(cfg.data.path, base)
     return cfg
@@ -223,6 +215,20 @@ def as_config(config: RunConfig | str | os.PathLike[str],
     return load_config(config, overrides), Path(config)
 
 
+def _validated(model: Any, raw: dict[str, Any], source: str, overrides: Sequence[str]) -> tuple[Any, list[Override]]:
+    """``model`` validated from ``raw`` after the ``KEY=VALUE`` overrides, and the parsed overrides (later
+    checks blame them); errors name ``source``."""
+    try:
+        parsed = [Override(o) for o in overrides]
+        raw = apply_overrides(raw, parsed) if parsed else raw
+    except InputError as exc:
+        raise InputError(exc.reason, file=source) from None
+    try:
+        return model.model_validate(raw), parsed
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, parsed), file=source) from None
+
+
 def _absolute(path: Path, base: str | os.PathLike[str]) -> Path:
     return path if path.is_absolute() else (Path(base) / path).resolve()
 
@@ -230,15 +236,7 @@ def _absolute(path: Path, base: str | os.PathLike[str]) -> Path:
 def config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", source: str = "<config>",
                      overrides: Sequence[str] = ()) -> RunConfig:
     """Validate a config given as a dict (the Python equivalent of a YAML file), after ``overrides``."""
-    try:
-        parsed = [Override(o) for o in overrides]
-        raw = apply_overrides(raw, parsed) if parsed else raw
-    except InputError as exc:
-        raise InputError(exc.reason, file=source) from None
-    try:
-        cfg = RunConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise InputError(format_validation_error(exc, parsed), file=source) from None
+    cfg, parsed = _validated(RunConfig, raw, source, overrides)
     if cfg.data is not None:
         cfg.data.paths = [_absolute(p, base) for p in cfg.data.paths]
     if cfg.bench is not None and cfg.bench.run_dir is not None:
