@@ -44,6 +44,7 @@ CONFIGS = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.glob("*/*.yaml")
 FIT_CONFIGS = ("legend/legend.yaml", "legend/resum.yaml")
 SIM_CONFIGS = ("moderator/simulate.yaml", "moderator/run.yaml", "xlzd/run.yaml")
 INFER_CONFIGS = ("bbh/infer.yaml", "bbh/infer-full.yaml")
+ANOMALY_PREFIX = "anomaly/"  # rarefy anomaly configs: their own schema, validated, never run here
 
 #: replacement values: wrong types, negatives, zeros, huge numbers, NaN and infinity, empty and odd strings
 BAD_VALUES: list[Any] = [
@@ -244,7 +245,7 @@ class Workspace:
     def config(self, name: str) -> dict:
         tree = yaml.safe_load((EXAMPLES / name).read_text())
         tree = shrink(name, tree)
-        if isinstance(tree.get("data"), dict):
+        if isinstance(tree.get("data"), dict) and "paths" in tree["data"]:
             tree["data"]["paths"] = [str(self.data / Path(p).name) for p in tree["data"]["paths"]]
         if isinstance(tree.get("infer"), dict) and isinstance(tree["infer"].get("full"), dict):
             tree["infer"]["full"]["delays"] = str(self.data / "delays.parquet")
@@ -315,6 +316,10 @@ def case_config(data: st.DataObject, ws: Workspace, folder: Path) -> Outcome:
         if data.draw(st.booleans(), label="cv"):
             args += ["--cv", data.draw(st.sampled_from([3, 2, 1, 0, -5, 10**6]), label="k")]
         return invoke(args)
+    if name.startswith(ANOMALY_PREFIX):
+        from rarefy.config import load_anomaly_config
+
+        return call(load_anomaly_config, path)
     first = call(validate_only, path)
     if first.exit_code != 0 or not isinstance(tree, dict):
         return first
