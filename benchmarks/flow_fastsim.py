@@ -53,6 +53,22 @@ never used.
 ``--figure PATH`` also writes the per-feature histograms (simulated vs generated) at the
 first held-out design.
 
+``--case xlzd`` (needs the ``nest`` extra) runs the same test on the XLZD liquid-xenon TPC
+simulated with NEST (``rarefy.simulators.xlzd``, ``examples/xlzd/generate.yaml``): the
+generator learns the ER window events' φ = (``s1c_phd``, ``log10_s2c_s1c``, ``z_mm``; S1,
+S2 as log10(S2c/S1c), and the depth, which fixes the drift time) conditioned on the four
+field/detector settings θ (``drift_field``, ``gas_field``, ``g1``, ``e_lifetime``, designer
+ranges of :func:`rarefy.simulators.xlzd.xlzd_space`), from ``--xlzd-runs`` (48) LF runs of
+``--xlzd-events`` (4,000) events at scrambled-Sobol designs (seed 0), NSF with the generate
+defaults, 30 epochs, batch 512. At ``--xlzd-designs`` (3) held-out random settings (seed
+1000): the C2ST AUC on (S1, S2) only (target ≤ 0.6) with its null, 5,000 events each.
+Speed, same process, one thread, ``--xlzd-speed-events`` (100,000) window events at the
+first held-out setting, best of 3: the generator against (a) NEST alone producing the
+same ER window events (``nestpy.runNESTvec`` on flat 1–15 keV betas in the fiducial
+volume, time per event kept in the window: the cost the generator replaces) and (b) a
+whole ``XLZD.simulate`` run per stored event (which also simulates the NR band and the Qββ
+events). Target: generator ≥ 10× NEST per event.
+
 Run: ``OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/flow_fastsim.py``.
 """
 
@@ -90,6 +106,12 @@ def main() -> None:
                     help="birth: the 7 birth columns (independent of θ in the LF moderator); all: also the "
                          "θ-dependent integer track columns ncross, thermalised, escaped")
     ap.add_argument("--passes", type=int, default=None, help="flow.passes (None: fully autoregressive; 2: coupling)")
+    ap.add_argument("--case", choices=["moderator", "xlzd"], default="moderator")
+    ap.add_argument("--xlzd-runs", type=int, default=48)
+    ap.add_argument("--xlzd-events", type=int, default=4000)
+    ap.add_argument("--xlzd-designs", type=int, default=3)
+    ap.add_argument("--xlzd-epochs", type=int, default=30)
+    ap.add_argument("--xlzd-speed-events", type=int, default=100_000)
     ap.add_argument("--denoised-rate", action="store_true",
                     help="also score generated and simulated events with a denoiser and compare the denoised rate "
                          "with the exact expected rate (implies --phi all)")
@@ -102,6 +124,9 @@ def main() -> None:
     if args.denoised_rate:
         args.phi = "all"
     torch.set_num_threads(1)
+    if args.case == "xlzd":
+        print(json.dumps(_xlzd(args)))
+        return
     t_start = time.perf_counter()
 
     sim = Moderator()
@@ -214,6 +239,78 @@ def _denoised_rates(args: argparse.Namespace, sim: Moderator, gen, held: list[di
             "den_train_s": round(train_s, 1), "generated_within_2sigma": hits["generated"],
             "simulated_within_2sigma": hits["simulated"], "designs": len(held),
             "meets_target": hits["generated"] >= len(held) - 1, "per_design": per_design}
+
+
+XLZD_PHI = ["s1c_phd", "log10_s2c_s1c", "z_mm"]
+
+
+def _xlzd(args: argparse.Namespace) -> dict:
+    """The generator on NEST's XLZD ER window events: C2ST on (S1, S2) at held-out settings and speed vs NEST."""
+    import math
+
+    import nestpy
+
+    from rarefy.simulators.xlzd import XLZD, xlzd_space
+
+    t_start = time.perf_counter()
+    sim, space = XLZD(), xlzd_space()
+    train = space.sample(args.xlzd_runs, "sobol", seed=0)[space.names].to_dict("records")
+    t0 = time.perf_counter()
+    tables = [sim.simulate(row, args.xlzd_events, "lf", seed=10_000 + i).with_run(run_id=f"run-{i:03d}")
+              for i, row in enumerate(train)]
+    sim_train_s = time.perf_counter() - t0
+    cfg = GenerateConfig(phi=XLZD_PHI, epochs=args.xlzd_epochs, batch_size=512)
+    t0 = time.perf_counter()
+    fit = fit_generator(EventTable.concat(tables), space, cfg, seed=args.seed)
+    train_s = time.perf_counter() - t0
+    gen = fit.generator
+    held = space.sample(args.xlzd_designs, "random", seed=args.eval_seed)[space.names].to_dict("records")
+    rows = []
+    for i, theta in enumerate(held):
+        real_t = sim.simulate(theta, args.eval_events, "lf", seed=20_000 + i).table
+        real = np.column_stack([real_t.column(c).to_numpy() for c in XLZD_PHI])
+        fake = gen.sample_array(theta, args.eval_events, seed=30_000 + i)
+        res = compare(real, fake, XLZD_PHI, seed=i)
+        s1s2 = c2st(real[:, :2], fake[:, :2], seed=i)
+        other = sim.simulate(theta, args.eval_events, "lf", seed=40_000 + i).table
+        null = c2st(real[:, :2], np.column_stack([other.column(c).to_numpy() for c in XLZD_PHI[:2]]), seed=i)
+        rows.append({"theta": {k: round(float(v), 4) for k, v in theta.items()}, "auc_s1s2": s1s2["auc"],
+                     "auc_s1s2_err": s1s2["auc_err"], "null_auc_s1s2": null["auc"], "auc_all": res["c2st"]["auc"],
+                     "w1_over_std": {k: v["w1_over_std"] for k, v in res["features"].items()},
+                     "chi2_ndf": {k: v["chi2"] / v["ndf"] for k, v in res["features"].items()}})
+
+    theta0, n = held[0], args.xlzd_speed_events
+    det = sim.detector(theta0)
+    params = {"er_yield_params": list(nestpy.default_er_parameters),
+              "nr_yield_params": list(nestpy.default_nr_parameters),
+              "width_params": list(nestpy.default_nr_er_width_parameters)}
+
+    def nest_window() -> int:
+        rng = np.random.default_rng(1)
+        m = int(math.ceil(n / 0.7))
+        arr = nestpy.array.runNESTvec(det, nestpy.interactions.beta, 1.0 + 14.0 * rng.random(m),
+                                      np.ascontiguousarray(sim.positions(det, m, rng)),
+                                      inField=float(theta0["drift_field"]), seed=1, **params)
+        return int(sim.in_window(np.asarray(arr["s1c_phd"]), np.asarray(arr["s2c_phd"])).sum())
+
+    kept = nest_window()
+    gen_s = min(_timed(lambda: gen.sample_array(theta0, n, seed=1)) for _ in range(3))
+    nest_s = min(_timed(nest_window) for _ in range(3))
+    run_s = min(_timed(lambda: sim.simulate(theta0, n, "lf", seed=1)) for _ in range(3))
+    aucs = np.array([r["auc_s1s2"] for r in rows])
+    gen_rate, nest_rate, run_rate = n / gen_s, kept / nest_s, n / run_s
+    return {
+        "benchmark": "flow_fastsim", "case": "xlzd", "phi": XLZD_PHI, "flow": dict(cfg.flow.model_dump()),
+        "epochs_run": len(fit.history), "train_runs": args.xlzd_runs, "train_events_per_run": args.xlzd_events,
+        "simulate_train_s": round(sim_train_s, 1), "train_s": round(train_s, 1), "val_nll": gen.info["val_nll"],
+        "eval_designs": args.xlzd_designs, "eval_events": args.eval_events,
+        "auc_s1s2_mean": float(aucs.mean()), "auc_s1s2_max": float(aucs.max()), "auc_target": 0.6,
+        "meets_auc_target": bool(aucs.max() <= 0.6), "per_design": rows,
+        "gen_events_per_s": gen_rate, "nest_window_events_per_s": nest_rate, "xlzd_run_events_per_s": run_rate,
+        "gen_over_nest": gen_rate / nest_rate, "gen_over_xlzd_run": gen_rate / run_rate,
+        "meets_speed_target": bool(gen_rate / nest_rate >= 10), "speed_events": n, "nest_window_kept": kept,
+        "threads": torch.get_num_threads(), "wall_s": round(time.perf_counter() - t_start, 1),
+    }
 
 
 def _timed(f) -> float:  # noqa: ANN001
