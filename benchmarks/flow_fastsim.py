@@ -199,7 +199,7 @@ def _denoised_rates(args: argparse.Namespace, sim: Moderator, gen, held: list[di
                      "design_widths": []},
            "loss": "bce", "imbalance": [{"epochs": args.den_epochs, "positive_ratio": 3e-4, "max_reuse": 40}],
            "batch_size": 4096, "batches_per_epoch": 250, "lr": 0.002, "lr_schedule": "cosine", "context_size": 64,
-           "early_stopping": {"enabled": False}, "device": "cpu"}
+           "early_stopping": {"enabled": False}, "device": "cpu", "progress": False}
     members = [denoise.train(data, cfg, space=space, seed=11 + m) for m in range(args.den_ensemble)]
     train_s = time.perf_counter() - t0
     del data
@@ -259,7 +259,7 @@ def _xlzd(args: argparse.Namespace) -> dict:
     tables = [sim.simulate(row, args.xlzd_events, "lf", seed=10_000 + i).with_run(run_id=f"run-{i:03d}")
               for i, row in enumerate(train)]
     sim_train_s = time.perf_counter() - t0
-    cfg = GenerateConfig(phi=XLZD_PHI, epochs=args.xlzd_epochs, batch_size=512)
+    cfg = GenerateConfig(phi=XLZD_PHI, epochs=args.xlzd_epochs, batch_size=512, flow={"passes": args.passes})
     t0 = time.perf_counter()
     fit = fit_generator(EventTable.concat(tables), space, cfg, seed=args.seed)
     train_s = time.perf_counter() - t0
