@@ -67,7 +67,7 @@ first held-out setting, best of 3: the generator against (a) NEST alone producin
 same ER window events (``nestpy.runNESTvec`` on flat 1–15 keV betas in the fiducial
 volume, time per event kept in the window: the cost the generator replaces) and (b) a
 whole ``XLZD.simulate`` run per stored event (which also simulates the NR band and the Qββ
-events). Target: generator ≥ 10× NEST per event.
+events). Target: generator ≥ 10× NEST per event. ``--passes 2`` applies here too.
 
 Run: ``OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/flow_fastsim.py``.
 """
