@@ -83,7 +83,7 @@ import torch
 
 from rarefy.config import GenerateConfig
 from rarefy.data.events import EventTable
-from rarefy.generate import fit_generator
+from rarefy.generate import Generator, fit_generator
 from rarefy.generate.evaluate import c2st, compare
 from rarefy.simulators.moderator import BIRTH_COLUMNS, PHI_COLUMNS, Moderator
 
@@ -182,7 +182,7 @@ def main() -> None:
 DENOISE_PHI = ["r0_cm", "z0_cm", "phi0_rad", "e0_mev", "psi_rad", "cosz", "ncross", "thermalised", "escaped"]
 
 
-def _denoised_rates(args: argparse.Namespace, sim: Moderator, gen, held: list[dict], phi: list[str]) -> dict:  # noqa: ANN001
+def _denoised_rates(args: argparse.Namespace, sim: Moderator, gen: Generator, held: list[dict], phi: list[str]) -> dict:
     """Denoised rate of generated and of simulated events at each held-out design vs the exact expected rate."""
     from rarefy import denoise
 
@@ -287,7 +287,7 @@ def _xlzd(args: argparse.Namespace) -> dict:
 
     def nest_window() -> int:
         rng = np.random.default_rng(1)
-        m = int(math.ceil(n / 0.7))
+        m = math.ceil(n / 0.7)
         arr = nestpy.array.runNESTvec(det, nestpy.interactions.beta, 1.0 + 14.0 * rng.random(m),
                                       np.ascontiguousarray(sim.positions(det, m, rng)),
                                       inField=float(theta0["drift_field"]), seed=1, **params)
