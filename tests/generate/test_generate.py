@@ -235,3 +235,18 @@ def test_the_shipped_examples_run_with_small_sizes(tmp_path):
                    overrides=[f"simulator.run={run}", "campaign.runs.0.runs=2", "campaign.runs.0.events=200"])
     rates = pd.read_parquet(tmp_path / "flow" / "rates.parquet")
     assert len(rates) == 2 and (rates["n"] == 200).all(), out
+
+
+def test_the_xlzd_example_learns_nest_window_events(tmp_path):
+    pytest.importorskip("nestpy")
+    from rarefy.jobs.simulate import simulate
+
+    config = EXAMPLES.parent / "xlzd" / "generate.yaml"
+    run = tmp_path / "xlzd"
+    simulate(config, run, overrides=["campaign.runs.0.runs=3", "campaign.runs.0.events=300"])
+    result = train_generator(config, run, overrides=["generate.epochs=1"])
+    assert result.phi == ["s1c_phd", "log10_s2c_s1c", "z_mm"] and len(result.history) == 1
+    out = tmp_path / "window.parquet"
+    sample_generator(run, {"drift_field": 300, "gas_field": 8, "g1": 0.12, "e_lifetime": 8000}, 500, out=out)
+    frame = pd.read_parquet(out)
+    assert len(frame) == 500 and frame["s1c_phd"].between(3 * 0.99, 80 * 1.01).all()
