@@ -69,6 +69,8 @@ class AnomalyFlowConfig(ConfigModel):
     """early-stopping patience (epochs) on the held-out negative log-likelihood"""
     schedule: Literal["constant", "cosine"] = "cosine"
     """learning-rate schedule"""
+    ensemble: int = Field(default=1, ge=1, le=MAX_PARALLEL)
+    """flows fitted with different seeds; the background model is their equal-weight mixture"""
 
 
 class AnomalyClassifierConfig(ConfigModel):
