@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+FLOW_ENSEMBLE = 5  # sideband flows of CATHODE (rarefy.anomaly.cathode.FlowSettings default); part of the cache key
+
 
 def one(seed: int, f: float, n_background: int, curves: bool) -> dict:
     import torch
@@ -66,7 +68,7 @@ def main() -> None:
     order = sorted(fractions, key=lambda f: (f != 0.005, f != 0.0, f != 0.01, f))  # acceptance cases first
     jobs = [(seed, f) for f in order for seed in args.seeds]
     for j, (seed, f) in enumerate(jobs):
-        path = args.cache / f"n{args.n_background}_s{seed}_f{f:g}.json"
+        path = args.cache / f"n{args.n_background}_K{FLOW_ENSEMBLE}_s{seed}_f{f:g}.json"
         if j % n_shard != i_shard or path.exists() or args.summary_only:
             continue
         r = one(seed, f, args.n_background, curves=seed == args.curves_seed)
@@ -100,7 +102,7 @@ def plot(summary: dict, cache: Path, n_background: int, curves_seed: int | None,
     ax1.set_title(f"mean ± std over seeds {summary['seeds']}", fontsize=9)
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
-    p = cache / f"n{n_background}_s{curves_seed}_f0.005.json"
+    p = cache / f"n{n_background}_K{FLOW_ENSEMBLE}_s{curves_seed}_f0.005.json"
     if curves_seed is not None and p.exists():
         r = json.loads(p.read_text())
         for m in ("optimal", "supervised", "idealized", "cathode", "anode", "cwola"):
@@ -125,14 +127,14 @@ def summarise(cache: Path, seeds: list[int], fractions: list[float], n_backgroun
 
     out: dict = {"benchmark": "cathode", "n_background": n_background, "seeds": seeds,
                  "sizes": {"sr_test_background": 200_000, "sr_test_signal": 20_000, "max_sic_min_background": 50,
-                           "flow": "MAF 3x(32,32), <=30 epochs, cosine lr 1e-3, patience 10",
+                           "flow": "5 x MAF 3x(32,32) (mixture), <=30 epochs, cosine lr 1e-3, patience 10",
                            "classifier": "MLP (64,64), 8 epochs, 5 folds", "oversample": 4},
                  "fractions": {}, "null": None, "acceptance": {}}
     walls = []
     for f in fractions:
         rows = {}
         for seed in seeds:
-            p = cache / f"n{n_background}_s{seed}_f{f:g}.json"
+            p = cache / f"n{n_background}_K{FLOW_ENSEMBLE}_s{seed}_f{f:g}.json"
             if p.exists():
                 rows[seed] = json.loads(p.read_text())
         if not rows:

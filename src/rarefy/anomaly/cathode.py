@@ -6,7 +6,11 @@ CATHODE (Hallin et al., arXiv 2109.00546) looks for a localised excess of events
 1. **Background model.** A conditional normalizing flow ``q(x | m)`` (zuko MAF, m as
    context) is fitted by maximum likelihood to the *sideband* (SB) events, where the
    signal is negligible; early stopping on the negative log-likelihood of a held-out
-   20 % of them. Inputs are standardised with the SB mean and std.
+   20 % of them. Inputs are standardised with the SB mean and std. ``ensemble`` (5 by
+   default) such flows with different seeds and held-out splits form an equal-weight
+   mixture (:class:`FlowEnsemble`): one flow's fit-to-fit mismodelling of the SR
+   background is what the classifier would otherwise learn and what made the excess test
+   fire without signal.
 2. **Interpolation into the SR.** Masses are drawn from a Gaussian kernel density
    estimate of the SR data's m (Scott bandwidth, draws outside the SR redrawn) and
    x ~ q(x | m): ``oversample`` × (SR events) synthetic background events.
@@ -82,7 +86,7 @@ class FlowSettings:
     lr: float = 1e-3
     patience: int = 10
     schedule: Literal["constant", "cosine"] = "cosine"
-    ensemble: int = 1
+    ensemble: int = 5
 
 
 @dataclass(frozen=True)
