@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 
-def one(seed: int, f: float, n_background: int, curves: bool) -> dict:
+def one(seed: int, f: float, n_background: int, curves: bool, flow_ensemble: int) -> dict:
     import torch
 
+    from rarefy.anomaly.cathode import FlowSettings
     from rarefy.anomaly.compare import CompareSettings, run_methods
     from rarefy.anomaly.data import BumpHunt
 
@@ -42,7 +43,8 @@ def one(seed: int, f: float, n_background: int, curves: bool) -> dict:
     t0 = time.perf_counter()
     data = hunt.sample(n_background, f, np.random.default_rng([seed, 0]))
     methods = ("cathode",) if f == 0 else CompareSettings().methods
-    r = run_methods(hunt, data, seed, settings=CompareSettings(methods=methods, curves=curves))
+    r = run_methods(hunt, data, seed, flow=FlowSettings(ensemble=flow_ensemble),
+                    settings=CompareSettings(methods=methods, curves=curves))
     r["wall_s"] = time.perf_counter() - t0
     return r
 
@@ -53,6 +55,7 @@ def main() -> None:
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.001, 0.003, 0.005, 0.01])
     ap.add_argument("--n-background", type=int, default=150_000)
     ap.add_argument("--null", action="store_true", help="also f = 0: CATHODE's excess test")
+    ap.add_argument("--flow-ensemble", type=int, default=5, help="sideband flows mixed (1: the previous setting)")
     ap.add_argument("--cache", type=Path, default=Path("benchmarks/.cache/cathode"))
     ap.add_argument("--curves-seed", type=int, default=None, help="keep SIC curves of this seed (for the docs plot)")
     ap.add_argument("--summary-only", action="store_true", help="only summarise what the cache holds")
@@ -66,20 +69,20 @@ def main() -> None:
     order = sorted(fractions, key=lambda f: (f != 0.005, f != 0.0, f != 0.01, f))  # acceptance cases first
     jobs = [(seed, f) for f in order for seed in args.seeds]
     for j, (seed, f) in enumerate(jobs):
-        path = args.cache / f"n{args.n_background}_s{seed}_f{f:g}.json"
+        path = args.cache / f"n{args.n_background}_K{args.flow_ensemble}_s{seed}_f{f:g}.json"
         if j % n_shard != i_shard or path.exists() or args.summary_only:
             continue
-        r = one(seed, f, args.n_background, curves=seed == args.curves_seed)
+        r = one(seed, f, args.n_background, curves=seed == args.curves_seed, flow_ensemble=args.flow_ensemble)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(r))
         os.replace(tmp, path)
-    summary = summarise(args.cache, args.seeds, fractions, args.n_background)
+    summary = summarise(args.cache, args.seeds, fractions, args.n_background, args.flow_ensemble)
     if args.plot is not None:
-        plot(summary, args.cache, args.n_background, args.curves_seed, args.plot)
+        plot(summary, args.cache, args.n_background, args.curves_seed, args.plot, args.flow_ensemble)
     print(json.dumps(summary))
 
 
-def plot(summary: dict, cache: Path, n_background: int, curves_seed: int | None, path: Path) -> None:
+def plot(summary: dict, cache: Path, n_background: int, curves_seed: int | None, path: Path, k: int) -> None:
     """Left: mean max SIC (±1 std over seeds) against f; right: SIC curves of one seed at f = 0.5 %."""
     from matplotlib.figure import Figure
 
@@ -100,7 +103,7 @@ def plot(summary: dict, cache: Path, n_background: int, curves_seed: int | None,
     ax1.set_title(f"mean ± std over seeds {summary['seeds']}", fontsize=9)
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
-    p = cache / f"n{n_background}_s{curves_seed}_f0.005.json"
+    p = cache / f"n{n_background}_K{k}_s{curves_seed}_f0.005.json"
     if curves_seed is not None and p.exists():
         r = json.loads(p.read_text())
         for m in ("optimal", "supervised", "idealized", "cathode", "anode", "cwola"):
@@ -118,21 +121,21 @@ def plot(summary: dict, cache: Path, n_background: int, curves_seed: int | None,
         fig.savefig(tmp, format="png", dpi=110)
 
 
-def summarise(cache: Path, seeds: list[int], fractions: list[float], n_background: int) -> dict:
+def summarise(cache: Path, seeds: list[int], fractions: list[float], n_background: int, k: int) -> dict:
     from scipy.stats import binom
 
     from rarefy.anomaly.compare import METHODS
 
     out: dict = {"benchmark": "cathode", "n_background": n_background, "seeds": seeds,
                  "sizes": {"sr_test_background": 200_000, "sr_test_signal": 20_000, "max_sic_min_background": 50,
-                           "flow": "MAF 3x(32,32), <=30 epochs, cosine lr 1e-3, patience 10",
+                           "flow": f"{k} x MAF 3x(32,32) (mixture), <=30 epochs, cosine lr 1e-3, patience 10",
                            "classifier": "MLP (64,64), 8 epochs, 5 folds", "oversample": 4},
                  "fractions": {}, "null": None, "acceptance": {}}
     walls = []
     for f in fractions:
         rows = {}
         for seed in seeds:
-            p = cache / f"n{n_background}_s{seed}_f{f:g}.json"
+            p = cache / f"n{n_background}_K{k}_s{seed}_f{f:g}.json"
             if p.exists():
                 rows[seed] = json.loads(p.read_text())
         if not rows:

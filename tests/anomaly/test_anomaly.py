@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from rarefy.anomaly.cathode import (ClassifierSettings, FlowSettings, fit_conditional_flow, kfold_classify,
-                                    null_test, sample_sr_masses, sic_metrics)
+from rarefy.anomaly.cathode import (ClassifierSettings, FlowSettings, fit_conditional_flow, fit_flow_ensemble,
+                                    kfold_classify, null_test, sample_sr_masses, sic_metrics)
 from rarefy.anomaly.data import BumpHunt
 from rarefy.anomaly.run import run_anomaly
 from rarefy.cli import app
@@ -104,6 +104,30 @@ def test_flow_deterministic_and_learns():
     t = h.sample_background(4000, np.random.default_rng(1))
     gap = np.mean(h.log_p_bkg_x(t.x, t.m) - f1.log_prob(t.x, t.m))
     assert -0.02 < gap < 0.1
+
+
+def test_flow_ensemble_is_the_mixture_of_its_members():
+    h = BumpHunt(n_features=2)
+    e = h.sample_background(3000, np.random.default_rng(0))
+    fs = FlowSettings(transforms=1, hidden=(8,), epochs=3, lr=5e-3, patience=3, schedule="constant", ensemble=3)
+    ens = fit_flow_ensemble(e.x, e.m, fs, seed=5)
+    assert len(ens.flows) == 3
+    # member 0 is the single flow of the same seed; the others differ (own seeds and held-out splits)
+    single = fit_conditional_flow(e.x, e.m, fs, seed=5)
+    x, m = e.x[:200], e.m[:200]
+    np.testing.assert_array_equal(ens.flows[0].log_prob(x, m), single.log_prob(x, m))
+    lps = np.stack([f.log_prob(x, m) for f in ens.flows])
+    assert not np.allclose(lps[0], lps[1])
+    # the mixture density is the mean of the member densities, and lies between the smallest and largest
+    np.testing.assert_allclose(np.exp(ens.log_prob(x, m)), np.exp(lps).mean(0), rtol=1e-10)
+    assert np.all(ens.log_prob(x, m) <= lps.max(0) + 1e-12) and np.all(ens.log_prob(x, m) >= lps.min(0) - 1e-12)
+    # sampling: member j draws for masses j, j + 3, ...; deterministic for a seed
+    ms = e.m[:30]
+    xs = ens.sample(ms, 11)
+    np.testing.assert_array_equal(xs, ens.sample(ms, 11))
+    np.testing.assert_array_equal(xs[1::3], ens.flows[1].sample(ms[1::3], 12))
+    with pytest.raises(InputError):
+        fit_flow_ensemble(e.x, e.m, FlowSettings(ensemble=0), seed=5)
 
 
 def test_null_test_counts():

@@ -6,7 +6,11 @@ CATHODE (Hallin et al., arXiv 2109.00546) looks for a localised excess of events
 1. **Background model.** A conditional normalizing flow ``q(x | m)`` (zuko MAF, m as
    context) is fitted by maximum likelihood to the *sideband* (SB) events, where the
    signal is negligible; early stopping on the negative log-likelihood of a held-out
-   20 % of them. Inputs are standardised with the SB mean and std.
+   20 % of them. Inputs are standardised with the SB mean and std. ``ensemble`` (5 by
+   default) such flows with different seeds and held-out splits form an equal-weight
+   mixture (:class:`FlowEnsemble`): one flow's fit-to-fit mismodelling of the SR
+   background is what the classifier would otherwise learn and what made the excess test
+   fire without signal.
 2. **Interpolation into the SR.** Masses are drawn from a Gaussian kernel density
    estimate of the SR data's m (Scott bandwidth, draws outside the SR redrawn) and
    x ~ q(x | m): ``oversample`` × (SR events) synthetic background events.
@@ -59,7 +63,8 @@ from ..nn.early_stopping import EarlyStopping
 from ..nn.seeding import seeded
 from ..nn.trainer import Trainer
 
-__all__ = ["FlowSettings", "ClassifierSettings", "ConditionalFlow", "fit_conditional_flow", "sample_sr_masses",
+__all__ = ["FlowSettings", "ClassifierSettings", "ConditionalFlow", "FlowEnsemble", "fit_conditional_flow",
+           "fit_flow_ensemble", "sample_sr_masses",
            "kfold_classify", "KFoldScores", "sic_curve", "sic_metrics", "null_test", "Cathode", "CathodeResult"]
 
 log = logging.getLogger(__name__)
@@ -71,7 +76,8 @@ _BATCH_EVAL = 65536
 class FlowSettings:
     """Conditional flow: ``transforms`` MAF transforms with ``hidden`` widths; Adam(``lr``, ``schedule``:
     ``constant`` or ``cosine`` decay over ``epochs``), ``batch_size``, at most ``epochs`` epochs with early
-    stopping (``patience``) on 20 % held-out events (the best epoch's weights are kept)."""
+    stopping (``patience``) on 20 % held-out events (the best epoch's weights are kept). ``ensemble`` flows with
+    different seeds (and held-out splits) make one equal-weight mixture (:class:`FlowEnsemble`)."""
 
     transforms: int = 3
     hidden: tuple[int, ...] = (32, 32)
@@ -80,6 +86,7 @@ class FlowSettings:
     lr: float = 1e-3
     patience: int = 10
     schedule: Literal["constant", "cosine"] = "cosine"
+    ensemble: int = 5
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,56 @@ def fit_conditional_flow(x: np.ndarray, m: np.ndarray, settings: FlowSettings, s
     log.info("%s: %d epochs on %d events, best val NLL %.4f", name, len(cf.history), len(tr),
              trainer.state.best_val_loss)
     return cf
+
+
+def _member_seed(seed: int, j: int) -> int:
+    return seed if j == 0 else seed + 7919 * j
+
+
+class FlowEnsemble:
+    """Equal-weight mixture ``q(x | m) = (1/K) Σ_j q_j(x | m)`` of K conditional flows.
+
+    Each member fits the same sideband events with its own seed (initial weights, batch
+    order and 20 % held-out split), so the members' errors are partly independent and
+    averaging the densities reduces the part of the mismodelling that varies from fit to
+    fit (the variance), not a bias common to all. :meth:`sample` draws from the mixture:
+    the j-th of every K masses is given to member j. With K = 1 this is the single flow.
+    """
+
+    def __init__(self, flows: list[ConditionalFlow]) -> None:
+        if not flows:
+            raise ValueError("a flow ensemble needs at least one flow")
+        self.flows = list(flows)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The training history of the first member."""
+        return self.flows[0].history
+
+    def log_prob(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """log q(x | m) of the mixture per event (float64, in the units of x)."""
+        lp = np.stack([f.log_prob(x, m) for f in self.flows])
+        top = lp.max(0)
+        return top + np.log(np.exp(lp - top).mean(0))
+
+    def sample(self, m: np.ndarray, seed: int) -> np.ndarray:
+        """One x ~ q(x | m) per mass (seeded); member j draws for the masses j, j + K, j + 2K, ..."""
+        m = np.asarray(m, np.float64)
+        k = len(self.flows)
+        out = np.zeros((len(m), self.flows[0].sx.mean.shape[0]))
+        for j, f in enumerate(self.flows):
+            if len(m[j::k]):
+                out[j::k] = f.sample(m[j::k], seed + j)
+        return out
+
+
+def fit_flow_ensemble(x: np.ndarray, m: np.ndarray, settings: FlowSettings, seed: int,
+                      name: str = "flow") -> FlowEnsemble:
+    """``settings.ensemble`` flows (:func:`fit_conditional_flow`, member 0 with ``seed``) as a :class:`FlowEnsemble`."""
+    if settings.ensemble < 1:
+        raise InputError(f"flow ensemble must be >= 1, got {settings.ensemble}")
+    return FlowEnsemble([fit_conditional_flow(x, m, settings, _member_seed(seed, j), name=f"{name} {j}")
+                         for j in range(settings.ensemble)])
 
 
 def sample_sr_masses(m_sr: np.ndarray, n: int, window: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
@@ -341,7 +398,7 @@ class CathodeResult:
     fold: np.ndarray
     sample_scores: np.ndarray
     sample_fold: np.ndarray
-    flow: ConditionalFlow
+    flow: FlowEnsemble
     extra: list[np.ndarray]
     timings: dict[str, float]
 
@@ -369,12 +426,12 @@ class Cathode:
         self.oversample = int(oversample)
         self.seed = int(seed)
 
-    def fit_background(self, m: np.ndarray, x: np.ndarray) -> ConditionalFlow:
-        """Fit the SB flow on the events outside the SR."""
+    def fit_background(self, m: np.ndarray, x: np.ndarray) -> FlowEnsemble:
+        """Fit the SB flow(s) on the events outside the SR."""
         sb = ~((m >= self.sr[0]) & (m < self.sr[1]))
-        return fit_conditional_flow(x[sb], m[sb], self.flow_settings, self.seed, name="SB flow")
+        return fit_flow_ensemble(x[sb], m[sb], self.flow_settings, self.seed, name="SB flow")
 
-    def sample_background(self, flow: ConditionalFlow, m_sr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def sample_background(self, flow: ConditionalFlow | FlowEnsemble, m_sr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``oversample`` × len(m_sr) synthetic SR background events (m, x)."""
         rng = np.random.default_rng([self.seed, 5])
         ms = sample_sr_masses(m_sr, self.oversample * len(m_sr), self.sr, rng)

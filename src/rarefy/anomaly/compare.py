@@ -39,7 +39,7 @@ class CompareSettings:
     test_signal: int = 20_000
     min_background: int = 50
     cwola_sideband: float = 0.4
-    anode_flow: FlowSettings = FlowSettings(transforms=2, hidden=(32, 32), epochs=20, patience=3)
+    anode_flow: FlowSettings = FlowSettings(transforms=2, hidden=(32, 32), epochs=20, patience=3, ensemble=1)
     supervised_signal: int = 10_000
     methods: tuple[str, ...] = METHODS
     curves: bool = False

@@ -123,7 +123,7 @@ def plot_sic(methods: dict[str, Any], path: Path, title: str = "") -> Path:
 def _settings(cfg: AnomalyConfig) -> tuple[FlowSettings, ClassifierSettings]:
     f, c = cfg.flow, cfg.classifier
     return (FlowSettings(transforms=f.transforms, hidden=tuple(f.hidden), epochs=f.epochs, batch_size=f.batch_size,
-                         lr=f.lr, patience=f.patience, schedule=f.schedule),
+                         lr=f.lr, patience=f.patience, schedule=f.schedule, ensemble=f.ensemble),
             ClassifierSettings(hidden=tuple(c.hidden), epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
                                weight_decay=c.weight_decay, folds=c.folds, ensemble=c.ensemble))
 

@@ -7,7 +7,7 @@ Given as its own YAML file (see :func:`rarefy.config.load.load_anomaly_config`):
     data: {path: events.parquet, mass: m, features: [x1, x2, x3], label: is_signal}
     # or, instead of data, a synthetic bump hunt with known densities:
     # synthetic: {n_background: 150000, signal_fraction: 0.005, n_features: 3}
-    flow: {transforms: 3, hidden: [32, 32], epochs: 30}
+    flow: {transforms: 3, hidden: [32, 32], epochs: 30, ensemble: 5}
     classifier: {hidden: [64, 64], epochs: 8, folds: 5}
 """
 
@@ -69,6 +69,8 @@ class AnomalyFlowConfig(ConfigModel):
     """early-stopping patience (epochs) on the held-out negative log-likelihood"""
     schedule: Literal["constant", "cosine"] = "cosine"
     """learning-rate schedule"""
+    ensemble: int = Field(default=5, ge=1, le=MAX_PARALLEL)
+    """flows fitted with different seeds; the background model is their equal-weight mixture"""
 
 
 class AnomalyClassifierConfig(ConfigModel):
