@@ -77,6 +77,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -132,25 +133,18 @@ def main() -> None:
     sim = Moderator()
     space = sim.space
     phi = list(BIRTH_COLUMNS) if args.phi == "birth" else list(PHI_COLUMNS)
-    train = space.sample(args.train_runs, "sobol", seed=0)
-    tables = [sim.simulate(row, args.train_events, "lf", seed=10_000 + i).with_run(run_id=f"run-{i:03d}")
-              for i, row in enumerate(train[space.names].to_dict("records"))]
-    events = EventTable.concat(tables)
-    cfg = GenerateConfig(phi=phi, epochs=args.epochs, batch_size=512, flow={"passes": args.passes})
-    t0 = time.perf_counter()
-    fit = fit_generator(events, space, cfg, seed=args.seed)
-    train_s = time.perf_counter() - t0
+    fit, cfg, _, train_s = _train_on_simulated(sim, space, args.train_runs, args.train_events, phi, args.epochs, args)
     gen = fit.generator
 
     held = space.sample(args.designs, "random", seed=args.eval_seed)[space.names].to_dict("records")
     rows = []
     for i, theta in enumerate(held):
         real = sim.simulate(theta, args.eval_events, "lf", seed=20_000 + i).table
-        real = np.column_stack([real.column(c).to_numpy() for c in phi])
+        real = _columns(real, phi)
         fake = gen.sample_array(theta, args.eval_events, seed=30_000 + i)
         res = compare(real, fake, phi, seed=i)
         other = sim.simulate(theta, args.eval_events, "lf", seed=40_000 + i).table   # the test's null
-        null = c2st(real, np.column_stack([other.column(c).to_numpy() for c in phi]), seed=i)
+        null = c2st(real, _columns(other, phi), seed=i)
         rows.append({"theta": {k: round(float(v), 4) for k, v in theta.items()}, "auc": res["c2st"]["auc"],
                      "auc_err": res["c2st"]["auc_err"], "null_auc": null["auc"],
                      "w1_over_std": {k: v["w1_over_std"] for k, v in res["features"].items()},
@@ -212,7 +206,7 @@ def _denoised_rates(args: argparse.Namespace, sim: Moderator, gen: Generator, he
         fake = np.concatenate([gen.sample_array(theta, min(chunk, n - c), seed=60_000 + 1000 * i + c // chunk)
                                for c in range(0, n, chunk)])
         real_t = sim.simulate(theta, n, "lf", seed=70_000 + i).table
-        real = np.column_stack([real_t.column(c).to_numpy() for c in phi])
+        real = _columns(real_t, phi)
         row = {"theta": {k: round(float(v), 4) for k, v in theta.items()}, "exact": exact}
         for name, x in (("generated", fake), ("simulated", real)):
             ev = denoise.EventData.from_arrays(np.repeat([[theta[k] for k in space.names]], len(x), axis=0),
@@ -254,26 +248,19 @@ def _xlzd(args: argparse.Namespace) -> dict:
 
     t_start = time.perf_counter()
     sim, space = XLZD(), xlzd_space()
-    train = space.sample(args.xlzd_runs, "sobol", seed=0)[space.names].to_dict("records")
-    t0 = time.perf_counter()
-    tables = [sim.simulate(row, args.xlzd_events, "lf", seed=10_000 + i).with_run(run_id=f"run-{i:03d}")
-              for i, row in enumerate(train)]
-    sim_train_s = time.perf_counter() - t0
-    cfg = GenerateConfig(phi=XLZD_PHI, epochs=args.xlzd_epochs, batch_size=512, flow={"passes": args.passes})
-    t0 = time.perf_counter()
-    fit = fit_generator(EventTable.concat(tables), space, cfg, seed=args.seed)
-    train_s = time.perf_counter() - t0
+    fit, cfg, sim_train_s, train_s = _train_on_simulated(sim, space, args.xlzd_runs, args.xlzd_events, XLZD_PHI,
+                                                         args.xlzd_epochs, args)
     gen = fit.generator
     held = space.sample(args.xlzd_designs, "random", seed=args.eval_seed)[space.names].to_dict("records")
     rows = []
     for i, theta in enumerate(held):
         real_t = sim.simulate(theta, args.eval_events, "lf", seed=20_000 + i).table
-        real = np.column_stack([real_t.column(c).to_numpy() for c in XLZD_PHI])
+        real = _columns(real_t, XLZD_PHI)
         fake = gen.sample_array(theta, args.eval_events, seed=30_000 + i)
         res = compare(real, fake, XLZD_PHI, seed=i)
         s1s2 = c2st(real[:, :2], fake[:, :2], seed=i)
         other = sim.simulate(theta, args.eval_events, "lf", seed=40_000 + i).table
-        null = c2st(real[:, :2], np.column_stack([other.column(c).to_numpy() for c in XLZD_PHI[:2]]), seed=i)
+        null = c2st(real[:, :2], _columns(other, XLZD_PHI[:2]), seed=i)
         rows.append({"theta": {k: round(float(v), 4) for k, v in theta.items()}, "auc_s1s2": s1s2["auc"],
                      "auc_s1s2_err": s1s2["auc_err"], "null_auc_s1s2": null["auc"], "auc_all": res["c2st"]["auc"],
                      "w1_over_std": {k: v["w1_over_std"] for k, v in res["features"].items()},
@@ -311,6 +298,26 @@ def _xlzd(args: argparse.Namespace) -> dict:
         "meets_speed_target": bool(gen_rate / nest_rate >= 10), "speed_events": n, "nest_window_kept": kept,
         "threads": torch.get_num_threads(), "wall_s": round(time.perf_counter() - t_start, 1),
     }
+
+
+def _train_on_simulated(sim, space, runs: int, events: int, phi: list[str], epochs: int,  # noqa: ANN001
+                        args: argparse.Namespace) -> tuple[Any, GenerateConfig, float, float]:
+    """Simulate ``runs`` LF runs of ``events`` at Sobol designs and fit the generator of ``phi`` on them:
+    (the fit, its config, simulation seconds, training seconds)."""
+    train = space.sample(runs, "sobol", seed=0)[space.names].to_dict("records")
+    t0 = time.perf_counter()
+    tables = [sim.simulate(row, events, "lf", seed=10_000 + i).with_run(run_id=f"run-{i:03d}")
+              for i, row in enumerate(train)]
+    sim_s = time.perf_counter() - t0
+    cfg = GenerateConfig(phi=phi, epochs=epochs, batch_size=512, flow={"passes": args.passes})
+    t0 = time.perf_counter()
+    fit = fit_generator(EventTable.concat(tables), space, cfg, seed=args.seed)
+    return fit, cfg, sim_s, time.perf_counter() - t0
+
+
+def _columns(table, cols: list[str]) -> np.ndarray:  # noqa: ANN001
+    """The event table's ``cols`` as one float array (events × columns)."""
+    return np.column_stack([table.column(c).to_numpy() for c in cols])
 
 
 def _timed(f) -> float:  # noqa: ANN001
