@@ -300,7 +300,7 @@ def _xlzd(args: argparse.Namespace) -> dict:
     }
 
 
-def _train_on_simulated(sim, space, runs: int, events: int, phi: list[str], epochs: int,  # noqa: ANN001
+def _train_on_simulated(sim, space, runs: int, events: int, phi: list[str], epochs: int,
                         args: argparse.Namespace) -> tuple[Any, GenerateConfig, float, float]:
     """Simulate ``runs`` LF runs of ``events`` at Sobol designs and fit the generator of ``phi`` on them:
     (the fit, its config, simulation seconds, training seconds)."""
@@ -315,7 +315,7 @@ def _train_on_simulated(sim, space, runs: int, events: int, phi: list[str], epoc
     return fit, cfg, sim_s, time.perf_counter() - t0
 
 
-def _columns(table, cols: list[str]) -> np.ndarray:  # noqa: ANN001
+def _columns(table, cols: list[str]) -> np.ndarray:
     """The event table's ``cols`` as one float array (events × columns)."""
     return np.column_stack([table.column(c).to_numpy() for c in cols])
 
