@@ -58,10 +58,10 @@ def variants(restarts: int, quick: bool) -> dict[str, dict]:
 
 def constant_predictor(table, target: str, tolerance: float, seed: int):
     """LOO predictions of the training-HF mean, σ² = sample variance + the point's own noise."""
-    from rarefy.diagnostics.validation import _design_groups, bootstrap_metrics, metrics
+    from rarefy.diagnostics.validation import design_groups, bootstrap_metrics, metrics
 
     frame = table.frame
-    groups = _design_groups(table, target, tolerance)
+    groups = design_groups(table, target, tolerance)
     idx = np.flatnonzero(frame["fidelity"].to_numpy() == target)
     ys, mus, sds = [], [], []
     for g, i in enumerate(idx):

@@ -98,14 +98,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     import rarefy
     from rarefy.jobs.fit import build_surrogate
-    from rarefy.diagnostics.validation import _design_groups, metrics
+    from rarefy.diagnostics.validation import design_groups, metrics
 
     cfg = rarefy.load_config(args.config)
     cfg.surrogate.restarts = args.restarts
     table = rarefy.load_rate_table(cfg)
     space = cfg.space.build()
     target = cfg.target
-    groups = _design_groups(table, target, cfg.cv_design_tolerance)
+    groups = design_groups(table, target, cfg.cv_design_tolerance)
     target_idx = np.flatnonzero(table.frame["fidelity"].to_numpy() == target)
     folds = np.array_split(np.random.default_rng(cfg.seed).permutation(len(groups)), min(args.folds, len(groups)))
     probe = space.sample(1000, method="sobol", seed=1).to_numpy(float)

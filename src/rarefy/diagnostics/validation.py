@@ -19,7 +19,7 @@ from ..data.rates import RateTable
 
 log = logging.getLogger(__name__)
 
-__all__ = ["metrics", "bootstrap_metrics", "cross_validate", "CVResult", "predict_table", "surface_accuracy"]
+__all__ = ["design_groups", "metrics", "bootstrap_metrics", "cross_validate", "CVResult", "predict_table", "surface_accuracy"]
 
 METRIC_KEYS = ("n", "coverage_1sigma", "coverage_2sigma", "coverage_3sigma", "mse", "mean_nll")
 
@@ -82,7 +82,7 @@ class CVResult:
     bootstrap: dict[str, dict[str, float]]
 
 
-def _design_groups(table: RateTable, target: str, tolerance: float) -> list[np.ndarray]:
+def design_groups(table: RateTable, target: str, tolerance: float) -> list[np.ndarray]:
     """For each target row, the mask of rows to hold out with it.
 
     A target run is held out together with every row of the same run (``run_id``) and
@@ -105,11 +105,11 @@ def cross_validate(make_surrogate: Callable[[], object], table: RateTable, targe
     """K-fold cross-validation over the runs of the ``target`` fidelity.
 
     Each fold holds out some target runs (with their paired rows, see
-    :func:`_design_groups`), fits a fresh surrogate from ``make_surrogate()`` on the rest
+    :func:`design_groups`), fits a fresh surrogate from ``make_surrogate()`` on the rest
     of the table (all fidelities), and predicts the held-out target runs. ``k=None`` or
     ``k >= n_target`` is leave-one-out.
     """
-    groups = _design_groups(table, target, tolerance)
+    groups = design_groups(table, target, tolerance)
     n_t = len(groups)
     if n_t < 2:
         raise ValueError(f"cross-validation needs at least 2 runs of the target fidelity {target!r}, got {n_t}")

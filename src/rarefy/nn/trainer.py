@@ -207,7 +207,7 @@ class Trainer(Generic[B]):
                     self.stopper.restore(self.model)
                 s.best_epoch, s.best_val_loss = self.stopper.best_epoch, self.stopper.best_value
                 s.history.append(row)
-                log.info("%s epoch %d: train %.5g, val %.5g", self.name, epoch, row["train_loss"],
+                log.debug("%s epoch %d: train %.5g, val %.5g", self.name, epoch, row["train_loss"],
                          row.get("val_loss", math.nan))
                 board.log(row, epoch)
                 self._save()
