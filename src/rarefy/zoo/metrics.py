@@ -7,7 +7,7 @@ PR-AUC, ROC-AUC and the precision–recall curve come from scikit-learn
 least r (the usual interpolated operating point: one can always lower the threshold to
 reach recall r, and takes the threshold that does so with the highest precision).
 
-**Expected calibration error** (hand-written):
+**Expected calibration error** (:func:`rarefy.denoise.metrics.expected_calibration_error`):
 ``ECE = Σ_b (n_b / n) · |mean(y)_b − mean(p)_b|`` over bins of the predicted
 probability p. ``binning="mass"`` (the bench default) sorts the events by p (stable
 sort) and cuts them into ``bins`` parts of equal count (sizes differ by at most one;
@@ -21,7 +21,9 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+from ..denoise.metrics import expected_calibration_error, pr_auc
 
 __all__ = ["pr_auc", "roc_auc", "precision_at_recall", "expected_calibration_error", "RECALLS", "bench_metrics"]
 
@@ -32,13 +34,6 @@ RECALLS = (0.40, 0.48)
 def _both(y: np.ndarray) -> bool:
     y = np.asarray(y) >= 0.5
     return bool(y.any() and not y.all())
-
-
-def pr_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """Average precision (area under the PR curve); NaN without both classes."""
-    if not _both(y):
-        return float("nan")
-    return float(average_precision_score(np.asarray(y) >= 0.5, np.asarray(s, np.float64)))
 
 
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -55,27 +50,6 @@ def precision_at_recall(y: np.ndarray, s: np.ndarray, recall: float) -> float:
     prec, rec, _ = precision_recall_curve(np.asarray(y) >= 0.5, np.asarray(s, np.float64))
     ok = rec >= recall - 1e-12
     return float(prec[ok].max())
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 15,
-                               binning: Literal["mass", "width"] = "mass") -> float:
-    """ECE of probabilities ``p`` against outcomes ``y`` (see the module docstring); NaN when empty."""
-    y = np.asarray(y, np.float64)
-    p = np.asarray(p, np.float64)
-    n = len(y)
-    if n == 0:
-        return float("nan")
-    if binning == "width":
-        b = np.minimum((np.clip(p, 0.0, 1.0) * bins).astype(np.int64), bins - 1)
-    elif binning == "mass":
-        order = np.argsort(p, kind="stable")
-        b = np.empty(n, np.int64)
-        b[order] = (np.arange(n) * min(bins, n)) // n
-    else:
-        raise ValueError(f"binning must be 'mass' or 'width', got {binning!r}")
-    sy = np.bincount(b, weights=y, minlength=bins)
-    sp = np.bincount(b, weights=p, minlength=bins)
-    return float(np.abs(sy - sp).sum() / n)
 
 
 def bench_metrics(y: np.ndarray, score: np.ndarray, prob: np.ndarray | None, *, bins: int = 15,
