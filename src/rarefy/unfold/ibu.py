@@ -162,26 +162,24 @@ class IterativeBayes:
         if self.edges is not None:
             e = np.asarray(self.edges, dtype=float)
             if e.ndim != 1 or e.size < 2 or not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
-                raise InputError(f"ibu: edges must be at least two increasing finite numbers, got {self.edges}",
-                                 column="edges")
+                raise InputError(f"ibu: edges must be at least two increasing finite numbers, got {self.edges}")
         if self.rec_edges is not None:
             e = np.asarray(self.rec_edges, dtype=float)
             if e.ndim != 1 or e.size < 2 or not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
                 raise InputError(f"ibu: rec_edges must be at least two increasing finite numbers, got "
-                                 f"{self.rec_edges}", column="rec_edges")
+                                 f"{self.rec_edges}")
         if self.range is not None and (len(self.range) != 2 or not (math.isfinite(self.range[0])
                                                                    and math.isfinite(self.range[1])
                                                                    and self.range[0] < self.range[1])):
-            raise InputError(f"ibu: range must be [low, high] with low < high, got {self.range}", column="range")
+            raise InputError(f"ibu: range must be [low, high] with low < high, got {self.range}")
         for key, low in (("bins", 1), ("iterations", 0), ("members", 1)):
             value = getattr(self, key)
             if not isinstance(value, int) or value < low or value > 100_000:
-                raise InputError(f"ibu: {key} must be an integer in [{low}, 100000], got {value!r}", column=key)
+                raise InputError(f"ibu: {key} must be an integer in [{low}, 100000], got {value!r}")
         if self.rec_bins is not None and (not isinstance(self.rec_bins, int) or not 1 <= self.rec_bins <= 100_000):
-            raise InputError(f"ibu: rec_bins must be an integer in [1, 100000], got {self.rec_bins!r}",
-                             column="rec_bins")
+            raise InputError(f"ibu: rec_bins must be an integer in [1, 100000], got {self.rec_bins!r}")
         if self.prior not in ("sim", "flat"):
-            raise InputError(f"ibu: prior must be 'sim' or 'flat', got {self.prior!r}", column="prior")
+            raise InputError(f"ibu: prior must be 'sim' or 'flat', got {self.prior!r}")
 
     # ------------------------------------------------------------------ columns and bins
     def _columns(self, problem: Problem) -> tuple[int, int]:
