@@ -83,6 +83,8 @@ def ibu_iterate(response: np.ndarray, data: np.ndarray, prior: np.ndarray, itera
     """
     eff = response.sum(axis=0)
     reach = eff > 0
+    if not reach.any():
+        raise InputError("ibu: no passed simulated event in any gen bin; nothing can be unfolded")
     p = np.where(reach, np.asarray(prior, dtype=float), 0.0)
     if p.sum() <= 0:
         p = reach.astype(float)

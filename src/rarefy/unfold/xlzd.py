@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
+from ..errors import InputError
 from .base import Problem
 
 __all__ = ["XLZDCase"]
@@ -70,8 +71,6 @@ class XLZDCase:
     rec_names = ("s1c_phd", "s2c_phd", "e_rec_kev")
 
     def __post_init__(self) -> None:
-        from ..errors import InputError
-
         if not 0 < self.e_low < self.e_high:
             raise InputError(f"xlzd case: need 0 < e_low < e_high (keV), got {self.e_low}, {self.e_high}",
                              column="e_low")
@@ -170,14 +169,20 @@ class XLZDCase:
         ev = self._detect(e_sim, int(rng.integers(2**62)))
         rec = np.column_stack([ev["s1c_phd"], ev["s2c_phd"], ev["energy_kev"]])
         xs, ys = [], []
-        left = n_data
-        while left > 0:
-            m = int(left / 0.85) + 64
+        left, acc = n_data, max(float(ev["passed"].mean()), 0.01)
+        for _ in range(50):
+            if left <= 0:
+                break
+            m = int(left / acc * 1.1) + 64
             e = self.sample_truth(m, rng)
             d = self._detect(e, int(rng.integers(2**62)))
+            acc = max(float(d["passed"].mean()), 0.01)
             ok = np.flatnonzero(d["passed"])[:left]
             xs.append(e[ok])
             ys.append(np.column_stack([d["s1c_phd"][ok], d["s2c_phd"][ok], d["energy_kev"][ok]]))
             left -= ok.size
+        if left > 0:
+            raise InputError(f"xlzd case: only {n_data - left} of {n_data} measured events passed the S1 window "
+                             f"at θ = {self.theta}; the detector sees almost none of the spectrum")
         prob = Problem.build(self.names, self.rec_names, e_sim, rec, np.concatenate(ys), sim_pass=ev["passed"])
         return prob, np.concatenate(xs)
