@@ -33,7 +33,7 @@ def test_iteration_inverts_an_exact_folding():
 def test_recovers_the_gaussian_toy():
     toy = GaussianToy()
     edges = toy.default_edges(12)
-    prob, hidden = toy.problem(40_000, 20_000, 5)
+    prob, _ = toy.problem(40_000, 20_000, 5)
     res = IterativeBayes(edges=list(edges), iterations=8, members=10).unfold(prob, 5)
     mean, sd = res.histogram("x", edges)
     truth = toy.bin_probabilities(edges)
