@@ -1,8 +1,8 @@
 """mkdocs hooks: pages generated at build time, so nothing in them is copied by hand.
 
-- ``reference/config.md``: every section of the run config, rendered from the pydantic
-  schema ``rarefy.config.RunConfig.model_json_schema()`` (fields, types, defaults,
-  constraints, descriptions).
+- ``reference/config.md``: every section of the run config and of the ``rarefy anomaly`` and
+  ``rarefy unfold`` configs, rendered from their pydantic schemas
+  (``model_json_schema()``: fields, types, defaults, constraints, descriptions).
 - ``reference/cli.md``: every ``rarefy`` command with its arguments and options, from the
   typer app.
 - ``tutorial.md``: the percent-format script ``examples/legend/tutorial.py`` (``# %%``
@@ -126,47 +126,49 @@ def _fields_table(model: dict[str, Any], cls: Any = None) -> list[str]:
 
 
 def config_reference() -> str:
-    """The config reference page, rendered from ``RunConfig.model_json_schema()``."""
+    """The config reference page, rendered from the pydantic schemas of the run config and of the
+    commands with their own config file (``rarefy anomaly``, ``rarefy unfold``)."""
     sys.path.insert(0, str(ROOT / "src"))
     import rarefy.config as config_module
     from pydantic import BaseModel
-    from rarefy.config import RunConfig
+    from rarefy.config import AnomalyConfig, RunConfig, UnfoldConfig
 
     classes = {name: obj for name in dir(config_module)
                if isinstance(obj := getattr(config_module, name), type) and issubclass(obj, BaseModel)}
-    schema = RunConfig.model_json_schema()
-    defs = schema.get("$defs", {})
     lines = [
         "# Config reference",
         "",
         "Generated at build time from the pydantic schema "
         "(`rarefy.config.RunConfig.model_json_schema()`), so it always matches the code. "
         "A config is one YAML file; `rarefy.load_config(path)` validates it once and resolves "
-        "relative paths against the file's folder. Unknown keys are errors.",
-        "",
-        "## RunConfig (the file's top level)",
-        "",
-        _rst_to_md(schema.get("description", "")),
-        "",
-        *_fields_table(schema, RunConfig),
+        "relative paths against the file's folder. Unknown keys are errors. "
+        "`rarefy anomaly` and `rarefy unfold` read their own config files "
+        "([AnomalyConfig](#anomalyconfig-rarefy-anomaly), [UnfoldConfig](#unfoldconfig-rarefy-unfold)).",
         "",
     ]
-    order: list[str] = []
-    queue = _refs(schema.get("properties", {}))
-    while queue:
-        name = queue.pop(0)
-        if name in order or name not in defs:
-            continue
-        order.append(name)
-        queue += _refs(defs[name].get("properties", {}))
-    for name in order:
-        model = defs[name]
-        lines += [f"## {name}", ""]
-        if model.get("description"):
-            lines += [_rst_to_md(model["description"]), ""]
-        if model.get("properties"):
-            lines += _fields_table(model, classes.get(name))
-        lines.append("")
+    done: set[str] = set()
+    for cls, title in ((RunConfig, "RunConfig (the file's top level)"), (AnomalyConfig, "AnomalyConfig (rarefy anomaly)"),
+                       (UnfoldConfig, "UnfoldConfig (rarefy unfold)")):
+        schema = cls.model_json_schema()
+        defs = schema.get("$defs", {})
+        lines += [f"## {title}", "", _rst_to_md(schema.get("description", "")), "", *_fields_table(schema, cls), ""]
+        order: list[str] = []
+        queue = _refs(schema.get("properties", {}))
+        while queue:
+            name = queue.pop(0)
+            if name in order or name in done or name not in defs:
+                continue
+            order.append(name)
+            queue += _refs(defs[name].get("properties", {}))
+        for name in order:
+            done.add(name)
+            model = defs[name]
+            lines += [f"## {name}", ""]
+            if model.get("description"):
+                lines += [_rst_to_md(model["description"]), ""]
+            if model.get("properties"):
+                lines += _fields_table(model, classes.get(name))
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ FIT_CONFIGS = ("legend/legend.yaml", "legend/resum.yaml")
 SIM_CONFIGS = ("moderator/simulate.yaml", "moderator/run.yaml", "xlzd/run.yaml")
 INFER_CONFIGS = ("bbh/infer.yaml", "bbh/infer-full.yaml")
 ANOMALY_PREFIX = "anomaly/"  # rarefy anomaly configs: their own schema, validated, never run here
+UNFOLD_PREFIX = "unfold/"    # rarefy unfold configs: their own schema, validated, never run here
 
 #: replacement values: wrong types, negatives, zeros, huge numbers, NaN and infinity, empty and odd strings
 BAD_VALUES: list[Any] = [
@@ -320,6 +321,10 @@ def case_config(data: st.DataObject, ws: Workspace, folder: Path) -> Outcome:
         from rarefy.config import load_anomaly_config
 
         return call(load_anomaly_config, path)
+    if name.startswith(UNFOLD_PREFIX):
+        from rarefy.config import load_unfold_config
+
+        return call(load_unfold_config, path)
     first = call(validate_only, path)
     if first.exit_code != 0 or not isinstance(tree, dict):
         return first

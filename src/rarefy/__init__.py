@@ -40,6 +40,8 @@ _EXPORTS = {
     "infer": ".inference.run",
     "run_anomaly": ".anomaly.run",
     "AnomalyResult": ".anomaly.run",
+    "run_unfold": ".unfold.run",
+    "UnfoldResult": ".unfold.run",
     "load_surrogate": ".surrogate.factory",
     "Parameter": ".space",
     "RateTable": ".data.rates",
@@ -68,7 +70,7 @@ _EXPORTS = {
     "bench": ".jobs.bench",
     "BenchResult": ".jobs.bench",
 }
-_SUBMODULES = {"simulators", "denoise", "generate", "surrogate", "data", "report", "inference", "zoo", "anomaly"}
+_SUBMODULES = {"simulators", "denoise", "generate", "surrogate", "data", "report", "inference", "zoo", "anomaly", "unfold"}
 
 __all__ = sorted([*_EXPORTS, "simulators", "__version__"])
 
@@ -109,6 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .report.loop_report import loop_report
     from .jobs.bench import BenchResult, bench
     from .anomaly.run import AnomalyResult, run_anomaly
+    from .unfold.run import UnfoldResult, run_unfold
     from .jobs.optimize import optimize_run
     from .optim.design import optimize_design
     from .jobs.suggest import suggest

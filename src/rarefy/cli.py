@@ -18,6 +18,7 @@ command                                         Python equivalent
 ``rarefy generate train CONFIG --run RUN_DIR``  :func:`rarefy.train_generator`
 ``rarefy generate sample RUN_DIR ...``          :func:`rarefy.sample_generator`
 ``rarefy anomaly CONFIG --out DIR``             :func:`rarefy.run_anomaly`
+``rarefy unfold CONFIG --out DIR``              :func:`rarefy.run_unfold`
 ==============================================  =====================================
 
 Every command that reads a CONFIG takes ``--set KEY=VALUE`` (repeatable): dotted keys
@@ -430,6 +431,22 @@ def anomaly(
     from .anomaly.run import run_anomaly
 
     result = run_anomaly(config, out, overrides=overrides or ())
+    for line in result.lines():
+        console.print(line, markup=False, highlight=False)
+
+
+@app.command()
+def unfold(
+    config: Path = typer.Argument(..., help="Unfold config (YAML): data files or a known-truth case, methods, bins."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Output folder: histograms.csv, metrics.json, unfold_<column>.png."),
+    overrides: Optional[list[str]] = set_option(),
+) -> None:
+    """Unfold measured events to the generation level with each configured method (IBU, OmniFold, ...)."""
+    from .unfold.run import run_unfold
+
+    with lazy_progress("unfolding methods") as update:
+        result = run_unfold(config, out, overrides=overrides or (), progress=update)
     for line in result.lines():
         console.print(line, markup=False, highlight=False)
 

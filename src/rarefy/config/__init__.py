@@ -50,17 +50,21 @@ from .denoise import (LOSS_PARAMETERS, DenoiseConfig, DenoiseLossConfig, Denoise
 from .generate import GenerateConfig, GenerateFlowConfig
 from .infer import FullRateConfig, InferConfig, ObservationConfig, PriorConfig
 from .load import (anomaly_config_from_dict, apply_overrides, as_config, config_from_dict, dump_config,
-                   format_validation_error, load_anomaly_config, load_config)
+                   format_validation_error, load_anomaly_config, load_config, load_unfold_config,
+                   unfold_config_from_dict)
 from .loop import (AcquisitionConfig, BaselineConfig, LoopConfig, ObjectiveConfig, OptimizeConfig, ParetoConfig,
                    VerifyConfig, StopConfig)
 from .run import RunConfig
 from .simulator import EventColumnsConfig, SimulatorConfig
 from .space import ParameterConfig, SpaceConfig
 from .surrogate import SurrogateConfig
+from .unfold import GaussianCaseConfig, UnfoldConfig, UnfoldDataConfig, XLZDCaseConfig
 
 __all__ = [
     "AnomalyConfig", "AnomalyDataConfig", "AnomalySyntheticConfig", "AnomalyFlowConfig", "AnomalyClassifierConfig",
     "load_anomaly_config", "anomaly_config_from_dict",
+    "UnfoldConfig", "UnfoldDataConfig", "GaussianCaseConfig", "XLZDCaseConfig", "load_unfold_config",
+    "unfold_config_from_dict",
     "ParameterConfig", "SpaceConfig", "NoiseConfig", "FidelityConfig", "DataConfig",
     "SurrogateConfig", "RunConfig", "load_config", "dump_config", "format_validation_error", "LOSS_PARAMETERS",
     "EventColumnsConfig", "SimulatorConfig", "CampaignRunsConfig", "ExecutorConfig", "CampaignConfig",

@@ -36,9 +36,10 @@ from pydantic import ValidationError
 from ..errors import InputError
 from .anomaly import AnomalyConfig
 from .run import RunConfig
+from .unfold import UnfoldConfig
 
 __all__ = ["load_config", "load_anomaly_config", "config_from_dict", "dump_config", "format_validation_error", "as_config",
-           "apply_overrides", "Override", "anomaly_config_from_dict"]
+           "apply_overrides", "Override", "anomaly_config_from_dict", "load_unfold_config", "unfold_config_from_dict"]
 
 
 class Override:
@@ -197,6 +198,23 @@ def anomaly_config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] =
     cfg, _ = _validated(AnomalyConfig, raw, source, overrides)
     if cfg.data is not None:
         cfg.data.path = _absolute(cfg.data.path, base)
+    return cfg
+
+
+def load_unfold_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> UnfoldConfig:
+    """Read and validate a ``rarefy unfold`` config (:class:`UnfoldConfig`); the ``data`` files are resolved
+    against the config's folder. ``overrides``: ``KEY=VALUE`` as for :func:`load_config`."""
+    path = Path(path)
+    return unfold_config_from_dict(_read_yaml(path), base=path.parent, source=str(path), overrides=overrides)
+
+
+def unfold_config_from_dict(raw: dict[str, Any], base: str | os.PathLike[str] = ".", source: str = "<config>",
+                            overrides: Sequence[str] = ()) -> UnfoldConfig:
+    """Validate an unfold config given as a dict, after ``overrides``."""
+    cfg, _ = _validated(UnfoldConfig, raw, source, overrides)
+    if cfg.data is not None:
+        cfg.data.simulation = _absolute(cfg.data.simulation, base)
+        cfg.data.data = _absolute(cfg.data.data, base)
     return cfg
 
 

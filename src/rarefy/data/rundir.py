@@ -125,7 +125,7 @@ KEY = ("run_id", "fidelity")      # what identifies a row of rates.parquet
 LOCK = ".rarefy.lock"             # flock'ed while a job works in the directory
 HOLDER = ".rarefy.holder.json"    # who holds the lock: job, pid, host, command line, start time
 MARKER = ".rarefy.run.json"       # the directory's kind: which job created it
-KINDS = ("simulate", "run", "fit", "infer", "bench", "anomaly")   # the jobs that create a run directory (--out)
+KINDS = ("simulate", "run", "fit", "infer", "bench", "anomaly", "unfold")   # the jobs that create a run directory (--out)
 _SHARED = {"simulate": ("simulate", "run"), "run": ("simulate", "run")}  # kinds that share a directory
 _OWN_PREFIX = ".rarefy."          # the lock, holder and marker (and their temporary files)
 
