@@ -27,8 +27,10 @@ of ``Moderator.simulate`` (LF), ``--speed-events`` (100,000) events at the first
 design, best of 3. The moderator is a semi-analytic numpy stand-in; the ratio says what
 the flow costs per event, not what it would save against Geant4.
 
-``--phi all`` adds the track columns ``ncross``, ``thermalised`` and ``escaped`` (integers,
-dequantised), which do depend on θ: the panels a neutron crosses. The birth columns alone
+``--phi all`` adds the track columns ``ncross``, ``thermalised`` and ``escaped`` (integers
+with few values, drawn from categorical heads given the continuous columns and θ by the
+generate default ``discrete: auto``; ``--discrete dequantise`` dequantises them into the flow
+instead), which do depend on θ: the panels a neutron crosses. The birth columns alone
 do not (an LF neutron's birth is the same whatever the moderator), so ``--phi birth``
 tests the fidelity of the density and ``--phi all`` also the conditioning on θ.
 ``--passes 2`` uses coupling instead of fully autoregressive transforms (faster sampling).
@@ -107,6 +109,8 @@ def main() -> None:
                     help="birth: the 7 birth columns (independent of θ in the LF moderator); all: also the "
                          "θ-dependent integer track columns ncross, thermalised, escaped")
     ap.add_argument("--passes", type=int, default=None, help="flow.passes (None: fully autoregressive; 2: coupling)")
+    ap.add_argument("--discrete", choices=["auto", "dequantise"], default="auto",
+                    help="generate.discrete: few-valued integer φ as categorical heads (auto) or dequantised")
     ap.add_argument("--case", choices=["moderator", "xlzd"], default="moderator")
     ap.add_argument("--xlzd-runs", type=int, default=48)
     ap.add_argument("--xlzd-events", type=int, default=4000)
@@ -159,6 +163,7 @@ def main() -> None:
     aucs = np.array([r["auc"] for r in rows])
     out = {
         "benchmark": "flow_fastsim", "phi": phi, "flow": dict(cfg.flow.model_dump()), "epochs_run": len(fit.history),
+        "discrete": cfg.discrete, "categorical": gen.info["categorical"],
         "train_runs": args.train_runs, "train_events_per_run": args.train_events, "train_s": round(train_s, 1),
         "val_nll": gen.info["val_nll"], "eval_designs": args.designs, "eval_events": args.eval_events,
         "auc_mean": float(aucs.mean()), "auc_max": float(aucs.max()),
@@ -309,7 +314,8 @@ def _train_on_simulated(sim, space, runs: int, events: int, phi: list[str], epoc
     tables = [sim.simulate(row, events, "lf", seed=10_000 + i).with_run(run_id=f"run-{i:03d}")
               for i, row in enumerate(train)]
     sim_s = time.perf_counter() - t0
-    cfg = GenerateConfig(phi=phi, epochs=epochs, batch_size=512, flow={"passes": args.passes})
+    cfg = GenerateConfig(phi=phi, epochs=epochs, batch_size=512, flow={"passes": args.passes},
+                         discrete=args.discrete)
     t0 = time.perf_counter()
     fit = fit_generator(EventTable.concat(tables), space, cfg, seed=args.seed)
     return fit, cfg, sim_s, time.perf_counter() - t0

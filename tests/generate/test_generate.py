@@ -83,10 +83,12 @@ def test_save_load_gives_the_same_samples_without_pickle(tmp_path):
     events, space = synthetic()
     fit = fit_generator(events, space, GenerateConfig(**SMALL), seed=0)
     fit.generator.save(tmp_path / "g")
-    assert json.loads((tmp_path / "g" / "generator.json").read_text())["features"]["names"] == ["x", "k"]
+    meta = json.loads((tmp_path / "g" / "generator.json").read_text())
+    assert meta["features"]["names"] == ["x"] and meta["discrete"]["columns"] == ["k"]   # k: a categorical head
     back = Generator.load(tmp_path / "g")
     theta = {"a": 0.7, "b": -0.5}
     np.testing.assert_array_equal(back.sample_array(theta, 300, seed=3), fit.generator.sample_array(theta, 300, seed=3))
+    assert back.phi_names == ["x", "k"]
     (tmp_path / "g" / "model.pt").write_bytes(b"not a torch file")
     with pytest.raises(InputError, match="cannot read the generator's weights"):
         Generator.load(tmp_path / "g")

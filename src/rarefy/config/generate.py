@@ -29,9 +29,13 @@ class GenerateFlowConfig(ConfigModel):
     @field_validator("hidden")
     @classmethod
     def _hidden(cls, v: list[int]) -> list[int]:
-        if not v or len(v) > MAX_LAYERS or any(not 1 <= h <= MAX_WIDTH for h in v):
-            raise ValueError(f"hidden must list 1 to {MAX_LAYERS} widths in 1..{MAX_WIDTH}, got {v}")
-        return v
+        return _widths(v)
+
+
+def _widths(v: list[int]) -> list[int]:
+    if not v or len(v) > MAX_LAYERS or any(not 1 <= h <= MAX_WIDTH for h in v):
+        raise ValueError(f"hidden must list 1 to {MAX_LAYERS} widths in 1..{MAX_WIDTH}, got {v}")
+    return v
 
 
 class GenerateConfig(ConfigModel):
@@ -43,6 +47,15 @@ class GenerateConfig(ConfigModel):
     """the φ columns to generate (default: every φ column of the events)"""
     integer: list[str] | None = None
     """φ columns that take integer values (uniformly dequantised); null: those whose training values are all integers"""
+    discrete: Literal["auto", "dequantise"] = "auto"
+    """how integer φ columns with few values are modelled: ``auto``, exactly, by a categorical classifier head per
+    column given the continuous columns, the earlier discrete ones and θ (the integer columns with at most
+    ``max_categories`` distinct training values; the others stay dequantised in the flow); ``dequantise``, every
+    integer column uniformly dequantised in the flow"""
+    max_categories: int = Field(default=32, ge=2, le=MAX_WIDTH)
+    """``discrete: auto``: an integer column with at most this many distinct values gets a categorical head"""
+    discrete_hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    """hidden layer widths of each discrete column's classifier head"""
     condition_on_outcome: bool = False
     """also condition on the outcome y, to learn p(φ | θ, y) (sample y = 1 for the rare events' φ)"""
     margin: float = Field(default=0.01, gt=0, le=1)
@@ -71,3 +84,8 @@ class GenerateConfig(ConfigModel):
     """fraction of the runs (whole runs: their designs are unseen) held out to validate"""
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     """seed of initialisation, split, batches and dequantisation (default: the config's seed)"""
+
+    @field_validator("discrete_hidden")
+    @classmethod
+    def _discrete_hidden(cls, v: list[int]) -> list[int]:
+        return _widths(v)

@@ -5,7 +5,10 @@ A simulator throws ``n`` primaries at a design θ and returns their per-event pa
 p(φ | θ) of one fidelity's events with a zuko flow (NSF or MAF) conditioned on θ in the
 design space's unit cube, and then draws new events at any θ of the space in
 milliseconds. Bounded φ pass through a logit of their min–max-scaled value and integer
-φ are uniformly dequantised (:mod:`~rarefy.generate.features`); training is
+φ with many values are uniformly dequantised (:mod:`~rarefy.generate.features`); integer
+φ with few values (flags, small counts) are drawn exactly from a categorical classifier
+head each, given the continuous φ, the earlier discrete φ and θ
+(:mod:`~rarefy.generate.discrete`); training is
 maximum likelihood with rarefy's one trainer (:mod:`~rarefy.generate.train`); the
 generator saves as a state_dict plus JSON (:mod:`~rarefy.generate.model`).
 :mod:`~rarefy.generate.evaluate` compares generated and simulated events (classifier
@@ -18,8 +21,9 @@ Jobs on a run directory: :func:`rarefy.jobs.generate.train_generator` and
 
 from __future__ import annotations
 
+from .discrete import DiscreteHeads
 from .features import FeatureMap
 from .model import Generator, build_flow
 from .train import GeneratorFit, fit_generator
 
-__all__ = ["FeatureMap", "Generator", "GeneratorFit", "build_flow", "fit_generator"]
+__all__ = ["DiscreteHeads", "FeatureMap", "Generator", "GeneratorFit", "build_flow", "fit_generator"]

@@ -6,9 +6,15 @@ cube, ``u = (θ - low) / (high - low)`` (so every parameter counts alike whateve
 unit), with the outcome y ∈ {0, 1} appended when conditioned on it. φ lives in the
 unbounded space of :class:`~rarefy.generate.features.FeatureMap`.
 
+With discrete heads (:mod:`~rarefy.generate.discrete`) the flow models the continuous
+columns φ_c only and each few-valued integer column is drawn from a categorical given φ_c,
+the earlier discrete columns and θ: p(φ | θ) = q(φ_c | θ) · Π_k P(d_k | φ_c, d_<k, θ).
+
 **Files** (no pickle): ``model.pt``, the flow's ``state_dict`` (read with
 ``weights_only=True``), and ``generator.json``: φ names, θ space, feature map, flow
-options, fidelity, seed, training summary.
+options, fidelity, seed, training summary; with discrete heads also ``discrete.pt`` (their
+``state_dict``) and their columns and categories under ``discrete`` in ``generator.json``
+(a file without that key is a flow over every column).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from ..errors import InputError, fmt_value
 from ..io import atomic_path
 from ..nn.seeding import seeded
 from ..space import DesignSpace
+from .discrete import HEADS_FILE, DiscreteHeads
 from .features import FeatureMap
 
 __all__ = ["Generator", "build_flow", "MODEL_FILE", "META_FILE"]
@@ -76,10 +83,14 @@ class Generator:
         Whether the flow is conditioned on the outcome y as well.
     info:
         Training summary (seed, events, runs, epochs, validation NLL), kept in ``generator.json``.
+    discrete:
+        The categorical heads of the discrete columns (None: the flow models every column,
+        ``features`` then covers them all; else ``features`` covers the continuous ones).
     """
 
     def __init__(self, flow: zuko.flows.Flow, features: FeatureMap, space: DesignSpace, options: Mapping[str, Any],
-                 fidelity: str, condition_on_outcome: bool = False, info: Mapping[str, Any] | None = None) -> None:
+                 fidelity: str, condition_on_outcome: bool = False, info: Mapping[str, Any] | None = None,
+                 discrete: DiscreteHeads | None = None) -> None:
         self.flow = flow.eval()
         self.features = features
         self.space = space
@@ -87,11 +98,12 @@ class Generator:
         self.fidelity = fidelity
         self.condition_on_outcome = bool(condition_on_outcome)
         self.info = dict(info or {})
+        self.discrete = discrete.eval() if discrete is not None else None
 
     @property
     def phi_names(self) -> list[str]:
         """The generated φ columns, in order."""
-        return list(self.features.names)
+        return list(self.features.names) if self.discrete is None else list(self.discrete.names)
 
     @property
     def theta_names(self) -> list[str]:
@@ -158,7 +170,10 @@ class Generator:
             dist = self.flow(ctx)
             for start in range(0, int(n), _CHUNK):
                 out.append(dist.sample((min(_CHUNK, int(n) - start),)).double().numpy())
-        z = np.concatenate(out) if out else np.zeros((0, len(self.phi_names)))
+        z = np.concatenate(out) if out else np.zeros((0, len(self.features.names)))
+        if self.discrete is not None:
+            phi_c = self.features.inverse(z)
+            return self.discrete.complete(phi_c, self.features.forward(phi_c, None), ctx, seed)
         return self.features.inverse(z)
 
     def sample(self, theta: Mapping[str, Any], n: int, seed: int = 0, outcome: int | None = None) -> pd.DataFrame:
@@ -175,11 +190,18 @@ class Generator:
         """log density of φ (n, p) given θ (n, d, unit cube) in the flow's space (integers at mid-bin ``u = 0.5``).
 
         A relative score (e.g. a validation NLL); it omits the Jacobian of the feature map,
-        which does not depend on the flow.
+        which does not depend on the flow. With discrete heads it adds their exact log probability.
         """
+        idx = None
+        if self.discrete is not None:
+            phi, idx = self.discrete.split(phi)
         z = torch.from_numpy(self.features.forward(phi, None))
         ctx = self.context(theta_unit, outcome)
         out = [self.flow(ctx[i:i + _CHUNK]).log_prob(z[i:i + _CHUNK]).double().numpy() for i in range(0, len(z), _CHUNK)]
+        if idx is not None:
+            it = torch.from_numpy(idx)
+            out = [o + self.discrete.log_prob(z[i:i + _CHUNK], ctx[i:i + _CHUNK], it[i:i + _CHUNK]).double().numpy()
+                   for o, i in zip(out, range(0, len(z), _CHUNK))]
         return np.concatenate(out) if out else np.zeros(0)
 
     # ----------------------------------------------------------------- I/O
@@ -192,6 +214,10 @@ class Generator:
         meta = {"fidelity": self.fidelity, "condition_on_outcome": self.condition_on_outcome,
                 "flow": self.options, "features": self.features.state(), "space": self.space.to_dict(),
                 "info": self.info}
+        if self.discrete is not None:
+            with atomic_path(folder / HEADS_FILE) as tmp:
+                torch.save(self.discrete.state_dict(), tmp)
+            meta["discrete"] = self.discrete.state()
         with atomic_path(folder / META_FILE) as tmp:
             tmp.write_text(json.dumps(meta, indent=1))
         return folder
@@ -208,6 +234,7 @@ class Generator:
             meta = json.loads((folder / META_FILE).read_text())
             features = FeatureMap.from_state(meta["features"])
             space = DesignSpace.from_dict(meta["space"])
+            heads = DiscreteHeads.from_state(meta["discrete"]) if meta.get("discrete") else None
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"cannot read the generator: {exc}", file=folder / META_FILE) from None
         o = meta["flow"]
@@ -218,8 +245,15 @@ class Generator:
             flow.load_state_dict(torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True))
         except Exception as exc:  # corrupt or foreign file
             raise InputError(f"cannot read the generator's weights: {exc}", file=folder / MODEL_FILE) from None
-        return cls(flow, features, space, o, meta["fidelity"], meta["condition_on_outcome"], meta.get("info"))
+        if heads is not None:
+            try:
+                heads.load_state_dict(torch.load(folder / HEADS_FILE, map_location="cpu", weights_only=True))
+            except Exception as exc:  # missing, corrupt or foreign file
+                raise InputError(f"cannot read the discrete heads' weights: {exc}", file=folder / HEADS_FILE) from None
+        return cls(flow, features, space, o, meta["fidelity"], meta["condition_on_outcome"], meta.get("info"), heads)
 
     def __repr__(self) -> str:
         y = ", y" if self.condition_on_outcome else ""
-        return f"Generator(p({', '.join(self.phi_names)} | θ{y}), fidelity={self.fidelity!r}, flow={self.options['kind']})"
+        d = f", categorical: {', '.join(self.discrete.columns)}" if self.discrete is not None else ""
+        return (f"Generator(p({', '.join(self.phi_names)} | θ{y}), fidelity={self.fidelity!r}, "
+                f"flow={self.options['kind']}{d})")

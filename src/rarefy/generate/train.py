@@ -9,6 +9,16 @@ for integer columns, min–max scaling, logit, standardisation). Maximising it m
 KL(p_data ‖ q) of the (dequantised) event density, whose floor gives back the integer
 probabilities exactly.
 
+**Discrete heads** (``discrete: auto``, :mod:`rarefy.generate.discrete`): integer columns
+with at most ``max_categories`` distinct values leave the flow and get a categorical head
+each; the loss is then the joint negative log-likelihood
+
+    L = - mean_i [log q(z_{c,i} | c_i) + Σ_k log P(d_{k,i} | φ_{c,i}, d_{<k,i}, θ_i)],
+
+flow and heads trained together (one trainer, one early stopping on the joint validation
+NLL; the heads are initialised after the flow under the same seed, so the flow starts from
+the same weights either way).
+
 **Split.** Whole runs are held out for validation (``val_fraction`` of the runs, at
 least one when there are two or more runs), so the validation NLL is measured at designs
 the flow never saw; early stopping keeps the best epoch by it. With a single run, events
@@ -42,6 +52,7 @@ from ..nn.early_stopping import EarlyStopping
 from ..nn.seeding import seeded
 from ..nn.trainer import Trainer
 from ..space import DesignSpace
+from .discrete import DiscreteHeads, FlowWithHeads, select_discrete
 from .features import FeatureMap
 from .model import Generator, build_flow
 
@@ -149,38 +160,56 @@ def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *
         tr = np.sort(rng.choice(tr, cfg.max_events, replace=False))
     if len(va) > _VAL_CAP:
         va = np.sort(rng.choice(va, _VAL_CAP, replace=False))
-    features = FeatureMap.fit(phi[tr], names, integer, cfg.margin, np.random.default_rng([seed, 4]))
+    d_cols = select_discrete(phi, names, integer, cfg.discrete, cfg.max_categories)
+    cont = [j for j in range(len(names)) if j not in d_cols]
+    features = FeatureMap.fit(phi[tr][:, cont], [names[j] for j in cont], [integer[j] for j in cont], cfg.margin,
+                              np.random.default_rng([seed, 4]))
     unit = space.to_unit(theta).astype(np.float32)
     ctx_all = np.column_stack([unit, y]) if cfg.condition_on_outcome else unit
     ctx_tr = torch.from_numpy(np.ascontiguousarray(ctx_all[tr], dtype=np.float32))
-    phi_tr = phi[tr]
-    log.info("generate: %d training events (%d runs), %d validation events (%d runs), φ = %s, integer: %s",
-             len(tr), len(train_runs), len(va), len(val_runs), names, [c for c, i in zip(names, integer) if i])
+    log.info("generate: %d training events (%d runs), %d validation events (%d runs), φ = %s, integer: %s, "
+             "categorical: %s", len(tr), len(train_runs), len(va), len(val_runs), names,
+             [c for c, i in zip(names, integer) if i], [names[j] for j in d_cols])
 
     o = cfg.flow
+    heads = None
     with seeded(seed):
-        flow = build_flow(len(names), ctx_all.shape[1], o.kind, o.transforms, o.hidden, o.bins, o.passes)
+        flow = build_flow(len(cont), ctx_all.shape[1], o.kind, o.transforms, o.hidden, o.bins, o.passes)
+        if d_cols:
+            heads = DiscreteHeads(names, [names[j] for j in d_cols], [np.unique(phi[:, j]) for j in d_cols],
+                                  len(cont), ctx_all.shape[1], cfg.discrete_hidden)
+    model: torch.nn.Module = flow if heads is None else FlowWithHeads(flow, heads)
+    phi_tr, idx_tr = (phi[tr], None) if heads is None else heads.split(phi[tr])
     n, bs = len(tr), cfg.batch_size
     nb = max(1, math.ceil(n / bs))
     if cfg.max_batches is not None:
         nb = min(nb, cfg.max_batches)
 
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         erng = np.random.default_rng([seed, 2, epoch])
         perm = erng.permutation(n)[: nb * bs]
         z = features.forward(phi_tr[perm], erng)
+        if idx_tr is not None:     # the heads read φ_c at the integer bins' mid-points, and the categories
+            zm = torch.from_numpy(features.forward(phi_tr[perm], None) if features.integer.any() else z)
+            d = torch.from_numpy(idx_tr[perm])
         for b in range(nb):
             sl = slice(b * bs, (b + 1) * bs)
             if sl.start >= len(perm):
                 break
-            yield torch.from_numpy(z[sl]), ctx_tr[torch.from_numpy(perm[sl])]
+            if idx_tr is None:
+                yield torch.from_numpy(z[sl]), ctx_tr[torch.from_numpy(perm[sl])]
+            else:
+                yield torch.from_numpy(z[sl]), ctx_tr[torch.from_numpy(perm[sl])], zm[sl], d[sl]
 
-    def step(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        z, c = batch
-        return -model(c).log_prob(z).mean()
+    def step(model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if len(batch) == 2:
+            z, c = batch
+            return -model(c).log_prob(z).mean()
+        flow_nll, discrete_nll = model.nll(*batch)
+        return (flow_nll + discrete_nll).mean()
 
     validate = None
-    if len(va):
+    if len(va) and heads is None:
         z_va = torch.from_numpy(features.forward(phi[va], np.random.default_rng([seed, 3])))
         c_va = torch.from_numpy(np.ascontiguousarray(ctx_all[va], dtype=np.float32))
 
@@ -188,13 +217,24 @@ def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *
             nll = float(torch.cat([-model(c_va[i:i + 65536]).log_prob(z_va[i:i + 65536])
                                    for i in range(0, len(z_va), 65536)]).double().mean())
             return {"val_loss": nll, "val_nll": nll}
+    elif len(va):
+        phi_va, idx_va = heads.split(phi[va])
+        val = (torch.from_numpy(features.forward(phi_va, np.random.default_rng([seed, 3]))),
+               torch.from_numpy(np.ascontiguousarray(ctx_all[va], dtype=np.float32)),
+               torch.from_numpy(features.forward(phi_va, None)), torch.from_numpy(idx_va))
+
+        def validate(model: torch.nn.Module) -> dict[str, float]:
+            parts = [model.nll(*(t[i:i + 65536] for t in val)) for i in range(0, len(val[0]), 65536)]
+            f = float(torch.cat([p[0] for p in parts]).double().mean())
+            d = float(torch.cat([p[1] for p in parts]).double().mean())
+            return {"val_loss": f + d, "val_nll": f + d, "val_nll_flow": f, "val_nll_discrete": d}
 
     work = Path(workdir) if workdir is not None else None
     fingerprint = hashlib.sha256(json.dumps(
         {"cfg": cfg.model_dump(mode="json"), "seed": seed, "n": len(events), "theta": space.to_dict(),
          "runs": train_runs + ["|"] + val_runs, "sum": float(phi[tr].sum())}, sort_keys=True).encode()).hexdigest()
-    trainer: Trainer[tuple[torch.Tensor, torch.Tensor]] = Trainer(
-        flow, lambda p: torch.optim.Adam(p, lr=cfg.lr, weight_decay=cfg.weight_decay), step, epochs=cfg.epochs,
+    trainer: Trainer[tuple[torch.Tensor, ...]] = Trainer(
+        model, lambda p: torch.optim.Adam(p, lr=cfg.lr, weight_decay=cfg.weight_decay), step, epochs=cfg.epochs,
         validate=validate, early_stopping=EarlyStopping(cfg.patience if validate is not None else None),
         lr_schedule=cfg.lr_schedule, grad_clip=cfg.grad_clip, seed=seed,
         checkpoint=work / CHECKPOINT if work is not None else None, fingerprint=fingerprint,
@@ -204,9 +244,9 @@ def fit_generator(events: EventTable, space: DesignSpace, cfg: GenerateConfig, *
     info = {"seed": seed, "events_train": int(len(tr)), "events_val": int(len(va)), "runs_train": len(train_runs),
             "runs_val": len(val_runs), "epochs": state.epochs_run, "best_epoch": state.best_epoch,
             "val_nll": None if not math.isfinite(state.best_val_loss) else state.best_val_loss,
-            "stopped_early": state.stopped_early}
+            "stopped_early": state.stopped_early, "categorical": [names[j] for j in d_cols]}
     options = {"kind": o.kind, "transforms": o.transforms, "hidden": list(o.hidden), "bins": o.bins,
                "passes": o.passes}
     fidelity = str(events.table.column("fidelity")[0].as_py()) if "fidelity" in events.table.column_names else ""
-    gen = Generator(flow, features, space, options, fidelity, cfg.condition_on_outcome, info)
+    gen = Generator(flow, features, space, options, fidelity, cfg.condition_on_outcome, info, heads)
     return GeneratorFit(gen, list(state.history), train_runs, val_runs)
