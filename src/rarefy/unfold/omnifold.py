@@ -91,12 +91,12 @@ class OmniFold:
     intra-op threads during the fit (0: leave the current setting).
     """
 
-    iterations: int = 4
-    ensemble: int = 10
+    iterations: int = 6
+    ensemble: int = 8
     hidden: tuple[int, ...] = (32, 32)
     activation: str = "relu"
-    epochs_first: int = 3
-    epochs_next: int = 1
+    epochs_first: int = 4
+    epochs_next: int = 3
     batch_size: int = 4096
     lr: float = 1e-2
     lr_next: float = 3e-3
