@@ -136,7 +136,11 @@ def main() -> None:
     a = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.WARNING)
-    import tensorflow as tf
+    import sys
+
+    with redirect_stdout(sys.stderr):  # the package prints at import; stdout holds only the JSON line
+        import omnifold  # noqa: F401
+        import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
