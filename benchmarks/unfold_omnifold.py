@@ -19,7 +19,8 @@ statistical fluctuations are correlated), its χ²/ndf and largest |pull|; both 
 exact truth; means and widths; wall times and their ratio. Both run with one CPU thread; wall and CPU
 (process) times are reported, CPU time being the fairer on a shared machine.
 
-    /work/venv-of/bin/python benchmarks/unfold_omnifold.py --seeds 1001 1002 1003 1004 1005
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/unfold_omnifold.py --seeds 1001 --n-sim 20000 --n-data 10000 \
+        --members 4 --pkg-epochs 5 --pkg-early-stop 2
 
 (needs ``pip install -e ".[omnifold]"``: TensorFlow). Prints one JSON line.
 """
