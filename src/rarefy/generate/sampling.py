@@ -49,6 +49,7 @@ class _Layer:
 @dataclass
 class _Pass:
     columns: Tensor     # the φ columns this pass inverts (group g of the transform)
+    rows: slice | Tensor  # the same as a slice when they are adjacent (a view, no copy)
     inputs: Tensor      # the φ columns the first layer reads (groups < g); empty for group 0
     layers: list[_Layer]
 
@@ -121,8 +122,8 @@ class FlowSampler:
                 for layer in layers[1:]:
                     h = torch.addmm(layer.bias, torch.relu(h), layer.weight.t())
                 params = h[0].reshape(len(cols), total)
-                consts = [_ConstantAffine(q, slope) if kind == "affine" else _ConstantRQS(q, slope) for q in params]
-            passes.append((_Pass(cols, inputs, layers), consts))
+                consts = _ConstantAffine(params, slope) if kind == "affine" else _ConstantRQS(params, slope)
+            passes.append((_Pass(cols, _rows(cols), inputs, layers), consts))
         return {"kind": kind, "slope": float(slope), "passes": passes, "total": total}
 
     # --------------------------------------------------------------- sampling
@@ -150,14 +151,21 @@ class FlowSampler:
                 for layer in layers[1:]:
                     h = torch.addmm(layer.bias[:, None], layer.weight, torch.relu_(h))
                 params = h                                   # (columns × parameters, n)
+            if consts is not None:
+                x[ps.rows] = consts(y[ps.rows])
+                continue
             for j, col in enumerate(ps.columns.tolist()):
-                if consts is not None:
-                    x[col] = consts[j](y[col])
-                elif t["kind"] == "affine":
+                if t["kind"] == "affine":
                     x[col] = _affine_inverse(params[j * total:(j + 1) * total], y[col], t["slope"])
                 else:
                     x[col] = _rqs_inverse(params[j * total:(j + 1) * total], y[col], t["slope"])
         return x
+
+
+def _rows(cols: Tensor) -> slice | Tensor:
+    """``cols`` as a slice when they are adjacent (indexing then gives a view), else as they are."""
+    c = cols.tolist()
+    return slice(c[0], c[-1] + 1) if c == list(range(c[0], c[0] + len(c))) else cols
 
 
 def _affine_inverse(params: Tensor, y: Tensor, slope: float) -> Tensor:
@@ -188,19 +196,26 @@ def _rqs_inverse(params: Tensor, y: Tensor, slope: float, bound: float = 5.0) ->
     and derivatives at b and b + 1 are taken from the unnormalised sums.
     """
     k = (params.shape[0] + 1) // 3
+    n = y.shape[0]
     ln = math.log(slope)
-    cw = _cumexp(params[:k], 2 / ln)                                    # (K + 1, n): 0, c_0, …, c_{K-1}
-    ch = _cumexp(params[k:2 * k], 2 / ln)
+    e = _squash_exp(params[:2 * k], 2 / ln).view(2, k, n)               # widths, heights
+    # buf[0], buf[1]: 0, c_0, …, c_{K-1} of the widths and heights; buf[2]: the raw derivatives at the K + 1
+    # knots (0 at both ends: derivative 1)
+    buf = torch.empty((3, k + 1, n), dtype=y.dtype)
+    buf[:, 0] = 0
+    buf[:2, 1] = e[:, 0]
+    for i in range(1, k):
+        torch.add(buf[:2, i], e[:, i], out=buf[:2, i + 1])
+    buf[2, k] = 0
+    buf[2, 1:k] = params[2 * k:]
+    cw, ch = buf[0], buf[1]
     t = (y + bound) * (ch[k] / (2 * bound))
-    b = _count_below(ch[1:k], t)[None]                                  # (1, n) in [0, K - 1]
-    b1 = b + 1
-    sw, sh = (2 * bound) / cw[k], (2 * bound) / ch[k]
-    x0, x1 = cw.gather(0, b)[0] * sw - bound, cw.gather(0, b1)[0] * sw - bound
-    y0, y1 = ch.gather(0, b)[0] * sh - bound, ch.gather(0, b1)[0] * sh - bound
-    # derivatives at the knots: 1 at both ends, exp(squash(d_{i-1})) at the inner knot i
-    dpad = torch.nn.functional.pad(params[2 * k:], (0, 0, 1, 1))        # (K + 1, n), raw 0 -> derivative 1
-    d0, d1 = _squash_exp(dpad.gather(0, b)[0], 1 / ln), _squash_exp(dpad.gather(0, b1)[0], 1 / ln)
-    return _segment_inverse(x0, x1, y0, y1, d0, d1, y, _inside(y, bound))
+    b = _count_below(ch[1:k], t)                                         # (n,) in [0, K - 1]
+    ends = buf.gather(1, torch.stack([b, b + 1])[None].expand(3, 2, n))  # (3, 2, n): values at b and b + 1
+    xs = ends[0] * ((2 * bound) / cw[k]) - bound
+    ys = ends[1] * ((2 * bound) / ch[k]) - bound
+    ds = _squash_exp(ends[2], 1 / ln)
+    return _segment_inverse(xs[0], xs[1], ys[0], ys[1], ds[0], ds[1], y, _inside(y, bound))
 
 
 def _squash_exp(u: Tensor, c: float) -> Tensor:
@@ -222,14 +237,16 @@ def _cumexp(u: Tensor, c: float) -> Tensor:
 
 
 def _count_below(rows: Tensor, t: Tensor) -> Tensor:
-    """#{i : rows_i < t} per column (int64), for rows (m, n) or knots (m,) against t (n,), counted in float
-    arithmetic, ((m + Σ sign(t - rows_i)) / 2, which is faster than comparisons on CPU; a tie, of probability
-    zero, counts ½ and is floored."""
-    diff = t - rows[:, None] if rows.dim() == 1 else t - rows
-    acc = diff[0].sign_()
-    for i in range(1, diff.shape[0]):
-        acc += diff[i].sign_()
-    return ((acc + diff.shape[0]) * 0.5).long()
+    """#{i : rows_i < t} (int64), for rows (m, n) against t (n,), or knots (f, m, 1) against t (f, n), counted
+    in float arithmetic, (m + Σ sign(t - rows_i)) / 2, which is faster than comparisons on CPU; a tie, of
+    probability zero, counts ½ and is floored."""
+    diff = (t - rows) if rows.dim() == 2 else (t[:, None] - rows)      # (m, n) or (f, m, n)
+    m = diff.shape[-2]
+    diff.sign_()
+    acc = diff[..., 0, :]
+    for i in range(1, m):
+        acc += diff[..., i, :]
+    return ((acc + m) * 0.5).long()
 
 
 def _inside(y: Tensor, bound: float) -> Tensor:
@@ -242,43 +259,46 @@ def _segment_inverse(x0: Tensor, x1: Tensor, y0: Tensor, y1: Tensor, d0: Tensor,
     """Inverse of one rational-quadratic segment from (x0, y0) to (x1, y1) with end slopes d0, d1 (zuko's
     formulas: the root of a z² + b z + c = 0 in the stable form 2c / (-b - √(b² - 4ac))); y where ``inside``
     (1.0 / 0.0) is 0. Outside, y - y0 is replaced by 0, so the segment's branch is finite (x0) there."""
-    dy = y1 - y0
-    s = dy / (x1 - x0)
-    y_ = (y - y0) * inside
-    q = d0 + d1 - 2 * s
-    a = dy * (s - d0) + y_ * q
-    bb = dy * d0 - y_ * q
-    c = -s * y_
-    z = 2 * c / (-bb - torch.sqrt(bb * bb - 4 * a * c))
-    return torch.lerp(y, x0 + z * (x1 - x0), inside)
+    dx, dy = x1 - x0, y1 - y0
+    s = dy / dx
+    y_ = (y - y0).mul_(inside)
+    q = torch.add(d0 + d1, s, alpha=-2.0)
+    yq = y_ * q
+    a = torch.addcmul(yq, dy, s - d0)
+    bb = (dy * d0).sub_(yq)
+    sy = s * y_                                          # -c
+    z = (sy + sy).div_(torch.addcmul(bb * bb, a, sy, value=4.0).sqrt_().add_(bb))
+    return torch.lerp(y, torch.addcmul(x0, z, dx), inside)
 
 
 class _ConstantRQS:
-    """The inverse of one column's spline whose parameters depend on the context only: the segments' constants
-    are computed once, the bin found by counting the inner knots below y."""
+    """The inverse of the splines of f columns whose parameters (f, 3K - 1) depend on the context only: the
+    segments' constants are computed once, the bin found by counting the inner knots below y (f, n)."""
 
     def __init__(self, params: Tensor, slope: float, bound: float = 5.0) -> None:
-        k = (params.shape[0] + 1) // 3
-        p = params[:, None]
+        f, k = params.shape[0], (params.shape[1] + 1) // 3
+        p = params.t()                                                   # (3K - 1, f)
         self.k, self.bound = k, bound
-        hz = _knots(p[:k], slope, bound)[:, 0]
-        vt = _knots(p[k:2 * k], slope, bound)[:, 0]
-        self.inner = vt[1:k].contiguous()
-        d = p[2 * k:, 0]
-        der = torch.nn.functional.pad(_squash_exp(d, 1 / math.log(slope)), (1, 1), value=1.0)
-        self.table = torch.stack([hz[:-1], hz[1:], vt[:-1], vt[1:], der[:-1], der[1:]])   # (6, K)
+        hz = _knots(p[:k], slope, bound).t()                             # (f, K + 1)
+        vt = _knots(p[k:2 * k], slope, bound).t()
+        self.inner = vt[:, 1:k, None].contiguous()                       # (f, K - 1, 1)
+        der = torch.nn.functional.pad(_squash_exp(p[2 * k:].t(), 1 / math.log(slope)), (1, 1), value=1.0)
+        table = torch.stack([hz[:, :-1], hz[:, 1:], vt[:, :-1], vt[:, 1:], der[:, :-1], der[:, 1:]])
+        self.table = table.reshape(6, f * k)                              # (6, f K): column j's bins at j K …
+        self.offset = (torch.arange(f) * k)[:, None]
 
     def __call__(self, y: Tensor) -> Tensor:
-        b = _count_below(self.inner, y)                                  # vt[b] < y <= vt[b + 1]
-        seg = self.table.index_select(1, b)                               # (6, n)
+        f, n = y.shape
+        b = _count_below(self.inner, y) + self.offset                    # vt[b] < y <= vt[b + 1]
+        seg = self.table.index_select(1, b.view(-1)).view(6, f, n)
         return _segment_inverse(*seg, y, _inside(y, self.bound))
 
 
 class _ConstantAffine:
-    """The inverse of one column's affine map whose parameters depend on the context only."""
+    """The inverse of the affine maps of f columns whose parameters (f, 2) depend on the context only."""
 
     def __init__(self, params: Tensor, slope: float) -> None:
-        self.shift, scale = params[0], params[1]
+        self.shift, scale = params[:, :1], params[:, 1:]
         self.inv_scale = torch.exp(-scale / (1 + torch.abs(scale / math.log(slope))))
 
     def __call__(self, y: Tensor) -> Tensor:
