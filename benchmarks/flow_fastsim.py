@@ -86,6 +86,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -340,13 +341,13 @@ def _columns(table, cols: list[str]) -> np.ndarray:
     return np.column_stack([table.column(c).to_numpy() for c in cols])
 
 
-def _timed(f) -> float:  # noqa: ANN001
+def _timed(f: Callable[[], object]) -> float:
     t = time.perf_counter()
     f()
     return time.perf_counter() - t
 
 
-def _timed2(f) -> tuple[float, float]:  # noqa: ANN001
+def _timed2(f: Callable[[], object]) -> tuple[float, float]:
     """(wall-clock seconds, CPU seconds of this process) of ``f()``."""
     t, c = time.perf_counter(), time.process_time()
     f()
