@@ -39,3 +39,24 @@ def test_the_sampler_draws_the_flow_at_its_context():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     with torch.inference_mode():
         torch.testing.assert_close(a, flow(c).transform.inv(z), rtol=2e-4, atol=2e-4)
+
+
+def test_a_single_phi_column_falls_back_to_zukos_sampling():
+    import numpy as np
+
+    from rarefy.config import GenerateConfig
+    from rarefy.data.events import EventTable
+    from rarefy.generate import fit_generator
+    from rarefy.space import DesignSpace, Parameter
+
+    space = DesignSpace([Parameter("a", 0.0, 1.0)])
+    rng = np.random.default_rng(0)
+    tables = [EventTable.from_arrays({"a": a}, {"x": rng.normal(4 * a, 0.3, 300)}, np.zeros(300, np.int8),
+                                     fidelity="lf", run_id=f"run-{i}") for i, a in enumerate(rng.random(4))]
+    gen = fit_generator(EventTable.concat(tables), space, GenerateConfig(epochs=1, flow={"hidden": [8]}),
+                        seed=0).generator
+    with pytest.raises(TypeError):
+        FlowSampler(gen.flow, torch.tensor([0.5]))
+    x = gen.sample_array({"a": 0.5}, 100, seed=2)
+    assert x.shape == (100, 1) and np.isfinite(x).all()
+    np.testing.assert_array_equal(x, gen.sample_array({"a": 0.5}, 100, seed=2))

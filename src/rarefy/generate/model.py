@@ -162,10 +162,17 @@ class Generator:
         self.flow.eval()
         z = np.empty((int(n), len(self.phi_names)))
         with seeded(int(seed)):
-            sampler = FlowSampler(self.flow, ctx)
+            try:
+                draw = FlowSampler(self.flow, ctx).sample
+            except TypeError:   # a flow it does not handle (one φ column: zuko's element-wise flow)
+                dist = self.flow(ctx)
+
+                def draw(m: int) -> torch.Tensor:
+                    with torch.inference_mode():
+                        return dist.sample((m,))
             for start in range(0, int(n), _SAMPLE_CHUNK):
                 stop = min(start + _SAMPLE_CHUNK, int(n))
-                z[start:stop] = sampler.sample(stop - start).numpy()
+                z[start:stop] = draw(stop - start).numpy()
         return self.features.inverse(z)
 
     def sample(self, theta: Mapping[str, Any], n: int, seed: int = 0, outcome: int | None = None) -> pd.DataFrame:
