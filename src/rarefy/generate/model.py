@@ -179,10 +179,9 @@ class Generator:
         """``n`` events at design ``theta``: the θ columns (constant) and the φ columns, in their units."""
         th = self.check_theta(theta)
         phi = self.sample_array(th, n, seed, outcome)
-        frame = pd.DataFrame({k: np.full(len(phi), v) for k, v in th.items()})
-        for j, name in enumerate(self.phi_names):
-            frame[name] = phi[:, j]
-        return frame
+        columns = {k: np.full(len(phi), v) for k, v in th.items()}
+        columns.update({name: phi[:, j] for j, name in enumerate(self.phi_names)})
+        return pd.DataFrame(columns)
 
     @torch.no_grad()
     def log_prob(self, theta_unit: np.ndarray, phi: np.ndarray, outcome: np.ndarray | None = None) -> np.ndarray:
