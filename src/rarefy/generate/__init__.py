@@ -10,7 +10,9 @@ milliseconds. Bounded φ pass through a logit of their min–max-scaled value an
 head each, given the continuous φ, the earlier discrete φ and θ
 (:mod:`~rarefy.generate.discrete`); training is
 maximum likelihood with rarefy's one trainer (:mod:`~rarefy.generate.train`); the
-generator saves as a state_dict plus JSON (:mod:`~rarefy.generate.model`).
+generator saves as a state_dict plus JSON (:mod:`~rarefy.generate.model`) and draws at one θ
+through :class:`~rarefy.generate.sampling.FlowSampler` (zuko's inverse without the work a fixed θ
+makes redundant: about 1 µs per event for a 3-column coupling NSF on one CPU thread).
 :mod:`~rarefy.generate.evaluate` compares generated and simulated events (classifier
 two-sample AUC, 1-D Wasserstein distances, χ²); :mod:`~rarefy.generate.simulator` wraps a
 generator as a campaign simulator (``simulator: {kind: flow, run: DIR, outcome: ...}``).

@@ -82,11 +82,17 @@ class FeatureMap:
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         """The flow's space (n, p) -> φ in its units (float64); integers floored, all clipped to the training range."""
-        s = 1.0 / (1.0 + np.exp(-(np.asarray(z, dtype=float) * self.std + self.mean)))
-        x = self.lo + (self.hi - self.lo) * s
+        # x = lo + (hi - lo) / (1 + exp(-(z std + mean))), in place on one float64 array
+        x = np.multiply(np.asarray(z, dtype=float), -self.std)
+        x -= self.mean
+        np.exp(x, out=x)
+        x += 1.0
+        np.divide(self.hi - self.lo, x, out=x)
+        x += self.lo
         if self.integer.any():
             x[:, self.integer] = np.floor(x[:, self.integer])
-        return np.clip(x, self.vmin, self.vmax)
+        np.maximum(x, self.vmin, out=x)
+        return np.minimum(x, self.vmax, out=x)
 
     def state(self) -> dict[str, Any]:
         """JSON-ready state."""
