@@ -101,6 +101,8 @@ class FlowUnfolding:
         Poisson-bootstrap the simulation's weights per member too.
     ratio_clip:
         Bound on the prior reweighting ratio.
+    ratio_epochs:
+        Epochs of the reweighting classifier.
     """
 
     name: ClassVar[str] = "flow"
@@ -112,16 +114,18 @@ class FlowUnfolding:
     hidden: tuple[int, ...] = (32, 32)
     bins: int = 8
     epochs: int = 6
-    finetune_epochs: int = 1
+    finetune_epochs: int = 2
     batch_size: int = 2048
     lr: float = 3e-3
     finetune_lr: float = 1e-3
     efficiency_correction: bool = True
     bootstrap_sim: bool = True
     ratio_clip: float = 20.0
+    ratio_epochs: int = 4
 
     def _check(self) -> None:
-        for key in ("members", "iterations", "draws", "epochs", "finetune_epochs", "batch_size", "transforms", "bins"):
+        for key in ("members", "iterations", "draws", "epochs", "finetune_epochs", "batch_size", "transforms", "bins",
+                    "ratio_epochs"):
             if int(getattr(self, key)) < 1:
                 raise InputError(f"flow unfolding: {key} must be >= 1, got {getattr(self, key)}", column=key)
         if not self.ratio_clip > 1:
@@ -183,7 +187,7 @@ class FlowUnfolding:
             if eff is not None:
                 u = u / np.clip(eff.probability(x), 1e-3, None)
             if not last:
-                ratio = fit_ratio(x, u, p.sim_gen, ws, member_seed(seed, 5, j, k))
+                ratio = fit_ratio(x, u, p.sim_gen, ws, member_seed(seed, 5, j, k), epochs=self.ratio_epochs)
                 prior = np.clip(np.exp(ratio.logit(p.sim_gen)), 1 / self.ratio_clip, self.ratio_clip)
         total = float(u.sum())
         return x, u, total

@@ -63,7 +63,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -126,8 +126,9 @@ class LikelihoodUnfolding:
         Nodes for the efficiency normalisation ∫ ε p_θ.
     defensive:
         Fraction α of nodes from the wide Gaussian g.
-    transforms, bins:
-        The unfolded flow p_θ (NSF).
+    transforms, hidden, bins:
+        The unfolded flow p_θ (NSF; ``hidden`` is unused for one generation-level column, whose spline parameters
+        are plain constants).
     init_epochs:
         Epochs of the plain fit of p_θ to the proposal's 1/ε-weighted nodes that starts the central fit (0: none).
     epochs, finetune_epochs:
@@ -149,13 +150,14 @@ class LikelihoodUnfolding:
     norm_nodes: int = 16384
     defensive: float = 0.25
     transforms: int = 2
+    hidden: tuple[int, ...] = (32, 32)
     bins: int = 8
     init_epochs: int = 2
     epochs: int = 8
     finetune_epochs: int = 1
     batch_size: int = 4096
     lr: float = 1e-2
-    finetune_lr: float = 2e-3
+    finetune_lr: float = 1e-2
     kernel_transforms: int = 2
     kernel_hidden: tuple[int, ...] = (32, 32)
     kernel_bins: int = 8
@@ -184,8 +186,7 @@ class LikelihoodUnfolding:
         nodes = self.folding_nodes(p, seed)
         t_nodes = time.perf_counter() - t0
         # p_θ in the standardised coordinates of the simulated x
-        unf = DensityFlow(p.sim_gen, None, FlowSettings(transforms=self.transforms, hidden=(32, 32), bins=self.bins),
-                          member_seed(seed, 43), p.sim_weight)
+        unf = DensityFlow(p.sim_gen, None, self._theta_settings(d), member_seed(seed, 43), p.sim_weight)
         m = self.nodes
         zx = torch.from_numpy(unf.sx(nodes.x.reshape(n * m, d))).reshape(n, m, d)
         zz = torch.from_numpy(unf.sx(nodes.z))
@@ -201,9 +202,8 @@ class LikelihoodUnfolding:
             w0 = np.repeat(p.data_weight, m_q)
             if self.efficiency_correction:
                 w0 = w0 / nodes.efficiency.probability(x0)
-            unf = fit_flow(x0, None, FlowSettings(transforms=self.transforms, hidden=(32, 32), bins=self.bins,
-                                                  epochs=self.init_epochs, batch_size=8192, lr=self.lr),
-                           member_seed(seed, 48), weight=w0, start=unf, name="likelihood start")
+            init = replace(self._theta_settings(d), epochs=self.init_epochs, batch_size=8192, lr=self.lr)
+            unf = fit_flow(x0, None, init, member_seed(seed, 48), weight=w0, start=unf, name="likelihood start")
         central = self._fit(unf, zx, lk, zz, lkz, jac, p.data_weight, self.epochs, self.lr, member_seed(seed, 44),
                             "likelihood central")
         members: list[tuple[np.ndarray, np.ndarray]] = []
@@ -225,6 +225,11 @@ class LikelihoodUnfolding:
                 "member_width_sd": widths.std(0, ddof=1).tolist() if len(widths) > 1 else [0.0] * d,
                 "detector_and_nodes_s": t_nodes, "wall_s": time.perf_counter() - t0}
         return Unfolded(self.name, p.gen_names, members, info)
+
+    def _theta_settings(self, d: int) -> FlowSettings:
+        # with one column and no context the autoregressive mask leaves the hypernetwork no input: its spline
+        # parameters are constants, and hidden layers would only reparameterise them (slower, worse conditioned)
+        return FlowSettings(transforms=self.transforms, hidden=tuple(self.hidden) if d > 1 else (), bins=self.bins)
 
     def folding_nodes(self, problem: Problem, seed: int) -> FoldingNodes:
         """Fit ε, the kernel p_φ(y | x) and the proposal q_post(x | y) on the simulation and draw the fixed
