@@ -101,8 +101,8 @@ class FlowUnfolding:
         Poisson-bootstrap the simulation's weights per member too.
     ratio_clip:
         Bound on the prior reweighting ratio.
-    ratio_epochs:
-        Epochs of the reweighting classifier.
+    ratio_steps:
+        Optimiser steps of the reweighting classifier (batches of 4096).
     """
 
     name: ClassVar[str] = "flow"
@@ -121,11 +121,11 @@ class FlowUnfolding:
     efficiency_correction: bool = True
     bootstrap_sim: bool = True
     ratio_clip: float = 20.0
-    ratio_epochs: int = 4
+    ratio_steps: int = 400
 
     def _check(self) -> None:
         for key in ("members", "iterations", "draws", "epochs", "finetune_epochs", "batch_size", "transforms", "bins",
-                    "ratio_epochs"):
+                    "ratio_steps"):
             if int(getattr(self, key)) < 1:
                 raise InputError(f"flow unfolding: {key} must be >= 1, got {getattr(self, key)}", column=key)
         if not self.ratio_clip > 1:
@@ -187,7 +187,7 @@ class FlowUnfolding:
             if eff is not None:
                 u = u / np.clip(eff.probability(x), 1e-3, None)
             if not last:
-                ratio = fit_ratio(x, u, p.sim_gen, ws, member_seed(seed, 5, j, k), epochs=self.ratio_epochs)
+                ratio = fit_ratio(x, u, p.sim_gen, ws, member_seed(seed, 5, j, k), min_steps=self.ratio_steps)
                 prior = np.clip(np.exp(ratio.logit(p.sim_gen)), 1 / self.ratio_clip, self.ratio_clip)
         total = float(u.sum())
         return x, u, total

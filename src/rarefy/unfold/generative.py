@@ -70,8 +70,12 @@ def _mlp(d: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
 
 
 def fit_logit(x: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int, *, hidden: tuple[int, ...] = (32, 32),
-              epochs: int = 4, batch_size: int = 4096, lr: float = 3e-3, name: str = "classifier") -> LogitNet:
-    """Fit f with label-1 weights ``a`` and label-0 weights ``b`` per event of ``x`` (n, d)."""
+              epochs: int = 4, batch_size: int = 4096, lr: float = 3e-3, min_steps: int = 1500,
+              name: str = "classifier") -> LogitNet:
+    """Fit f with label-1 weights ``a`` and label-0 weights ``b`` per event of ``x`` (n, d), for ``epochs`` epochs
+    or more, so that there are at least ``min_steps`` optimiser steps: with too few steps the network stays
+    near its almost linear start, a logit linear in x, which cannot level off (an efficiency from 0.5 to 0.9
+    would be fitted as one running from 0 to 1 and the 1/ε weights would blow up in the tails)."""
     x = np.asarray(x, np.float64).reshape(len(x), -1)
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     keep = (a + b) > 0
@@ -85,6 +89,7 @@ def fit_logit(x: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int, *, hidden:
     with seeded(int(seed)):
         net = _mlp(x.shape[1], tuple(hidden))
     nb = max(1, math.ceil(len(x) / batch_size))
+    epochs = max(int(epochs), math.ceil(min_steps / nb))
 
     def batches(epoch: int) -> Iterator[torch.Tensor]:
         p = torch.from_numpy(np.random.default_rng([seed, 5, epoch]).permutation(len(x)))
@@ -102,18 +107,18 @@ def fit_logit(x: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int, *, hidden:
 
 
 def fit_efficiency(x: np.ndarray, passed: np.ndarray, weight: np.ndarray, seed: int, *,
-                   hidden: tuple[int, ...] = (32, 32), epochs: int = 4, batch_size: int = 4096,
-                   lr: float = 3e-3) -> LogitNet:
+                   hidden: tuple[int, ...] = (32, 32), epochs: int = 1, batch_size: int = 4096,
+                   lr: float = 1e-2, min_steps: int = 800) -> LogitNet:
     """ε(x) = P(pass | x) from simulated generation-level ``x``, pass flags and weights (``probability``)."""
     passed = np.asarray(passed, bool)
     w = np.asarray(weight, np.float64)
     return fit_logit(x, w * passed, w * ~passed, seed, hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr,
-                     name="efficiency")
+                     min_steps=min_steps, name="efficiency")
 
 
 def fit_ratio(x1: np.ndarray, w1: np.ndarray, x0: np.ndarray, w0: np.ndarray, seed: int, *,
-              hidden: tuple[int, ...] = (32, 32), epochs: int = 3, batch_size: int = 4096,
-              lr: float = 3e-3) -> LogitNet:
+              hidden: tuple[int, ...] = (32, 32), epochs: int = 1, batch_size: int = 4096,
+              lr: float = 1e-2, min_steps: int = 400) -> LogitNet:
     """log p₁(x)/p₀(x) of two weighted samples, each normalised (``logit``)."""
     x1 = np.asarray(x1, np.float64).reshape(len(x1), -1)
     x0 = np.asarray(x0, np.float64).reshape(len(x0), -1)
@@ -123,4 +128,5 @@ def fit_ratio(x1: np.ndarray, w1: np.ndarray, x0: np.ndarray, w0: np.ndarray, se
     x = np.concatenate([x1, x0])
     a = np.concatenate([w1, np.zeros(len(x0))])
     b = np.concatenate([np.zeros(len(x1)), w0 * scale])
-    return fit_logit(x, a, b, seed, hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, name="ratio")
+    return fit_logit(x, a, b, seed, hidden=hidden, epochs=epochs, batch_size=batch_size, lr=lr, min_steps=min_steps,
+                     name="ratio")
