@@ -21,7 +21,7 @@ def _mean(res) -> float:
 
 def test_same_seed_same_result_other_seed_differs():
     prob, _ = GaussianToy().problem(6000, 3000, seed=3)
-    m = FlowUnfolding(members=2, iterations=2, draws=1, epochs=2, finetune_epochs=1, batch_size=1024)
+    m = FlowUnfolding(members=2, iterations=2, draws=1, epochs=2, finetune_epochs=1, batch_size=1024, ratio_steps=50)
     a, b, c = m.unfold(prob, 5), m.unfold(prob, 5), m.unfold(prob, 6)
     for (xa, wa), (xb, wb) in zip(a.members, b.members):
         np.testing.assert_array_equal(xa, xb)
@@ -30,6 +30,7 @@ def test_same_seed_same_result_other_seed_differs():
     assert a.method == "flow" and len(a.members) == 2
 
 
+@pytest.mark.slow
 def test_recovers_a_shifted_truth_and_leaves_the_prior():
     toy = GaussianToy(mu=1.5, sigma=1.2)          # prior N(0.5, 1): a full unit away
     prob, _ = toy.problem(40_000, 20_000, seed=11)
@@ -39,6 +40,7 @@ def test_recovers_a_shifted_truth_and_leaves_the_prior():
     assert abs(mom["width"] - 1.2) < 0.08
 
 
+@pytest.mark.slow
 def test_efficiency_correction_is_needed():
     prob, _ = STEEP.problem(40_000, 20_000, seed=12)
     on = FlowUnfolding(**FAST).unfold(prob, 0)

@@ -34,6 +34,7 @@ def test_folded_likelihood_prefers_the_truth():
     assert ll["truth"] > max(ll["prior"], ll["wide"], ll["shifted"])
 
 
+@pytest.mark.slow
 def test_recovers_a_shifted_truth():
     toy = GaussianToy(mu=1.5, sigma=1.2)
     prob, _ = toy.problem(40_000, 20_000, seed=11)
@@ -43,6 +44,7 @@ def test_recovers_a_shifted_truth():
     assert abs(mom["width"] - 1.2) < 0.08
 
 
+@pytest.mark.slow
 def test_efficiency_in_the_folded_model_is_needed():
     """With ε set to 1 the fit explains the data's passing truth instead: biased towards high efficiency."""
     prob, _ = STEEP.problem(40_000, 20_000, seed=12)
