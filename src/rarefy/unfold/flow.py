@@ -18,20 +18,22 @@ posterior can bring them back; they are restored by weighting every draw x by 1/
 flags by a small weighted classifier (:func:`rarefy.unfold.generative.fit_efficiency`,
 no histogram). With ``efficiency_correction=False`` the draws keep unit weight and the
 result is the passing truth (biased towards high ε: on the Gaussian toy, whose ε rises
-from 0.5 to 0.9, the mean comes out about 0.1 too high).
+from 0.5 to 0.9, the passing truth's mean is 1.127 instead of 1.0).
 
 **Prior dependence.** q(x | y) is a posterior under the simulation's prior p_sim: with
 smearing, each draw is pulled towards where p_sim is large, so the unfolded distribution
-sits between the truth and the prior (on the Gaussian toy, one pass recovers the mean as
-0.5 + (1 − 0.5)(1 − s²/(σ² + s²)), 7 % of the prior's offset left). The remedy is
+sits between the truth and the prior: for a Gaussian prior N(μ₀, σ₀²) and smearing s the
+posterior mean is (σ₀² y + s² μ₀)/(σ₀² + s²), so averaged over the data the unfolded mean
+keeps s²/(σ₀² + s²) of the prior's offset μ₀ − μ (20 % on the toy: 0.9 instead of 1.0).
+The remedy is
 iterative (IcINN, arXiv 2212.08674; iterative generative unfolding): reweight the
 simulation to the current estimate, ``r(x) = p̂_k(x) / p_sim(x)``, by a classifier between
 the unfolded draws (weights 1/ε) and the simulated x
 (:func:`rarefy.unfold.generative.fit_ratio`; its odds are the density ratio), refit the
 flow on the passing pairs with weights w_sim · r(x_i) and draw again. With the prior
 replaced by p̂_k the posterior's pull is towards p̂_k, so the remaining prior bias shrinks
-geometrically, roughly by s²/(σ² + s²) per iteration for Gaussian smearing s and truth
-width σ (0.15 on the toy: 3 fits leave 0.5 · 0.15³ ≈ 2·10⁻³ of the mean's offset). The
+geometrically, by about s²/(σ² + s²) per iteration once the prior's width is near the
+truth's σ (0.15 on the toy: 3 fits leave 0.5 · 0.2 · 0.15² ≈ 2·10⁻³ of the mean). The
 iteration count is a fixed setting (``iterations``, fits including the first), chosen
 on development pseudo-experiments; ratios are clipped to [1/``ratio_clip``, ``ratio_clip``].
 
@@ -45,10 +47,11 @@ fit-to-fit variation. The last iteration draws ``draws`` x per measured event (w
 **Cost.** One base flow on all passing simulated pairs (``epochs``), then per member and
 iteration a warm-started refit of ``finetune_epochs`` epochs from the base flow's
 weights (continuing, not restarting: the weights change little between iterations), one
-draw per measured event and one small classifier. On the 1-D toy (n_sim = 2·10⁵,
-n_data = 10⁵) the defaults take about a minute on one CPU core (docs/unfold/generative.md).
+draw per measured event and one small classifier. Wall times on the 1-D toy are in
+docs/unfold/generative.md.
 
-Settings were tuned on development seeds 1–10 of ``GaussianToy().problem(200_000, 100_000, seed)``.
+Settings were chosen on development seeds 1 and 2 of ``GaussianToy().problem(200_000, 100_000, seed)``
+(docs/unfold/generative.md).
 """
 
 from __future__ import annotations

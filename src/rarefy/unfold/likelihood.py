@@ -41,20 +41,24 @@ unbiased). The denominator uses ``norm_nodes`` fixed nodes from g:
 their finite number is a small fixed error of the objective, tested against more nodes on
 development seeds (docs/unfold/generative.md).
 
-**Ensemble.** A central fit (``epochs`` epochs from the flow's near-Gaussian
-initialisation) and ``members`` fits warm-started from it, each on Poisson(1) bootstrap
-weights of the data with its own seed (batch order) for ``finetune_epochs`` epochs, then
-sampled: ``samples`` unit-weight draws of x per member. Warm starts make members cheap, and
-with a concave objective they end at the bootstrap replica's own maximum, so their spread
-is the data's statistical uncertainty of the estimate. **The kernel and ε are fitted once**
-and shared: they are the detector model, fitted on all n_sim simulated events; refitting
-them per member would be the only way to put the simulation's statistical error into the
-spread, at 2–3× the cost. On the toy that error is smaller than the data's (more
-simulated than measured events, and it enters only through the smooth kernel); where the
-simulation is small, say so in a result's systematic budget. ``info`` reports the
-members' spread of the mean and width.
+**Ensemble.** A central fit (``init_epochs`` of a plain fit of p_θ to the proposal's
+1/ε-weighted nodes, a cheap start near the one-pass posterior, then ``epochs`` of the folded
+likelihood) and ``members`` fits warm-started from it, each on Poisson(1) bootstrap weights
+of the data with its own seed (batch order) for ``finetune_epochs`` at ``finetune_lr``, then
+sampled: ``samples`` unit-weight draws of x per member. Warm starts make members cheap; what
+they share is the central fit's own error, in particular in the directions the smearing
+leaves almost unconstrained (structure finer than the resolution, which the folded
+likelihood barely sees), so the spread is the data's statistical uncertainty *around the
+central fit* and undercovers when the central fit has not converged. Independent fits from
+fresh initialisations would map those directions too, at ``members`` times the cost of the
+central fit. **The kernel and ε are fitted once** and shared: they are the detector model,
+fitted on all n_sim simulated events; refitting them per member would also redo the node
+table (a third of the cost) per member. Their statistical error is therefore not in the
+spread; on the toy it enters only through the smooth kernel and efficiency, fitted on
+more events than are measured. ``info`` reports the members' spread of the mean and width.
 
-Settings were tuned on development seeds 1–10 of ``GaussianToy().problem(200_000, 100_000, seed)``.
+Settings were chosen on development seeds 1 and 2 of ``GaussianToy().problem(200_000, 100_000, seed)``
+(docs/unfold/generative.md).
 """
 
 from __future__ import annotations
