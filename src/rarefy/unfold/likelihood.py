@@ -36,7 +36,11 @@ integrand's shape, so the weights K_im p_θ vary little across m: ε p_φ p_θ /
 p_θ/p_sim), and g a Gaussian 1.5× wider than the simulated x that keeps the weights bounded
 where p_θ reaches beyond the simulation's posterior. The nodes are drawn as exactly
 (1 − α)M from q_post and αM from g (balance-heuristic multiple importance sampling,
-unbiased). The denominator uses ``norm_nodes`` fixed nodes from g:
+unbiased). Î_i is unbiased but log Î_i is not: E log Î ≈ log I − Var Î/(2 I²), a penalty
+smallest where the terms K_im p_θ(x_im) are alike, i.e. where p_θ resembles the proposal's
+prior p_sim; it shrinks as 1/M. (Adding the delta-method term s²/(2M Î²) back was tried on
+development seed 1 and made things worse: the optimiser then gains by making the terms
+*unlike*, and p_θ grew wiggles at the nodes.) The denominator uses ``norm_nodes`` fixed nodes from g:
 ∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes are the same for all members:
 their finite number is a small fixed error of the objective, tested against more nodes on
 development seeds (docs/unfold/generative.md).
@@ -158,10 +162,10 @@ class LikelihoodUnfolding:
     bins: int = 8
     init_epochs: int = 2
     epochs: int = 8
-    finetune_epochs: int = 1
+    finetune_epochs: int = 2
     batch_size: int = 4096
     lr: float = 1e-2
-    finetune_lr: float = 1e-2
+    finetune_lr: float = 3e-3
     kernel_transforms: int = 2
     kernel_hidden: tuple[int, ...] = (32, 32)
     kernel_bins: int = 8
