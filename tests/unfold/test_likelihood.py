@@ -10,8 +10,8 @@ from rarefy.errors import InputError
 from rarefy.unfold import GaussianToy
 from rarefy.unfold.likelihood import LikelihoodUnfolding
 
-FAST = {"members": 3, "nodes": 8, "norm_nodes": 4096, "init_epochs": 2, "epochs": 6, "finetune_epochs": 1, "batch_size": 2048,
-            "kernel_epochs": 4}
+FAST = {"members": 3, "nodes": 8, "norm_nodes": 4096, "init_epochs": 2, "epochs": 8, "finetune_epochs": 1, "batch_size": 512,
+            "kernel_epochs": 10}
 STEEP = GaussianToy(eff_low=0.2, eff_high=0.95, eff_center=0.5, eff_scale=0.4)
 
 
