@@ -1,0 +1,303 @@
+"""Likelihood unfolding: a generative network for the truth, folded through a learned detector, fitted to the data.
+
+**Model.** The unfolded distribution is an unconditional zuko flow p_θ(x). The detector
+is replaced by two learned parts, both fitted once on the simulation: the efficiency
+ε(x) = P(pass | x) (a small weighted classifier,
+:func:`rarefy.unfold.generative.fit_efficiency`) and the response kernel p_φ(y | x)
+(a conditional zuko NSF fitted by maximum likelihood on the passing pairs,
+:func:`rarefy.nn.flows.fit_flow`). A measured event then has the folded density
+
+    p(y | θ) = ∫ ε(x) p_φ(y | x) p_θ(x) dx / ∫ ε(x) p_θ(x) dx ,
+
+and θ maximises the weighted log-likelihood of the measured events
+
+    log L(θ) = Σ_i w_i log ∫ ε(x) p_φ(y_i | x) p_θ(x) dx − (Σ_i w_i) log ∫ ε(x) p_θ(x) dx .
+
+The prior of the simulation enters nowhere but through the kernel's training pairs, so the
+estimate does not lean on it (the kernel r(y | x) is a property of the detector alone; only
+its accuracy where p_sim is thin depends on the simulation). log L is concave in p_θ (the
+log of a linear functional), so the maximum over densities is unique; the flow's smoothness
+regularises the directions the smearing leaves unresolved.
+
+**The integrals: importance sampling at fixed nodes.** Every step needs the numerator for
+every event of the batch. Sampling x ~ p_θ and differentiating through the samples
+(reparameterised) would evaluate the kernel flow, its most expensive part, at
+(batch × samples) new pairs at every step; instead each measured y_i gets ``nodes`` fixed
+nodes x_im drawn once from a proposal q_i, and
+
+    ∫ ε p_φ(y_i | x) p_θ(x) dx ≈ (1/M) Σ_m K_im p_θ(x_im),   K_im = ε(x_im) p_φ(y_i | x_im) / q_i(x_im),
+
+with K computed once (the detector does not change during the fit). The estimate is
+unbiased for every θ and its gradient is exact (only log p_θ at the nodes depends on θ),
+so a step costs (batch × nodes) evaluations of the small unconditional flow and nothing
+of the kernel. The proposal is a defensive mixture q_i = (1 − α) q_post(x | y_i) + α g(x):
+q_post is a conditional flow fitted to p_sim(x | y) on the passing pairs (close to the
+integrand's shape, so the weights K_im p_θ vary little across m: ε p_φ p_θ / q_post ∝
+p_θ/p_sim), and g a Gaussian 1.5× wider than the simulated x that keeps the weights bounded
+where p_θ reaches beyond the simulation's posterior. The nodes are drawn as exactly
+(1 − α)M from q_post and αM from g (balance-heuristic multiple importance sampling,
+unbiased). Î_i is unbiased but log Î_i is not: E log Î ≈ log I − Var Î/(2 I²), a penalty
+smallest where the terms K_im p_θ(x_im) are alike, i.e. where p_θ resembles the proposal's
+prior p_sim; it shrinks as 1/M. (Adding the delta-method term s²/(2M Î²) back was tried on
+development seed 1 and made things worse: the optimiser then gains by making the terms
+*unlike*, and p_θ grew wiggles at the nodes.) The denominator uses ``norm_nodes`` fixed nodes from g:
+∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes are the same for all members:
+their finite number is a small fixed error of the objective, tested against more nodes on
+development seeds (docs/unfold/generative.md).
+
+**Ensemble.** A central fit (``init_epochs`` of a plain fit of p_θ to the proposal's
+1/ε-weighted nodes, a cheap start near the one-pass posterior, then ``epochs`` of the folded
+likelihood) and ``members`` fits warm-started from it, each on Poisson(1) bootstrap weights
+of the data with its own seed (batch order) for ``finetune_epochs`` at ``finetune_lr``, then
+sampled: ``samples`` unit-weight draws of x per member. Warm starts make members cheap; what
+they share is the central fit's own error, in particular in the directions the smearing
+leaves almost unconstrained (structure finer than the resolution, which the folded
+likelihood barely sees), so the spread is the data's statistical uncertainty *around the
+central fit* and undercovers when the central fit has not converged. Independent fits from
+fresh initialisations would map those directions too, at ``members`` times the cost of the
+central fit. **The kernel and ε are fitted once** and shared: they are the detector model,
+fitted on all n_sim simulated events; refitting them per member would also redo the node
+table (a third of the cost) per member. Their statistical error is therefore not in the
+spread; on the toy it enters only through the smooth kernel and efficiency, fitted on
+more events than are measured. ``info`` reports the members' spread of the mean and width.
+
+Settings were chosen on development seeds 1 and 2 of ``GaussianToy().problem(200_000, 100_000, seed)``
+(docs/unfold/generative.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import numpy as np
+import torch
+from scipy.special import logsumexp
+
+from ..errors import InputError
+from ..nn.flows import DensityFlow, FlowSettings, fit_flow
+from ..nn.seeding import seeded
+from ..nn.trainer import Trainer
+from .base import Problem, Unfolded
+from .flow import member_seed
+from .generative import LogitNet, fit_efficiency
+
+__all__ = ["FoldingNodes", "LikelihoodUnfolding"]
+
+log = logging.getLogger(__name__)
+
+
+def _log_gauss(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    z = (x - mean) / sd
+    return -0.5 * (z ** 2).sum(-1) - np.log(sd).sum() - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+
+
+@dataclass
+class FoldingNodes:
+    """Fixed importance-sampling nodes: ``x`` (n_data, nodes, d) with log-weights ``log_k`` (n_data, nodes), so
+    that ∫ ε p_φ(y_i | x) p(x) dx ≈ Σ_m exp(log_k[i, m]) p(x[i, m]); ``z`` with ``log_kz`` likewise for ∫ ε p;
+    and the fitted detector parts (kernel p_φ(y | x), proposal q_post(x | y), efficiency)."""
+
+    x: np.ndarray
+    log_k: np.ndarray
+    z: np.ndarray
+    log_kz: np.ndarray
+    kernel: DensityFlow
+    proposal: DensityFlow
+    efficiency: LogitNet
+
+    def log_likelihood(self, log_p: Callable[[np.ndarray], np.ndarray], weight: np.ndarray | None = None) -> float:
+        """The folded log-likelihood per (weighted) measured event of a density with log-density ``log_p`` (x units)."""
+        n, m, d = self.x.shape
+        lp = log_p(self.x.reshape(n * m, d)).reshape(n, m)
+        num = logsumexp(self.log_k + lp, axis=1)
+        norm = logsumexp(self.log_kz + log_p(self.z))
+        w = np.ones(n) if weight is None else np.asarray(weight, np.float64)
+        return float((w * num).sum() / w.sum() - norm)
+
+
+@dataclass(frozen=True)
+class LikelihoodUnfolding:
+    """Maximum-likelihood fit of a generative flow folded through a learned kernel; see the module docstring.
+
+    Parameters
+    ----------
+    members:
+        Bootstrap fits of the unfolded flow (warm-started from the central fit).
+    nodes:
+        Importance-sampling nodes per measured event (``defensive`` of them from the wide Gaussian).
+    norm_nodes:
+        Nodes for the efficiency normalisation ∫ ε p_θ.
+    defensive:
+        Fraction α of nodes from the wide Gaussian g.
+    transforms, hidden, bins:
+        The unfolded flow p_θ (NSF; ``hidden`` is unused for one generation-level column, whose spline parameters
+        are plain constants).
+    init_epochs:
+        Epochs of the plain fit of p_θ to the proposal's 1/ε-weighted nodes that starts the central fit (0: none).
+    epochs, finetune_epochs:
+        Epochs of the central fit and of each member's warm-started fit.
+    batch_size, lr, finetune_lr:
+        Measured events per step and Adam learning rates of p_θ (central fit, members).
+    kernel_transforms, kernel_hidden, kernel_bins, kernel_epochs:
+        The conditional flows p_φ(y | x) and q_post(x | y) (and their epochs on all passing pairs).
+    samples:
+        Draws per member (0: as many as measured events).
+    efficiency_correction:
+        Fold with the learned ε (off: ε ≡ 1, which fits the passing truth instead; for comparison).
+    """
+
+    name: ClassVar[str] = "likelihood"
+
+    members: int = 16
+    nodes: int = 8
+    norm_nodes: int = 16384
+    defensive: float = 0.25
+    transforms: int = 2
+    hidden: tuple[int, ...] = (32, 32)
+    bins: int = 8
+    init_epochs: int = 2
+    epochs: int = 8
+    finetune_epochs: int = 2
+    batch_size: int = 4096
+    lr: float = 1e-2
+    finetune_lr: float = 3e-3
+    kernel_transforms: int = 2
+    kernel_hidden: tuple[int, ...] = (32, 32)
+    kernel_bins: int = 8
+    kernel_epochs: int = 4
+    samples: int = 0
+    efficiency_correction: bool = True
+
+    def _check(self) -> None:
+        if self.init_epochs < 0:
+            raise InputError(f"likelihood unfolding: init_epochs must be >= 0, got {self.init_epochs}",
+                             column="init_epochs")
+        for key in ("members", "nodes", "norm_nodes", "epochs", "finetune_epochs", "batch_size", "transforms",
+                    "bins", "kernel_transforms", "kernel_bins", "kernel_epochs"):
+            if int(getattr(self, key)) < 1:
+                raise InputError(f"likelihood unfolding: {key} must be >= 1, got {getattr(self, key)}", column=key)
+        if not 0 < self.defensive < 1:
+            raise InputError(f"likelihood unfolding: defensive must be in (0, 1), got {self.defensive}",
+                             column="defensive")
+
+    def unfold(self, problem: Problem, seed: int) -> Unfolded:
+        """Unfold ``problem``; deterministic for ``seed``."""
+        self._check()
+        t0 = time.perf_counter()
+        p = problem
+        n, d = p.n_data, len(p.gen_names)
+        nodes = self.folding_nodes(p, seed)
+        t_nodes = time.perf_counter() - t0
+        # p_θ in the standardised coordinates of the simulated x
+        unf = DensityFlow(p.sim_gen, None, self._theta_settings(d), member_seed(seed, 43), p.sim_weight)
+        m = self.nodes
+        zx = torch.from_numpy(unf.sx(nodes.x.reshape(n * m, d))).reshape(n, m, d)
+        zz = torch.from_numpy(unf.sx(nodes.z))
+        lk = torch.from_numpy(nodes.log_k.astype(np.float32))
+        lkz = torch.from_numpy(nodes.log_kz.astype(np.float32))
+        jac = unf.sx.log_jacobian
+        kernel = nodes.kernel
+        # start from the proposal's unfolding (its nodes weighted by 1/ε: the one-pass generative estimate
+        # under the simulation's prior), a cheap plain fit that leaves the folded fit less ground to cover
+        m_q = m - max(1, round(self.defensive * m))
+        if m_q and self.init_epochs:
+            x0 = nodes.x[:, :m_q].reshape(n * m_q, d)
+            w0 = np.repeat(p.data_weight, m_q)
+            if self.efficiency_correction:
+                w0 = w0 / nodes.efficiency.probability(x0)
+            init = replace(self._theta_settings(d), epochs=self.init_epochs, batch_size=8192, lr=self.lr)
+            unf = fit_flow(x0, None, init, member_seed(seed, 48), weight=w0, start=unf, name="likelihood start")
+        central = self._fit(unf, zx, lk, zz, lkz, jac, p.data_weight, self.epochs, self.lr, member_seed(seed, 44),
+                            "likelihood central")
+        members: list[tuple[np.ndarray, np.ndarray]] = []
+        n_out = self.samples or n
+        moments = []
+        for j in range(self.members):
+            rj = np.random.default_rng([int(seed), 45, j])
+            wj = p.data_weight * rj.poisson(1.0, n)
+            fj = self._fit(central.copy(), zx, lk, zz, lkz, jac, wj, self.finetune_epochs, self.finetune_lr,
+                           member_seed(seed, 46, j), f"likelihood member {j}")
+            xs = fj.sample(n=n_out, seed=member_seed(seed, 47, j))
+            members.append((xs, np.ones(len(xs))))
+            moments.append((xs.mean(0), xs.std(0)))
+        means = np.array([mm[0] for mm in moments])
+        widths = np.array([mm[1] for mm in moments])
+        info = {"members": self.members, "nodes": self.nodes,
+                "kernel_nll": float(kernel.history[-1]["train_loss"]) if kernel.history else float("nan"),
+                "member_mean_sd": means.std(0, ddof=1).tolist() if len(means) > 1 else [0.0] * d,
+                "member_width_sd": widths.std(0, ddof=1).tolist() if len(widths) > 1 else [0.0] * d,
+                "detector_and_nodes_s": t_nodes, "wall_s": time.perf_counter() - t0}
+        return Unfolded(self.name, p.gen_names, members, info)
+
+    def _theta_settings(self, d: int) -> FlowSettings:
+        # with one column and no context the autoregressive mask leaves the hypernetwork no input: its spline
+        # parameters are constants, and hidden layers would only reparameterise them (slower, worse conditioned)
+        return FlowSettings(transforms=self.transforms, hidden=tuple(self.hidden) if d > 1 else (), bins=self.bins)
+
+    def folding_nodes(self, problem: Problem, seed: int) -> FoldingNodes:
+        """Fit ε, the kernel p_φ(y | x) and the proposal q_post(x | y) on the simulation and draw the fixed
+        importance-sampling nodes with their log-weights (see the module docstring)."""
+        p = problem
+        d = len(p.gen_names)
+        x_pass, y_pass, w_pass = p.sim_gen[p.sim_pass], p.sim_rec[p.sim_pass], p.sim_weight[p.sim_pass]
+        eff = fit_efficiency(p.sim_gen, p.sim_pass, p.sim_weight, member_seed(seed, 1))
+        ks = FlowSettings(transforms=self.kernel_transforms, hidden=tuple(self.kernel_hidden), bins=self.kernel_bins,
+                          epochs=self.kernel_epochs, batch_size=2048, lr=3e-3)
+        kernel = fit_flow(y_pass, x_pass, ks, member_seed(seed, 2), weight=w_pass, name="likelihood kernel")
+        post = fit_flow(x_pass, y_pass, ks, member_seed(seed, 3), weight=w_pass, name="likelihood proposal")
+        w_sim = p.sim_weight
+        g_mean = np.average(p.sim_gen, axis=0, weights=w_sim)
+        g_sd = 1.5 * np.sqrt(np.average((p.sim_gen - g_mean) ** 2, axis=0, weights=w_sim))
+        m = self.nodes
+        m_g = max(1, round(self.defensive * m))
+        m_q = m - m_g
+        rng = np.random.default_rng([int(seed), 41])
+        n = p.n_data
+        y_rep = np.repeat(p.data_rec, m, axis=0)                       # (n·m, k), event-major
+        x_nodes = np.empty((n, m, d))
+        if m_q:
+            x_nodes[:, :m_q] = post.sample(np.repeat(p.data_rec, m_q, axis=0),
+                                           seed=member_seed(seed, 42)).reshape(n, m_q, d)
+        x_nodes[:, m_q:] = g_mean + g_sd * rng.standard_normal((n, m_g, d))
+        xf = x_nodes.reshape(n * m, d)
+        log_g = np.log(m_g / m) + _log_gauss(xf, g_mean, g_sd)
+        log_q = np.logaddexp(np.log(m_q / m) + post.log_prob(xf, y_rep), log_g) if m_q else log_g
+        log_eps = -np.logaddexp(0.0, -eff.logit(xf)) if self.efficiency_correction else np.zeros(len(xf))
+        log_k = (log_eps + kernel.log_prob(y_rep, xf) - log_q - math.log(m)).reshape(n, m)
+        z_nodes = g_mean + g_sd * rng.standard_normal((self.norm_nodes, d))
+        log_eps_z = -np.logaddexp(0.0, -eff.logit(z_nodes)) if self.efficiency_correction else 0.0
+        log_kz = log_eps_z - _log_gauss(z_nodes, g_mean, g_sd) - math.log(self.norm_nodes)
+        return FoldingNodes(x_nodes, log_k, z_nodes, log_kz, kernel, post, eff)
+
+    def _fit(self, unf: DensityFlow, zx: torch.Tensor, lk: torch.Tensor, zz: torch.Tensor, lkz: torch.Tensor,
+             jac: float, weight: np.ndarray, epochs: int, lr: float, seed: int, name: str) -> DensityFlow:
+        """Maximise the folded log-likelihood over p_θ (in place on ``unf``, which is returned)."""
+        keep = np.flatnonzero(weight > 0)
+        wt = torch.from_numpy((weight / weight[keep].mean()).astype(np.float32))
+        _n, m, d = zx.shape
+        bs = self.batch_size
+        nb = max(1, math.ceil(len(keep) / bs))
+
+        def batches(epoch: int) -> Iterator[torch.Tensor]:
+            perm = torch.from_numpy(keep[np.random.default_rng([seed, 2, epoch]).permutation(len(keep))])
+            for b in range(nb):
+                yield perm[b * bs:(b + 1) * bs]
+
+        def step(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+            dist = model()
+            lp = dist.log_prob(zx[idx].reshape(-1, d)).reshape(len(idx), m) + jac
+            num = torch.logsumexp(lk[idx] + lp, dim=1)
+            log_norm = torch.logsumexp(lkz + dist.log_prob(zz) + jac, dim=0)
+            w = wt[idx]
+            return -(w * num).sum() / w.sum() + log_norm
+
+        with seeded(seed):
+            Trainer(unf.flow, lambda ps: torch.optim.Adam(ps, lr=lr), step, epochs=epochs, lr_schedule="cosine",
+                    seed=seed, name=name).fit(batches)
+        unf.flow.eval()
+        return unf

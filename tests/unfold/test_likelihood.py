@@ -1,0 +1,62 @@
+"""Likelihood unfolding with a learned kernel on small Gaussian toys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from rarefy.errors import InputError
+from rarefy.unfold import GaussianToy
+from rarefy.unfold.likelihood import LikelihoodUnfolding
+
+FAST = {"members": 3, "nodes": 8, "norm_nodes": 4096, "init_epochs": 2, "epochs": 8, "finetune_epochs": 1, "batch_size": 512,
+            "kernel_epochs": 10}
+STEEP = GaussianToy(eff_low=0.2, eff_high=0.95, eff_center=0.5, eff_scale=0.4)
+
+
+def test_same_seed_same_result_other_seed_differs():
+    prob, _ = GaussianToy().problem(6000, 3000, seed=3)
+    m = LikelihoodUnfolding(members=2, nodes=4, norm_nodes=1024, init_epochs=1, epochs=1, kernel_epochs=1)
+    a, b, c = m.unfold(prob, 5), m.unfold(prob, 5), m.unfold(prob, 6)
+    for (xa, _), (xb, _) in zip(a.members, b.members):
+        np.testing.assert_array_equal(xa, xb)
+    assert not np.array_equal(a.members[0][0], c.members[0][0])
+    assert a.method == "likelihood" and len(a.members) == 2 and len(a.members[0][0]) == 3000
+
+
+def test_folded_likelihood_prefers_the_truth():
+    toy = GaussianToy()
+    prob, _ = toy.problem(30_000, 20_000, seed=4)
+    nodes = LikelihoodUnfolding(**FAST).folding_nodes(prob, 0)
+    ll = {k: nodes.log_likelihood(lambda x, m=m, s=s: norm.logpdf(x[:, 0], m, s))
+          for k, (m, s) in {"truth": (1.0, 1.2), "prior": (0.5, 1.0), "wide": (1.0, 1.5), "shifted": (1.2, 1.2)}.items()}
+    assert ll["truth"] > max(ll["prior"], ll["wide"], ll["shifted"])
+
+
+@pytest.mark.slow
+def test_recovers_a_shifted_truth():
+    toy = GaussianToy(mu=1.5, sigma=1.2)
+    prob, _ = toy.problem(40_000, 20_000, seed=11)
+    res = LikelihoodUnfolding(**FAST).unfold(prob, 0)
+    mom = res.moments("x")
+    assert abs(mom["mean"] - 1.5) < 0.08
+    assert abs(mom["width"] - 1.2) < 0.08
+
+
+@pytest.mark.slow
+def test_efficiency_in_the_folded_model_is_needed():
+    """With ε set to 1 the fit explains the data's passing truth instead: biased towards high efficiency."""
+    prob, _ = STEEP.problem(40_000, 20_000, seed=12)
+    m = LikelihoodUnfolding(**FAST)
+    on = m.unfold(prob, 0).moments("x")["mean"]
+    off = LikelihoodUnfolding(**FAST, efficiency_correction=False).unfold(prob, 0).moments("x")["mean"]
+    assert abs(on - STEEP.mu) < 0.06
+    assert off - STEEP.mu > 0.15
+
+
+@pytest.mark.parametrize("bad", [{"members": 0}, {"nodes": 0}, {"defensive": 1.0}, {"init_epochs": -1}])
+def test_bad_settings_raise(bad):
+    prob, _ = GaussianToy().problem(2000, 1000, seed=1)
+    with pytest.raises(InputError):
+        LikelihoodUnfolding(**bad).unfold(prob, 0)
