@@ -147,3 +147,12 @@ def test_a_method_whose_module_is_missing_is_a_clear_input_error(monkeypatch):
     monkeypatch.setitem(registry.METHODS, "ghost", ("rarefy.unfold.ghost_method", "Ghost"))
     with pytest.raises(InputError, match="'ghost' is not available: module rarefy.unfold.ghost_method is missing"):
         registry.build_method("ghost", {})
+
+
+def test_truth_draws_follow_the_truth_not_the_measured_events():
+    """W1 is taken against ``sample_truth``: p_true itself, while the measured events' hidden x follow ε·p_true."""
+    toy = GaussianToy()
+    x = toy.sample_truth(200_000, np.random.default_rng(0))
+    assert abs(x.mean() - toy.mu) < 0.01 and abs(x.std() - toy.sigma) < 0.01
+    _, hidden = toy.problem(2_000, 50_000, 0)
+    assert hidden.mean() > toy.mu + 0.05          # ε rises with x: passing events sit higher

@@ -64,6 +64,10 @@ class GaussianToy:
         y[~passed] = np.nan
         return x, y, passed
 
+    def sample_truth(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws of x from the truth N(μ, σ), before the efficiency (the distribution unfolding recovers)."""
+        return self.mu + self.sigma * rng.standard_normal(n)
+
     def measure(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` *measured* events (after efficiency) of the truth: their y and their hidden x."""
         xs, ys = [], []
