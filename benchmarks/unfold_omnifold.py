@@ -20,7 +20,7 @@ exact truth; means and widths; wall times and their ratio. Both run with one CPU
 (process) times are reported, CPU time being the fairer on a shared machine.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/unfold_omnifold.py --seeds 1001 --n-sim 20000 --n-data 10000 \
-        --members 4 --pkg-epochs 5 --pkg-early-stop 2
+        --members 4 --pkg-epochs 5 --pkg-patience 2
 
 (needs ``pip install -e ".[omnifold]"``: TensorFlow). Prints one JSON line.
 """
@@ -107,7 +107,7 @@ def one(seed: int, a: argparse.Namespace) -> dict:
     w_r = [w for _, w in res.members]
     t0, c0 = time.perf_counter(), time.process_time()
     w_p = package_members(problem, a.iterations, a.members, of.hidden, of.activation, a.pkg_epochs,
-                          a.pkg_batch_size, a.pkg_lr, a.pkg_early_stop, seed)
+                          a.pkg_batch_size, a.pkg_lr, a.pkg_patience, seed)
     t_pkg, c_pkg = time.perf_counter() - t0, time.process_time() - c0
     hr, sr = _hist(x, w_r, edges)
     hp, sp = _hist(x, w_p, edges)
@@ -133,7 +133,7 @@ def main() -> None:
     ap.add_argument("--pkg-epochs", type=int, default=10)
     ap.add_argument("--pkg-batch-size", type=int, default=1024)
     ap.add_argument("--pkg-lr", type=float, default=1e-3)
-    ap.add_argument("--pkg-early-stop", type=int, default=3)
+    ap.add_argument("--pkg-patience", type=int, default=3)
     a = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.WARNING)
@@ -166,7 +166,7 @@ def main() -> None:
     print(json.dumps({"benchmark": "unfold_omnifold", "n_sim": a.n_sim, "n_data": a.n_data,
                       "iterations": a.iterations, "members": a.members,
                       "package": {"epochs": a.pkg_epochs, "batch_size": a.pkg_batch_size, "lr": a.pkg_lr,
-                                  "early_stop": a.pkg_early_stop},
+                                  "early_stop": a.pkg_patience},
                       "summary": summary, "per_seed": rows}))
 
 
