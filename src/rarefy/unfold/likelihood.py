@@ -1,11 +1,11 @@
 """Likelihood unfolding: a generative network for the truth, folded through a learned detector, fitted to the data.
 
 **Model.** The unfolded distribution is an unconditional zuko flow p_θ(x). The detector
-is replaced by two learned parts, both fitted once on the simulation: the efficiency
+is replaced by two learned parts fitted on the simulation: the efficiency
 ε(x) = P(pass | x) (a small weighted classifier,
 :func:`rarefy.unfold.generative.fit_efficiency`) and the response kernel p_φ(y | x)
-(a conditional zuko NSF fitted by maximum likelihood on the passing pairs,
-:func:`rarefy.nn.flows.fit_flow`). A measured event then has the folded density
+(a conditional zuko NSF fitted by maximum likelihood on the passing pairs for
+``kernel_epochs`` epochs, :func:`rarefy.nn.flows.fit_flow`). A measured event then has the folded density
 
     p(y | θ) = ∫ ε(x) p_φ(y | x) p_θ(x) dx / ∫ ε(x) p_θ(x) dx ,
 
@@ -41,27 +41,26 @@ smallest where the terms K_im p_θ(x_im) are alike, i.e. where p_θ resembles th
 prior p_sim; it shrinks as 1/M. (Adding the delta-method term s²/(2M Î²) back was tried on
 development seed 1 and made things worse: the optimiser then gains by making the terms
 *unlike*, and p_θ grew wiggles at the nodes.) The denominator uses ``norm_nodes`` fixed nodes from g:
-∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes are the same for all members:
-their finite number is a small fixed error of the objective, tested against more nodes on
-development seeds (docs/unfold/generative.md).
+∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes (not their weights) are the same for all members:
+their finite number is a small fixed error of the objective (docs/unfold/generative.md).
 
-**Ensemble.** A central fit (``init_epochs`` of a plain fit of p_θ to the proposal's
-1/ε-weighted nodes, a cheap start near the one-pass posterior, then ``epochs`` of the folded
-likelihood) and ``members`` fits warm-started from it, each on Poisson(1) bootstrap weights
-of the data with its own seed (batch order) for ``finetune_epochs`` at ``finetune_lr``, then
-sampled: ``samples`` unit-weight draws of x per member. Warm starts make members cheap; what
-they share is the central fit's own error, in particular in the directions the smearing
-leaves almost unconstrained (structure finer than the resolution, which the folded
-likelihood barely sees), so the spread is the data's statistical uncertainty *around the
-central fit* and undercovers when the central fit has not converged. Independent fits from
-fresh initialisations would map those directions too, at ``members`` times the cost of the
-central fit. **The kernel and ε are fitted once** and shared: they are the detector model,
-fitted on all n_sim simulated events; refitting them per member would also redo the node
-table (a third of the cost) per member. Their statistical error is therefore not in the
-spread; on the toy it enters only through the smooth kernel and efficiency, fitted on
-more events than are measured. ``info`` reports the members' spread of the mean and width.
+**Ensemble: independent members, data and simulation statistics.** ``kernels`` = K detector
+models (ε_k, p_φk) are fitted, each on its own Poisson(1) bootstrap of the simulation's
+weights; the proposal and the nodes are shared (fitted once on all of the simulation: any
+proposal keeps the integral unbiased, so only the weights K_im depend on k, and a node table
+costs one kernel evaluation per node). Member j uses detector model k = j mod K, its own
+Poisson(1) bootstrap weights of the data, and a **fresh** p_θ: a plain fit for
+``init_epochs`` to the proposal's nodes weighted by its bootstrap weights / ε_k (a cheap
+start near the one-pass posterior), then ``epochs`` of the folded likelihood, then
+``samples`` unit-weight draws. Members thus differ by the data's and the simulation's
+statistics and by the fit's own initialisation and batch order, so the spread also maps the
+directions the smearing leaves almost unconstrained (structure finer than the resolution),
+where a single fit's answer is arbitrary. An earlier version warm-started all members from
+one central fit and shared one detector model: the members shared the central fit's error
+and the spread undercovered by a factor of about 3 (docs/unfold/generative.md). ``info``
+reports the members' spread of the mean and width.
 
-Settings were chosen on development seeds 1 and 2 of ``GaussianToy().problem(200_000, 100_000, seed)``
+Settings were chosen on development seeds 1–10 of ``GaussianToy().problem(200_000, 100_000, seed)``
 (docs/unfold/generative.md).
 """
 
@@ -127,7 +126,10 @@ class LikelihoodUnfolding:
     Parameters
     ----------
     members:
-        Bootstrap fits of the unfolded flow (warm-started from the central fit).
+        Independent fits of the unfolded flow, each from a fresh initialisation on its own bootstrap of the data.
+    kernels:
+        Detector models (ε and kernel), each fitted on its own bootstrap of the simulation; member j uses
+        model j mod ``kernels``.
     nodes:
         Importance-sampling nodes per measured event (``defensive`` of them from the wide Gaussian).
     norm_nodes:
@@ -138,13 +140,13 @@ class LikelihoodUnfolding:
         The unfolded flow p_θ (NSF; ``hidden`` is unused for one generation-level column, whose spline parameters
         are plain constants).
     init_epochs:
-        Epochs of the plain fit of p_θ to the proposal's 1/ε-weighted nodes that starts the central fit (0: none).
-    epochs, finetune_epochs:
-        Epochs of the central fit and of each member's warm-started fit.
-    batch_size, lr, finetune_lr:
-        Measured events per step and Adam learning rates of p_θ (central fit, members).
+        Epochs of the plain fit of p_θ to the proposal's 1/ε-weighted nodes that starts each member (0: none).
+    epochs:
+        Epochs of each member's folded-likelihood fit.
+    batch_size, lr:
+        Measured events per step and Adam learning rate of p_θ.
     kernel_transforms, kernel_hidden, kernel_bins, kernel_epochs:
-        The conditional flows p_φ(y | x) and q_post(x | y) (and their epochs on all passing pairs).
+        The conditional flows p_φ(y | x) and q_post(x | y) (and their epochs on the passing pairs).
     samples:
         Draws per member (0: as many as measured events).
     efficiency_correction:
