@@ -10,14 +10,14 @@ from rarefy.errors import InputError
 from rarefy.unfold import GaussianToy
 from rarefy.unfold.likelihood import LikelihoodUnfolding
 
-FAST = {"members": 3, "nodes": 8, "norm_nodes": 4096, "init_epochs": 2, "epochs": 8, "finetune_epochs": 1, "batch_size": 512,
+FAST = {"members": 3, "nodes": 8, "norm_nodes": 4096, "init_epochs": 2, "epochs": 8, "kernels": 2, "batch_size": 512,
             "kernel_epochs": 10}
 STEEP = GaussianToy(eff_low=0.2, eff_high=0.95, eff_center=0.5, eff_scale=0.4)
 
 
 def test_same_seed_same_result_other_seed_differs():
     prob, _ = GaussianToy().problem(6000, 3000, seed=3)
-    m = LikelihoodUnfolding(members=2, nodes=4, norm_nodes=1024, init_epochs=1, epochs=1, kernel_epochs=1)
+    m = LikelihoodUnfolding(members=2, kernels=2, nodes=4, norm_nodes=1024, init_epochs=1, epochs=1, kernel_epochs=1)
     a, b, c = m.unfold(prob, 5), m.unfold(prob, 5), m.unfold(prob, 6)
     for (xa, _), (xb, _) in zip(a.members, b.members):
         np.testing.assert_array_equal(xa, xb)

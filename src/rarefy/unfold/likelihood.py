@@ -1,11 +1,11 @@
 """Likelihood unfolding: a generative network for the truth, folded through a learned detector, fitted to the data.
 
 **Model.** The unfolded distribution is an unconditional zuko flow p_θ(x). The detector
-is replaced by two learned parts, both fitted once on the simulation: the efficiency
+is replaced by two learned parts fitted on the simulation: the efficiency
 ε(x) = P(pass | x) (a small weighted classifier,
 :func:`rarefy.unfold.generative.fit_efficiency`) and the response kernel p_φ(y | x)
-(a conditional zuko NSF fitted by maximum likelihood on the passing pairs,
-:func:`rarefy.nn.flows.fit_flow`). A measured event then has the folded density
+(a conditional zuko NSF fitted by maximum likelihood on the passing pairs for
+``kernel_epochs`` epochs, :func:`rarefy.nn.flows.fit_flow`). A measured event then has the folded density
 
     p(y | θ) = ∫ ε(x) p_φ(y | x) p_θ(x) dx / ∫ ε(x) p_θ(x) dx ,
 
@@ -41,27 +41,26 @@ smallest where the terms K_im p_θ(x_im) are alike, i.e. where p_θ resembles th
 prior p_sim; it shrinks as 1/M. (Adding the delta-method term s²/(2M Î²) back was tried on
 development seed 1 and made things worse: the optimiser then gains by making the terms
 *unlike*, and p_θ grew wiggles at the nodes.) The denominator uses ``norm_nodes`` fixed nodes from g:
-∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes are the same for all members:
-their finite number is a small fixed error of the objective, tested against more nodes on
-development seeds (docs/unfold/generative.md).
+∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes (not their weights) are the same for all members:
+their finite number is a small fixed error of the objective (docs/unfold/generative.md).
 
-**Ensemble.** A central fit (``init_epochs`` of a plain fit of p_θ to the proposal's
-1/ε-weighted nodes, a cheap start near the one-pass posterior, then ``epochs`` of the folded
-likelihood) and ``members`` fits warm-started from it, each on Poisson(1) bootstrap weights
-of the data with its own seed (batch order) for ``finetune_epochs`` at ``finetune_lr``, then
-sampled: ``samples`` unit-weight draws of x per member. Warm starts make members cheap; what
-they share is the central fit's own error, in particular in the directions the smearing
-leaves almost unconstrained (structure finer than the resolution, which the folded
-likelihood barely sees), so the spread is the data's statistical uncertainty *around the
-central fit* and undercovers when the central fit has not converged. Independent fits from
-fresh initialisations would map those directions too, at ``members`` times the cost of the
-central fit. **The kernel and ε are fitted once** and shared: they are the detector model,
-fitted on all n_sim simulated events; refitting them per member would also redo the node
-table (a third of the cost) per member. Their statistical error is therefore not in the
-spread; on the toy it enters only through the smooth kernel and efficiency, fitted on
-more events than are measured. ``info`` reports the members' spread of the mean and width.
+**Ensemble: independent members, data and simulation statistics.** ``kernels`` = K detector
+models (ε_k, p_φk) are fitted, each on its own Poisson(1) bootstrap of the simulation's
+weights; the proposal and the nodes are shared (fitted once on all of the simulation: any
+proposal keeps the integral unbiased, so only the weights K_im depend on k, and a node table
+costs one kernel evaluation per node). Member j uses detector model k = j mod K, its own
+Poisson(1) bootstrap weights of the data, and a **fresh** p_θ: a plain fit for
+``init_epochs`` to the proposal's nodes weighted by its bootstrap weights / ε_k (a cheap
+start near the one-pass posterior), then ``epochs`` of the folded likelihood, then
+``samples`` unit-weight draws. Members thus differ by the data's and the simulation's
+statistics and by the fit's own initialisation and batch order, so the spread also maps the
+directions the smearing leaves almost unconstrained (structure finer than the resolution),
+where a single fit's answer is arbitrary. An earlier version warm-started all members from
+one central fit and shared one detector model: the members shared the central fit's error
+and the spread undercovered by a factor of about 3 (docs/unfold/generative.md). ``info``
+reports the members' spread of the mean and width.
 
-Settings were chosen on development seeds 1 and 2 of ``GaussianToy().problem(200_000, 100_000, seed)``
+Settings were chosen on development seeds 1–10 of ``GaussianToy().problem(200_000, 100_000, seed)``
 (docs/unfold/generative.md).
 """
 
@@ -127,7 +126,10 @@ class LikelihoodUnfolding:
     Parameters
     ----------
     members:
-        Bootstrap fits of the unfolded flow (warm-started from the central fit).
+        Independent fits of the unfolded flow, each from a fresh initialisation on its own bootstrap of the data.
+    kernels:
+        Detector models (ε and kernel), each fitted on its own bootstrap of the simulation; member j uses
+        model j mod ``kernels``.
     nodes:
         Importance-sampling nodes per measured event (``defensive`` of them from the wide Gaussian).
     norm_nodes:
@@ -138,13 +140,13 @@ class LikelihoodUnfolding:
         The unfolded flow p_θ (NSF; ``hidden`` is unused for one generation-level column, whose spline parameters
         are plain constants).
     init_epochs:
-        Epochs of the plain fit of p_θ to the proposal's 1/ε-weighted nodes that starts the central fit (0: none).
-    epochs, finetune_epochs:
-        Epochs of the central fit and of each member's warm-started fit.
-    batch_size, lr, finetune_lr:
-        Measured events per step and Adam learning rates of p_θ (central fit, members).
+        Epochs of the plain fit of p_θ to the proposal's 1/ε-weighted nodes that starts each member (0: none).
+    epochs:
+        Epochs of each member's folded-likelihood fit.
+    batch_size, lr:
+        Measured events per step and Adam learning rate of p_θ.
     kernel_transforms, kernel_hidden, kernel_bins, kernel_epochs:
-        The conditional flows p_φ(y | x) and q_post(x | y) (and their epochs on all passing pairs).
+        The conditional flows p_φ(y | x) and q_post(x | y) (and their epochs on the passing pairs).
     samples:
         Draws per member (0: as many as measured events).
     efficiency_correction:
@@ -153,7 +155,8 @@ class LikelihoodUnfolding:
 
     name: ClassVar[str] = "likelihood"
 
-    members: int = 16
+    members: int = 12
+    kernels: int = 4
     nodes: int = 8
     norm_nodes: int = 16384
     defensive: float = 0.25
@@ -162,14 +165,12 @@ class LikelihoodUnfolding:
     bins: int = 8
     init_epochs: int = 2
     epochs: int = 8
-    finetune_epochs: int = 2
     batch_size: int = 4096
     lr: float = 1e-2
-    finetune_lr: float = 3e-3
     kernel_transforms: int = 2
     kernel_hidden: tuple[int, ...] = (32, 32)
     kernel_bins: int = 8
-    kernel_epochs: int = 4
+    kernel_epochs: int = 16
     samples: int = 0
     efficiency_correction: bool = True
 
@@ -177,7 +178,7 @@ class LikelihoodUnfolding:
         if self.init_epochs < 0:
             raise InputError(f"likelihood unfolding: init_epochs must be >= 0, got {self.init_epochs}",
                              column="init_epochs")
-        for key in ("members", "nodes", "norm_nodes", "epochs", "finetune_epochs", "batch_size", "transforms",
+        for key in ("members", "kernels", "nodes", "norm_nodes", "epochs", "batch_size", "transforms",
                     "bins", "kernel_transforms", "kernel_bins", "kernel_epochs"):
             if int(getattr(self, key)) < 1:
                 raise InputError(f"likelihood unfolding: {key} must be >= 1, got {getattr(self, key)}", column=key)
@@ -191,44 +192,48 @@ class LikelihoodUnfolding:
         t0 = time.perf_counter()
         p = problem
         n, d = p.n_data, len(p.gen_names)
-        nodes = self.folding_nodes(p, seed)
+        # K detector models, each fitted on its own Poisson(1) bootstrap of the simulation
+        sim_w = [p.sim_weight * np.random.default_rng([int(seed), 40, k]).poisson(1.0, len(p.sim_weight))
+                 for k in range(self.kernels)]
+        tables = self._nodes(p, seed, sim_w)
         t_nodes = time.perf_counter() - t0
-        # p_θ in the standardised coordinates of the simulated x
-        unf = DensityFlow(p.sim_gen, None, self._theta_settings(d), member_seed(seed, 43), p.sim_weight)
+        settings = self._theta_settings(d)
+        # p_θ in the standardised coordinates of the simulated x (the same for every member)
+        ref = DensityFlow(p.sim_gen, None, settings, member_seed(seed, 43), p.sim_weight)
         m = self.nodes
-        zx = torch.from_numpy(unf.sx(nodes.x.reshape(n * m, d))).reshape(n, m, d)
-        zz = torch.from_numpy(unf.sx(nodes.z))
-        lk = torch.from_numpy(nodes.log_k.astype(np.float32))
-        lkz = torch.from_numpy(nodes.log_kz.astype(np.float32))
-        jac = unf.sx.log_jacobian
-        kernel = nodes.kernel
-        # start from the proposal's unfolding (its nodes weighted by 1/ε: the one-pass generative estimate
-        # under the simulation's prior), a cheap plain fit that leaves the folded fit less ground to cover
+        zx = torch.from_numpy(ref.sx(tables[0].x.reshape(n * m, d))).reshape(n, m, d)
+        zz = torch.from_numpy(ref.sx(tables[0].z))
+        lks = [(torch.from_numpy(t.log_k.astype(np.float32)), torch.from_numpy(t.log_kz.astype(np.float32)))
+               for t in tables]
+        jac = ref.sx.log_jacobian
         m_q = m - max(1, round(self.defensive * m))
-        if m_q and self.init_epochs:
-            x0 = nodes.x[:, :m_q].reshape(n * m_q, d)
-            w0 = np.repeat(p.data_weight, m_q)
-            if self.efficiency_correction:
-                w0 = w0 / nodes.efficiency.probability(x0)
-            init = replace(self._theta_settings(d), epochs=self.init_epochs, batch_size=8192, lr=self.lr)
-            unf = fit_flow(x0, None, init, member_seed(seed, 48), weight=w0, start=unf, name="likelihood start")
-        central = self._fit(unf, zx, lk, zz, lkz, jac, p.data_weight, self.epochs, self.lr, member_seed(seed, 44),
-                            "likelihood central")
+        x0 = tables[0].x[:, :m_q].reshape(n * m_q, d)
+        inv_eps = [1.0 / t.efficiency.probability(x0) if self.efficiency_correction else np.ones(len(x0))
+                   for t in tables]
         members: list[tuple[np.ndarray, np.ndarray]] = []
         n_out = self.samples or n
         moments = []
         for j in range(self.members):
+            k = j % self.kernels
             rj = np.random.default_rng([int(seed), 45, j])
             wj = p.data_weight * rj.poisson(1.0, n)
-            fj = self._fit(central.copy(), zx, lk, zz, lkz, jac, wj, self.finetune_epochs, self.finetune_lr,
+            unf = DensityFlow(p.sim_gen, None, settings, member_seed(seed, 43, j), p.sim_weight)
+            if m_q and self.init_epochs:
+                # start from the proposal's unfolding of this member's data (its nodes weighted by 1/ε_k), a
+                # cheap plain fit that leaves the folded fit less ground to cover
+                init = replace(settings, epochs=self.init_epochs, batch_size=8192, lr=self.lr)
+                unf = fit_flow(x0, None, init, member_seed(seed, 48, j), weight=np.repeat(wj, m_q) * inv_eps[k],
+                               start=unf, name=f"likelihood start {j}")
+            fj = self._fit(unf, zx, lks[k][0], zz, lks[k][1], jac, wj, self.epochs, self.lr,
                            member_seed(seed, 46, j), f"likelihood member {j}")
             xs = fj.sample(n=n_out, seed=member_seed(seed, 47, j))
             members.append((xs, np.ones(len(xs))))
             moments.append((xs.mean(0), xs.std(0)))
         means = np.array([mm[0] for mm in moments])
         widths = np.array([mm[1] for mm in moments])
-        info = {"members": self.members, "nodes": self.nodes,
-                "kernel_nll": float(kernel.history[-1]["train_loss"]) if kernel.history else float("nan"),
+        info = {"members": self.members, "kernels": self.kernels, "nodes": self.nodes,
+                "kernel_nll": float(np.mean([t.kernel.history[-1]["train_loss"] for t in tables
+                                             if t.kernel.history])) if tables[0].kernel.history else float("nan"),
                 "member_mean_sd": means.std(0, ddof=1).tolist() if len(means) > 1 else [0.0] * d,
                 "member_width_sd": widths.std(0, ddof=1).tolist() if len(widths) > 1 else [0.0] * d,
                 "detector_and_nodes_s": t_nodes, "wall_s": time.perf_counter() - t0}
@@ -240,15 +245,18 @@ class LikelihoodUnfolding:
         return FlowSettings(transforms=self.transforms, hidden=tuple(self.hidden) if d > 1 else (), bins=self.bins)
 
     def folding_nodes(self, problem: Problem, seed: int) -> FoldingNodes:
-        """Fit ε, the kernel p_φ(y | x) and the proposal q_post(x | y) on the simulation and draw the fixed
+        """Fit ε, the kernel p_φ(y | x) and the proposal q_post(x | y) on all of the simulation and draw the fixed
         importance-sampling nodes with their log-weights (see the module docstring)."""
+        return self._nodes(problem, seed, [problem.sim_weight])[0]
+
+    def _nodes(self, problem: Problem, seed: int, sim_weights: list[np.ndarray]) -> list[FoldingNodes]:
+        """One node table per set of simulation weights: the proposal and the nodes are shared (fitted on all of
+        the simulation; any proposal keeps the estimate unbiased), ε and the kernel are fitted per weight set."""
         p = problem
         d = len(p.gen_names)
-        x_pass, y_pass, w_pass = p.sim_gen[p.sim_pass], p.sim_rec[p.sim_pass], p.sim_weight[p.sim_pass]
-        eff = fit_efficiency(p.sim_gen, p.sim_pass, p.sim_weight, member_seed(seed, 1))
         ks = FlowSettings(transforms=self.kernel_transforms, hidden=tuple(self.kernel_hidden), bins=self.kernel_bins,
                           epochs=self.kernel_epochs, batch_size=2048, lr=3e-3)
-        kernel = fit_flow(y_pass, x_pass, ks, member_seed(seed, 2), weight=w_pass, name="likelihood kernel")
+        x_pass, y_pass, w_pass = p.sim_gen[p.sim_pass], p.sim_rec[p.sim_pass], p.sim_weight[p.sim_pass]
         post = fit_flow(x_pass, y_pass, ks, member_seed(seed, 3), weight=w_pass, name="likelihood proposal")
         w_sim = p.sim_weight
         g_mean = np.average(p.sim_gen, axis=0, weights=w_sim)
@@ -267,12 +275,18 @@ class LikelihoodUnfolding:
         xf = x_nodes.reshape(n * m, d)
         log_g = np.log(m_g / m) + _log_gauss(xf, g_mean, g_sd)
         log_q = np.logaddexp(np.log(m_q / m) + post.log_prob(xf, y_rep), log_g) if m_q else log_g
-        log_eps = -np.logaddexp(0.0, -eff.logit(xf)) if self.efficiency_correction else np.zeros(len(xf))
-        log_k = (log_eps + kernel.log_prob(y_rep, xf) - log_q - math.log(m)).reshape(n, m)
         z_nodes = g_mean + g_sd * rng.standard_normal((self.norm_nodes, d))
-        log_eps_z = -np.logaddexp(0.0, -eff.logit(z_nodes)) if self.efficiency_correction else 0.0
-        log_kz = log_eps_z - _log_gauss(z_nodes, g_mean, g_sd) - math.log(self.norm_nodes)
-        return FoldingNodes(x_nodes, log_k, z_nodes, log_kz, kernel, post, eff)
+        out = []
+        for k, w in enumerate(sim_weights):
+            eff = fit_efficiency(p.sim_gen, p.sim_pass, w, member_seed(seed, 1, k))
+            wp = w[p.sim_pass]
+            kernel = fit_flow(y_pass, x_pass, ks, member_seed(seed, 2, k), weight=wp, name=f"likelihood kernel {k}")
+            log_eps = -np.logaddexp(0.0, -eff.logit(xf)) if self.efficiency_correction else np.zeros(len(xf))
+            log_k = (log_eps + kernel.log_prob(y_rep, xf) - log_q - math.log(m)).reshape(n, m)
+            log_eps_z = -np.logaddexp(0.0, -eff.logit(z_nodes)) if self.efficiency_correction else 0.0
+            log_kz = log_eps_z - _log_gauss(z_nodes, g_mean, g_sd) - math.log(self.norm_nodes)
+            out.append(FoldingNodes(x_nodes, log_k, z_nodes, log_kz, kernel, post, eff))
+        return out
 
     def _fit(self, unf: DensityFlow, zx: torch.Tensor, lk: torch.Tensor, zz: torch.Tensor, lkz: torch.Tensor,
              jac: float, weight: np.ndarray, epochs: int, lr: float, seed: int, name: str) -> DensityFlow:
