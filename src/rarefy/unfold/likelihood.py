@@ -95,6 +95,9 @@ def _log_gauss(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return -0.5 * (z ** 2).sum(-1) - np.log(sd).sum() - 0.5 * x.shape[-1] * math.log(2 * math.pi)
 
 
+_STEPS_PER_EPOCH = 24   # what 10^5 measured events give at the default 4,096 per batch
+_MIN_BATCH = 256
+
 @dataclass
 class FoldingNodes:
     """Fixed importance-sampling nodes: ``x`` (n_data, nodes, d) with log-weights ``log_k`` (n_data, nodes), so
@@ -144,7 +147,8 @@ class LikelihoodUnfolding:
     epochs:
         Epochs of each member's folded-likelihood fit.
     batch_size, lr:
-        Measured events per step and Adam learning rate of p_θ.
+        Measured events per step (at most; smaller when fewer than 24 batches of it fit in the data, down to
+        256, so small data sets get as many optimiser steps per epoch) and Adam learning rate of p_θ.
     kernel_transforms, kernel_hidden, kernel_bins, kernel_epochs:
         The conditional flows p_φ(y | x) and q_post(x | y) (and their epochs on the passing pairs).
     samples:
@@ -294,7 +298,9 @@ class LikelihoodUnfolding:
         keep = np.flatnonzero(weight > 0)
         wt = torch.from_numpy((weight / weight[keep].mean()).astype(np.float32))
         _n, m, d = zx.shape
-        bs = self.batch_size
+        # at least _STEPS_PER_EPOCH steps per epoch: with few measured events the batch shrinks, so a fit
+        # takes about as many optimiser steps as at 10^5 events and 4,096 per batch (unchanged there)
+        bs = min(self.batch_size, max(_MIN_BATCH, math.ceil(len(keep) / _STEPS_PER_EPOCH)))
         nb = max(1, math.ceil(len(keep) / bs))
 
         def batches(epoch: int) -> Iterator[torch.Tensor]:
