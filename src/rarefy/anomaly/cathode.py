@@ -59,6 +59,7 @@ import torch
 import zuko
 
 from ..errors import InputError
+from ..nn.classifier import mlp
 from ..nn.early_stopping import EarlyStopping
 from ..nn.seeding import seeded
 from ..nn.trainer import Trainer
@@ -255,16 +256,6 @@ def sample_sr_masses(m_sr: np.ndarray, n: int, window: tuple[float, float], rng:
     return np.concatenate(out)
 
 
-def _mlp(d: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
-    layers: list[torch.nn.Module] = []
-    w = d
-    for h in hidden:
-        layers += [torch.nn.Linear(w, h), torch.nn.ReLU()]
-        w = h
-    layers.append(torch.nn.Linear(w, 1))
-    return torch.nn.Sequential(*layers)
-
-
 def _train_classifier(x1: np.ndarray, x0: np.ndarray, s: ClassifierSettings, seed: int,
                       name: str) -> torch.nn.Module:
     x = torch.from_numpy(np.concatenate([x1, x0]).astype(np.float32))
@@ -272,7 +263,7 @@ def _train_classifier(x1: np.ndarray, x0: np.ndarray, s: ClassifierSettings, see
     w1, w0 = len(x) / (2 * len(x1)), len(x) / (2 * len(x0))
     wt = torch.where(y > 0, torch.tensor(w1, dtype=torch.float32), torch.tensor(w0, dtype=torch.float32))
     with seeded(seed):
-        model = _mlp(x.shape[1], s.hidden)
+        model = mlp(x.shape[1], tuple(s.hidden))
     nb = max(1, math.ceil(len(x) / s.batch_size))
 
     def batches(epoch: int) -> Iterator[torch.Tensor]:

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..nn.classifier import mlp
 
 __all__ = ["HEADS_FILE", "DiscreteHeads", "FlowWithHeads", "select_discrete"]
 
@@ -74,16 +75,6 @@ def select_discrete(phi: np.ndarray, names: Sequence[str], integer: Sequence[boo
         log.info("generate: every φ column is a few-valued integer; all stay dequantised in the flow")
         return []
     return pick
-
-
-def _mlp(inputs: int, hidden: Sequence[int], outputs: int) -> torch.nn.Sequential:
-    layers: list[torch.nn.Module] = []
-    width = inputs
-    for h in hidden:
-        layers += [torch.nn.Linear(width, int(h)), torch.nn.SiLU()]
-        width = int(h)
-    layers.append(torch.nn.Linear(width, outputs))
-    return torch.nn.Sequential(*layers)
 
 
 class DiscreteHeads(torch.nn.Module):
@@ -125,7 +116,8 @@ class DiscreteHeads(torch.nn.Module):
             raise ValueError(f"{len(self.continuous_index)} continuous columns, expected {self.continuous}")
         sizes = [len(v) for v in self.values]
         self.heads = torch.nn.ModuleList(
-            _mlp(self.context + self.continuous + sum(sizes[:k]), self.hidden, sizes[k]) for k in range(len(sizes)))
+            mlp(self.context + self.continuous + sum(sizes[:k]), tuple(self.hidden), sizes[k], "silu")
+            for k in range(len(sizes)))
 
     @property
     def continuous_names(self) -> list[str]:

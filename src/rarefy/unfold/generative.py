@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..nn.classifier import mlp
 from ..nn.flows import Standardiser
 from ..nn.seeding import seeded
 from ..nn.trainer import Trainer
@@ -59,16 +60,6 @@ class LogitNet:
         return 1.0 / (1.0 + np.exp(-self.logit(x)))
 
 
-def _mlp(d: int, hidden: tuple[int, ...]) -> torch.nn.Sequential:
-    layers: list[torch.nn.Module] = []
-    w = d
-    for h in hidden:
-        layers += [torch.nn.Linear(w, h), torch.nn.SiLU()]
-        w = h
-    layers.append(torch.nn.Linear(w, 1))
-    return torch.nn.Sequential(*layers)
-
-
 def fit_logit(x: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int, *, hidden: tuple[int, ...] = (32, 32),
               epochs: int = 4, batch_size: int = 4096, lr: float = 3e-3, min_steps: int = 1500,
               name: str = "classifier") -> LogitNet:
@@ -87,7 +78,7 @@ def fit_logit(x: np.ndarray, a: np.ndarray, b: np.ndarray, seed: int, *, hidden:
     s = float((a + b).mean())
     at, bt = torch.from_numpy((a / s).astype(np.float32)), torch.from_numpy((b / s).astype(np.float32))
     with seeded(int(seed)):
-        net = _mlp(x.shape[1], tuple(hidden))
+        net = mlp(x.shape[1], tuple(hidden), 1, "silu")
     nb = max(1, math.ceil(len(x) / batch_size))
     epochs = max(int(epochs), math.ceil(min_steps / nb))
 
