@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from flow_fastsim import nest_window_counter
 from rarefy.config import GenerateConfig
 from rarefy.data.events import EventTable
 from rarefy.generate import fit_generator
@@ -45,8 +45,6 @@ CANDIDATES = [{"passes": 2}, {"hidden": [32, 32]}, {"passes": 2, "hidden": [32, 
 
 
 def main() -> None:
-    import nestpy
-
     from rarefy.simulators.xlzd import XLZD, xlzd_space
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,19 +70,7 @@ def main() -> None:
         real.append(np.column_stack([t.column(c).to_numpy() for c in PHI[:2]]))
 
     theta0, n = dev[0], args.speed_events
-    det = sim.detector(theta0)
-    params = {"er_yield_params": list(nestpy.default_er_parameters),
-              "nr_yield_params": list(nestpy.default_nr_parameters),
-              "width_params": list(nestpy.default_nr_er_width_parameters)}
-
-    def nest_window() -> int:
-        rng = np.random.default_rng(1)
-        m = math.ceil(n / 0.7)
-        arr = nestpy.array.runNESTvec(det, nestpy.interactions.beta, 1.0 + 14.0 * rng.random(m),
-                                      np.ascontiguousarray(sim.positions(det, m, rng)),
-                                      inField=float(theta0["drift_field"]), seed=1, **params)
-        return int(sim.in_window(np.asarray(arr["s1c_phd"]), np.asarray(arr["s2c_phd"])).sum())
-
+    nest_window = nest_window_counter(sim, theta0, n)
     kept = nest_window()
     rows = []
     for flow in json.loads(args.candidates):
