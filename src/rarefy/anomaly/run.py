@@ -101,6 +101,7 @@ def _check_region(ev: Events, sr: tuple[float, float], where: str, column: str, 
 
 def plot_sic(methods: dict[str, Any], path: Path, title: str = "") -> Path:
     """SIC = ε_S/√ε_B against ε_S for each method with a ``curve``; written atomically to ``path`` (PNG)."""
+    from ..report.figures import save_figure
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4.2))
@@ -115,9 +116,7 @@ def plot_sic(methods: dict[str, Any], path: Path, title: str = "") -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    return Path(path)
+    return save_figure(fig, path, dpi=120, tight=False)
 
 
 def _settings(cfg: AnomalyConfig) -> tuple[FlowSettings, ClassifierSettings]:

@@ -177,6 +177,7 @@ def plot_unfolded(column: str, edges: np.ndarray, hists: dict[str, tuple[np.ndar
                   path: Path, truth: np.ndarray | None = None, prior: np.ndarray | None = None,
                   unit: str = "", title: str = "") -> Path:
     """Each method's probability per bin with ±1 sd error bars, the truth and the prior as steps; PNG, atomic."""
+    from ..report.figures import save_figure
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.4))
@@ -197,9 +198,7 @@ def plot_unfolded(column: str, edges: np.ndarray, hists: dict[str, tuple[np.ndar
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    return Path(path)
+    return save_figure(fig, path, dpi=120, tight=False)
 
 
 def run_unfold(config: UnfoldConfig | str | os.PathLike[str], out: str | os.PathLike[str],
