@@ -54,6 +54,9 @@ _ACT = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "silu": torch.nn.SiLU, "ta
 _EVAL_BATCH = 65536
 
 
+_MIN_BATCH = 256
+
+
 def mlp(d_in: int, hidden: tuple[int, ...], d_out: int = 1, activation: Activation = "relu") -> torch.nn.Sequential:
     """A fully connected network ``d_in → hidden… → d_out`` with ``activation`` between layers (draws from
     torch's global generator: build it under :func:`~rarefy.nn.seeding.seeded`)."""
@@ -80,7 +83,12 @@ class WeightedClassifier:
     lr, weight_decay:
         Adam settings.
     batch_size:
-        Events per gradient step.
+        Events per gradient step (at most; see ``min_steps``).
+    min_steps:
+        Least gradient steps per epoch (0: no floor). With fewer than ``min_steps`` batches of
+        ``batch_size`` in the events, the batch shrinks (down to 256 events) so that a fit takes
+        about as many optimiser steps on small data as on large: an epoch count chosen at 10⁵
+        events would otherwise leave a classifier of 10⁴ events a handful of steps, underfitted.
     lr_schedule:
         ``constant`` or ``cosine`` within each :meth:`fit`.
     parts:
@@ -95,13 +103,16 @@ class WeightedClassifier:
     """
 
     def __init__(self, d: int, *, hidden: tuple[int, ...] = (32, 32), activation: Activation = "relu",
-                 lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 1024,
+                 lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 1024, min_steps: int = 0,
                  lr_schedule: LRSchedule = "constant", parts: int = 1, balance: bool = True, seed: int = 0,
                  name: str = "classifier") -> None:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.d = int(d)
         self.lr, self.weight_decay, self.batch_size = float(lr), float(weight_decay), int(batch_size)
+        if min_steps < 0:
+            raise InputError(f"min_steps must be >= 0, got {min_steps}")
+        self.min_steps = int(min_steps)
         self.lr_schedule: LRSchedule = lr_schedule
         self.parts = max(1, int(parts))
         self.balance = bool(balance)
@@ -155,6 +166,8 @@ class WeightedClassifier:
         b = torch.from_numpy(w0[keep].astype(np.float32))
         m_ = xt.shape[0]
         bs = self.batch_size
+        if self.min_steps > 0:
+            bs = min(bs, max(_MIN_BATCH, math.ceil(m_ / self.min_steps)))
         nb = max(1, math.ceil(m_ / bs))
         fit_id = self.fits
         seed = self.seed

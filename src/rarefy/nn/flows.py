@@ -39,12 +39,16 @@ __all__ = ["DensityFlow", "FlowSettings", "Standardiser", "fit_flow"]
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536
+_MIN_BATCH = 256
 
 
 @dataclass(frozen=True)
 class FlowSettings:
     """A zuko NSF with ``transforms`` spline transforms of ``bins`` bins and ``hidden`` widths, trained with
-    Adam(``lr``) and a cosine schedule for ``epochs`` epochs of ``batch_size`` events."""
+    Adam(``lr``) and a cosine schedule for ``epochs`` epochs of ``batch_size`` events (at most: with
+    ``min_steps`` > 0 and fewer than that many batches in the data, the batch shrinks, down to 256 events,
+    so that an epoch takes ``min_steps`` optimiser steps; epoch counts chosen on large data then do not
+    leave a small-data fit a handful of steps)."""
 
     transforms: int = 2
     hidden: tuple[int, ...] = (32, 32)
@@ -52,6 +56,7 @@ class FlowSettings:
     epochs: int = 8
     batch_size: int = 2048
     lr: float = 3e-3
+    min_steps: int = 0
 
 
 class Standardiser:
@@ -171,6 +176,8 @@ def fit_flow(x: np.ndarray, c: np.ndarray | None, settings: FlowSettings, seed: 
     ct = torch.from_numpy(qf.sc(c)) if qf.sc is not None else None
     wt = torch.from_numpy((w / w.mean()).astype(np.float32))
     bs = settings.batch_size
+    if settings.min_steps > 0:
+        bs = min(bs, max(_MIN_BATCH, math.ceil(len(x) / settings.min_steps)))
     nb = max(1, math.ceil(len(x) / bs))
 
     def batches(epoch: int) -> Iterator[torch.Tensor]:
