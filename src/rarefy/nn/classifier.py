@@ -45,16 +45,13 @@ import torch
 from ..errors import InputError
 from .schedule import LRSchedule
 from .seeding import seeded
-from .trainer import Trainer
+from .trainer import Trainer, floored_batch
 
 __all__ = ["WeightedClassifier", "mlp"]
 
 Activation = Literal["relu", "gelu", "silu", "tanh"]
 _ACT = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "silu": torch.nn.SiLU, "tanh": torch.nn.Tanh}
 _EVAL_BATCH = 65536
-
-
-_MIN_BATCH = 256
 
 
 def mlp(d_in: int, hidden: tuple[int, ...], d_out: int = 1, activation: Activation = "relu") -> torch.nn.Sequential:
@@ -165,9 +162,7 @@ class WeightedClassifier:
         a = torch.from_numpy(w1[keep].astype(np.float32))
         b = torch.from_numpy(w0[keep].astype(np.float32))
         m_ = xt.shape[0]
-        bs = self.batch_size
-        if self.min_steps > 0:
-            bs = min(bs, max(_MIN_BATCH, math.ceil(m_ / self.min_steps)))
+        bs = floored_batch(m_, self.batch_size, self.min_steps)
         nb = max(1, math.ceil(m_ / bs))
         fit_id = self.fits
         seed = self.seed

@@ -32,14 +32,13 @@ import zuko
 
 from ..errors import InputError
 from .seeding import seeded
-from .trainer import Trainer
+from .trainer import Trainer, floored_batch
 
 __all__ = ["DensityFlow", "FlowSettings", "Standardiser", "fit_flow"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536
-_MIN_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -175,9 +174,7 @@ def fit_flow(x: np.ndarray, c: np.ndarray | None, settings: FlowSettings, seed: 
     zt = torch.from_numpy(qf.sx(x))
     ct = torch.from_numpy(qf.sc(c)) if qf.sc is not None else None
     wt = torch.from_numpy((w / w.mean()).astype(np.float32))
-    bs = settings.batch_size
-    if settings.min_steps > 0:
-        bs = min(bs, max(_MIN_BATCH, math.ceil(len(x) / settings.min_steps)))
+    bs = floored_batch(len(x), settings.batch_size, settings.min_steps)
     nb = max(1, math.ceil(len(x) / bs))
 
     def batches(epoch: int) -> Iterator[torch.Tensor]:

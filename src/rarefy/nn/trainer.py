@@ -46,11 +46,23 @@ from .early_stopping import EarlyStopping
 from .schedule import LRSchedule, lr_scheduler
 from .seeding import cuda_devices, seeded
 
-__all__ = ["Trainer", "TrainState"]
+__all__ = ["Trainer", "TrainState", "floored_batch"]
 
 log = logging.getLogger(__name__)
 
 B = TypeVar("B")
+
+
+def floored_batch(n: int, batch_size: int, min_steps: int, smallest: int = 256) -> int:
+    """Events per step so that an epoch of ``n`` events takes at least ``min_steps`` steps (0: no floor).
+
+    The batch is ``batch_size`` unless fewer than ``min_steps`` batches of it fit in ``n``; then it shrinks,
+    to no fewer than ``smallest`` events, so that epoch counts chosen on large data do not leave a fit on
+    small data a handful of optimiser steps.
+    """
+    if min_steps <= 0:
+        return int(batch_size)
+    return min(int(batch_size), max(int(smallest), math.ceil(n / min_steps)))
 
 
 @dataclass

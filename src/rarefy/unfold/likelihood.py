@@ -80,7 +80,7 @@ from scipy.special import logsumexp
 from ..errors import InputError
 from ..nn.flows import DensityFlow, FlowSettings, fit_flow
 from ..nn.seeding import seeded
-from ..nn.trainer import Trainer
+from ..nn.trainer import Trainer, floored_batch
 from .base import Problem, Unfolded
 from .flow import member_seed
 from .generative import LogitNet, fit_efficiency
@@ -96,7 +96,6 @@ def _log_gauss(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
 
 
 _STEPS_PER_EPOCH = 24   # what 10^5 measured events give at the default 4,096 per batch
-_MIN_BATCH = 256
 
 @dataclass
 class FoldingNodes:
@@ -300,7 +299,7 @@ class LikelihoodUnfolding:
         _n, m, d = zx.shape
         # at least _STEPS_PER_EPOCH steps per epoch: with few measured events the batch shrinks, so a fit
         # takes about as many optimiser steps as at 10^5 events and 4,096 per batch (unchanged there)
-        bs = min(self.batch_size, max(_MIN_BATCH, math.ceil(len(keep) / _STEPS_PER_EPOCH)))
+        bs = floored_batch(len(keep), self.batch_size, _STEPS_PER_EPOCH)
         nb = max(1, math.ceil(len(keep) / bs))
 
         def batches(epoch: int) -> Iterator[torch.Tensor]:
