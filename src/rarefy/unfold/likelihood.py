@@ -44,6 +44,24 @@ development seed 1 and made things worse: the optimiser then gains by making the
 ∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes (not their weights) are the same for all members:
 their finite number is a small fixed error of the objective (docs/unfold/generative.md).
 
+**Adapting the proposal to the estimate.** The penalty Var Î/(2 I²) is a bias of the
+objective, not only noise: it is smallest where p_θ is like the proposal's prior, so with
+q_post fitted under p_sim it pulls the fit towards the simulation's prior, and it falls only
+as 1/M. On development seed 1 of the Gaussian toy (8 nodes, exact detector, 10⁶
+normalisation nodes) the penalty is 0.0127 per event at the truth and 0.0064 at the prior,
+while the log-likelihoods of N(1.0, 1.2) and N(0.985, 1.18) differ by about 10⁻⁴ per event:
+the objective peaks near (0.99, 1.18), where the exact folded maximum likelihood on the same
+data is (1.004, 1.199); at 64 nodes the penalties still differ by 10⁻⁴. So ``adapt`` rounds
+(default 1) move the proposal to the estimate: a central fit p̂ (all the data, detector
+model 0), then q_post refitted for ``adapt_epochs`` warm-started epochs on the passing pairs
+reweighted by r(x) = p̂(x)/p_sim(x) (the odds of a classifier between draws of p̂ and the
+simulated x, :func:`rarefy.unfold.generative.fit_ratio`, ``adapt_steps`` steps, clipped to
+[1/20, 20]), and the nodes drawn again. q_post is then the posterior under p̂, near the
+maximum, and the penalty pulls towards p̂ instead of the prior: on development seeds 1 and
+2 the errors against the exact maximum likelihood went from (−1.7 %, −1.2 %) and
+(−1.5 %, −1.3 %) in (mean, width) to (−0.4 %, +0.6 %) and (−0.6 %, −0.4 %). The members
+start from, and fit through, the adapted nodes.
+
 **Ensemble: independent members, data and simulation statistics.** ``kernels`` = K detector
 models (ε_k, p_φk) are fitted, each on its own Poisson(1) bootstrap of the simulation's
 weights; the proposal and the nodes are shared (fitted once on all of the simulation: any
@@ -83,7 +101,7 @@ from ..nn.seeding import seeded
 from ..nn.trainer import Trainer, floored_batch
 from .base import Problem, Unfolded
 from .flow import member_seed
-from .generative import LogitNet, fit_efficiency
+from .generative import LogitNet, fit_efficiency, fit_ratio
 
 __all__ = ["FoldingNodes", "LikelihoodUnfolding"]
 
@@ -95,6 +113,7 @@ def _log_gauss(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return -0.5 * (z ** 2).sum(-1) - np.log(sd).sum() - 0.5 * x.shape[-1] * math.log(2 * math.pi)
 
 
+_RATIO_CLIP = 20.0      # bound on the proposal's reweighting p̂ / p_sim
 _STEPS_PER_EPOCH = 24   # what 10^5 measured events give at the default 4,096 per batch
 
 @dataclass
@@ -154,6 +173,11 @@ class LikelihoodUnfolding:
         Draws per member (0: as many as measured events).
     efficiency_correction:
         Fold with the learned ε (off: ε ≡ 1, which fits the passing truth instead; for comparison).
+    adapt:
+        Rounds of moving the proposal to a central fit before the members run (0: the posterior under the
+        simulation's prior).
+    adapt_epochs, adapt_steps:
+        Epochs of the proposal's warm-started refit, and optimiser steps of the density-ratio classifier, per round.
     """
 
     name: ClassVar[str] = "likelihood"
@@ -176,12 +200,18 @@ class LikelihoodUnfolding:
     kernel_epochs: int = 16
     samples: int = 0
     efficiency_correction: bool = True
+    adapt: int = 1
+    adapt_epochs: int = 4
+    adapt_steps: int = 800
 
     def _check(self) -> None:
         if self.init_epochs < 0:
             raise InputError(f"likelihood unfolding: init_epochs must be >= 0, got {self.init_epochs}",
                              column="init_epochs")
-        for key in ("members", "kernels", "nodes", "norm_nodes", "epochs", "batch_size", "transforms",
+        for key in ("adapt",):
+            if int(getattr(self, key)) < 0:
+                raise InputError(f"likelihood unfolding: {key} must be >= 0, got {getattr(self, key)}", column=key)
+        for key in ("members", "kernels", "nodes", "adapt_epochs", "adapt_steps", "norm_nodes", "epochs", "batch_size", "transforms",
                     "bins", "kernel_transforms", "kernel_bins", "kernel_epochs"):
             if int(getattr(self, key)) < 1:
                 raise InputError(f"likelihood unfolding: {key} must be >= 1, got {getattr(self, key)}", column=key)
@@ -198,92 +228,136 @@ class LikelihoodUnfolding:
         # K detector models, each fitted on its own Poisson(1) bootstrap of the simulation
         sim_w = [p.sim_weight * np.random.default_rng([int(seed), 40, k]).poisson(1.0, len(p.sim_weight))
                  for k in range(self.kernels)]
-        tables = self._nodes(p, seed, sim_w)
-        t_nodes = time.perf_counter() - t0
+        detectors = self._detectors(p, seed, sim_w)
+        post = self._proposal(p, seed)
+        tables = self._draw(p, seed, post, detectors, 0)
         settings = self._theta_settings(d)
         # p_θ in the standardised coordinates of the simulated x (the same for every member)
         ref = DensityFlow(p.sim_gen, None, settings, member_seed(seed, 43), p.sim_weight)
-        m = self.nodes
-        zx = torch.from_numpy(ref.sx(tables[0].x.reshape(n * m, d))).reshape(n, m, d)
-        zz = torch.from_numpy(ref.sx(tables[0].z))
-        lks = [(torch.from_numpy(t.log_k.astype(np.float32)), torch.from_numpy(t.log_kz.astype(np.float32)))
-               for t in tables]
-        jac = ref.sx.log_jacobian
-        m_q = m - max(1, round(self.defensive * m))
-        x0 = tables[0].x[:, :m_q].reshape(n * m_q, d)
-        inv_eps = [1.0 / t.efficiency.probability(x0) if self.efficiency_correction else np.ones(len(x0))
-                   for t in tables]
+        for a in range(self.adapt):
+            # a central fit on all of the data, then nodes from the posterior under it
+            center = self._member(p, ref, tables, 0, p.data_weight, member_seed(seed, 53, a),
+                                  f"likelihood central fit {a + 1}")
+            post = self._adapt(p, seed, post, center, a)
+            tables = self._draw(p, seed, post, detectors, a + 1)
+        t_nodes = time.perf_counter() - t0
         members: list[tuple[np.ndarray, np.ndarray]] = []
         n_out = self.samples or n
         moments = []
         for j in range(self.members):
-            k = j % self.kernels
             rj = np.random.default_rng([int(seed), 45, j])
             wj = p.data_weight * rj.poisson(1.0, n)
-            unf = DensityFlow(p.sim_gen, None, settings, member_seed(seed, 43, j), p.sim_weight)
-            if m_q and self.init_epochs:
-                # start from the proposal's unfolding of this member's data (its nodes weighted by 1/ε_k), a
-                # cheap plain fit that leaves the folded fit less ground to cover
-                init = replace(settings, epochs=self.init_epochs, batch_size=8192, lr=self.lr)
-                unf = fit_flow(x0, None, init, member_seed(seed, 48, j), weight=np.repeat(wj, m_q) * inv_eps[k],
-                               start=unf, name=f"likelihood start {j}")
-            fj = self._fit(unf, zx, lks[k][0], zz, lks[k][1], jac, wj, self.epochs, self.lr,
-                           member_seed(seed, 46, j), f"likelihood member {j}")
+            fj = self._member(p, ref, tables, j % self.kernels, wj, member_seed(seed, 43, j), f"likelihood member {j}",
+                              init_seed=member_seed(seed, 48, j), fit_seed=member_seed(seed, 46, j))
             xs = fj.sample(n=n_out, seed=member_seed(seed, 47, j))
             members.append((xs, np.ones(len(xs))))
             moments.append((xs.mean(0), xs.std(0)))
         means = np.array([mm[0] for mm in moments])
         widths = np.array([mm[1] for mm in moments])
-        info = {"members": self.members, "kernels": self.kernels, "nodes": self.nodes,
-                "kernel_nll": float(np.mean([t.kernel.history[-1]["train_loss"] for t in tables
-                                             if t.kernel.history])) if tables[0].kernel.history else float("nan"),
+        info = {"members": self.members, "kernels": self.kernels, "nodes": self.nodes, "adapt": self.adapt,
+                "kernel_nll": float(np.mean([k.history[-1]["train_loss"] for _, k in detectors if k.history]))
+                if detectors[0][1].history else float("nan"),
                 "member_mean_sd": means.std(0, ddof=1).tolist() if len(means) > 1 else [0.0] * d,
                 "member_width_sd": widths.std(0, ddof=1).tolist() if len(widths) > 1 else [0.0] * d,
                 "detector_and_nodes_s": t_nodes, "wall_s": time.perf_counter() - t0}
         return Unfolded(self.name, p.gen_names, members, info)
+
+    def _member(self, p: Problem, ref: DensityFlow, tables: list[FoldingNodes], k: int, weight: np.ndarray,
+                seed: int, name: str, *, init_seed: int | None = None, fit_seed: int | None = None) -> DensityFlow:
+        """A fresh p_θ fitted to the measured events with weights ``weight`` through detector model ``k``: a plain
+        start on the proposal's nodes weighted by ``weight`` / ε_k, then the folded likelihood."""
+        n, m, d = tables[0].x.shape
+        settings = self._theta_settings(d)
+        t = tables[k]
+        zx = torch.from_numpy(ref.sx(t.x.reshape(n * m, d))).reshape(n, m, d)
+        zz = torch.from_numpy(ref.sx(t.z))
+        lk = torch.from_numpy(t.log_k.astype(np.float32))
+        lkz = torch.from_numpy(t.log_kz.astype(np.float32))
+        m_q = m - max(1, round(self.defensive * m))
+        unf = DensityFlow(p.sim_gen, None, settings, seed, p.sim_weight)
+        if m_q and self.init_epochs:
+            # start from the proposal's unfolding of these data (its nodes weighted by 1/ε_k), a cheap plain fit
+            # that leaves the folded fit less ground to cover
+            x0 = t.x[:, :m_q].reshape(n * m_q, d)
+            inv_eps = 1.0 / t.efficiency.probability(x0) if self.efficiency_correction else np.ones(len(x0))
+            init = replace(settings, epochs=self.init_epochs, batch_size=8192, lr=self.lr)
+            unf = fit_flow(x0, None, init, init_seed if init_seed is not None else member_seed(seed, 1),
+                           weight=np.repeat(weight, m_q) * inv_eps, start=unf, name=f"{name} start")
+        return self._fit(unf, zx, lk, zz, lkz, ref.sx.log_jacobian, weight, self.epochs, self.lr,
+                         fit_seed if fit_seed is not None else member_seed(seed, 2), name)
 
     def _theta_settings(self, d: int) -> FlowSettings:
         # with one column and no context the autoregressive mask leaves the hypernetwork no input: its spline
         # parameters are constants, and hidden layers would only reparameterise them (slower, worse conditioned)
         return FlowSettings(transforms=self.transforms, hidden=tuple(self.hidden) if d > 1 else (), bins=self.bins)
 
-    def folding_nodes(self, problem: Problem, seed: int) -> FoldingNodes:
+    def folding_nodes(self, problem: Problem, seed: int, center: DensityFlow | None = None) -> FoldingNodes:
         """Fit ε, the kernel p_φ(y | x) and the proposal q_post(x | y) on all of the simulation and draw the fixed
-        importance-sampling nodes with their log-weights (see the module docstring)."""
-        return self._nodes(problem, seed, [problem.sim_weight])[0]
-
-    def _nodes(self, problem: Problem, seed: int, sim_weights: list[np.ndarray]) -> list[FoldingNodes]:
-        """One node table per set of simulation weights: the proposal and the nodes are shared (fitted on all of
-        the simulation; any proposal keeps the estimate unbiased), ε and the kernel are fitted per weight set."""
+        importance-sampling nodes with their log-weights (see the module docstring). The proposal is the
+        posterior under the simulation's prior, or with ``center`` (an unconditional flow over the generation
+        level) under that density instead, as after one adaptation round."""
         p = problem
+        post = self._proposal(p, seed)
+        if center is not None:
+            post = self._adapt(p, seed, post, center, 0)
+        return self._draw(p, seed, post, self._detectors(p, seed, [p.sim_weight]), 0 if center is None else 1)[0]
+
+    def _kernel_settings(self) -> FlowSettings:
+        return FlowSettings(transforms=self.kernel_transforms, hidden=tuple(self.kernel_hidden), bins=self.kernel_bins,
+                            epochs=self.kernel_epochs, batch_size=2048, lr=3e-3)
+
+    def _proposal(self, p: Problem, seed: int) -> DensityFlow:
+        """q_post(x | y) under the simulation's prior, fitted on the passing pairs."""
+        return fit_flow(p.sim_gen[p.sim_pass], p.sim_rec[p.sim_pass], self._kernel_settings(), member_seed(seed, 3),
+                        weight=p.sim_weight[p.sim_pass], name="likelihood proposal")
+
+    def _detectors(self, p: Problem, seed: int, sim_weights: list[np.ndarray]) -> list[tuple[LogitNet, DensityFlow]]:
+        """One detector model (ε, kernel p_φ(y | x)) per set of simulation weights."""
+        out = []
+        for k, w in enumerate(sim_weights):
+            eff = fit_efficiency(p.sim_gen, p.sim_pass, w, member_seed(seed, 1, k))
+            kernel = fit_flow(p.sim_rec[p.sim_pass], p.sim_gen[p.sim_pass], self._kernel_settings(),
+                              member_seed(seed, 2, k), weight=w[p.sim_pass], name=f"likelihood kernel {k}")
+            out.append((eff, kernel))
+        return out
+
+    def _adapt(self, p: Problem, seed: int, post: DensityFlow, center: DensityFlow, a: int) -> DensityFlow:
+        """The proposal refitted on the passing pairs reweighted by r(x) = p̂(x) / p_sim(x), so that it is the
+        posterior under the current estimate p̂ (``center``) instead of the simulation's prior."""
+        xs = center.sample(n=min(p.n_sim, 200_000), seed=member_seed(seed, 50, a))
+        ratio = fit_ratio(xs, np.ones(len(xs)), p.sim_gen, p.sim_weight, member_seed(seed, 51, a),
+                          min_steps=self.adapt_steps)
+        r = np.clip(np.exp(ratio.logit(p.sim_gen)), 1 / _RATIO_CLIP, _RATIO_CLIP)
+        w = (p.sim_weight * r)[p.sim_pass]
+        return fit_flow(p.sim_gen[p.sim_pass], p.sim_rec[p.sim_pass], self._kernel_settings(), member_seed(seed, 52, a),
+                        weight=w, start=post, epochs=self.adapt_epochs, name=f"likelihood proposal {a + 1}")
+
+    def _draw(self, p: Problem, seed: int, post: DensityFlow, detectors: list[tuple[LogitNet, DensityFlow]],
+              a: int) -> list[FoldingNodes]:
+        """Fixed nodes from the defensive mixture of ``post`` and the wide Gaussian g, and one table of log-weights
+        per detector model (the nodes are shared; ``a`` numbers the proposal, for the seeds)."""
         d = len(p.gen_names)
-        ks = FlowSettings(transforms=self.kernel_transforms, hidden=tuple(self.kernel_hidden), bins=self.kernel_bins,
-                          epochs=self.kernel_epochs, batch_size=2048, lr=3e-3)
-        x_pass, y_pass, w_pass = p.sim_gen[p.sim_pass], p.sim_rec[p.sim_pass], p.sim_weight[p.sim_pass]
-        post = fit_flow(x_pass, y_pass, ks, member_seed(seed, 3), weight=w_pass, name="likelihood proposal")
         w_sim = p.sim_weight
         g_mean = np.average(p.sim_gen, axis=0, weights=w_sim)
         g_sd = 1.5 * np.sqrt(np.average((p.sim_gen - g_mean) ** 2, axis=0, weights=w_sim))
         m = self.nodes
         m_g = max(1, round(self.defensive * m))
         m_q = m - m_g
-        rng = np.random.default_rng([int(seed), 41])
+        rng = np.random.default_rng([int(seed), 41] if a == 0 else [int(seed), 41, a])
         n = p.n_data
         y_rep = np.repeat(p.data_rec, m, axis=0)                       # (n·m, k), event-major
         x_nodes = np.empty((n, m, d))
         if m_q:
             x_nodes[:, :m_q] = post.sample(np.repeat(p.data_rec, m_q, axis=0),
-                                           seed=member_seed(seed, 42)).reshape(n, m_q, d)
+                                           seed=member_seed(seed, 42) if a == 0 else member_seed(seed, 42, a)
+                                           ).reshape(n, m_q, d)
         x_nodes[:, m_q:] = g_mean + g_sd * rng.standard_normal((n, m_g, d))
         xf = x_nodes.reshape(n * m, d)
         log_g = np.log(m_g / m) + _log_gauss(xf, g_mean, g_sd)
         log_q = np.logaddexp(np.log(m_q / m) + post.log_prob(xf, y_rep), log_g) if m_q else log_g
         z_nodes = g_mean + g_sd * rng.standard_normal((self.norm_nodes, d))
         out = []
-        for k, w in enumerate(sim_weights):
-            eff = fit_efficiency(p.sim_gen, p.sim_pass, w, member_seed(seed, 1, k))
-            wp = w[p.sim_pass]
-            kernel = fit_flow(y_pass, x_pass, ks, member_seed(seed, 2, k), weight=wp, name=f"likelihood kernel {k}")
+        for eff, kernel in detectors:
             log_eps = -np.logaddexp(0.0, -eff.logit(xf)) if self.efficiency_correction else np.zeros(len(xf))
             log_k = (log_eps + kernel.log_prob(y_rep, xf) - log_q - math.log(m)).reshape(n, m)
             log_eps_z = -np.logaddexp(0.0, -eff.logit(z_nodes)) if self.efficiency_correction else 0.0
