@@ -10,7 +10,8 @@ from rarefy.unfold import GaussianToy
 from rarefy.unfold.flow import FlowUnfolding
 from rarefy.unfold.generative import fit_efficiency, fit_ratio
 
-FAST = {"members": 2, "iterations": 2, "draws": 1, "epochs": 4, "finetune_epochs": 1, "batch_size": 1024}
+FAST = {"members": 2, "iterations": 2, "draws": 1, "epochs": 4, "finetune_epochs": 1, "final_epochs": 2, "batch_size": 1024,
+        "ratio_steps": 400}
 # a steep efficiency (0.2 → 0.95 around x = 0.5) makes the passing truth clearly unlike the truth
 STEEP = GaussianToy(eff_low=0.2, eff_high=0.95, eff_center=0.5, eff_scale=0.4)
 
@@ -21,7 +22,8 @@ def _mean(res) -> float:
 
 def test_same_seed_same_result_other_seed_differs():
     prob, _ = GaussianToy().problem(6000, 3000, seed=3)
-    m = FlowUnfolding(members=2, iterations=2, draws=1, epochs=2, finetune_epochs=1, batch_size=1024, ratio_steps=50)
+    m = FlowUnfolding(members=2, iterations=2, draws=1, epochs=2, finetune_epochs=1, final_epochs=1, batch_size=1024,
+                      ratio_steps=50)
     a, b, c = m.unfold(prob, 5), m.unfold(prob, 5), m.unfold(prob, 6)
     for (xa, wa), (xb, wb) in zip(a.members, b.members):
         np.testing.assert_array_equal(xa, xb)
