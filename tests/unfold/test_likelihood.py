@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import norm
 
 from rarefy.errors import InputError
-from rarefy.unfold import GaussianToy
 from rarefy.nn.flows import FlowSettings, fit_flow
+from rarefy.unfold import GaussianToy
 from rarefy.unfold.likelihood import LikelihoodUnfolding
 
 FAST = {"members": 3, "nodes": 8, "norm_nodes": 4096, "init_epochs": 2, "epochs": 8, "kernels": 2, "batch_size": 512,
