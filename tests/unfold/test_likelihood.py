@@ -68,9 +68,9 @@ def test_adapted_proposal_fits_the_estimate_not_the_prior():
     Nodes drawn from the posterior under a density near the truth make the terms more alike at the truth than
     nodes drawn under the simulation's prior."""
     toy = GaussianToy()
-    prob, _ = toy.problem(30_000, 20_000, seed=4)
+    prob, _ = toy.problem(16_000, 8_000, seed=4)
     settings = FlowSettings(transforms=2, hidden=(), bins=8, epochs=20, batch_size=512)
-    truth = fit_flow(toy.sample_truth(20_000, np.random.default_rng(1))[:, None], None, settings, 1)
+    truth = fit_flow(toy.sample_truth(10_000, np.random.default_rng(1))[:, None], None, settings, 1)
     m = LikelihoodUnfolding(**FAST)
     m_q = FAST["nodes"] - round(m.defensive * FAST["nodes"])
 
