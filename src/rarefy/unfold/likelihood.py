@@ -116,6 +116,19 @@ def _log_gauss(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
 _RATIO_CLIP = 20.0      # bound on the proposal's reweighting p̂ / p_sim
 _STEPS_PER_EPOCH = 24   # what 10^5 measured events give at the default 4,096 per batch
 
+@dataclass(frozen=True)
+class _Prepared:
+    """One detector model's node table in the fit's form (see ``LikelihoodUnfolding._prepare``)."""
+
+    zx: torch.Tensor
+    zz: torch.Tensor
+    lk: torch.Tensor
+    lkz: torch.Tensor
+    m_q: int
+    x0: np.ndarray
+    inv_eps: np.ndarray
+
+
 @dataclass
 class FoldingNodes:
     """Fixed importance-sampling nodes: ``x`` (n_data, nodes, d) with log-weights ``log_k`` (n_data, nodes), so
@@ -208,9 +221,8 @@ class LikelihoodUnfolding:
         if self.init_epochs < 0:
             raise InputError(f"likelihood unfolding: init_epochs must be >= 0, got {self.init_epochs}",
                              column="init_epochs")
-        for key in ("adapt",):
-            if int(getattr(self, key)) < 0:
-                raise InputError(f"likelihood unfolding: {key} must be >= 0, got {getattr(self, key)}", column=key)
+        if self.adapt < 0:
+            raise InputError(f"likelihood unfolding: adapt must be >= 0, got {self.adapt}", column="adapt")
         for key in ("members", "kernels", "nodes", "adapt_epochs", "adapt_steps", "norm_nodes", "epochs", "batch_size", "transforms",
                     "bins", "kernel_transforms", "kernel_bins", "kernel_epochs"):
             if int(getattr(self, key)) < 1:
@@ -236,10 +248,12 @@ class LikelihoodUnfolding:
         ref = DensityFlow(p.sim_gen, None, settings, member_seed(seed, 43), p.sim_weight)
         for a in range(self.adapt):
             # a central fit on all of the data, then nodes from the posterior under it
-            center = self._member(p, ref, tables, 0, p.data_weight, member_seed(seed, 53, a),
-                                  f"likelihood central fit {a + 1}")
+            sa = member_seed(seed, 53, a)
+            center = self._member(p, ref, self._prepare(ref, tables), 0, p.data_weight,
+                                  (sa, member_seed(sa, 1), member_seed(sa, 2)), f"likelihood central fit {a + 1}")
             post = self._adapt(p, seed, post, center, a)
             tables = self._draw(p, seed, post, detectors, a + 1)
+        prepared = self._prepare(ref, tables)
         t_nodes = time.perf_counter() - t0
         members: list[tuple[np.ndarray, np.ndarray]] = []
         n_out = self.samples or n
@@ -247,8 +261,9 @@ class LikelihoodUnfolding:
         for j in range(self.members):
             rj = np.random.default_rng([int(seed), 45, j])
             wj = p.data_weight * rj.poisson(1.0, n)
-            fj = self._member(p, ref, tables, j % self.kernels, wj, member_seed(seed, 43, j), f"likelihood member {j}",
-                              init_seed=member_seed(seed, 48, j), fit_seed=member_seed(seed, 46, j))
+            fj = self._member(p, ref, prepared, j % self.kernels, wj,
+                              (member_seed(seed, 43, j), member_seed(seed, 48, j), member_seed(seed, 46, j)),
+                              f"likelihood member {j}")
             xs = fj.sample(n=n_out, seed=member_seed(seed, 47, j))
             members.append((xs, np.ones(len(xs))))
             moments.append((xs.mean(0), xs.std(0)))
@@ -262,29 +277,35 @@ class LikelihoodUnfolding:
                 "detector_and_nodes_s": t_nodes, "wall_s": time.perf_counter() - t0}
         return Unfolded(self.name, p.gen_names, members, info)
 
-    def _member(self, p: Problem, ref: DensityFlow, tables: list[FoldingNodes], k: int, weight: np.ndarray,
-                seed: int, name: str, *, init_seed: int | None = None, fit_seed: int | None = None) -> DensityFlow:
-        """A fresh p_θ fitted to the measured events with weights ``weight`` through detector model ``k``: a plain
-        start on the proposal's nodes weighted by ``weight`` / ε_k, then the folded likelihood."""
+    def _prepare(self, ref: DensityFlow, tables: list[FoldingNodes]) -> list[_Prepared]:
+        """The node tables as the fit reads them, once per node set: standardised nodes (shared), float32
+        log-weights and the start fit's 1/ε at the proposal's nodes, per detector model."""
         n, m, d = tables[0].x.shape
-        settings = self._theta_settings(d)
-        t = tables[k]
-        zx = torch.from_numpy(ref.sx(t.x.reshape(n * m, d))).reshape(n, m, d)
-        zz = torch.from_numpy(ref.sx(t.z))
-        lk = torch.from_numpy(t.log_k.astype(np.float32))
-        lkz = torch.from_numpy(t.log_kz.astype(np.float32))
+        zx = torch.from_numpy(ref.sx(tables[0].x.reshape(n * m, d))).reshape(n, m, d)
+        zz = torch.from_numpy(ref.sx(tables[0].z))
         m_q = m - max(1, round(self.defensive * m))
-        unf = DensityFlow(p.sim_gen, None, settings, seed, p.sim_weight)
-        if m_q and self.init_epochs:
+        x0 = tables[0].x[:, :m_q].reshape(n * m_q, d)
+        return [_Prepared(zx, zz, torch.from_numpy(t.log_k.astype(np.float32)),
+                          torch.from_numpy(t.log_kz.astype(np.float32)), m_q, x0,
+                          1.0 / t.efficiency.probability(x0) if self.efficiency_correction else np.ones(len(x0)))
+                for t in tables]
+
+    def _member(self, p: Problem, ref: DensityFlow, prepared: list[_Prepared], k: int, weight: np.ndarray,
+                seeds: tuple[int, int, int], name: str) -> DensityFlow:
+        """A fresh p_θ fitted to the measured events with weights ``weight`` through detector model ``k``: a plain
+        start on the proposal's nodes weighted by ``weight`` / ε_k, then the folded likelihood. ``seeds``: the
+        flow's initialisation, its start fit and its folded fit."""
+        t = prepared[k]
+        settings = self._theta_settings(t.zx.shape[2])
+        unf = DensityFlow(p.sim_gen, None, settings, seeds[0], p.sim_weight)
+        if t.m_q and self.init_epochs:
             # start from the proposal's unfolding of these data (its nodes weighted by 1/ε_k), a cheap plain fit
             # that leaves the folded fit less ground to cover
-            x0 = t.x[:, :m_q].reshape(n * m_q, d)
-            inv_eps = 1.0 / t.efficiency.probability(x0) if self.efficiency_correction else np.ones(len(x0))
             init = replace(settings, epochs=self.init_epochs, batch_size=8192, lr=self.lr)
-            unf = fit_flow(x0, None, init, init_seed if init_seed is not None else member_seed(seed, 1),
-                           weight=np.repeat(weight, m_q) * inv_eps, start=unf, name=f"{name} start")
-        return self._fit(unf, zx, lk, zz, lkz, ref.sx.log_jacobian, weight, self.epochs, self.lr,
-                         fit_seed if fit_seed is not None else member_seed(seed, 2), name)
+            unf = fit_flow(t.x0, None, init, seeds[1], weight=np.repeat(weight, t.m_q) * t.inv_eps,
+                           start=unf, name=f"{name} start")
+        return self._fit(unf, t.zx, t.lk, t.zz, t.lkz, ref.sx.log_jacobian, weight, self.epochs, self.lr, seeds[2],
+                         name)
 
     def _theta_settings(self, d: int) -> FlowSettings:
         # with one column and no context the autoregressive mask leaves the hypernetwork no input: its spline
