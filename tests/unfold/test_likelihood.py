@@ -9,7 +9,7 @@ from scipy.stats import norm
 from rarefy.errors import InputError
 from rarefy.nn.flows import FlowSettings, fit_flow
 from rarefy.unfold import GaussianToy
-from rarefy.unfold.likelihood import LikelihoodUnfolding
+from rarefy.unfold.likelihood import LikelihoodUnfolding, stratified_normal
 
 FAST = {"members": 3, "nodes": 8, "norm_nodes": 4096, "init_epochs": 2, "epochs": 8, "kernels": 2, "batch_size": 512,
             "kernel_epochs": 10}
@@ -80,3 +80,23 @@ def test_adapted_proposal_fits_the_estimate_not_the_prior():
 
     plain, adapted = m.folding_nodes(prob, 0), m.folding_nodes(prob, 0, center=truth)
     assert spread(adapted, toy.mu, toy.sigma) < 0.85 * spread(plain, toy.mu, toy.sigma)
+
+
+
+def test_stratified_normal_draws_are_unbiased_and_stratified():
+    rng = np.random.default_rng(0)
+    z = stratified_normal(20_000, 6, 1, rng)
+    assert z.shape == (20_000, 6, 1)
+    # every node is marginally N(0, 1)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    # one node per sixth of the probability in every row
+    u = np.sort(norm.cdf(z[..., 0]), axis=1)
+    np.testing.assert_allclose(np.diff(u, axis=1), 1 / 6, atol=1e-9)
+    # an integral's error across rows is far smaller than with independent draws
+    f = lambda x: np.exp(-0.5 * (x - 0.7) ** 2)       # noqa: E731
+    iid = f(rng.standard_normal((20_000, 6))).mean(1)
+    strat = f(z[..., 0]).mean(1)
+    assert abs(strat.mean() - iid.mean()) < 0.005
+    assert strat.std() < 0.2 * iid.std()
+    z2 = stratified_normal(5_000, 8, 2, rng)
+    assert abs(z2.mean()) < 0.02 and abs(z2.std() - 1) < 0.02

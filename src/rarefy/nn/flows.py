@@ -120,11 +120,28 @@ class DensityFlow:
 
     @torch.no_grad()
     def sample(self, c: np.ndarray | None = None, n: int | None = None, seed: int = 0,
-               with_log_prob: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+               with_log_prob: bool = False, base: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """One x ~ q(x | c) per row of ``c`` (conditional) or ``n`` draws (unconditional), seeded; with
-        ``with_log_prob`` also log q of each draw (units of x)."""
+        ``with_log_prob`` also log q of each draw (units of x). ``base`` (conditional only; one row per row of
+        ``c``): the standard-normal base draws to transform instead of fresh ones, e.g. stratified ones."""
         self.flow.eval()
         xs, lps = [], []
+        if base is not None:
+            if self.sc is None or len(base) != len(c):
+                raise ValueError("base draws need a conditional flow and one row per row of c")
+            cz = self.sc(c)
+            zb = np.asarray(base, np.float32).reshape(len(cz), self.features)
+            for i in range(0, len(cz), _CHUNK):
+                d = self.dist(torch.from_numpy(cz[i:i + _CHUNK]))
+                z = torch.from_numpy(zb[i:i + _CHUNK])
+                x = d.transform.inv(z)
+                if with_log_prob:
+                    lps.append(d.log_prob(x).double().numpy())
+                xs.append(x.double().numpy())
+            x = self.sx.inverse(np.concatenate(xs)) if xs else np.zeros((0, self.features))
+            if with_log_prob:
+                return x, (np.concatenate(lps) if lps else np.zeros(0)) + self.sx.log_jacobian
+            return x
         with seeded(int(seed)):
             if self.sc is not None:
                 cz = self.sc(c)

@@ -40,7 +40,22 @@ unbiased). Î_i is unbiased but log Î_i is not: E log Î ≈ log I − Var Î/(
 smallest where the terms K_im p_θ(x_im) are alike, i.e. where p_θ resembles the proposal's
 prior p_sim; it shrinks as 1/M. (Adding the delta-method term s²/(2M Î²) back was tried on
 development seed 1 and made things worse: the optimiser then gains by making the terms
-*unlike*, and p_θ grew wiggles at the nodes.) The denominator uses ``norm_nodes`` fixed nodes from g:
+*unlike*, and p_θ grew wiggles at the nodes.) **Stratified nodes.** With independent nodes the error of Î_i is as large as the terms' scatter
+over √M, and a flexible p_θ exploits it: on development seed 1 of the Gaussian toy (8 nodes
+under the simulation's prior) a fully converged flow reached a node objective 0.0032 per
+event above the best Gaussian on the same nodes, where the true log-likelihood allows the
+flow's extra freedom about 2·10⁻⁴; it grows wiggles where the node table happens to have large
+terms, and its moments moved by 1–2 % between node draws. So each event's nodes of a
+component are drawn stratified (``stratified``, default on): a lattice of that many points
+in [0, 1)^d shifted by one uniform draw per event (Cranley–Patterson rotation; in one
+dimension one node in each 1/M of the component's probability), mapped through Φ⁻¹ and the
+proposal's transform. Every node is still marginally a draw of its component, so Î_i stays
+unbiased, but for a smooth integrand its error falls much faster than 1/√M. On the same
+seed and nodes the flow's excess over the best Gaussian fell to 0.0009 per event, and the
+best Gaussian moved from (0.989, 1.192) to (1.003, 1.187) (the exact folded maximum
+likelihood on these data is (1.004, 1.199); the remaining pull of the width is the prior's,
+removed by ``adapt`` below). The normalisation nodes are scrambled Sobol points.
+The denominator uses ``norm_nodes`` fixed nodes from g:
 ∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes (not their weights) are the same for all members:
 their finite number is a small fixed error of the objective (docs/unfold/generative.md).
 
@@ -87,13 +102,15 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
+from scipy.special import logsumexp, ndtri
+from scipy.stats import qmc
 
 from ..errors import InputError
 from ..nn.flows import DensityFlow, FlowSettings, fit_flow
@@ -103,7 +120,7 @@ from .base import Problem, Unfolded
 from .flow import member_seed
 from .generative import LogitNet, fit_efficiency, fit_ratio
 
-__all__ = ["FoldingNodes", "LikelihoodUnfolding"]
+__all__ = ["FoldingNodes", "LikelihoodUnfolding", "stratified_normal"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +128,24 @@ log = logging.getLogger(__name__)
 def _log_gauss(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     z = (x - mean) / sd
     return -0.5 * (z ** 2).sum(-1) - np.log(sd).sum() - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+
+
+def stratified_normal(n: int, m: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, m, d) standard-normal draws (dimensionless): for each of n rows a rank-1 lattice of m points in [0, 1)^d (equally
+    spaced along the first axis) shifted by one uniform draw modulo 1 (Cranley–Patterson), through Φ⁻¹. Each
+    point is marginally N(0, 1); within a row they are stratified."""
+    a = next((k for k in range(max(1, round(m / 1.618)), 0, -1) if math.gcd(k, m) == 1), 1)
+    h = np.array([pow(a, j, m) for j in range(d)], float)
+    u = (np.arange(m)[:, None] * h[None, :] / m)[None] + rng.random((n, 1, d))
+    return ndtri(np.clip(u % 1.0, 1e-12, 1 - 1e-12))
+
+
+def _sobol_normal(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, d) standard-normal draws from a scrambled Sobol sequence (randomised quasi-Monte Carlo, unbiased)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)   # balance warning when n is not a power of two
+        u = qmc.Sobol(d, scramble=True, seed=rng).random(n)
+    return ndtri(np.clip(u, 1e-12, 1 - 1e-12))
 
 
 _RATIO_CLIP = 20.0      # bound on the proposal's reweighting p̂ / p_sim
@@ -191,13 +226,16 @@ class LikelihoodUnfolding:
         simulation's prior).
     adapt_epochs, adapt_steps:
         Epochs of the proposal's warm-started refit, and optimiser steps of the density-ratio classifier, per round.
+    stratified:
+        Draw each event's nodes as a randomly shifted lattice per mixture component, and the normalisation nodes
+        as scrambled Sobol points (off: independent draws).
     """
 
     name: ClassVar[str] = "likelihood"
 
     members: int = 12
     kernels: int = 4
-    nodes: int = 8
+    nodes: int = 16
     norm_nodes: int = 16384
     defensive: float = 0.25
     transforms: int = 2
@@ -216,6 +254,7 @@ class LikelihoodUnfolding:
     adapt: int = 1
     adapt_epochs: int = 4
     adapt_steps: int = 800
+    stratified: bool = True
 
     def _check(self) -> None:
         if self.init_epochs < 0:
@@ -368,15 +407,25 @@ class LikelihoodUnfolding:
         n = p.n_data
         y_rep = np.repeat(p.data_rec, m, axis=0)                       # (n·m, k), event-major
         x_nodes = np.empty((n, m, d))
-        if m_q:
-            x_nodes[:, :m_q] = post.sample(np.repeat(p.data_rec, m_q, axis=0),
-                                           seed=member_seed(seed, 42) if a == 0 else member_seed(seed, 42, a)
-                                           ).reshape(n, m_q, d)
-        x_nodes[:, m_q:] = g_mean + g_sd * rng.standard_normal((n, m_g, d))
+        if self.stratified:
+            # each event's nodes of a component: a lattice of that many points shifted by one uniform draw
+            # per event (unbiased: every node is marginally a draw of its component), mapped through Φ⁻¹
+            if m_q:
+                zq = stratified_normal(n, m_q, d, np.random.default_rng([int(seed), 44, a]))
+                x_nodes[:, :m_q] = post.sample(np.repeat(p.data_rec, m_q, axis=0),
+                                               base=zq.reshape(n * m_q, d)).reshape(n, m_q, d)
+            x_nodes[:, m_q:] = g_mean + g_sd * stratified_normal(n, m_g, d, rng)
+            z_nodes = g_mean + g_sd * _sobol_normal(self.norm_nodes, d, rng)
+        else:
+            if m_q:
+                x_nodes[:, :m_q] = post.sample(np.repeat(p.data_rec, m_q, axis=0),
+                                               seed=member_seed(seed, 42) if a == 0 else member_seed(seed, 42, a)
+                                               ).reshape(n, m_q, d)
+            x_nodes[:, m_q:] = g_mean + g_sd * rng.standard_normal((n, m_g, d))
+            z_nodes = g_mean + g_sd * rng.standard_normal((self.norm_nodes, d))
         xf = x_nodes.reshape(n * m, d)
         log_g = np.log(m_g / m) + _log_gauss(xf, g_mean, g_sd)
         log_q = np.logaddexp(np.log(m_q / m) + post.log_prob(xf, y_rep), log_g) if m_q else log_g
-        z_nodes = g_mean + g_sd * rng.standard_normal((self.norm_nodes, d))
         out = []
         for eff, kernel in detectors:
             log_eps = -np.logaddexp(0.0, -eff.logit(xf)) if self.efficiency_correction else np.zeros(len(xf))
