@@ -133,15 +133,11 @@ class DensityFlow:
             zb = np.asarray(base, np.float32).reshape(len(cz), self.features)
             for i in range(0, len(cz), _CHUNK):
                 d = self.dist(torch.from_numpy(cz[i:i + _CHUNK]))
-                z = torch.from_numpy(zb[i:i + _CHUNK])
-                x = d.transform.inv(z)
+                z = d.transform.inv(torch.from_numpy(zb[i:i + _CHUNK]))
                 if with_log_prob:
-                    lps.append(d.log_prob(x).double().numpy())
-                xs.append(x.double().numpy())
-            x = self.sx.inverse(np.concatenate(xs)) if xs else np.zeros((0, self.features))
-            if with_log_prob:
-                return x, (np.concatenate(lps) if lps else np.zeros(0)) + self.sx.log_jacobian
-            return x
+                    lps.append(d.log_prob(z).double().numpy())
+                xs.append(z.double().numpy())
+            return self._draws(xs, lps, with_log_prob)
         with seeded(int(seed)):
             if self.sc is not None:
                 cz = self.sc(c)
@@ -161,6 +157,11 @@ class DensityFlow:
                     if with_log_prob:
                         lps.append(d.log_prob(z).double().numpy())
                     xs.append(z.double().numpy())
+        return self._draws(xs, lps, with_log_prob)
+
+    def _draws(self, xs: list[np.ndarray], lps: list[np.ndarray],
+               with_log_prob: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Chunks of standardised draws (and their log q) in the units of x."""
         x = self.sx.inverse(np.concatenate(xs)) if xs else np.zeros((0, self.features))
         if with_log_prob:
             return x, (np.concatenate(lps) if lps else np.zeros(0)) + self.sx.log_jacobian
