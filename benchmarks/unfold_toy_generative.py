@@ -8,7 +8,8 @@ Wasserstein-1 distance to n_data fresh draws of the truth N(μ, σ), and the wal
 summary pools the coverage over all bins of all seeds.
 
 Seeds 1–10 are the development seeds the defaults were tuned on; 1041–1060 are the
-evaluation seeds of the current defaults (1001–1020 those of earlier versions). Prints one JSON line; ``--table`` also writes the per-seed rows as JSON.
+evaluation seeds of the current ``flow`` defaults and 1061–1080 those of the current
+``likelihood`` defaults (1001–1020 those of earlier versions). Prints one JSON line; ``--table`` also writes the per-seed rows as JSON.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/unfold_toy_generative.py --method flow --seeds 1041-1060
 """
