@@ -94,10 +94,12 @@ and the spread undercovered by a factor of about 3 (docs/unfold/generative.md). 
 reports the members' spread of the mean and width.
 
 **What the spread measures.** It is the error of one member's fit, not of the ensemble mean.
-In bins narrower than the resolution each fit moves probability between neighbours, and a
-small change of the data (a bootstrap replica) moves it a lot; the mean over members cancels
-most of this (bagging), so on the Gaussian toy the per-bin spread is 2–3 times the ensemble
-mean's actual error (docs/unfold/generative.md). The spread is therefore conservative.
+In bins narrower than the resolution where a fit puts probability between neighbours
+depends on its start more than on the data; independent starts give independent patterns,
+which the mean over members cancels, so on the Gaussian toy the per-bin spread is 2–3 times
+the ensemble mean's actual error (docs/unfold/generative.md). The spread is therefore
+conservative. (Members sharing one start would agree with each other and share one pattern:
+small spread, large error.)
 
 Settings were chosen on development seeds 1–10 of ``GaussianToy().problem(200_000, 100_000, seed)``
 (docs/unfold/generative.md).
