@@ -66,7 +66,8 @@ def test_efficiency_and_ratio_networks():
     assert np.max(np.abs(ratio.logit(grid) - exact)) < 0.15
 
 
-@pytest.mark.parametrize("bad", [{"members": 0}, {"iterations": 0}, {"ratio_clip": 1.0}])
+@pytest.mark.parametrize("bad", [{"members": 0}, {"iterations": 0}, {"ratio_clip": 1.0}, {"relaxation": 0.0},
+                                 {"relaxation": 3.0}])
 def test_bad_settings_raise(bad):
     prob, _ = GaussianToy().problem(2000, 1000, seed=1)
     with pytest.raises(InputError):

@@ -125,6 +125,9 @@ class FlowUnfolding:
         Bound on the prior reweighting ratio.
     ratio_steps:
         Optimiser steps of the reweighting classifier (batches of 4096).
+    relaxation:
+        ω of the prior update log r ← (1 − ω) log r + ω log(p̂/p_sim); 1 replaces the prior by
+        the estimate, ω > 1 over-relaxes (module docstring, "Prior dependence").
     """
 
     name: ClassVar[str] = "flow"
@@ -146,6 +149,7 @@ class FlowUnfolding:
     bootstrap_sim: bool = True
     ratio_clip: float = 200.0
     ratio_steps: int = 1500
+    relaxation: float = 1.0
 
     def _check(self) -> None:
         for key in ("members", "iterations", "draws", "epochs", "finetune_epochs", "final_epochs", "batch_size", "transforms", "bins",
@@ -156,6 +160,8 @@ class FlowUnfolding:
             raise InputError(f"flow unfolding: min_steps must be >= 0, got {self.min_steps}", column="min_steps")
         if not self.ratio_clip > 1:
             raise InputError(f"flow unfolding: ratio_clip must be > 1, got {self.ratio_clip}", column="ratio_clip")
+        if not 0 < self.relaxation < 2.5:
+            raise InputError(f"flow unfolding: relaxation must be in (0, 2.5), got {self.relaxation}", column="relaxation")
 
     @property
     def flow_settings(self) -> FlowSettings:
@@ -203,6 +209,7 @@ class FlowUnfolding:
         if self.efficiency_correction and self.bootstrap_sim:
             # the efficiency from this member's simulation replica: its statistical error is then in the spread
             eff = fit_efficiency(p.sim_gen, p.sim_pass, ws, member_seed(seed, 1, j))
+        log_prior = np.zeros(p.n_sim)
         prior = np.ones(p.n_sim)
         flow = base
         x = u = np.zeros(0)
@@ -218,6 +225,8 @@ class FlowUnfolding:
                 u = u / np.clip(eff.probability(x), 1e-3, None)
             if not last:
                 ratio = fit_ratio(x, u, p.sim_gen, ws, member_seed(seed, 5, j, k), min_steps=self.ratio_steps)
-                prior = np.clip(np.exp(ratio.logit(p.sim_gen)), 1 / self.ratio_clip, self.ratio_clip)
+                step = (1 - self.relaxation) * log_prior + self.relaxation * ratio.logit(p.sim_gen)
+                prior = np.clip(np.exp(step), 1 / self.ratio_clip, self.ratio_clip)
+                log_prior = np.log(prior)
         total = float(u.sum())
         return x, u, total
