@@ -82,7 +82,6 @@ def test_adapted_proposal_fits_the_estimate_not_the_prior():
     assert spread(adapted, toy.mu, toy.sigma) < 0.85 * spread(plain, toy.mu, toy.sigma)
 
 
-
 def test_stratified_normal_draws_are_unbiased_and_stratified():
     rng = np.random.default_rng(0)
     z = stratified_normal(20_000, 6, 1, rng)

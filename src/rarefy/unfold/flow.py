@@ -96,6 +96,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from scipy.special import expit, logit
 
 from ..errors import InputError
 from ..nn.flows import DensityFlow, FlowSettings, fit_flow
@@ -267,12 +268,11 @@ class FlowUnfolding:
         if not self.bounded:
             return x
         lo, hi = self._range(p)
-        t = (x - lo) / (hi - lo)
-        return np.log(t) - np.log1p(-t)
+        return logit((x - lo) / (hi - lo))
 
     def _from_u(self, p: Problem, u: np.ndarray) -> np.ndarray:
         """Generation-level x of the flow's coordinates u."""
         if not self.bounded:
             return u
         lo, hi = self._range(p)
-        return lo + (hi - lo) * (0.5 * (1.0 + np.tanh(0.5 * u)))
+        return lo + (hi - lo) * expit(u)

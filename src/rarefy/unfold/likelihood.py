@@ -40,7 +40,9 @@ unbiased). Î_i is unbiased but log Î_i is not: E log Î ≈ log I − Var Î/(
 smallest where the terms K_im p_θ(x_im) are alike, i.e. where p_θ resembles the proposal's
 prior p_sim; it shrinks as 1/M. (Adding the delta-method term s²/(2M Î²) back was tried on
 development seed 1 and made things worse: the optimiser then gains by making the terms
-*unlike*, and p_θ grew wiggles at the nodes.) **Stratified nodes.** With independent nodes the error of Î_i is as large as the terms' scatter
+*unlike*, and p_θ grew wiggles at the nodes.)
+
+**Stratified nodes.** With independent nodes the error of Î_i is as large as the terms' scatter
 over √M, and a flexible p_θ exploits it: on development seed 1 of the Gaussian toy (8 nodes
 under the simulation's prior) a fully converged flow reached a node objective 0.0032 per
 event above the best Gaussian on the same nodes, where the true log-likelihood allows the
@@ -55,6 +57,7 @@ seed and nodes the flow's excess over the best Gaussian fell to 0.0009 per event
 best Gaussian moved from (0.989, 1.192) to (1.003, 1.187) (the exact folded maximum
 likelihood on these data is (1.004, 1.199); the remaining pull of the width is the prior's,
 removed by ``adapt`` below). The normalisation nodes are scrambled Sobol points.
+
 The denominator uses ``norm_nodes`` fixed nodes from g:
 ∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes (not their weights) are the same for all members:
 their finite number is a small fixed error of the objective (docs/unfold/generative.md).
