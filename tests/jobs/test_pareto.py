@@ -11,7 +11,7 @@ import pytest
 from rarefy.config import config_from_dict
 from rarefy.errors import InputError
 from rarefy.acquisition.multi_objective import hypervolume, non_dominated, reference_point
-from rarefy.jobs.pareto import _column_statistic
+from rarefy.jobs.pareto import column_statistic
 
 
 def test_non_dominated_and_hypervolume():
@@ -22,12 +22,12 @@ def test_non_dominated_and_hypervolume():
     assert hypervolume(np.array([[3.0, 3.0]]), [2.0, 2.0]) == 0.0  # outside the reference box
 
 
-def test_column_statistics_and_errors():
+def testcolumn_statistics_and_errors():
     rng = np.random.default_rng(0)
     x = rng.normal(10.0, 2.0, 20_000)
-    m, vm = _column_statistic(x, "mean")
-    s, vs = _column_statistic(x, "std")
-    r, vr = _column_statistic(np.append(x, np.nan), "rel_std")
+    m, vm = column_statistic(x, "mean")
+    s, vs = column_statistic(x, "std")
+    r, vr = column_statistic(np.append(x, np.nan), "rel_std")
     assert m == pytest.approx(10.0, abs=4 * math.sqrt(vm))
     assert s == pytest.approx(2.0, abs=4 * math.sqrt(vs))
     assert math.sqrt(vs) == pytest.approx(2.0 / math.sqrt(2 * 20_000), rel=0.05)  # normal: σ/sqrt(2n)

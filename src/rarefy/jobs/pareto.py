@@ -66,7 +66,7 @@ from ..space import DesignSpace
 from ..surrogate.factory import build_surrogate
 from ..threads import torch_threads
 
-__all__ = ["objective_frame", "objective_tables", "fit_objectives", "run_pareto"]
+__all__ = ["column_statistic", "objective_frame", "objective_tables", "fit_objectives", "run_pareto"]
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,9 @@ LN10 = math.log(10.0)
 
 
 # ------------------------------------------------------------------ objectives
-def _column_statistic(values: np.ndarray, statistic: str) -> tuple[float, float]:
-    """(value, variance) of a per-event column statistic (NaNs skipped)."""
+def column_statistic(values: np.ndarray, statistic: str) -> tuple[float, float]:
+    """(value, variance) of a per-event column statistic, ``mean``, ``std`` or ``rel_std`` of ``values`` (in the
+    column's unit; ``rel_std`` dimensionless), NaNs skipped; NaN for fewer than 4 finite values."""
     from ..simulators.xlzd import relative_std
 
     v = np.asarray(values, float)
@@ -144,7 +145,7 @@ def objective_frame(run_dir: str | os.PathLike[str], cfg: RunConfig, space: Desi
             ev = shard(str(row["run_id"]))
             if ev is None or obj.column not in ev.columns:
                 continue
-            v, var = _column_statistic(ev[obj.column].to_numpy(float), obj.statistic)
+            v, var = column_statistic(ev[obj.column].to_numpy(float), obj.statistic)
             v, var = obj.scale * v, obj.scale**2 * var
             if obj.log10:
                 if not v > 0:
