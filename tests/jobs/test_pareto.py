@@ -22,7 +22,7 @@ def test_non_dominated_and_hypervolume():
     assert hypervolume(np.array([[3.0, 3.0]]), [2.0, 2.0]) == 0.0  # outside the reference box
 
 
-def testcolumn_statistics_and_errors():
+def test_column_statistics_and_errors():
     rng = np.random.default_rng(0)
     x = rng.normal(10.0, 2.0, 20_000)
     m, vm = column_statistic(x, "mean")

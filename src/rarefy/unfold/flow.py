@@ -208,7 +208,8 @@ class FlowUnfolding:
         self._check()
         t0 = time.perf_counter()
         p = problem
-        x_pass, y_pass = self._to_u(p, p.sim_gen[p.sim_pass]), p.sim_rec[p.sim_pass]
+        support = _simulated_range(p) if self.bounded else None
+        x_pass, y_pass = _to_u(p.sim_gen[p.sim_pass], support), p.sim_rec[p.sim_pass]
         eff: LogitNet | None = None
         if self.efficiency_correction and not self.bootstrap_sim:
             eff = fit_efficiency(p.sim_gen, p.sim_pass, p.sim_weight, member_seed(seed, 1))
@@ -218,7 +219,7 @@ class FlowUnfolding:
         members: list[tuple[np.ndarray, np.ndarray]] = []
         totals: list[float] = []
         for j in range(self.members):
-            x, w, total = self._member(p, x_pass, y_pass, base, eff, seed, j)
+            x, w, total = self._member(p, x_pass, y_pass, base, eff, support, seed, j)
             members.append((x, w))
             totals.append(total)
         info = {"members": self.members, "iterations": self.iterations, "n_true": float(np.mean(totals)),
@@ -227,7 +228,7 @@ class FlowUnfolding:
         return Unfolded(self.name, p.gen_names, members, info)
 
     def _member(self, p: Problem, x_pass: np.ndarray, y_pass: np.ndarray, base: DensityFlow | None, eff: LogitNet | None,
-                seed: int, j: int) -> tuple[np.ndarray, np.ndarray, float]:
+                support: tuple[np.ndarray, np.ndarray] | None, seed: int, j: int) -> tuple[np.ndarray, np.ndarray, float]:
         rng = np.random.default_rng([int(seed), 31, j])
         wd = p.data_weight * rng.poisson(1.0, p.n_data)
         ws = p.sim_weight * rng.poisson(1.0, p.n_sim) if self.bootstrap_sim else p.sim_weight.copy()
@@ -248,7 +249,7 @@ class FlowUnfolding:
                             weight=(ws * prior)[p.sim_pass], start=base if k == 0 else flow,
                             epochs=self.final_epochs if last else self.finetune_epochs, name=f"flow unfolding member {j} iteration {k}")
             nd = self.draws if last else 1
-            x = self._from_u(p, flow.sample(np.repeat(y_data, nd, axis=0), seed=member_seed(seed, 4, j, k)))
+            x = _from_u(flow.sample(np.repeat(y_data, nd, axis=0), seed=member_seed(seed, 4, j, k)), support)
             u = np.repeat(w_data, nd) / nd
             if eff is not None:
                 u = u / np.clip(eff.probability(x), 1e-3, None)
@@ -258,21 +259,25 @@ class FlowUnfolding:
         total = float(u.sum())
         return x, u, total
 
-    def _range(self, p: Problem) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = p.sim_gen.min(0), p.sim_gen.max(0)
-        pad = 1e-3 * np.maximum(hi - lo, 1e-12)
-        return lo - pad, hi + pad
 
-    def _to_u(self, p: Problem, x: np.ndarray) -> np.ndarray:
-        """The flow's coordinates of generation-level x (x itself unless ``bounded``)."""
-        if not self.bounded:
-            return x
-        lo, hi = self._range(p)
-        return logit((x - lo) / (hi - lo))
+def _simulated_range(p: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Per generation-level column, the simulated smallest to largest value widened by 0.1 % on each side."""
+    lo, hi = p.sim_gen.min(0), p.sim_gen.max(0)
+    pad = 1e-3 * np.maximum(hi - lo, 1e-12)
+    return lo - pad, hi + pad
 
-    def _from_u(self, p: Problem, u: np.ndarray) -> np.ndarray:
-        """Generation-level x of the flow's coordinates u."""
-        if not self.bounded:
-            return u
-        lo, hi = self._range(p)
-        return lo + (hi - lo) * expit(u)
+
+def _to_u(x: np.ndarray, support: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """The flow's coordinates of generation-level x: logit of x's position in ``support`` (x itself without one)."""
+    if support is None:
+        return x
+    lo, hi = support
+    return logit((x - lo) / (hi - lo))
+
+
+def _from_u(u: np.ndarray, support: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """Generation-level x of the flow's coordinates u (the inverse of :func:`_to_u`)."""
+    if support is None:
+        return u
+    lo, hi = support
+    return lo + (hi - lo) * expit(u)
