@@ -92,6 +92,11 @@ def evaluate(method: Unfolder, seeds: list[int], n_sim: int = 200_000, n_data: i
         mle = exact_mle(toy, prob.data_rec[:, 0])
         row.update(mle_mean=mle[0], mle_width=mle[1], mle_within_1pct=bool(
             abs(mle[0] / toy.mu - 1) <= 0.01 and abs(mle[1] / toy.sigma - 1) <= 0.01))
+        if res.replicas is not None:
+            # the same members scored with their plain spread, for comparison
+            msd = res.histograms("x", edges).std(axis=0, ddof=1)
+            row.update(member_sd_coverage=float((np.abs(mean - truth_p) <= msd).mean()),
+                       member_sd_chi2_ndf=metrics.chi2_per_ndf(mean, msd, truth_p))
         for key in ("n_true", "kernel_nll", "spread_to_error"):
             if key in res.info:
                 row[key] = res.info[key]

@@ -56,7 +56,18 @@ def test_efficiency_in_the_folded_model_is_needed():
     assert off - STEEP.mu > 0.15
 
 
-@pytest.mark.parametrize("bad", [{"members": 0}, {"nodes": 0}, {"defensive": 1.0}, {"init_epochs": -1}])
+def test_replicated_starts_share_a_replica_and_differ_by_start():
+    prob, _ = GaussianToy().problem(6000, 3000, seed=3)
+    res = LikelihoodUnfolding(members=4, starts=2, kernels=2, nodes=4, norm_nodes=1024, init_epochs=1, epochs=1,
+                              kernel_epochs=1).unfold(prob, 5)
+    np.testing.assert_array_equal(res.replicas, [0, 0, 1, 1])
+    assert not np.array_equal(res.members[0][0], res.members[1][0])
+    mean, err = res.histogram("x", np.linspace(-3, 5, 9))
+    assert np.all(np.isfinite(err)) and np.all(err >= 0)
+
+
+@pytest.mark.parametrize("bad", [{"members": 0}, {"nodes": 0}, {"defensive": 1.0}, {"init_epochs": -1},
+                                 {"starts": 0}, {"starts": 5}, {"members": 4, "starts": 4}])
 def test_bad_settings_raise(bad):
     prob, _ = GaussianToy().problem(2000, 1000, seed=1)
     with pytest.raises(InputError):

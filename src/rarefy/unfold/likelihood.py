@@ -266,8 +266,12 @@ class LikelihoodUnfolding:
     adapt_epochs: int = 4
     adapt_steps: int = 800
     stratified: bool = True
+    starts: int = 1
 
     def _check(self) -> None:
+        if self.starts < 1 or self.members % self.starts or (self.starts > 1 and self.members < 2 * self.starts):
+            raise InputError(f"likelihood unfolding: starts must be >= 1 and divide members into at least two "
+                             f"replicas, got starts {self.starts} for {self.members} members", column="starts")
         if self.init_epochs < 0:
             raise InputError(f"likelihood unfolding: init_epochs must be >= 0, got {self.init_epochs}",
                              column="init_epochs")
@@ -308,10 +312,11 @@ class LikelihoodUnfolding:
         members: list[tuple[np.ndarray, np.ndarray]] = []
         n_out = self.samples or n
         moments = []
+        replica = np.arange(self.members) // self.starts
         for j in range(self.members):
-            rj = np.random.default_rng([int(seed), 45, j])
-            wj = p.data_weight * rj.poisson(1.0, n)
-            fj = self._member(p, ref, prepared, j % self.kernels, wj,
+            g = int(replica[j])
+            wj = p.data_weight * np.random.default_rng([int(seed), 45, g]).poisson(1.0, n)
+            fj = self._member(p, ref, prepared, g % self.kernels, wj,
                               (member_seed(seed, 43, j), member_seed(seed, 48, j), member_seed(seed, 46, j)),
                               f"likelihood member {j}")
             xs = fj.sample(n=n_out, seed=member_seed(seed, 47, j))
@@ -325,7 +330,7 @@ class LikelihoodUnfolding:
                 "member_mean_sd": means.std(0, ddof=1).tolist() if len(means) > 1 else [0.0] * d,
                 "member_width_sd": widths.std(0, ddof=1).tolist() if len(widths) > 1 else [0.0] * d,
                 "detector_and_nodes_s": t_nodes, "wall_s": time.perf_counter() - t0}
-        return Unfolded(self.name, p.gen_names, members, info)
+        return Unfolded(self.name, p.gen_names, members, info, replica if self.starts > 1 else None)
 
     def _prepare(self, ref: DensityFlow, tables: list[FoldingNodes]) -> list[_Prepared]:
         """The node tables as the fit reads them, once per node set: standardised nodes (shared), float32
