@@ -18,8 +18,9 @@ Per method, over the seeds:
   add nothing and are not counted); per seed also the per-bin pulls (p̂ − p)/sd;
 * ``mean_rel_error``, ``width_rel_error``: mean over seeds of the relative errors of the
   unfolded mean and width (and their RMS, ``*_rms``);
-* ``spread_vs_error``: RMS of the actual per-bin error |p̂ − p| over RMS of the members'
-  sd, pooled (1 when the ensemble spread matches the error; > 1: overconfident);
+* ``spread_vs_error``: RMS of the actual per-bin error |p̂ − p| over RMS of the reported
+  uncertainty (the members' sd, or the ensemble mean's error for replicated members), pooled
+  (1 when the uncertainty matches the error; > 1: overconfident);
 * ``wall_s``: mean seconds per unfold (this process, one thread).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/unfold.py --case gaussian --seeds 1001-1020 --methods ibu

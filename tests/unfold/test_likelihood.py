@@ -11,14 +11,15 @@ from rarefy.nn.flows import FlowSettings, fit_flow
 from rarefy.unfold import GaussianToy
 from rarefy.unfold.likelihood import LikelihoodUnfolding, stratified_normal
 
-FAST = {"members": 3, "nodes": 8, "norm_nodes": 4096, "init_epochs": 2, "epochs": 8, "kernels": 2, "batch_size": 512,
+FAST = {"members": 3, "starts": 1, "nodes": 8, "norm_nodes": 4096, "init_epochs": 2, "epochs": 8, "kernels": 2, "batch_size": 512,
             "kernel_epochs": 10}
 STEEP = GaussianToy(eff_low=0.2, eff_high=0.95, eff_center=0.5, eff_scale=0.4)
 
 
 def test_same_seed_same_result_other_seed_differs():
     prob, _ = GaussianToy().problem(6000, 3000, seed=3)
-    m = LikelihoodUnfolding(members=2, kernels=2, nodes=4, norm_nodes=1024, init_epochs=1, epochs=1, kernel_epochs=1)
+    m = LikelihoodUnfolding(members=2, starts=1, kernels=2, nodes=4, norm_nodes=1024, init_epochs=1, epochs=1,
+                            kernel_epochs=1)
     a, b, c = m.unfold(prob, 5), m.unfold(prob, 5), m.unfold(prob, 6)
     for (xa, _), (xb, _) in zip(a.members, b.members):
         np.testing.assert_array_equal(xa, xb)
@@ -66,8 +67,19 @@ def test_replicated_starts_share_a_replica_and_differ_by_start():
     assert np.all(np.isfinite(err)) and np.all(err >= 0)
 
 
+def test_bounded_fit_puts_nothing_outside_the_simulated_range():
+    prob, _ = GaussianToy().problem(6000, 3000, seed=4)
+    lo, hi = prob.sim_gen.min(), prob.sim_gen.max()
+    kw = dict(members=2, starts=1, kernels=2, nodes=4, norm_nodes=1024, init_epochs=1, epochs=2, kernel_epochs=1)
+    res = LikelihoodUnfolding(**kw, bounded=True).unfold(prob, 5)
+    for x, _w in res.members:
+        assert np.all(np.isfinite(x)) and x.min() >= lo and x.max() <= hi
+    plain = LikelihoodUnfolding(**kw).unfold(prob, 5)
+    assert any(((x < lo) | (x > hi)).any() for x, _w in plain.members)     # a flow in x reaches past the range
+
+
 @pytest.mark.parametrize("bad", [{"members": 0}, {"nodes": 0}, {"defensive": 1.0}, {"init_epochs": -1},
-                                 {"starts": 0}, {"starts": 5}, {"members": 4, "starts": 4}])
+                                 {"starts": 0}, {"starts": 3}, {"members": 4, "starts": 4}])
 def test_bad_settings_raise(bad):
     prob, _ = GaussianToy().problem(2000, 1000, seed=1)
     with pytest.raises(InputError):

@@ -96,12 +96,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.special import expit, logit
 
 from ..errors import InputError
 from ..nn.flows import DensityFlow, FlowSettings, fit_flow
 from .base import Problem, Unfolded
 from .generative import LogitNet, fit_efficiency, fit_ratio
+from .support import from_u, simulated_range, to_u
 
 __all__ = ["FlowUnfolding", "member_seed"]
 
@@ -208,8 +208,8 @@ class FlowUnfolding:
         self._check()
         t0 = time.perf_counter()
         p = problem
-        support = _simulated_range(p) if self.bounded else None
-        x_pass, y_pass = _to_u(p.sim_gen[p.sim_pass], support), p.sim_rec[p.sim_pass]
+        support = simulated_range(p) if self.bounded else None
+        x_pass, y_pass = to_u(p.sim_gen[p.sim_pass], support), p.sim_rec[p.sim_pass]
         eff: LogitNet | None = None
         if self.efficiency_correction and not self.bootstrap_sim:
             eff = fit_efficiency(p.sim_gen, p.sim_pass, p.sim_weight, member_seed(seed, 1))
@@ -249,7 +249,7 @@ class FlowUnfolding:
                             weight=(ws * prior)[p.sim_pass], start=base if k == 0 else flow,
                             epochs=self.final_epochs if last else self.finetune_epochs, name=f"flow unfolding member {j} iteration {k}")
             nd = self.draws if last else 1
-            x = _from_u(flow.sample(np.repeat(y_data, nd, axis=0), seed=member_seed(seed, 4, j, k)), support)
+            x = from_u(flow.sample(np.repeat(y_data, nd, axis=0), seed=member_seed(seed, 4, j, k)), support)
             u = np.repeat(w_data, nd) / nd
             if eff is not None:
                 u = u / np.clip(eff.probability(x), 1e-3, None)
@@ -258,26 +258,3 @@ class FlowUnfolding:
                 prior = np.clip(np.exp(ratio.logit(p.sim_gen)), 1 / self.ratio_clip, self.ratio_clip)
         total = float(u.sum())
         return x, u, total
-
-
-def _simulated_range(p: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """Per generation-level column, the simulated smallest to largest value widened by 0.1 % on each side."""
-    lo, hi = p.sim_gen.min(0), p.sim_gen.max(0)
-    pad = 1e-3 * np.maximum(hi - lo, 1e-12)
-    return lo - pad, hi + pad
-
-
-def _to_u(x: np.ndarray, support: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """The flow's coordinates of generation-level x: logit of x's position in ``support`` (x itself without one)."""
-    if support is None:
-        return x
-    lo, hi = support
-    return logit((x - lo) / (hi - lo))
-
-
-def _from_u(u: np.ndarray, support: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """Generation-level x of the flow's coordinates u (the inverse of :func:`_to_u`)."""
-    if support is None:
-        return u
-    lo, hi = support
-    return lo + (hi - lo) * expit(u)

@@ -104,6 +104,20 @@ the ensemble mean's actual error (docs/unfold/generative.md). The spread is ther
 conservative. (Members sharing one start would agree with each other and share one pattern:
 small spread, large error.)
 
+**Replicated starts.** With ``starts`` = r ≥ 2 the members come in ``members`` / r replicas:
+the r members of a replica fit the same bootstrap of the data through the same detector
+model, each from its own start and batch order. Their covariance is then the data's (and the
+simulation's) share of the error without the start noise, and the result carries the
+ensemble mean's error instead of the members' spread (:func:`rarefy.unfold.base.replicated_error`).
+
+**Bounded support** (``bounded``). For a generator on a bounded range (XLZD's 2–13 keV) a
+flow in x leaks probability past the simulated range, where no simulated event constrains
+the learned kernel and efficiency, and the fit can explain edge events with mass outside.
+With ``bounded`` p_θ is a flow in the logit coordinates u of the simulated range
+(:mod:`rarefy.unfold.support`): log p_θ(x) = log p_u(u(x)) + log |du/dx| enters each node's
+log-weight, nodes outside the range weigh zero, and every draw maps back inside. Off by
+default: an unbounded prior's simulated range is only its sample's.
+
 Settings were chosen on development seeds 1–10 of ``GaussianToy().problem(200_000, 100_000, seed)``
 (docs/unfold/generative.md).
 """
@@ -130,6 +144,7 @@ from ..nn.trainer import Trainer, floored_batch
 from .base import Problem, Unfolded
 from .flow import member_seed
 from .generative import LogitNet, fit_efficiency, fit_ratio
+from .support import from_u, inside, log_du_dx, simulated_range, to_u
 
 __all__ = ["FoldingNodes", "LikelihoodUnfolding", "stratified_normal"]
 
@@ -206,10 +221,11 @@ class LikelihoodUnfolding:
     Parameters
     ----------
     members:
-        Independent fits of the unfolded flow, each from a fresh initialisation on its own bootstrap of the data.
+        Independent fits of the unfolded flow, each from a fresh initialisation on its own bootstrap of the data
+        (shared by the ``starts`` members of one replica).
     kernels:
-        Detector models (ε and kernel), each fitted on its own bootstrap of the simulation; member j uses
-        model j mod ``kernels``.
+        Detector models (ε and kernel), each fitted on its own bootstrap of the simulation; replica g uses
+        model g mod ``kernels``.
     nodes:
         Importance-sampling nodes per measured event (``defensive`` of them from the wide Gaussian).
     norm_nodes:
@@ -240,12 +256,19 @@ class LikelihoodUnfolding:
     stratified:
         Draw each event's nodes as a randomly shifted lattice per mixture component, and the normalisation nodes
         as scrambled Sobol points (off: independent draws).
+    starts:
+        Members per data replica, each from its own start (1: every member its own replica, and the result's
+        uncertainty is the members' spread; ≥ 2: the ensemble mean's error from the replicas, see above).
+    bounded:
+        Fit p_θ in the logit coordinates of the simulated range (:mod:`rarefy.unfold.support`), so that it puts
+        no probability outside it; for a generator on a bounded range (XLZD's 2–13 keV), not for an unbounded
+        prior.
     """
 
     name: ClassVar[str] = "likelihood"
 
-    members: int = 12
-    kernels: int = 4
+    members: int = 16
+    kernels: int = 8
     nodes: int = 16
     norm_nodes: int = 16384
     defensive: float = 0.25
@@ -266,7 +289,8 @@ class LikelihoodUnfolding:
     adapt_epochs: int = 4
     adapt_steps: int = 800
     stratified: bool = True
-    starts: int = 1
+    starts: int = 2
+    bounded: bool = False
 
     def _check(self) -> None:
         if self.starts < 1 or self.members % self.starts or (self.starts > 1 and self.members < 2 * self.starts):
@@ -299,15 +323,17 @@ class LikelihoodUnfolding:
         tables = self._draw(p, seed, post, detectors, 0)
         settings = self._theta_settings(d)
         # p_θ in the standardised coordinates of the simulated x (the same for every member)
-        ref = DensityFlow(p.sim_gen, None, settings, member_seed(seed, 43), p.sim_weight)
+        support = simulated_range(p) if self.bounded else None
+        ref = DensityFlow(to_u(p.sim_gen, support), None, settings, member_seed(seed, 43), p.sim_weight)
         for a in range(self.adapt):
             # a central fit on all of the data, then nodes from the posterior under it
             sa = member_seed(seed, 53, a)
-            center = self._member(p, ref, self._prepare(ref, tables), 0, p.data_weight,
-                                  (sa, member_seed(sa, 1), member_seed(sa, 2)), f"likelihood central fit {a + 1}")
-            post = self._adapt(p, seed, post, center, a)
+            center = self._member(p, ref, self._prepare(ref, tables, support), 0, p.data_weight,
+                                  (sa, member_seed(sa, 1), member_seed(sa, 2)), f"likelihood central fit {a + 1}",
+                                  support)
+            post = self._adapt(p, seed, post, center, a, support)
             tables = self._draw(p, seed, post, detectors, a + 1)
-        prepared = self._prepare(ref, tables)
+        prepared = self._prepare(ref, tables, support)
         t_nodes = time.perf_counter() - t0
         members: list[tuple[np.ndarray, np.ndarray]] = []
         n_out = self.samples or n
@@ -318,13 +344,14 @@ class LikelihoodUnfolding:
             wj = p.data_weight * np.random.default_rng([int(seed), 45, g]).poisson(1.0, n)
             fj = self._member(p, ref, prepared, g % self.kernels, wj,
                               (member_seed(seed, 43, j), member_seed(seed, 48, j), member_seed(seed, 46, j)),
-                              f"likelihood member {j}")
-            xs = fj.sample(n=n_out, seed=member_seed(seed, 47, j))
+                              f"likelihood member {j}", support)
+            xs = from_u(fj.sample(n=n_out, seed=member_seed(seed, 47, j)), support)
             members.append((xs, np.ones(len(xs))))
             moments.append((xs.mean(0), xs.std(0)))
         means = np.array([mm[0] for mm in moments])
         widths = np.array([mm[1] for mm in moments])
-        info = {"members": self.members, "kernels": self.kernels, "nodes": self.nodes, "adapt": self.adapt,
+        info = {"members": self.members, "starts": self.starts, "kernels": self.kernels, "nodes": self.nodes,
+                "adapt": self.adapt, "bounded": self.bounded,
                 "kernel_nll": float(np.mean([k.history[-1]["train_loss"] for _, k in detectors if k.history]))
                 if detectors[0][1].history else float("nan"),
                 "member_mean_sd": means.std(0, ddof=1).tolist() if len(means) > 1 else [0.0] * d,
@@ -332,27 +359,38 @@ class LikelihoodUnfolding:
                 "detector_and_nodes_s": t_nodes, "wall_s": time.perf_counter() - t0}
         return Unfolded(self.name, p.gen_names, members, info, replica if self.starts > 1 else None)
 
-    def _prepare(self, ref: DensityFlow, tables: list[FoldingNodes]) -> list[_Prepared]:
-        """The node tables as the fit reads them, once per node set: standardised nodes (shared), float32
-        log-weights and the start fit's 1/ε at the proposal's nodes, per detector model."""
+    def _prepare(self, ref: DensityFlow, tables: list[FoldingNodes],
+                 support: tuple[np.ndarray, np.ndarray] | None) -> list[_Prepared]:
+        """The node tables as the fit reads them, once per node set: standardised nodes (shared; in the logit
+        coordinates u with a ``support``, whose log |du/dx| joins the log-weights and outside which a node's
+        weight is zero), float32 log-weights and the start fit's 1/ε at the proposal's nodes, per detector model."""
         n, m, d = tables[0].x.shape
-        zx = torch.from_numpy(ref.sx(tables[0].x.reshape(n * m, d))).reshape(n, m, d)
-        zz = torch.from_numpy(ref.sx(tables[0].z))
+
+        def coords(x: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+            ok = inside(x, support)
+            u = np.where(ok[:, None], to_u(x, support), 0.0)
+            return torch.from_numpy(ref.sx(u)), np.where(ok, log_du_dx(x, support), -np.inf)
+
+        zx, jx = coords(tables[0].x.reshape(n * m, d))
+        zz, jz = coords(tables[0].z)
         m_q = m - max(1, round(self.defensive * m))
         x0 = tables[0].x[:, :m_q].reshape(n * m_q, d)
-        return [_Prepared(zx, zz, torch.from_numpy(t.log_k.astype(np.float32)),
-                          torch.from_numpy(t.log_kz.astype(np.float32)), m_q, x0,
-                          1.0 / t.efficiency.probability(x0) if self.efficiency_correction else np.ones(len(x0)))
+        ok0 = inside(x0, support)
+        u0 = np.where(ok0[:, None], to_u(x0, support), 0.0)
+        return [_Prepared(zx.reshape(n, m, d), zz, torch.from_numpy((t.log_k + jx.reshape(n, m)).astype(np.float32)),
+                          torch.from_numpy((t.log_kz + jz).astype(np.float32)), m_q, u0,
+                          ok0 / t.efficiency.probability(x0) if self.efficiency_correction else ok0.astype(float))
                 for t in tables]
 
     def _member(self, p: Problem, ref: DensityFlow, prepared: list[_Prepared], k: int, weight: np.ndarray,
-                seeds: tuple[int, int, int], name: str) -> DensityFlow:
+                seeds: tuple[int, int, int], name: str,
+                support: tuple[np.ndarray, np.ndarray] | None = None) -> DensityFlow:
         """A fresh p_θ fitted to the measured events with weights ``weight`` through detector model ``k``: a plain
         start on the proposal's nodes weighted by ``weight`` / ε_k, then the folded likelihood. ``seeds``: the
         flow's initialisation, its start fit and its folded fit."""
         t = prepared[k]
         settings = self._theta_settings(t.zx.shape[2])
-        unf = DensityFlow(p.sim_gen, None, settings, seeds[0], p.sim_weight)
+        unf = DensityFlow(to_u(p.sim_gen, support), None, settings, seeds[0], p.sim_weight)
         if t.m_q and self.init_epochs:
             # start from the proposal's unfolding of these data (its nodes weighted by 1/ε_k), a cheap plain fit
             # that leaves the folded fit less ground to cover
@@ -397,10 +435,12 @@ class LikelihoodUnfolding:
             out.append((eff, kernel))
         return out
 
-    def _adapt(self, p: Problem, seed: int, post: DensityFlow, center: DensityFlow, a: int) -> DensityFlow:
+    def _adapt(self, p: Problem, seed: int, post: DensityFlow, center: DensityFlow, a: int,
+               support: tuple[np.ndarray, np.ndarray] | None = None) -> DensityFlow:
         """The proposal refitted on the passing pairs reweighted by r(x) = p̂(x) / p_sim(x), so that it is the
-        posterior under the current estimate p̂ (``center``) instead of the simulation's prior."""
-        xs = center.sample(n=min(p.n_sim, 200_000), seed=member_seed(seed, 50, a))
+        posterior under the current estimate p̂ (``center``, a flow in the coordinates u of ``support``) instead
+        of the simulation's prior."""
+        xs = from_u(center.sample(n=min(p.n_sim, 200_000), seed=member_seed(seed, 50, a)), support)
         ratio = fit_ratio(xs, np.ones(len(xs)), p.sim_gen, p.sim_weight, member_seed(seed, 51, a),
                           min_steps=self.adapt_steps)
         r = np.clip(np.exp(ratio.logit(p.sim_gen)), 1 / _RATIO_CLIP, _RATIO_CLIP)

@@ -6,7 +6,8 @@ files, checked column by column, or from a ``case``), runs every method of ``met
 after every method has finished, into ``out``:
 
 * ``histograms.csv``: per method and gen column, each bin's ``low`` and ``high`` edge, the
-  unfolded probability ``mean`` and its ``sd`` over the method's members, and the exact
+  unfolded probability ``mean`` and its 1σ uncertainty ``sd`` (the members' sd, or the ensemble
+  mean's error for a method with replicated members, :meth:`~rarefy.unfold.base.Unfolded.histogram`), and the exact
   ``truth`` probability for a case (empty for files); a ``prior`` row set holds the
   simulation's own gen histogram;
 * ``metrics.json``: sizes, the simulation's efficiency, and per method its wall time (s),
