@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -452,8 +453,25 @@ def unfold(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    SIGTERM (a batch system's or ``kill``'s stop) unwinds as Ctrl-C does: the running simulator
+    commands are killed with their process groups on the way out and staged run directories stay
+    unpublished; the exit status is then 128 + the signal's number (143).
+    """
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        app()
+    except SystemExit:
+        if terminated:
+            raise SystemExit(128 + terminated[0]) from None
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

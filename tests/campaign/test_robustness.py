@@ -225,6 +225,45 @@ def test_ctrl_c_of_the_driver_kills_the_running_commands(tmp_path, executor, tim
         assert store.counts()["done"] == 0
 
 
+TERMINATED = """
+import sys
+from rarefy.cli import main
+sys.argv = ["rarefy", "simulate", sys.argv[1], "--out", sys.argv[2]]
+main()
+"""
+
+
+@pytest.mark.parametrize("executor", ["sync", "local"])
+def test_sigterm_of_the_cli_kills_the_running_commands(tmp_path, executor):
+    import signal
+    import subprocess
+
+    import yaml
+
+    script = tmp_path / "sleeper.py"
+    script.write_text(PID_SCRIPT)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    sim = {"kind": "command", "command": [sys.executable, str(script), str(pids)], "output": "events.csv"}
+    ex = {"kind": "sync"} if executor == "sync" else {"kind": "local", "workers": 1, "processes": True}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config(sim, executor=ex, timeout_s=60.0)))
+    proc = subprocess.Popen([sys.executable, "-c", TERMINATED, str(cfg), str(tmp_path / "run")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        started = wait_for_pids(pids, 2)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert survivors(started) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kill_all(pids)
+    with EventStore(tmp_path / "run") as store:                 # the run is left for a resume to redo
+        assert store.counts()["done"] == 0
+
+
 SLURM = {"kind": "slurm", "queue": "debug", "account": "rare-events", "cores": 2, "memory": "3GB",
          "walltime": "00:20:00", "jobs": 2, "job_extra_directives": ["--constraint=cpu", "--qos=low"]}
 
