@@ -352,3 +352,7 @@ def test_optimize_command_on_a_loop_run(loop_run, tmp_path):
     o = json.loads((tmp_path / "o.json").read_text())
     assert o["objective"] == "ucb" and o["baseline_rate"] == pytest.approx(res.result["baseline_rate"])
     assert o["reduction"] == pytest.approx(1 - o["rate"] / o["baseline_rate"])
+    # the run directory's copy is the same record, traceable to the code and config that made it
+    assert json.loads((out / "optimum.json").read_text()) == o
+    assert o["provenance"]["seed"] == res.result["provenance"]["seed"]
+    assert o["provenance"]["config_sha256"] == res.result["provenance"]["config_sha256"]

@@ -2,7 +2,9 @@
 
 The optimiser itself is :func:`rarefy.optim.design.optimize_design`. :func:`optimize_run`
 is the Python equivalent of ``rarefy optimize RUN_DIR``: it loads the surrogate of a run
-directory (from ``rarefy fit`` or ``rarefy run``) and writes ``RUN_DIR/optimum.json``.
+directory (from ``rarefy fit`` or ``rarefy run``) and writes ``RUN_DIR/optimum.json``: the
+optimum's fields (:meth:`rarefy.optim.design.OptimumResult.to_dict`) and its ``provenance``
+(:func:`rarefy.provenance.provenance`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..data.rundir import CONFIG, OPTIMUM, RATES, SURROGATE_DIR, TRAINING_RATES,
 from ..errors import InputError
 from ..io import check_output, read_parquet, write_json
 from ..optim.design import OptimumResult, baseline_of, optimize_design
+from ..provenance import provenance
 from ..space import DesignSpace
 
 __all__ = ["optimize_run"]
@@ -66,9 +69,10 @@ def _optimize(run_dir: Path, objective: str | None, kappa: float | None,
     result = optimize_design(sur, settings, target=cfg.target, seed=cfg.seed, observed=observed,
                              baseline=baseline_of(cfg.baseline, cfg.target, sur, simulator))
     result.rate_unit = cfg.fidelity(str(cfg.target)).value_unit
-    write_json(run_dir / OPTIMUM, result.to_dict())
+    record = {**result.to_dict(), "provenance": provenance(cfg)}
+    write_json(run_dir / OPTIMUM, record)
     if json_out is not None:
-        write_json(json_out, result.to_dict())
+        write_json(json_out, record)
     return result
 
 
