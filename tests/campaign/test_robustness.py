@@ -191,11 +191,8 @@ simulate(sys.argv[1], sys.argv[2], progress=False)
 """
 
 
-@pytest.mark.parametrize("executor, timeout_s", [("sync", None), ("sync", 60.0), ("local", 60.0)])
-def test_ctrl_c_of_the_driver_kills_the_running_commands(tmp_path, executor, timeout_s):
-    import signal
-    import subprocess
-
+def sleeper_campaign(tmp_path: Path, executor: str, timeout_s) -> tuple[Path, Path]:
+    """A campaign config whose command sleeps after writing its pid into the returned folder."""
     import yaml
 
     script = tmp_path / "sleeper.py"
@@ -206,6 +203,15 @@ def test_ctrl_c_of_the_driver_kills_the_running_commands(tmp_path, executor, tim
     ex = {"kind": "sync"} if executor == "sync" else {"kind": "local", "workers": 1, "processes": True}
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config(sim, executor=ex, timeout_s=timeout_s)))
+    return cfg, pids
+
+
+@pytest.mark.parametrize("executor, timeout_s", [("sync", None), ("sync", 60.0), ("local", 60.0)])
+def test_ctrl_c_of_the_driver_kills_the_running_commands(tmp_path, executor, timeout_s):
+    import signal
+    import subprocess
+
+    cfg, pids = sleeper_campaign(tmp_path, executor, timeout_s)
     # the driver gets Ctrl-C's default disposition even when the test runner itself was started as a
     # background job (which ignores SIGINT, and its children inherit that)
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(cfg), str(tmp_path / "run")],
@@ -238,16 +244,7 @@ def test_sigterm_of_the_cli_kills_the_running_commands(tmp_path, executor):
     import signal
     import subprocess
 
-    import yaml
-
-    script = tmp_path / "sleeper.py"
-    script.write_text(PID_SCRIPT)
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    sim = {"kind": "command", "command": [sys.executable, str(script), str(pids)], "output": "events.csv"}
-    ex = {"kind": "sync"} if executor == "sync" else {"kind": "local", "workers": 1, "processes": True}
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(config(sim, executor=ex, timeout_s=60.0)))
+    cfg, pids = sleeper_campaign(tmp_path, executor, 60.0)
     proc = subprocess.Popen([sys.executable, "-c", TERMINATED, str(cfg), str(tmp_path / "run")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

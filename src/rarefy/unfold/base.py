@@ -20,7 +20,10 @@ generation-level samples ``members[j] = (x_j, w_j)``. OmniFold returns the simul
 member-specific weights; the generative methods return fresh samples with unit weights.
 Members differ by bootstrap of the data (and of the simulation) and by network seed, so
 their spread is the uncertainty: :meth:`Unfolded.histogram` gives the per-bin mean
-probability and its standard deviation over members.
+probability and its standard deviation over members. Histograms are **normalised to
+unit total** (probability per bin): the shape of p_true, which every method estimates;
+the number of true events is a separate, efficiency-corrected estimate
+(``info["n_true"]`` where a method gives it).
 
 **Replicated members.** Where one fit's answer depends on its start as well as on its data
 (a flexible fit in bins narrower than the resolution), the members' spread is the error of
@@ -39,10 +42,6 @@ fits). :meth:`Unfolded.histogram` gives its square root, with c clipped at zero,
 Student's t quantile for G − 1 degrees of freedom at 0.8413 (1.077 for G = 8): the variance is
 estimated from G replicas, and ± that half-width is the 68.3 % interval a 1σ error bar
 promises (with the plain square root, 1σ bars from 8 replicas cover about 0.65).
- Histograms are **normalised to
-unit total** (probability per bin): the shape of p_true, which every method estimates;
-the number of true events is a separate, efficiency-corrected estimate
-(``info["n_true"]`` where a method gives it).
 """
 
 from __future__ import annotations
@@ -52,12 +51,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
-
 from scipy.stats import t as student_t
 
 from ..errors import InputError, fmt_value
 
 __all__ = ["Problem", "Unfolded", "Unfolder", "replicated_error"]
+
+_ONE_SIGMA = 0.8413447460685429   # Φ(1): the upper end of the central 68.3 % interval
 
 
 def _matrix(a: Any, width: int, what: str, names: Sequence[str], source: str | None) -> np.ndarray:
@@ -267,9 +267,6 @@ def replicated_error(values: np.ndarray, replicas: np.ndarray) -> np.ndarray:
     between = groups.mean(axis=1).var(axis=0, ddof=1)                  # B = c + W / r
     c = np.maximum(between - within / r, 0.0)
     return float(student_t.ppf(_ONE_SIGMA, g - 1)) * np.sqrt(c * (1 + 1 / g) + within / (g * r))
-
-
-_ONE_SIGMA = 0.8413447460685429   # Φ(1): the upper end of the central 68.3 % interval
 
 
 @runtime_checkable

@@ -383,8 +383,7 @@ class LikelihoodUnfolding:
                 for t in tables]
 
     def _member(self, p: Problem, ref: DensityFlow, prepared: list[_Prepared], k: int, weight: np.ndarray,
-                seeds: tuple[int, int, int], name: str,
-                support: tuple[np.ndarray, np.ndarray] | None = None) -> DensityFlow:
+                seeds: tuple[int, int, int], name: str, support: tuple[np.ndarray, np.ndarray] | None) -> DensityFlow:
         """A fresh p_θ fitted to the measured events with weights ``weight`` through detector model ``k``: a plain
         start on the proposal's nodes weighted by ``weight`` / ε_k, then the folded likelihood. ``seeds``: the
         flow's initialisation, its start fit and its folded fit."""
@@ -413,7 +412,7 @@ class LikelihoodUnfolding:
         p = problem
         post = self._proposal(p, seed)
         if center is not None:
-            post = self._adapt(p, seed, post, center, 0)
+            post = self._adapt(p, seed, post, center, 0, None)
         return self._draw(p, seed, post, self._detectors(p, seed, [p.sim_weight]), 0 if center is None else 1)[0]
 
     def _kernel_settings(self) -> FlowSettings:
@@ -436,7 +435,7 @@ class LikelihoodUnfolding:
         return out
 
     def _adapt(self, p: Problem, seed: int, post: DensityFlow, center: DensityFlow, a: int,
-               support: tuple[np.ndarray, np.ndarray] | None = None) -> DensityFlow:
+               support: tuple[np.ndarray, np.ndarray] | None) -> DensityFlow:
         """The proposal refitted on the passing pairs reweighted by r(x) = p̂(x) / p_sim(x), so that it is the
         posterior under the current estimate p̂ (``center``, a flow in the coordinates u of ``support``) instead
         of the simulation's prior."""
