@@ -79,11 +79,32 @@ def test_bounded_fit_puts_nothing_outside_the_simulated_range():
 
 
 @pytest.mark.parametrize("bad", [{"members": 0}, {"nodes": 0}, {"defensive": 1.0}, {"init_epochs": -1},
-                                 {"starts": 0}, {"starts": 3}, {"members": 4, "starts": 4}])
+                                 {"starts": 0}, {"starts": 3}, {"members": 4, "starts": 4},
+                                 {"kernel_min_steps": -1}])
 def test_bad_settings_raise(bad):
     prob, _ = GaussianToy().problem(2000, 1000, seed=1)
     with pytest.raises(InputError):
         LikelihoodUnfolding(**bad).unfold(prob, 0)
+
+
+def test_small_data_fits_take_a_floor_of_steps(monkeypatch):
+    """Epoch counts chosen at 10^5 events would leave the kernel, proposal and start fits of a small problem a
+    handful of optimiser steps: every flow fit is given a least number of steps per epoch."""
+    from rarefy.unfold import likelihood
+
+    calls = []
+
+    def spy(x, c, settings, seed, **kw):
+        calls.append((kw["name"], settings.min_steps))
+        return fit_flow(x, c, settings, seed, **kw)
+
+    monkeypatch.setattr(likelihood, "fit_flow", spy)
+    prob, _ = GaussianToy().problem(3000, 1000, seed=2)
+    LikelihoodUnfolding(members=2, starts=1, kernels=1, nodes=4, norm_nodes=1024, init_epochs=1, epochs=1,
+                        kernel_epochs=1, adapt_epochs=1, adapt_steps=20).unfold(prob, 0)
+    names = {name.split(" ")[1] for name, _ in calls}
+    assert {"kernel", "proposal", "central", "member"} <= names
+    assert all(floor >= 40 for _, floor in calls)
 
 
 def test_adapted_proposal_fits_the_estimate_not_the_prior():

@@ -156,6 +156,13 @@ def _log_gauss(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return -0.5 * (z ** 2).sum(-1) - np.log(sd).sum() - 0.5 * x.shape[-1] * math.log(2 * math.pi)
 
 
+def _gaussian_nll(x: np.ndarray, w: np.ndarray) -> float:
+    """Weighted mean negative log-density (nats, units of x) of ``x`` (n, d) under its own weighted moment-matched
+    diagonal Gaussian: a fit of a flexible density to ``x`` should not do much worse."""
+    var = np.average((x - np.average(x, axis=0, weights=w)) ** 2, axis=0, weights=w)
+    return float(0.5 * np.sum(np.log(2 * math.pi * math.e * np.maximum(var, 1e-300))))
+
+
 def stratified_normal(n: int, m: int, d: int, rng: np.random.Generator) -> np.ndarray:
     """(n, m, d) standard-normal draws (dimensionless): for each of n rows a rank-1 lattice of m points in [0, 1)^d (equally
     spaced along the first axis) shifted by one uniform draw modulo 1 (Cranley–Patterson), through Φ⁻¹. Each
@@ -175,7 +182,13 @@ def _sobol_normal(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
 
 
 _RATIO_CLIP = 20.0      # bound on the proposal's reweighting p̂ / p_sim
+_START_MARGIN = 0.25    # nats per node: a start fit this much worse than a Gaussian failed
+_START_TRIES = 3        # initialisations tried for a failed start fit
 _STEPS_PER_EPOCH = 24   # what 10^5 measured events give at the default 4,096 per batch
+_SMALLEST_BATCH = 2048  # the folded fit's least batch: 10^5 measured events in a Poisson bootstrap give 2,634
+# the start fit's least steps per epoch: 10^5 measured events in a Poisson bootstrap (63,000 of positive
+# weight) with 12 proposal nodes each give 93 batches of 8,192, so 80 leaves that size unchanged
+_INIT_STEPS_PER_EPOCH = 80
 
 @dataclass(frozen=True)
 class _Prepared:
@@ -241,9 +254,16 @@ class LikelihoodUnfolding:
         Epochs of each member's folded-likelihood fit.
     batch_size, lr:
         Measured events per step (at most; smaller when fewer than 24 batches of it fit in the data, down to
-        256, so small data sets get as many optimiser steps per epoch) and Adam learning rate of p_θ.
+        2,048 or all of them, and an epoch of fewer events passes over them more than once: small data sets get
+        as many optimiser steps per epoch, of as little gradient noise) and Adam learning rate of p_θ.
     kernel_transforms, kernel_hidden, kernel_bins, kernel_epochs:
         The conditional flows p_φ(y | x) and q_post(x | y) (and their epochs on the passing pairs).
+    kernel_min_steps:
+        Least optimiser steps per epoch of those flows: with fewer passing simulated pairs (of positive weight)
+        than this many batches of 2,048, the batch shrinks (to no fewer than 256 pairs). The Gaussian toy's
+        200,000 simulated events leave 148,000 passing pairs, 94,000 in a Poisson bootstrap: 46 batches, so
+        40 leaves fits at that size and above unchanged, while 20,000 simulated events get about 40 steps
+        per epoch instead of 5–8 (0: no floor).
     samples:
         Draws per member (0: as many as measured events).
     efficiency_correction:
@@ -283,6 +303,7 @@ class LikelihoodUnfolding:
     kernel_hidden: tuple[int, ...] = (32, 32)
     kernel_bins: int = 8
     kernel_epochs: int = 16
+    kernel_min_steps: int = 40
     samples: int = 0
     efficiency_correction: bool = True
     adapt: int = 1
@@ -301,6 +322,9 @@ class LikelihoodUnfolding:
                              column="init_epochs")
         if self.adapt < 0:
             raise InputError(f"likelihood unfolding: adapt must be >= 0, got {self.adapt}", column="adapt")
+        if self.kernel_min_steps < 0:
+            raise InputError(f"likelihood unfolding: kernel_min_steps must be >= 0, got {self.kernel_min_steps}",
+                             column="kernel_min_steps")
         for key in ("members", "kernels", "nodes", "adapt_epochs", "adapt_steps", "norm_nodes", "epochs", "batch_size", "transforms",
                     "bins", "kernel_transforms", "kernel_bins", "kernel_epochs"):
             if int(getattr(self, key)) < 1:
@@ -393,9 +417,22 @@ class LikelihoodUnfolding:
         if t.m_q and self.init_epochs:
             # start from the proposal's unfolding of these data (its nodes weighted by 1/ε_k), a cheap plain fit
             # that leaves the folded fit less ground to cover
-            init = replace(settings, epochs=self.init_epochs, batch_size=8192, lr=self.lr)
-            unf = fit_flow(t.x0, None, init, seeds[1], weight=np.repeat(weight, t.m_q) * t.inv_eps,
-                           start=unf, name=f"{name} start")
+            init = replace(settings, epochs=self.init_epochs, batch_size=8192, lr=self.lr, min_steps=_INIT_STEPS_PER_EPOCH)
+            w0 = np.repeat(weight, t.m_q) * t.inv_eps
+            gauss = _gaussian_nll(t.x0, w0)
+            for attempt in range(_START_TRIES):
+                if attempt:
+                    # the start fit is worse than a Gaussian by a wide margin: a random initialisation it could
+                    # not recover from in its few steps; the folded fit would inherit it, so draw another
+                    log.info("%s: start fit %.3f nats worse than a Gaussian, fresh initialisation %d", name,
+                             nll - gauss, attempt)
+                    unf = DensityFlow(to_u(p.sim_gen, support), None, settings, member_seed(seeds[0], 59, attempt),
+                                      p.sim_weight)
+                unf = fit_flow(t.x0, None, init, seeds[1] if not attempt else member_seed(seeds[1], 59, attempt),
+                               weight=w0, start=unf, name=f"{name} start")
+                nll = -float(np.average(unf.log_prob(t.x0), weights=w0))
+                if nll <= gauss + _START_MARGIN:
+                    break
         return self._fit(unf, t.zx, t.lk, t.zz, t.lkz, ref.sx.log_jacobian, weight, self.epochs, self.lr, seeds[2],
                          name)
 
@@ -417,7 +454,7 @@ class LikelihoodUnfolding:
 
     def _kernel_settings(self) -> FlowSettings:
         return FlowSettings(transforms=self.kernel_transforms, hidden=tuple(self.kernel_hidden), bins=self.kernel_bins,
-                            epochs=self.kernel_epochs, batch_size=2048, lr=3e-3)
+                            epochs=self.kernel_epochs, batch_size=2048, lr=3e-3, min_steps=self.kernel_min_steps)
 
     def _proposal(self, p: Problem, seed: int) -> DensityFlow:
         """q_post(x | y) under the simulation's prior, fitted on the passing pairs."""
@@ -496,13 +533,18 @@ class LikelihoodUnfolding:
         keep = np.flatnonzero(weight > 0)
         wt = torch.from_numpy((weight / weight[keep].mean()).astype(np.float32))
         _n, m, d = zx.shape
-        # at least _STEPS_PER_EPOCH steps per epoch: with few measured events the batch shrinks, so a fit
-        # takes about as many optimiser steps as at 10^5 events and 4,096 per batch (unchanged there)
-        bs = floored_batch(len(keep), self.batch_size, _STEPS_PER_EPOCH)
-        nb = max(1, math.ceil(len(keep) / bs))
+        # at least _STEPS_PER_EPOCH steps per epoch of at least _SMALLEST_BATCH events (or all of them): with
+        # few measured events an epoch passes over the data more than once, so a fit takes as many steps, of
+        # as little gradient noise, as at 10^5 events and 4,096 per batch (unchanged there)
+        bs = floored_batch(len(keep), self.batch_size, _STEPS_PER_EPOCH, smallest=min(len(keep), _SMALLEST_BATCH))
+        natural = math.ceil(len(keep) / bs)
+        nb = max(_STEPS_PER_EPOCH, natural)
+        passes = 1 if nb == natural else math.ceil(nb * bs / len(keep))
 
         def batches(epoch: int) -> Iterator[torch.Tensor]:
-            perm = torch.from_numpy(keep[np.random.default_rng([seed, 2, epoch]).permutation(len(keep))])
+            perm = np.concatenate([np.random.default_rng([seed, 2, epoch] + ([r] if r else [])).permutation(len(keep))
+                                   for r in range(passes)])
+            perm = torch.from_numpy(keep[perm])
             for b in range(nb):
                 yield perm[b * bs:(b + 1) * bs]
 
