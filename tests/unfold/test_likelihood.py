@@ -107,6 +107,27 @@ def test_small_data_fits_take_a_floor_of_steps(monkeypatch):
     assert all(floor >= 40 for _, floor in calls)
 
 
+def test_failed_start_fit_is_redrawn(monkeypatch, caplog):
+    """A start fit far worse than the nodes' own Gaussian is redrawn from fresh initialisations; a good one is kept."""
+    import logging
+
+    from rarefy.unfold import likelihood
+
+    prob, _ = GaussianToy().problem(12_000, 6000, seed=2)
+    m = LikelihoodUnfolding(members=1, starts=1, kernels=1, nodes=4, norm_nodes=1024, init_epochs=4, epochs=1,
+                            kernel_epochs=1, adapt=0)
+    with caplog.at_level(logging.INFO, logger="rarefy.unfold.likelihood"):
+        kept = m.unfold(prob, 0)
+    assert "fresh initialisation" not in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(likelihood, "_START_MARGIN", -1e9)      # no start is good enough: every one is redrawn
+    with caplog.at_level(logging.INFO, logger="rarefy.unfold.likelihood"):
+        redrawn = m.unfold(prob, 0)
+    assert caplog.text.count("fresh initialisation") == likelihood._START_TRIES - 1
+    assert not np.array_equal(kept.members[0][0], redrawn.members[0][0])
+    assert all(np.isfinite(x).all() for x, _ in redrawn.members)
+
+
 def test_adapted_proposal_fits_the_estimate_not_the_prior():
     """E log Î falls short of log I by about Var Î / (2 I²), least where the node terms K_im p_θ(x_im) are alike.
     Nodes drawn from the posterior under a density near the truth make the terms more alike at the truth than
