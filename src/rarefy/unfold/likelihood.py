@@ -59,8 +59,8 @@ likelihood on these data is (1.004, 1.199); the remaining pull of the width is t
 removed by ``adapt`` below). The normalisation nodes are scrambled Sobol points.
 
 The denominator uses ``norm_nodes`` fixed nodes from g:
-∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). The nodes (not their weights) are the same for all members:
-their finite number is a small fixed error of the objective (docs/unfold/generative.md).
+∫ ε p_θ ≈ (1/N) Σ_l ε(z_l) p_θ(z_l) / g(z_l). Both sets of nodes are drawn once per detector model (below)
+and stay fixed through its members' fits.
 
 **Adapting the proposal to the estimate.** The penalty Var Î/(2 I²) is a bias of the
 objective, not only noise: it is smallest where p_θ is like the proposal's prior, so with
@@ -82,10 +82,18 @@ start from, and fit through, the adapted nodes.
 
 **Ensemble: independent members, data and simulation statistics.** ``kernels`` = K detector
 models (ε_k, p_φk) are fitted, each on its own Poisson(1) bootstrap of the simulation's
-weights; the proposal and the nodes are shared (fitted once on all of the simulation: any
-proposal keeps the integral unbiased, so only the weights K_im depend on k, and a node table
-costs one kernel evaluation per node). Member j uses detector model k = j mod K, its own
-Poisson(1) bootstrap weights of the data, and a **fresh** p_θ: a plain fit for
+weights. The proposal is shared (fitted once on all of the simulation: any proposal keeps the
+integral unbiased), but each model draws its own node table from it. A node table is a random
+input of the fit like the data's bootstrap: its finite number of nodes moves the maximum a
+little, and replicas that shared one table would share that error, which their spread would
+then miss. With one table per model the error varies between replicas, enters their spread,
+and is averaged over K tables in the ensemble mean; the cost is the same (every model's table
+takes one kernel evaluation per node either way, and one draw from the proposal). On the
+Gaussian example's size (20,000 / 5,000, development seeds 1–10) one shared table left 1σ bars
+covering 0.54 of the bins with χ²/ndf 4.3; own tables give 0.66 and 2.7
+(docs/unfold/generative.md). ``shared_nodes`` restores one table for all.
+Member j of replica g (g = j when ``starts`` = 1) uses detector model k = g mod K with its node
+table, the replica's own Poisson(1) bootstrap weights of the data, and a **fresh** p_θ: a plain fit for
 ``init_epochs`` to the proposal's nodes weighted by its bootstrap weights / ε_k (a cheap
 start near the one-pass posterior), then ``epochs`` of the folded likelihood, then
 ``samples`` unit-weight draws. Members thus differ by the data's and the simulation's
@@ -294,6 +302,9 @@ class LikelihoodUnfolding:
     starts:
         Members per data replica, each from its own start (1: every member its own replica, and the result's
         uncertainty is the members' spread; ≥ 2: the ensemble mean's error from the replicas, see above).
+    shared_nodes:
+        Draw one node table for all detector models instead of one per model (their spread then misses the
+        table's error; for comparison).
     bounded:
         Fit p_θ in the logit coordinates of the simulated range (:mod:`rarefy.unfold.support`), so that it puts
         no probability outside it; for a generator on a bounded range (XLZD's 2–13 keV), not for an unbounded
@@ -327,6 +338,7 @@ class LikelihoodUnfolding:
     stratified: bool = True
     starts: int = 2
     bounded: bool = False
+    shared_nodes: bool = False
 
     def _check(self) -> None:
         if self.starts < 1 or self.members % self.starts or (self.starts > 1 and self.members < 2 * self.starts):
@@ -400,26 +412,28 @@ class LikelihoodUnfolding:
 
     def _prepare(self, ref: DensityFlow, tables: list[FoldingNodes],
                  support: tuple[np.ndarray, np.ndarray] | None) -> list[_Prepared]:
-        """The node tables as the fit reads them, once per node set: standardised nodes (shared; in the logit
+        """The node tables as the fit reads them, one per detector model: standardised nodes (in the logit
         coordinates u with a ``support``, whose log |du/dx| joins the log-weights and outside which a node's
-        weight is zero), float32 log-weights and the start fit's 1/ε at the proposal's nodes, per detector model."""
+        weight is zero), float32 log-weights and the start fit's 1/ε at the proposal's nodes."""
         n, m, d = tables[0].x.shape
+        m_q = m - max(1, round(self.defensive * m))
 
         def coords(x: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
             ok = inside(x, support)
             u = np.where(ok[:, None], to_u(x, support), 0.0)
             return torch.from_numpy(ref.sx(u)), np.where(ok, log_du_dx(x, support), -np.inf)
 
-        zx, jx = coords(tables[0].x.reshape(n * m, d))
-        zz, jz = coords(tables[0].z)
-        m_q = m - max(1, round(self.defensive * m))
-        x0 = tables[0].x[:, :m_q].reshape(n * m_q, d)
-        ok0 = inside(x0, support)
-        u0 = np.where(ok0[:, None], to_u(x0, support), 0.0)
-        return [_Prepared(zx.reshape(n, m, d), zz, torch.from_numpy((t.log_k + jx.reshape(n, m)).astype(np.float32)),
-                          torch.from_numpy((t.log_kz + jz).astype(np.float32)), m_q, u0,
-                          ok0 / t.efficiency.probability(x0) if self.efficiency_correction else ok0.astype(float))
-                for t in tables]
+        out: list[_Prepared] = []
+        for t in tables:
+            zx, jx = coords(t.x.reshape(n * m, d))
+            zz, jz = coords(t.z)
+            x0 = t.x[:, :m_q].reshape(n * m_q, d)
+            ok0 = inside(x0, support)
+            u0 = np.where(ok0[:, None], to_u(x0, support), 0.0)
+            out.append(_Prepared(zx.reshape(n, m, d), zz, torch.from_numpy((t.log_k + jx.reshape(n, m)).astype(np.float32)),
+                                 torch.from_numpy((t.log_kz + jz).astype(np.float32)), m_q, u0,
+                                 ok0 / t.efficiency.probability(x0) if self.efficiency_correction else ok0.astype(float)))
+        return out
 
     def _member(self, p: Problem, ref: DensityFlow, prepared: list[_Prepared], k: int, weight: np.ndarray,
                 seeds: tuple[int, int, int], name: str, support: tuple[np.ndarray, np.ndarray] | None) -> DensityFlow:
@@ -501,24 +515,43 @@ class LikelihoodUnfolding:
 
     def _draw(self, p: Problem, seed: int, post: DensityFlow, detectors: list[tuple[LogitNet, DensityFlow]],
               a: int) -> list[FoldingNodes]:
-        """Fixed nodes from the defensive mixture of ``post`` and the wide Gaussian g, and one table of log-weights
-        per detector model (the nodes are shared; ``a`` numbers the proposal, for the seeds)."""
-        d = len(p.gen_names)
+        """One table of fixed nodes from the defensive mixture of ``post`` and the wide Gaussian g, with their
+        log-weights, per detector model: each model its own nodes, or one set for all with ``shared_nodes``
+        (``a`` numbers the proposal, for the seeds)."""
         w_sim = p.sim_weight
         g_mean = np.average(p.sim_gen, axis=0, weights=w_sim)
         g_sd = 1.5 * np.sqrt(np.average((p.sim_gen - g_mean) ** 2, axis=0, weights=w_sim))
         m = self.nodes
+        y_rep = np.repeat(p.data_rec, m, axis=0)                       # (n·m, k), event-major
+        out = []
+        shared = self._nodes(p, seed, post, a, None, g_mean, g_sd, y_rep) if self.shared_nodes else None
+        for k, (eff, kernel) in enumerate(detectors):
+            x_nodes, z_nodes, log_q = shared or self._nodes(p, seed, post, a, k, g_mean, g_sd, y_rep)
+            xf = x_nodes.reshape(-1, x_nodes.shape[2])
+            log_eps = -np.logaddexp(0.0, -eff.logit(xf)) if self.efficiency_correction else np.zeros(len(xf))
+            log_k = (log_eps + kernel.log_prob(y_rep, xf) - log_q - math.log(m)).reshape(p.n_data, m)
+            log_eps_z = -np.logaddexp(0.0, -eff.logit(z_nodes)) if self.efficiency_correction else 0.0
+            log_kz = log_eps_z - _log_gauss(z_nodes, g_mean, g_sd) - math.log(self.norm_nodes)
+            out.append(FoldingNodes(x_nodes, log_k, z_nodes, log_kz, kernel, post, eff))
+        return out
+
+    def _nodes(self, p: Problem, seed: int, post: DensityFlow, a: int, k: int | None, g_mean: np.ndarray,
+               g_sd: np.ndarray, y_rep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One draw of the nodes (n_data, nodes, d) and normalisation nodes (norm_nodes, d), x units, with the
+        nodes' log proposal density; ``k`` numbers a detector model's own set (None: the shared one)."""
+        d = len(p.gen_names)
+        m = self.nodes
         m_g = max(1, round(self.defensive * m))
         m_q = m - m_g
-        rng = np.random.default_rng([int(seed), 41] if a == 0 else [int(seed), 41, a])
         n = p.n_data
-        y_rep = np.repeat(p.data_rec, m, axis=0)                       # (n·m, k), event-major
+        own = [] if k is None else [k]
+        rng = np.random.default_rng(([int(seed), 41] if a == 0 and k is None else [int(seed), 41, a]) + own)
         x_nodes = np.empty((n, m, d))
         if self.stratified:
             # each event's nodes of a component: a lattice of that many points shifted by one uniform draw
             # per event (unbiased: every node is marginally a draw of its component), mapped through Φ⁻¹
             if m_q:
-                zq = stratified_normal(n, m_q, d, np.random.default_rng([int(seed), 44, a]))
+                zq = stratified_normal(n, m_q, d, np.random.default_rng([int(seed), 44, a] + own))
                 x_nodes[:, :m_q] = post.sample(np.repeat(p.data_rec, m_q, axis=0),
                                                base=zq.reshape(n * m_q, d)).reshape(n, m_q, d)
             x_nodes[:, m_q:] = g_mean + g_sd * stratified_normal(n, m_g, d, rng)
@@ -526,21 +559,14 @@ class LikelihoodUnfolding:
         else:
             if m_q:
                 x_nodes[:, :m_q] = post.sample(np.repeat(p.data_rec, m_q, axis=0),
-                                               seed=member_seed(seed, 42) if a == 0 else member_seed(seed, 42, a)
+                                               seed=member_seed(seed, 42, *([a] if a or own else []), *own)
                                                ).reshape(n, m_q, d)
             x_nodes[:, m_q:] = g_mean + g_sd * rng.standard_normal((n, m_g, d))
             z_nodes = g_mean + g_sd * rng.standard_normal((self.norm_nodes, d))
         xf = x_nodes.reshape(n * m, d)
         log_g = np.log(m_g / m) + _log_gauss(xf, g_mean, g_sd)
         log_q = np.logaddexp(np.log(m_q / m) + post.log_prob(xf, y_rep), log_g) if m_q else log_g
-        out = []
-        for eff, kernel in detectors:
-            log_eps = -np.logaddexp(0.0, -eff.logit(xf)) if self.efficiency_correction else np.zeros(len(xf))
-            log_k = (log_eps + kernel.log_prob(y_rep, xf) - log_q - math.log(m)).reshape(n, m)
-            log_eps_z = -np.logaddexp(0.0, -eff.logit(z_nodes)) if self.efficiency_correction else 0.0
-            log_kz = log_eps_z - _log_gauss(z_nodes, g_mean, g_sd) - math.log(self.norm_nodes)
-            out.append(FoldingNodes(x_nodes, log_k, z_nodes, log_kz, kernel, post, eff))
-        return out
+        return x_nodes, z_nodes, log_q
 
     def _fit(self, unf: DensityFlow, zx: torch.Tensor, lk: torch.Tensor, zz: torch.Tensor, lkz: torch.Tensor,
              jac: float, weight: np.ndarray, epochs: int, lr: float, seed: int, name: str) -> DensityFlow:
