@@ -526,7 +526,8 @@ class LikelihoodUnfolding:
         out = []
         shared = self._nodes(p, seed, post, a, None, g_mean, g_sd, y_rep) if self.shared_nodes else None
         for k, (eff, kernel) in enumerate(detectors):
-            x_nodes, z_nodes, log_q = shared or self._nodes(p, seed, post, a, k, g_mean, g_sd, y_rep)
+            draw = shared if shared is not None else self._nodes(p, seed, post, a, k, g_mean, g_sd, y_rep)
+            x_nodes, z_nodes, log_q = draw
             xf = x_nodes.reshape(-1, x_nodes.shape[2])
             log_eps = -np.logaddexp(0.0, -eff.logit(xf)) if self.efficiency_correction else np.zeros(len(xf))
             log_k = (log_eps + kernel.log_prob(y_rep, xf) - log_q - math.log(m)).reshape(p.n_data, m)
@@ -545,7 +546,8 @@ class LikelihoodUnfolding:
         m_q = m - m_g
         n = p.n_data
         own = [] if k is None else [k]
-        rng = np.random.default_rng(([int(seed), 41] if a == 0 and k is None else [int(seed), 41, a]) + own)
+        keys = own if a == 0 and k is None else [a, *own]     # the shared first draw keeps its original streams
+        rng = np.random.default_rng([int(seed), 41, *keys])
         x_nodes = np.empty((n, m, d))
         if self.stratified:
             # each event's nodes of a component: a lattice of that many points shifted by one uniform draw
@@ -559,7 +561,7 @@ class LikelihoodUnfolding:
         else:
             if m_q:
                 x_nodes[:, :m_q] = post.sample(np.repeat(p.data_rec, m_q, axis=0),
-                                               seed=member_seed(seed, 42, *([a] if a or own else []), *own)
+                                               seed=member_seed(seed, 42, *keys)
                                                ).reshape(n, m_q, d)
             x_nodes[:, m_q:] = g_mean + g_sd * rng.standard_normal((n, m_g, d))
             z_nodes = g_mean + g_sd * rng.standard_normal((self.norm_nodes, d))
